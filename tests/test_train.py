@@ -1,0 +1,68 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from vsr.errors import InputError
+from vsr.train import TrainConfig, extract_patches, train
+
+
+def _config(image_dir, out_dir, **overrides):
+    options = dict(data_dirs=(image_dir,), scale=3, out_dir=out_dir, epochs=4, batch_size=4, lr=3e-3,
+                   progress=False)
+    options.update(overrides)
+    return TrainConfig(**options)
+
+
+def _log(out_dir, scale=3):
+    return [json.loads(line) for line in (out_dir / f"espcn_x{scale}_log.jsonl").read_text().splitlines()]
+
+
+def test_patches_follow_the_paper_grid(image_dir):
+    from vsr.images import find_images
+
+    lr, hr = extract_patches(find_images(image_dir), 3, "bicubic", patch_px=17, stride_px=14)
+    assert lr.shape[1:] == (25, 25) and hr.shape[1:] == (51, 51) and len(lr) == len(hr)
+    assert lr.dtype == np.float32 and hr.dtype == np.uint8
+    # 96x120 -> LR 32x40: rows at 0, 14 and cols at 0, 14 -> 4 patches; 81x75 -> 27x25: 1; 120x96 -> 4.
+    assert len(lr) == 9
+    # The LR patch centre is the bicubic downscale of its HR patch.
+    from vsr.imresize import imresize
+
+    np.testing.assert_allclose(lr[0, 4:-4, 4:-4][2:-2, 2:-2], imresize(hr[0] / 255.0, 1 / 3)[2:-2, 2:-2], atol=0.02)
+
+
+def test_loss_falls_and_best_checkpoint_is_kept(image_dir, tmp_path):
+    result = train(_config(image_dir, tmp_path, val_dirs=(image_dir,), epochs=8, stride_px=4, batch_size=8))
+    log = _log(tmp_path)
+    assert len(log) == 8
+    assert log[-1]["loss"] < 0.5 * log[0]["loss"]
+    assert log[-1]["val_psnr_db"] > log[0]["val_psnr_db"] + 3
+    best = max(log, key=lambda row: row["val_psnr_db"])
+    assert result.best_epoch == best["epoch"]
+    checkpoint = torch.load(result.best_path, weights_only=True)
+    assert checkpoint["scale"] == 3 and checkpoint["epoch"] == best["epoch"]
+
+
+def test_seed_makes_runs_reproducible_and_resume_continues(image_dir, tmp_path):
+    a = train(_config(image_dir, tmp_path / "a", epochs=2, mixed_precision=False))
+    b1 = train(_config(image_dir, tmp_path / "b", epochs=1, mixed_precision=False))
+    b2 = train(_config(image_dir, tmp_path / "b", epochs=2, mixed_precision=False, resume=True))
+    assert b1.epochs_run == 1 and len(_log(tmp_path / "b")) == 2
+    sa = torch.load(tmp_path / "a" / "espcn_x3_last.pt", weights_only=False)["state_dict"]
+    sb = torch.load(tmp_path / "b" / "espcn_x3_last.pt", weights_only=False)["state_dict"]
+    for name in sa:
+        torch.testing.assert_close(sa[name], sb[name])
+    assert a.best_val_psnr_db == pytest.approx(b2.best_val_psnr_db, abs=1e-6) or b2.best_epoch == 1
+
+
+def test_gaussian_degradation_trains(image_dir, tmp_path):
+    train(_config(image_dir, tmp_path, epochs=1, degradation="gaussian", scale=2))
+    assert _log(tmp_path, 2)[0]["val_psnr_db"] > 10
+
+
+def test_no_images_is_a_clear_error(tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(InputError, match="no training images"):
+        train(_config(tmp_path / "empty", tmp_path / "out"))

@@ -1,0 +1,41 @@
+"""The contract every inference backend meets."""
+from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+from ..errors import BackendUnavailable
+
+__all__ = ["Backend", "BackendUnavailable", "as_batch"]
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """Runs ESPCN on luma.
+
+    ``upscale_luma`` takes float32 luma in [0, 1] shaped (N, 1, H, W) and returns float32
+    (N, 1, H * scale, W * scale), clipped to [0, 1]. Backends own their device memory;
+    callers only ever see NumPy arrays. ``close`` frees sessions and device buffers.
+    """
+
+    name: str
+    scale: int
+
+    def upscale_luma(self, luma: np.ndarray) -> np.ndarray: ...
+
+    def close(self) -> None: ...
+
+
+def as_batch(luma: np.ndarray) -> np.ndarray:
+    """Accept (H, W), (N, H, W) or (N, 1, H, W); return contiguous float32 (N, 1, H, W)."""
+    luma = np.asarray(luma, dtype=np.float32)
+    if luma.ndim == 2:
+        luma = luma[None, None]
+    elif luma.ndim == 3:
+        luma = luma[:, None]
+    if luma.ndim != 4 or luma.shape[1] != 1:
+        raise ValueError(f"expected luma shaped (N, 1, H, W), got {luma.shape}")
+    if min(luma.shape[2:]) < 5:
+        raise ValueError(f"luma must be at least 5x5 pixels, got {luma.shape[3]}x{luma.shape[2]}")
+    return np.ascontiguousarray(luma)

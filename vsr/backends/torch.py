@@ -1,0 +1,35 @@
+"""PyTorch backend: the reference implementation, and a GPU path where CUDA is available."""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from .base import BackendUnavailable, as_batch
+
+
+class TorchBackend:
+    name = "torch"
+
+    def __init__(self, scale: int, weights: os.PathLike | str | None = None, device: str = "cpu") -> None:
+        try:
+            import torch
+        except ImportError:
+            raise BackendUnavailable("torch is not installed (pip install torch)") from None
+        from ..models.weights import load_espcn
+
+        if device.startswith("cuda") and not torch.cuda.is_available():
+            raise BackendUnavailable("torch sees no CUDA GPU")
+        self._torch = torch
+        self.scale = scale
+        self.device = device
+        self._model = load_espcn(scale, weights).to(device)
+
+    def upscale_luma(self, luma: np.ndarray) -> np.ndarray:
+        torch = self._torch
+        with torch.inference_mode():
+            x = torch.from_numpy(as_batch(luma)).to(self.device)
+            return self._model(x).clamp_(0.0, 1.0).cpu().numpy()
+
+    def close(self) -> None:
+        self._model = None

@@ -1,0 +1,64 @@
+"""ONNX export (``vsr export``): dynamic batch, height and width."""
+from __future__ import annotations
+
+import hashlib
+import os
+import warnings
+from pathlib import Path
+
+from .errors import BackendUnavailable, OutputError
+
+OPSET = 17
+
+
+def export_onnx(model, path: os.PathLike | str, *, opset: int = OPSET) -> Path:
+    """Write ``model`` (an ESPCN) as ONNX with input ``luma`` (N, 1, H, W) and output ``upscaled``."""
+    import torch
+
+    from .images import atomic_target
+
+    path = Path(path)
+    if path.is_dir():
+        raise OutputError(f"{path}: is a directory")
+    tmp = atomic_target(path)
+    example = torch.rand(1, 1, 32, 48)
+    try:
+        # The TorchScript exporter: the dynamo one needs onnxscript, which is not a dependency.
+        with warnings.catch_warnings():
+            # The reflect padding's Slice nodes cannot be constant-folded; harmless, and noisy.
+            warnings.filterwarnings("ignore", category=UserWarning)
+            warnings.filterwarnings("ignore", category=DeprecationWarning)
+            torch.onnx.export(
+                model.eval(),
+                (example,),
+                tmp,
+                input_names=["luma"],
+                output_names=["upscaled"],
+                dynamic_axes={"luma": {0: "batch", 2: "height", 3: "width"},
+                              "upscaled": {0: "batch", 2: "out_height", 3: "out_width"}},
+                opset_version=opset,
+                dynamo=False,
+            )
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def cached_onnx_export(weights: os.PathLike | str, scale: int) -> Path:
+    """Export a .pt checkpoint once; later calls reuse the file, keyed by the checkpoint's hash."""
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        raise BackendUnavailable("running .pt weights with onnxruntime needs torch to export them") from None
+    from .models.weights import load_espcn
+
+    digest = hashlib.sha256(Path(weights).read_bytes()).hexdigest()[:16]
+    cache = Path(os.environ.get("VSR_CACHE_DIR", Path.home() / ".cache" / "vsr")) / "onnx"
+    cache.mkdir(parents=True, exist_ok=True)
+    target = cache / f"espcn_x{scale}_{digest}.onnx"
+    if not target.exists():
+        export_onnx(load_espcn(scale, weights), target)
+    return target

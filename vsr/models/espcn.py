@@ -1,0 +1,63 @@
+"""ESPCN (Shi et al. 2016, arXiv:1609.05158): the network alone, no I/O."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+SUPPORTED_SCALES = (2, 3, 4)
+
+
+class ESPCN(nn.Module):
+    """Efficient sub-pixel convolutional network for one upscaling factor.
+
+    Call it with a float tensor of luma (Y) in [0, 1], shape (N, 1, H, W); it returns
+    (N, 1, H * scale, W * scale), not clipped (callers clip to [0, 1]).
+
+    Layers as in the paper: conv 5x5 1->64, tanh, conv 3x3 64->32, tanh,
+    conv 3x3 32->scale**2, pixel shuffle, all unpadded ("valid"). ``forward`` first
+    mirrors ``CONTEXT_PX`` pixels around the input, so the output covers the whole
+    input: the network then sees plausible image content at the borders instead of
+    the zeros that per-layer padding would feed it, which is also what it trains on
+    (``body`` takes patches that already carry their context). Inputs must be at
+    least ``CONTEXT_PX + 1`` pixels high and wide.
+    """
+
+    #: Pixels of context each output pixel needs on every side: (5 // 2) + (3 // 2) + (3 // 2).
+    CONTEXT_PX = 4
+
+    def __init__(self, scale: int) -> None:
+        super().__init__()
+        if scale not in SUPPORTED_SCALES:
+            raise ValueError(f"scale must be one of {SUPPORTED_SCALES}, got {scale}")
+        self.scale = scale
+        self.conv1 = nn.Conv2d(1, 64, kernel_size=5)
+        self.conv2 = nn.Conv2d(64, 32, kernel_size=3)
+        self.conv3 = nn.Conv2d(32, scale * scale, kernel_size=3)
+        self.shuffle = nn.PixelShuffle(scale)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        for conv in (self.conv1, self.conv2):
+            # Xavier suits tanh; a zero bias keeps the activations centred at start.
+            nn.init.xavier_normal_(conv.weight)
+            nn.init.zeros_(conv.bias)
+        # A small last layer starts the model close to a constant, which Adam then shapes.
+        nn.init.normal_(self.conv3.weight, std=1e-3)
+        nn.init.zeros_(self.conv3.bias)
+
+    def forward(self, luma: torch.Tensor) -> torch.Tensor:
+        c = self.CONTEXT_PX
+        return self.body(nn.functional.pad(luma, (c, c, c, c), mode="reflect"))
+
+    def body(self, luma_with_context: torch.Tensor) -> torch.Tensor:
+        """(N, 1, H + 8, W + 8) -> (N, 1, H * scale, W * scale): the unpadded network."""
+        return self.head(self.features(luma_with_context))
+
+    def features(self, luma_with_context: torch.Tensor) -> torch.Tensor:
+        """The two feature-extraction layers (where nearly all the arithmetic is)."""
+        # Centring the input on mid-grey keeps tanh away from saturation and speeds training up.
+        return torch.tanh(self.conv2(torch.tanh(self.conv1(luma_with_context - 0.5))))
+
+    def head(self, features: torch.Tensor) -> torch.Tensor:
+        """The sub-pixel convolution layer and the pixel shuffle."""
+        return self.shuffle(self.conv3(features)) + 0.5
