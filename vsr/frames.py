@@ -1,0 +1,58 @@
+"""The frame that flows through the video pipeline: planar 8-bit YUV plus its timing."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from fractions import Fraction
+
+import numpy as np
+
+#: Chroma layouts the pipeline carries, by (horizontal, vertical) subsampling factor.
+CHROMA_SUBSAMPLING = {"yuv420p": (2, 2), "yuv422p": (2, 1), "yuv444p": (1, 1)}
+
+
+@dataclass(frozen=True)
+class YuvFrame:
+    """One decoded (or upscaled) picture.
+
+    ``luma`` is (H, W) uint8; ``chroma_u`` / ``chroma_v`` are uint8 planes subsampled as
+    ``layout`` says (``yuv420p``, ``yuv422p`` or ``yuv444p``). ``pts`` counts ``time_base``
+    units, so ``pts_seconds`` is the presentation time; ``index`` is the decode order.
+    """
+
+    luma: np.ndarray
+    chroma_u: np.ndarray
+    chroma_v: np.ndarray
+    layout: str
+    pts: int | None
+    time_base: Fraction | None
+    index: int
+
+    def __post_init__(self) -> None:
+        if self.layout not in CHROMA_SUBSAMPLING:
+            raise ValueError(f"layout must be one of {sorted(CHROMA_SUBSAMPLING)}, got {self.layout!r}")
+        if self.luma.dtype != np.uint8 or self.luma.ndim != 2:
+            raise ValueError(f"luma must be a 2-D uint8 array, got {self.luma.dtype} {self.luma.shape}")
+        expected = chroma_shape(self.luma.shape, self.layout)
+        for plane in (self.chroma_u, self.chroma_v):
+            if plane.shape != expected or plane.dtype != np.uint8:
+                raise ValueError(f"{self.layout} chroma must be uint8 {expected}, got {plane.dtype} {plane.shape}")
+
+    @property
+    def width(self) -> int:
+        return self.luma.shape[1]
+
+    @property
+    def height(self) -> int:
+        return self.luma.shape[0]
+
+    @property
+    def pts_seconds(self) -> float | None:
+        if self.pts is None or self.time_base is None:
+            return None
+        return float(self.pts * self.time_base)
+
+
+def chroma_shape(luma_hw: tuple[int, int], layout: str) -> tuple[int, int]:
+    """Chroma plane (height, width) for a luma size, rounding up as FFmpeg does for odd sizes."""
+    sub_x, sub_y = CHROMA_SUBSAMPLING[layout]
+    return (-(-luma_hw[0] // sub_y), -(-luma_hw[1] // sub_x))
