@@ -65,3 +65,75 @@ def image_dir(tmp_path) -> Path:
     for i, (h, w) in enumerate([(96, 120), (81, 75), (120, 96)]):
         Image.fromarray(synthetic_rgb(h, w, seed=i)).save(folder / f"img{i}.png")
     return folder
+
+
+def make_clip(
+    path: Path,
+    *,
+    width: int = 96,
+    height: int = 64,
+    frames: int = 12,
+    fps: int = 25,
+    pix_fmt: str = "yuv420p",
+    codec: str = "libx264",
+    audio: str | None = None,
+    vfr: bool = False,
+    color_range: int | None = None,
+    rotation_degrees: float | None = None,
+) -> list[float]:
+    """Write a small real clip with PyAV: moving synthetic content, optional audio (an AAC/MP3/Opus
+    sine), variable frame rate, full range or a rotation. Returns the frames' pts in seconds."""
+    import av
+    from fractions import Fraction
+
+    time_base = Fraction(1, 1000)
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream(codec, rate=fps)
+        stream.width, stream.height, stream.pix_fmt = width, height, pix_fmt
+        stream.time_base = time_base
+        stream.codec_context.time_base = time_base
+        if codec == "libx264":
+            stream.options = {"preset": "ultrafast", "crf": "12"}
+        if color_range is not None:
+            stream.codec_context.color_range = color_range
+        if rotation_degrees is not None:
+            stream.set_display_rotation(rotation_degrees)
+        audio_stream = None
+        if audio is not None:
+            audio_stream = container.add_stream(audio, rate=48000)
+            audio_stream.layout = "stereo"
+        base = synthetic_rgb(height + 40, width + 40, seed=5)
+        pts_seconds, t = [], 0.0
+        for i in range(frames):
+            rgb = np.ascontiguousarray(base[i % 7 : i % 7 + height, (2 * i) % 40 : (2 * i) % 40 + width])
+            frame = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format=pix_fmt)
+            frame.pts = round(t / time_base)
+            frame.time_base = time_base
+            if color_range is not None:
+                frame.color_range = color_range
+            pts_seconds.append(float(frame.pts * time_base))
+            container.mux(stream.encode(frame))
+            t += (0.032 if i % 2 == 0 else 0.048) if vfr else 1 / fps
+        container.mux(stream.encode(None))
+        if audio_stream is not None:
+            samples_total = int(48000 * t)
+            done = 0
+            while done < samples_total:
+                n = min(1024, samples_total - done)
+                wave = 0.3 * np.sin(2 * np.pi * 440 * (np.arange(done, done + n) / 48000))
+                data = np.stack([wave, wave]).astype(np.float32).reshape(1, -1)
+                aframe = av.AudioFrame.from_ndarray(data, format="flt", layout="stereo")
+                aframe.sample_rate = 48000
+                aframe.pts = done
+                container.mux(audio_stream.encode(aframe))
+                done += n
+            container.mux(audio_stream.encode(None))
+    return pts_seconds
+
+
+def decode_all(path: Path):
+    """(frames as YuvFrame list, StreamInfo) of a file, through vsr's own reader."""
+    from vsr.media.decode import VideoReader
+
+    with VideoReader(path) as reader:
+        return list(reader.frames()), reader.info

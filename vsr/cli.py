@@ -166,3 +166,80 @@ def export(output_path, scale, weights, opset):
 
     path = export_onnx(load_espcn(int(scale), weights), output_path, opset=opset)
     click.echo(f"wrote {path}")
+
+
+@main.command()
+@click.argument("input_path", metavar="INPUT", type=click.Path(path_type=Path))
+@click.argument("output_path", metavar="OUTPUT", type=click.Path(path_type=Path))
+@click.option("--scale", type=SCALES, default="3", show_default=True)
+@click.option("--backend", type=BACKEND_CHOICE, default="auto", show_default=True,
+              help="auto picks the fastest one available here and says which.")
+@click.option("--device", default="cpu", show_default=True, help="cpu or cuda.")
+@click.option("--weights", type=click.Path(path_type=Path), default=None,
+              help="A .pt checkpoint or .onnx model instead of the shipped weights.")
+@click.option("--codec", type=click.Choice(["libx264", "libx265", "libsvtav1", "mpeg4", "h264_nvenc"]),
+              default="libx264", show_default=True)
+@click.option("--crf", type=click.IntRange(0, 63), default=None,
+              help="Quality (lower is better). Default: 20 for libx264, 24 libx265, 32 libsvtav1.")
+@click.option("--preset", default=None,
+              help="Encoder speed preset. Default: superfast (x264/x265), 12 (svt-av1), p1 (nvenc): real time.")
+@click.option("--pix-fmt", type=click.Choice(["yuv420p", "yuv422p", "yuv444p"]), default=None,
+              help="Output chroma layout. Default yuv420p (plays everywhere), for every source.")
+@click.option("--no-audio", is_flag=True, help="Drop audio and subtitle streams.")
+@click.option("--max-frames", type=click.IntRange(min=1), default=None, help="Stop after N frames (previews).")
+@click.option("--batch-size", type=click.IntRange(1, 64), default=1, show_default=True,
+              help="Frames per network call.")
+@click.option("--overwrite", "-y", is_flag=True, help="Replace OUTPUT if it exists.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar and no summary.")
+@_reports_errors
+def run(input_path, output_path, scale, backend, device, weights, codec, crf, preset, pix_fmt, no_audio, max_frames,
+        batch_size, overwrite, quiet):
+    """Upscale a video: PyAV decode -> ESPCN on luma + bicubic chroma -> PyAV encode.
+
+    The output container follows OUTPUT's extension; timestamps, colour metadata, rotation,
+    audio and subtitles are kept. OUTPUT appears only when it is complete.
+    """
+    from .media.encode import EncodeOptions
+    from .pipeline.pipeline import RunConfig, run_video
+
+    config = RunConfig(
+        input_path=input_path, output_path=output_path, scale=int(scale), backend=backend, device=device,
+        weights=weights, encode=EncodeOptions(codec=codec, crf=crf, preset=preset, pix_fmt=pix_fmt,
+                                              audio=not no_audio),
+        max_frames=max_frames, overwrite=overwrite, batch_size=batch_size,
+    )
+    progress = _Progress(quiet)
+    try:
+        stats = run_video(config, on_start=progress.start, on_frame=progress.update)
+    finally:
+        progress.close()
+    if not quiet:
+        click.echo(stats.summary(), err=True)
+    if stats.interrupted:
+        sys.exit(130)
+
+
+class _Progress:
+    """tqdm bar on a terminal (frames, fps, ETA); silent when quiet."""
+
+    def __init__(self, quiet: bool) -> None:
+        self.quiet, self.bar = quiet, None
+
+    def start(self, info, backend: str, expected_frames) -> None:
+        if self.quiet:
+            return
+        from tqdm import tqdm
+
+        note = f"; {info.conversion_note}" if info.conversion_note else ""
+        click.echo(f"{info.path}: {info.width}x{info.height} {info.source_pix_fmt}, backend {backend}{note}",
+                   err=True)
+        self.bar = tqdm(total=expected_frames, unit="frame", dynamic_ncols=True, file=sys.stderr,
+                        disable=not sys.stderr.isatty())
+
+    def update(self, frames_done: int) -> None:
+        if self.bar is not None:
+            self.bar.update(frames_done - self.bar.n)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
