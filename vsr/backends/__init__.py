@@ -11,7 +11,7 @@ from pathlib import Path
 
 from .base import Backend, BackendUnavailable
 
-BACKENDS = ("onnxruntime", "torch")
+BACKENDS = ("onnxruntime", "torch", "tensorrt")
 #: Fastest first, as measured on CPU (see benchmarks/).
 AUTO_ORDER = ("onnxruntime", "torch")
 
@@ -43,6 +43,10 @@ def create_backend(
         if weights is not None and Path(weights).suffix == ".onnx":
             raise BackendUnavailable("the torch backend needs .pt weights, not .onnx")
         return TorchBackend(scale, weights, device=device)
+    if name == "tensorrt":
+        from .tensorrt import TensorRTBackend, TensorRTOptions
+
+        return TensorRTBackend(scale, _onnx_for(scale, weights), TensorRTOptions(device=device))
     raise BackendUnavailable(f"unknown backend {name!r}: choose auto or one of {', '.join(BACKENDS)}")
 
 
