@@ -37,6 +37,10 @@ def create_backend(
         from .onnxruntime import OnnxRuntimeBackend, OrtOptions
 
         return OnnxRuntimeBackend(scale, _onnx_for(scale, weights), OrtOptions(device=device))
+    if name == "torch" and device.startswith("cuda") and (weights is None or Path(weights).suffix != ".onnx"):
+        from .torch_cuda import TorchCudaBackend, TorchCudaOptions
+
+        return TorchCudaBackend(scale, weights, TorchCudaOptions(device=device))
     if name == "torch":
         from .torch import TorchBackend
 
