@@ -20,9 +20,21 @@ def _torch_cuda() -> bool:
         return False
 
 
+def _tensorrt_gpu() -> bool:
+    """TensorRT imports and cuda-python sees a GPU (what the TensorRT backend itself needs)."""
+    try:
+        import tensorrt  # noqa: F401
+        from cuda.bindings import runtime as cudart
+    except ImportError:
+        return False
+    err, count = cudart.cudaGetDeviceCount()
+    return err == cudart.cudaError_t.cudaSuccess and count > 0
+
+
 def pytest_collection_modifyitems(config, items):
     have_data = DATA.is_dir()
     have_cuda = None
+    have_tensorrt = None
     for item in items:
         if "needs_data" in item.keywords and not have_data:
             item.add_marker(pytest.mark.skip(reason=f"shared data not found at {DATA} (set VSR_TEST_DATA)"))
@@ -30,6 +42,10 @@ def pytest_collection_modifyitems(config, items):
             have_cuda = _torch_cuda() if have_cuda is None else have_cuda
             if not have_cuda:
                 item.add_marker(pytest.mark.skip(reason="no CUDA GPU visible to torch"))
+        if "needs_tensorrt" in item.keywords:
+            have_tensorrt = _tensorrt_gpu() if have_tensorrt is None else have_tensorrt
+            if not have_tensorrt:
+                item.add_marker(pytest.mark.skip(reason="needs TensorRT, cuda-python and a CUDA GPU"))
 
 
 @pytest.fixture(scope="session")

@@ -83,7 +83,7 @@ def train(data, scale, epochs, val_dirs, out_dir, degradation, batch_size, lr, m
     )
 
 
-BACKEND_CHOICE = click.Choice(["auto", "onnxruntime", "torch"])
+BACKEND_CHOICE = click.Choice(["auto", "onnxruntime", "torch", "tensorrt"])
 
 
 @main.command("eval")
@@ -243,3 +243,80 @@ class _Progress:
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
+
+def _size(text: str | None) -> tuple[int, int] | None:
+    """'640x360' -> (640, 360)."""
+    if text is None:
+        return None
+    try:
+        width, height = (int(part) for part in text.lower().split("x"))
+    except ValueError:
+        raise click.BadParameter(f"{text!r}: expected WIDTHxHEIGHT, e.g. 640x360") from None
+    if width < 5 or height < 5:
+        raise click.BadParameter(f"{text!r}: frames must be at least 5x5")
+    return width, height
+
+
+@main.command()
+@click.option("--input", "input_path", type=click.Path(path_type=Path), default=None,
+              help="A clip to decode (its first --frames frames). Default: synthetic frames of --size.")
+@click.option("--size", default=None, metavar="WxH", help="Synthetic frame size when no --input [default: 640x360].")
+@click.option("--scale", type=SCALES, default="3", show_default=True)
+@click.option("--backend", type=click.Choice(["auto", "onnxruntime", "torch", "tensorrt"]), default="onnxruntime",
+              show_default=True, help="torch with --device cuda benchmarks the GPU-resident frame path.")
+@click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N.")
+@click.option("--frames", type=click.IntRange(min=1), default=60, show_default=True, help="Frames per timed loop.")
+@click.option("--warmup", type=click.IntRange(min=0), default=5, show_default=True, help="Untimed frames first.")
+@click.option("--preset", default="ultrafast", show_default=True, help="libx264 preset for the encode stage.")
+@click.option("--json", "json_path", type=click.Path(path_type=Path), default=Path("vsr-bench.json"),
+              show_default=True, help="Where to write the results as JSON.")
+@_reports_errors
+def bench(input_path, size, scale, backend, device, frames, warmup, preset, json_path):
+    """Frames per second: the engine alone, each stage (decode, upload, engine, chroma, download,
+    encode) and end to end, next to the ESPCN paper's target (1080p at x3 in 0.038 s on a K2)."""
+    from .bench import BenchConfig, run_bench
+
+    if input_path is not None and size is not None:
+        raise click.UsageError("give --input or --size, not both")
+    config = BenchConfig(scale=int(scale), backend=backend, device=device, input=input_path,
+                         size=None if input_path is not None else (_size(size) or (640, 360)),
+                         frames=frames, warmup_frames=warmup, encoder_preset=preset)
+    report = run_bench(config)
+    click.echo(report.to_table())
+    json_path.write_text(report.to_json() + "\n")
+    click.echo(f"wrote {json_path}")
+
+
+@main.command("build-engine")
+@click.option("--scale", type=SCALES, required=True)
+@click.option("--size", required=True, metavar="WxH", help="Frame size the plan is tuned for (opt), e.g. 640x360.")
+@click.option("--min-size", default=None, metavar="WxH", help="Smallest size the plan accepts [default: --size].")
+@click.option("--max-size", default=None, metavar="WxH", help="Largest size the plan accepts [default: --size].")
+@click.option("--precision", type=click.Choice(["fp16", "fp32"]), default="fp16", show_default=True)
+@click.option("--weights", type=click.Path(path_type=Path), default=None,
+              help="A .pt checkpoint or .onnx model instead of the shipped weights.")
+@click.option("--device", default="cuda", show_default=True)
+@click.option("--workspace-mib", type=click.IntRange(min=16), default=1024, show_default=True)
+@click.option("--engine-dir", type=click.Path(path_type=Path), default=None,
+              help="Plan cache folder [default: $VSR_ENGINE_DIR or engines/].")
+@_reports_errors
+def build_engine(scale, size, min_size, max_size, precision, weights, device, workspace_mib, engine_dir):
+    """Build (or find cached) the TensorRT plan for a frame size, so the first video starts at once."""
+    from .backends import _onnx_for
+    from .backends.engine_cache import ShapeRange
+    from .backends.tensorrt import TensorRTBackend, TensorRTOptions
+
+    def shape(text, default):
+        width, height = _size(text) if text else default
+        return (1, 1, height, width)
+
+    opt = _size(size)
+    try:
+        shapes = ShapeRange(shape(min_size, opt), shape(None, opt), shape(max_size, opt))
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+    options = TensorRTOptions(precision=precision, device=device, workspace_mib=workspace_mib, engine_dir=engine_dir)
+    with TensorRTBackend(int(scale), _onnx_for(int(scale), weights), options) as engine:
+        cached = engine.plan_path(shapes).is_file()
+        path = engine.build(shapes)
+    click.echo(f"{'cached' if cached else 'built'}: {path}")

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from .base import Backend, BackendUnavailable
 
-BACKENDS = ("onnxruntime", "torch")
+BACKENDS = ("onnxruntime", "torch", "tensorrt")
 #: Fastest first, as measured on CPU (see benchmarks/).
 AUTO_ORDER = ("onnxruntime", "torch")
 
@@ -37,12 +37,20 @@ def create_backend(
         from .onnxruntime import OnnxRuntimeBackend, OrtOptions
 
         return OnnxRuntimeBackend(scale, _onnx_for(scale, weights), OrtOptions(device=device))
+    if name == "torch" and device.startswith("cuda") and (weights is None or Path(weights).suffix != ".onnx"):
+        from .torch_cuda import TorchCudaBackend, TorchCudaOptions
+
+        return TorchCudaBackend(scale, weights, TorchCudaOptions(device=device))
     if name == "torch":
         from .torch import TorchBackend
 
         if weights is not None and Path(weights).suffix == ".onnx":
             raise BackendUnavailable("the torch backend needs .pt weights, not .onnx")
         return TorchBackend(scale, weights, device=device)
+    if name == "tensorrt":
+        from .tensorrt import TensorRTBackend, TensorRTOptions
+
+        return TensorRTBackend(scale, _onnx_for(scale, weights), TensorRTOptions(device=device))
     raise BackendUnavailable(f"unknown backend {name!r}: choose auto or one of {', '.join(BACKENDS)}")
 
 

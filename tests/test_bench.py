@@ -1,0 +1,80 @@
+"""vsr bench on a tiny clip the test writes with PyAV (CPU backends: what runs everywhere)."""
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from vsr.bench import PAPER_FPS, STAGE_ORDER, BenchConfig, run_bench
+from vsr.cli import main
+
+from .conftest import synthetic_rgb
+
+
+@pytest.fixture
+def tiny_clip(tmp_path):
+    import av
+
+    path = tmp_path / "tiny.mp4"
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        for i in range(6):
+            frame = av.VideoFrame.from_ndarray(synthetic_rgb(48, 64, seed=i), format="rgb24")
+            container.mux(stream.encode(frame.reformat(format="yuv420p")))
+        container.mux(stream.encode(None))
+    return path
+
+
+def test_bench_on_a_clip(tiny_clip):
+    report = run_bench(BenchConfig(scale=2, input=tiny_clip, size=None, frames=4, warmup_frames=1))
+    assert report.frames == 4 and report.input_hw == (48, 64) and report.output_hw == (96, 128)
+    for stage in ("decode", "engine", "chroma", "encode"):
+        assert report.stage_fps[stage] > 0
+    assert report.stage_fps["upload"] is None and report.stage_fps["download"] is None  # CPU backend
+    assert report.engine_only_fps > 0 and report.end_to_end_fps > 0
+    data = json.loads(report.to_json())
+    assert data["paper_target"]["fps"] == pytest.approx(PAPER_FPS, abs=0.1)
+    assert {"python", "av", "onnxruntime"} <= set(data["versions"])
+    table = report.to_table()
+    assert "paper target" in table and "end to end" in table
+    assert all(stage in table for stage in STAGE_ORDER)
+
+
+def test_bench_cli_with_synthetic_frames(tmp_path):
+    out = tmp_path / "bench.json"
+    result = CliRunner().invoke(main, ["bench", "--size", "40x30", "--scale", "3", "--backend", "torch",
+                                       "--frames", "3", "--warmup", "1", "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "paper target (K2, 1080p x3)" in result.output
+    data = json.loads(out.read_text())
+    assert data["output_hw"] == [90, 120] and data["stage_fps"]["decode"] is None
+    assert data["machine"]["cpu_cores"] >= 1 and data["backend"].startswith("torch")
+
+
+def test_bench_cli_errors_are_one_line(tmp_path):
+    runner = CliRunner()
+    both = runner.invoke(main, ["bench", "--input", "x.mp4", "--size", "40x30"])
+    assert both.exit_code != 0 and "not both" in both.output
+    bad = runner.invoke(main, ["bench", "--size", "forty"])
+    assert bad.exit_code != 0 and "WIDTHxHEIGHT" in bad.output
+    missing = runner.invoke(main, ["bench", "--input", str(tmp_path / "none.mp4"), "--frames", "2"])
+    assert missing.exit_code == 1 and "Error: " in missing.output and "Traceback" not in missing.output
+
+
+def test_build_engine_without_tensorrt_is_one_line():
+    try:
+        import tensorrt  # noqa: F401
+
+        pytest.skip("TensorRT is installed here")
+    except ImportError:
+        pass
+    result = CliRunner().invoke(main, ["build-engine", "--scale", "3", "--size", "640x360"])
+    assert result.exit_code == 1 and "TensorRT" in result.output and "Traceback" not in result.output
+
+
+def test_synthetic_frames_are_valid():
+    from vsr.bench import synthetic_frames
+
+    frames = synthetic_frames(33, 21, 2)
+    assert frames[0].chroma_u.shape == (11, 17) and not np.array_equal(frames[0].luma, frames[1].luma)
