@@ -53,6 +53,9 @@ def main() -> None:
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=1e-3, show_default=True,
               help="Initial Adam learning rate; halved on validation plateaus.")
 @click.option("--min-lr", type=click.FloatRange(min=0, min_open=True), default=1e-5, show_default=True)
+@click.option("--patience", type=click.IntRange(min=1), default=6, show_default=True,
+              help="Epochs without a 0.005 dB validation gain before the learning rate halves. tanh networks "
+                   "plateau for a while before they improve again, so do not make this short.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--resume", is_flag=True, help="Continue from OUT/espcn_xN_last.pt.")
 @click.option("--init", type=click.Path(path_type=Path), default=None,
@@ -64,15 +67,15 @@ def main() -> None:
               help="CPU threads (default: one per core). Two 1-thread runs beat one 2-thread run on 2 cores.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar or epoch lines.")
 @_reports_errors
-def train(data, scale, epochs, val_dirs, out_dir, degradation, batch_size, lr, min_lr, seed, resume, init, device,
-          mixed_precision, threads, quiet):
+def train(data, scale, epochs, val_dirs, out_dir, degradation, batch_size, lr, min_lr, patience, seed, resume, init,
+          device, mixed_precision, threads, quiet):
     """Train ESPCN on folders of HR images (PNG/JPG/BMP, searched recursively)."""
     from .train import TrainConfig
     from .train import train as run_training
 
     config = TrainConfig(
         data_dirs=tuple(data), scale=int(scale), out_dir=out_dir, epochs=epochs, val_dirs=tuple(val_dirs),
-        degradation=degradation, batch_size=batch_size, lr=lr, min_lr=min_lr, seed=seed, resume=resume,
+        degradation=degradation, batch_size=batch_size, lr=lr, min_lr=min_lr, patience=patience, seed=seed, resume=resume,
         init=init, device=device, mixed_precision=mixed_precision, num_threads=threads,
         progress=not quiet,
     )
@@ -83,7 +86,7 @@ def train(data, scale, epochs, val_dirs, out_dir, degradation, batch_size, lr, m
     )
 
 
-BACKEND_CHOICE = click.Choice(["auto", "onnxruntime", "torch", "tensorrt"])
+BACKEND_CHOICE = click.Choice(["auto", "openvino", "onnxruntime", "torch", "tensorrt"])
 
 
 @main.command("eval")
@@ -182,7 +185,7 @@ def export(output_path, scale, weights, opset):
 @click.option("--crf", type=click.IntRange(0, 63), default=None,
               help="Quality (lower is better). Default: 20 for libx264, 24 libx265, 32 libsvtav1.")
 @click.option("--preset", default=None,
-              help="Encoder speed preset. Default: superfast (x264/x265), 12 (svt-av1), p1 (nvenc): real time.")
+              help="Encoder speed preset. Default: ultrafast (x264/x265), 12 (svt-av1), p1 (nvenc): real time.")
 @click.option("--pix-fmt", type=click.Choice(["yuv420p", "yuv422p", "yuv444p"]), default=None,
               help="Output chroma layout. Default yuv420p (plays everywhere), for every source.")
 @click.option("--no-audio", is_flag=True, help="Drop audio and subtitle streams.")
@@ -262,7 +265,7 @@ def _size(text: str | None) -> tuple[int, int] | None:
               help="A clip to decode (its first --frames frames). Default: synthetic frames of --size.")
 @click.option("--size", default=None, metavar="WxH", help="Synthetic frame size when no --input [default: 640x360].")
 @click.option("--scale", type=SCALES, default="3", show_default=True)
-@click.option("--backend", type=click.Choice(["auto", "onnxruntime", "torch", "tensorrt"]), default="onnxruntime",
+@click.option("--backend", type=click.Choice(["auto", "openvino", "onnxruntime", "torch", "tensorrt"]), default="onnxruntime",
               show_default=True, help="torch with --device cuda benchmarks the GPU-resident frame path.")
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N.")
 @click.option("--frames", type=click.IntRange(min=1), default=60, show_default=True, help="Frames per timed loop.")

@@ -41,7 +41,7 @@ class TrainConfig:
     batch_size: int = 64
     lr: float = 1e-3
     min_lr: float = 1e-5
-    patience: int = 3
+    patience: int = 6
     plateau_db: float = 0.005
     patch_px: int = 17
     stride_px: int = 14

@@ -20,8 +20,9 @@ from .decode import StreamInfo, plane_array
 
 #: Encoders we expose, and the pixel formats each accepts for our planar layouts.
 CODECS = ("libx264", "libx265", "libsvtav1", "mpeg4", "h264_nvenc")
-#: Presets per encoder family; "superfast" is libx264's fastest that keeps CRF quality sane.
-DEFAULT_PRESET = {"libx264": "superfast", "libx265": "superfast", "libsvtav1": "12", "h264_nvenc": "p1"}
+#: Presets per encoder family, the fastest of each: on two cores libx264 "ultrafast" took 12 ms of
+#: CPU per 1080p frame against 25 ms for "superfast" (which makes 30% smaller files).
+DEFAULT_PRESET = {"libx264": "ultrafast", "libx265": "ultrafast", "libsvtav1": "12", "h264_nvenc": "p1"}
 DEFAULT_CRF = {"libx264": 20, "libx265": 24, "libsvtav1": 32, "mpeg4": None, "h264_nvenc": 23}
 
 
@@ -29,8 +30,9 @@ DEFAULT_CRF = {"libx264": 20, "libx265": 24, "libsvtav1": 32, "mpeg4": None, "h2
 class EncodeOptions:
     """How the output video is encoded.
 
-    Defaults favour real time: libx264 ``superfast`` at CRF 20 encodes 1080p at well over
-    30 fps on two cores while keeping the upscaled detail (CRF 23+ smears it again).
+    Defaults favour real time: libx264 ``ultrafast`` at CRF 20 encodes 1080p in 12 ms of CPU
+    per frame on this project's 2-core machine, leaving the cores to the network, and CRF 20
+    keeps the upscaled detail (CRF 23+ smears it again). For smaller files, ``--preset veryfast``.
     ``pix_fmt`` None keeps 4:2:0 for every source (plays everywhere); ask for ``yuv444p``
     to keep a 4:4:4 source's full chroma.
     """

@@ -1,0 +1,191 @@
+"""`vsr run` on the CPU against the way an OpenCV user upscales video, and what each speed lever gave.
+
+    python benchmarks/cpu_realtime.py [--clip ../shared/data/video/car_traffic_640x360.mp4]
+
+Measures, on one machine in one run:
+  * whole-process `vsr run CLIP out.mp4 --scale 3` (start-up included), default settings;
+  * the same with single levers changed (backend, encoder preset, batch size);
+  * engine-only time per 640x360 -> 1920x1080 luma plane for each backend / precision;
+  * the OpenCV peer: cv2.dnn_superres ESPCN x3 `upsample` per frame with VideoCapture/VideoWriter;
+  * the quality cost of the fast path: Set5 x3 PSNR of each backend (`vsr eval`).
+Writes results/cpu_realtime.json and results/cpu_realtime.md. Stop other CPU work first.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+DATA = Path(os.environ.get("VSR_TEST_DATA", REPO.parent / "shared" / "data"))
+
+
+def whole_process(clip: Path, extra: list[str], max_frames: int | None) -> dict:
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "out.mp4"
+        cmd = [sys.executable, "-m", "vsr", "run", str(clip), str(out), "--scale", "3", *extra]
+        if max_frames:
+            cmd += ["--max-frames", str(max_frames)]
+        started = time.perf_counter()
+        proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
+        wall = time.perf_counter() - started
+        if proc.returncode != 0:
+            raise SystemExit(f"{' '.join(cmd)} failed:\n{proc.stderr}")
+        summary = proc.stderr.strip().splitlines()[-1]
+        frames = int(summary.split(" frames")[0].split()[-1])
+        return {"command": "vsr " + " ".join(cmd[3:]).replace(str(out), "out.mp4"), "frames": frames,
+                "wall_seconds": round(wall, 2), "fps": round(frames / wall, 2), "summary": summary,
+                "output_bytes": out.stat().st_size}
+
+
+def engine_only(clip: Path, repeats: int = 20) -> list[dict]:
+    import av
+
+    from vsr.backends import create_backend
+    from vsr.pipeline.stages import upscale_luma
+
+    with av.open(str(clip)) as container:
+        luma = next(container.decode(video=0)).to_ndarray(format="gray")
+    rows = []
+    variants = [("openvino", {}), ("openvino", {"precision": "f32"}), ("onnxruntime", {}), ("torch", {})]
+    for name, opts in variants:
+        if opts:
+            from vsr.backends.openvino import OpenVinoBackend, OpenVinoOptions
+            from vsr.models.weights import shipped_weights
+
+            backend = OpenVinoBackend(3, shipped_weights(3, "onnx"), OpenVinoOptions(**opts))
+        else:
+            backend = create_backend(name, 3)
+        label = f"{name} {getattr(backend, 'precision', 'fp32')}"
+        for _ in range(3):
+            upscale_luma([luma], backend)
+        started = time.perf_counter()
+        for _ in range(repeats):
+            upscale_luma([luma], backend)
+        ms = (time.perf_counter() - started) / repeats * 1000
+        rows.append({"backend": label, "ms_per_frame": round(ms, 1), "fps": round(1000 / ms, 1)})
+        backend.close()
+    return rows
+
+
+def opencv_peer(clip: Path, max_frames: int) -> dict:
+    """What an OpenCV user writes: dnn_superres on BGR frames, VideoCapture in, VideoWriter out."""
+    import cv2
+
+    model = DATA / "peers" / "opencv_espcn" / "ESPCN_x3.pb"
+    sr = cv2.dnn_superres.DnnSuperResImpl_create()
+    sr.readModel(str(model))
+    sr.setModel("espcn", 3)
+    started = time.perf_counter()
+    capture = cv2.VideoCapture(str(clip))
+    fps = capture.get(cv2.CAP_PROP_FPS)
+    with tempfile.TemporaryDirectory() as tmp:
+        writer = None
+        frames = 0
+        while frames < max_frames:
+            ok, frame = capture.read()
+            if not ok:
+                break
+            up = sr.upsample(frame)
+            if writer is None:
+                writer = cv2.VideoWriter(str(Path(tmp) / "peer.mp4"), cv2.VideoWriter_fourcc(*"mp4v"), fps,
+                                         (up.shape[1], up.shape[0]))
+            writer.write(up)
+            frames += 1
+        writer.release()
+    capture.release()
+    wall = time.perf_counter() - started
+    return {"method": "cv2.dnn_superres ESPCN x3 upsample + VideoCapture/VideoWriter(mp4v)", "frames": frames,
+            "wall_seconds": round(wall, 2), "fps": round(frames / wall, 2)}
+
+
+def set5_quality() -> list[dict]:
+    rows = []
+    for backend in ("openvino", "onnxruntime"):
+        proc = subprocess.run([sys.executable, "-m", "vsr", "eval", "--data", str(DATA / "set5"), "--scale", "3",
+                               "--backend", backend, "--json"], capture_output=True, text=True, cwd=REPO,
+                              check=True)
+        rows.append({"backend": backend, "set5_x3_psnr_db": json.loads(proc.stdout)["mean"]["vsr_psnr_db"]})
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--clip", type=Path, default=DATA / "video" / "car_traffic_640x360.mp4")
+    parser.add_argument("--max-frames", type=int, default=None, help="frames for vsr run (default: all)")
+    parser.add_argument("--peer-frames", type=int, default=120)
+    parser.add_argument("--out", type=Path, default=HERE / "results" / "cpu_realtime")
+    args = parser.parse_args()
+    import av
+    import onnxruntime
+    import openvino
+
+    results = {
+        "machine": {"cpu": _cpu_name(), "cores": os.cpu_count(), "python": platform.python_version(),
+                    "av": av.__version__, "onnxruntime": onnxruntime.__version__,
+                    "openvino": openvino.__version__},
+        "clip": args.clip.name,
+        "target_fps": {"required": 20, "goal": 30},
+    }
+    print("engine only ...", flush=True)
+    results["engine_only"] = engine_only(args.clip)
+    print("vsr run ...", flush=True)
+    levers = [("default (auto = openvino bf16, libx264 ultrafast, batch 1)", []),
+              ("onnxruntime fp32 instead of openvino bf16", ["--backend", "onnxruntime"]),
+              ("libx264 superfast instead of ultrafast", ["--preset", "superfast"]),
+              ("batch of 2 frames per network call", ["--batch-size", "2"])]
+    results["vsr_run"] = []
+    for label, extra in levers:
+        row = whole_process(args.clip, extra, args.max_frames)
+        row["variant"] = label
+        results["vsr_run"].append(row)
+        print(f"  {label}: {row['fps']} fps", flush=True)
+    print("opencv peer ...", flush=True)
+    results["opencv_peer"] = opencv_peer(args.clip, args.peer_frames)
+    print("set5 quality ...", flush=True)
+    results["quality"] = set5_quality()
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.with_suffix(".json").write_text(json.dumps(results, indent=2) + "\n")
+    args.out.with_suffix(".md").write_text(_markdown(results))
+    print(_markdown(results))
+
+
+def _markdown(r: dict) -> str:
+    lines = [f"# CPU real-time benchmark ({r['machine']['cpu']}, {r['machine']['cores']} cores)", "",
+             f"Clip: `{r['clip']}` (640x360 -> 1920x1080, x3). Target: >= 20 fps, goal 30 fps (real time).", "",
+             "## Whole process (`vsr run`, start-up included)", "", "| variant | frames | wall s | fps |",
+             "|---|---:|---:|---:|"]
+    for row in r["vsr_run"]:
+        lines.append(f"| {row['variant']} | {row['frames']} | {row['wall_seconds']} | **{row['fps']}** |")
+    peer = r["opencv_peer"]
+    lines.append(f"| OpenCV peer: {peer['method']} | {peer['frames']} | {peer['wall_seconds']} | {peer['fps']} |")
+    lines += ["", "## Engine only (one 640x360 luma plane -> 1920x1080, uint8 in and out)", "",
+              "| backend | ms/frame | fps |", "|---|---:|---:|"]
+    lines += [f"| {row['backend']} | {row['ms_per_frame']} | {row['fps']} |" for row in r["engine_only"]]
+    lines += ["", "## Quality of the fast path (Set5 x3, PSNR on Y)", "", "| backend | dB |", "|---|---:|"]
+    lines += [f"| {row['backend']} | {row['set5_x3_psnr_db']} |" for row in r["quality"]]
+    lines += ["", "Versions: " + ", ".join(f"{k} {v}" for k, v in r["machine"].items() if k not in ("cpu", "cores"))]
+    return "\n".join(lines) + "\n"
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+if __name__ == "__main__":
+    main()
