@@ -166,3 +166,47 @@ def export(output_path, scale, weights, opset):
 
     path = export_onnx(load_espcn(int(scale), weights), output_path, opset=opset)
     click.echo(f"wrote {path}")
+
+
+@main.command()
+@click.option("--source", default="0", show_default=True,
+              help="Camera index (0), a device (/dev/video0), a video file, or an rtsp:// / http:// URL.")
+@click.option("--scale", type=SCALES, default="3", show_default=True, help="Upscaling factor.")
+@click.option("--backend", type=BACKEND_CHOICE, default="auto", show_default=True,
+              help="auto picks the fastest that runs here.")
+@click.option("--device", default="cpu", show_default=True)
+@click.option("--weights", type=click.Path(path_type=Path), default=None,
+              help="A .pt checkpoint or .onnx model instead of the shipped weights.")
+@click.option("--record", type=click.Path(path_type=Path), default=None,
+              help="Also record the upscaled stream to this file (H.264, e.g. out.mp4).")
+@click.option("--headless", is_flag=True,
+              help="No window (machines without a display); combine with --record.")
+@click.option("--as-fast-as-possible", is_flag=True,
+              help="File sources: process every frame as fast as possible instead of at the file's frame rate.")
+@click.option("--max-frames", type=click.IntRange(min=1), default=None, help="Stop after processing N frames.")
+@click.option("--full", "full_view", is_flag=True, help="Start with the full vsr view instead of the split view.")
+@click.option("--divider", type=click.FloatRange(0, 1), default=0.5, show_default=True,
+              help="Where the split view's divider starts, as a fraction of the width.")
+@click.option("--screenshot-dir", type=click.Path(path_type=Path), default=Path("."), show_default=True,
+              help="Folder for the PNGs the p key saves.")
+@click.option("--screenshot-at-frame", type=click.IntRange(min=1), default=None,
+              help="Save a screenshot of the view after processing frame N (works headless too).")
+@_reports_errors
+def live(source, scale, backend, device, weights, record, headless, as_fast_as_possible, max_frames, full_view,
+         divider, screenshot_dir, screenshot_at_frame):
+    """Upscale a camera, file or stream live, in a window: bicubic | vsr with a movable divider.
+
+    \b
+    Keys: q/Esc quit, s split/full view, space pause, p screenshot (PNG),
+          a/d or left/right arrows move the divider (or drag it with the mouse).
+    When upscaling is slower than the source, stale frames are dropped: the newest wins.
+    """
+    from .live import LiveConfig, run_live
+
+    config = LiveConfig(
+        source=source, scale=int(scale), backend=backend, weights=weights, device=device, record=record,
+        headless=headless, as_fast_as_possible=as_fast_as_possible, max_frames=max_frames, split=not full_view,
+        divider=divider, screenshot_dir=screenshot_dir, screenshot_at_frame=screenshot_at_frame,
+    )
+    report = run_live(config, status=lambda line: click.echo(line, err=True))
+    click.echo(report.summary(), err=True)
