@@ -243,7 +243,7 @@ def draw_overlay(canvas: np.ndarray, lines: list[str]) -> None:
 def _font_size(canvas_hw: tuple[int, int]) -> tuple[float, int]:
     # Sized to the canvas so the text stays readable when the window shows it scaled down,
     # and the overlay line still fits on small outputs.
-    font_scale = max(0.35, min(canvas_hw[0] / 1080, canvas_hw[1] / 1920) * 1.1)
+    font_scale = max(0.4, min(canvas_hw[0] / 1080, canvas_hw[1] / 1920) * 1.1)
     return font_scale, max(1, int(round(font_scale * 2)))
 
 
