@@ -21,7 +21,7 @@ from typing import Callable
 
 import numpy as np
 
-from .errors import OutputError, VsrError
+from .errors import InputError, OutputError, VsrError
 from .frames import YuvFrame
 
 WINDOW_TITLE = "vsr live"
@@ -449,7 +449,18 @@ def run_live(config: LiveConfig, *, status: Callable[[str], None] | None = None,
             status(f"screenshot: {path}")
 
         started_at = None
-        for live in frames:
+        source_error = None
+        live_frames = iter(frames)
+        while True:
+            try:
+                live = next(live_frames)
+            except StopIteration:
+                break
+            except InputError as exc:
+                # The source failed mid-stream (camera unplugged, stream cut): what was recorded
+                # so far is a good file, so finish it, then report the error.
+                source_error = exc
+                break
             picked_at = time.monotonic()
             started_at = picked_at if started_at is None else started_at
             pickup_ages_ms.append((picked_at - live.captured_at) * 1000)
@@ -507,6 +518,8 @@ def run_live(config: LiveConfig, *, status: Callable[[str], None] | None = None,
             report.median_pickup_age_ms = statistics.median(pickup_ages_ms)
         if recorder is not None:
             report.recording = config.record
+    if source_error is not None:
+        raise source_error
     return report
 
 
