@@ -470,21 +470,24 @@ def run_live(config: LiveConfig, *, status: Callable[[str], None] | None = None,
                 first_pts = live.pts_seconds if first_pts is None else first_pts
                 recorder.write(upscaled, live.pts_seconds - first_pts)
             report.frames_processed += 1
-            now = time.monotonic()
-            meter.tick(now)
-            latency_ms = (now - live.captured_at) * 1000
-            latencies_ms.append(latency_ms)
-            latency_ema_ms = latency_ms if latency_ema_ms is None else 0.9 * latency_ema_ms + 0.1 * latency_ms
+            meter.tick(time.monotonic())
 
             cache: dict = {}
             wants_screenshot = config.screenshot_at_frame == report.frames_processed
             if window is not None or wants_screenshot:
-                canvas = render(picture, upscaled, cache)
+                canvas = render(picture, upscaled, cache)  # its overlay shows the latency so far
                 if wants_screenshot:
                     screenshot(canvas)
             if window is not None:
                 window.show(canvas)
-                handle_key(state, window.poll_key(1))
+                key = window.poll_key(1)  # the window paints the picture here
+            # Latency: from capture until the picture is in the window (or, headless, recorded).
+            now = time.monotonic()
+            latency_ms = (now - live.captured_at) * 1000
+            latencies_ms.append(latency_ms)
+            latency_ema_ms = latency_ms if latency_ema_ms is None else 0.9 * latency_ema_ms + 0.1 * latency_ms
+            if window is not None:
+                handle_key(state, key)
                 shown_divider, shown_split = state.divider, state.split
                 while not state.quit:
                     if state.screenshot:
