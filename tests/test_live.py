@@ -381,3 +381,30 @@ def test_window_shows_split_view_and_overlay(clip, tmp_path, xvfb_display):
     assert divider_columns.all(axis=-1).all(axis=0).any(), "a white divider line in the window's middle"
     assert yellow(window[: window.shape[0] // 5, : window.shape[1] // 2]).sum() > 30, \
         "the overlay's yellow text in the window"
+
+
+def test_opencv_fallback_when_pyav_cannot_open(clip, monkeypatch):
+    from vsr.media import camera
+
+    monkeypatch.setattr(camera.LiveSource, "_open_pyav", lambda self: "PyAV disabled for this test")
+    with camera.open_live_source(clip, as_fast_as_possible=True) as source:
+        assert (source.info.via, source.info.width, source.info.height) == ("opencv", 200, 150)
+        frames = list(source.frames())
+    assert len(frames) == 12
+    assert frames[0].picture.layout == "yuv420p" and frames[0].picture.luma.shape == (150, 200)
+    assert [f.pts_seconds for f in frames] == sorted(f.pts_seconds for f in frames)
+
+
+@pytest.mark.needs_data
+def test_full_range_vfr_source_records(data_dir, tmp_path):
+    out = tmp_path / "tennis_x2.mp4"
+    result = run_vsr("live", "--headless", "--source", data_dir / "video" / "tennis_640x480.mp4", "--scale", 2,
+                     "--as-fast-as-possible", "--max-frames", 4, "--record", out)
+    assert result.returncode == 0, result.stderr
+    import av
+
+    with av.open(str(out)) as container:
+        stream = container.streams.video[0]
+        assert (stream.width, stream.height) == (1280, 960)
+        assert stream.codec_context.color_range == 2  # full range kept, so colours are not washed out
+        assert len(list(container.decode(stream))) == 4
