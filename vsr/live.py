@@ -412,9 +412,10 @@ def run_live(config: LiveConfig, *, status: Callable[[str], None] | None = None,
         if not config.headless:
             window = LiveWindow(state, out_wh)
             stack.callback(window.close)
-        # As fast as possible means every frame, as fast as the upscaling goes: nothing dropped.
-        frames = capture["frames"] = stack.enter_context(
-            NewestWins(source.frames(), drop=not config.as_fast_as_possible))
+        # A file played as fast as possible gives every frame, as fast as the upscaling goes;
+        # a camera or a stream cannot wait, so there the newest frame always wins.
+        every_frame = config.as_fast_as_possible and info.kind == "file"
+        frames = capture["frames"] = stack.enter_context(NewestWins(source.frames(), drop=not every_frame))
 
         meter = RateMeter()
         latencies_ms: list[float] = []
