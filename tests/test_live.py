@@ -220,6 +220,33 @@ def test_split_view_and_overlay():
     assert (canvas[y0:y1, x0:x1][~yellow(canvas[y0:y1, x0:x1])] < 200).all(), "the box darkens the picture"
 
 
+def test_opencv_fallback_when_pyav_cannot_open(clip, monkeypatch):
+    from vsr.media import camera
+
+    monkeypatch.setattr(camera.LiveSource, "_open_pyav", lambda self: "PyAV disabled for this test")
+    with camera.open_live_source(clip, as_fast_as_possible=True) as source:
+        assert (source.info.via, source.info.width, source.info.height) == ("opencv", 200, 150)
+        frames = list(source.frames())
+    assert len(frames) == 12
+    assert frames[0].picture.layout == "yuv420p" and frames[0].picture.luma.shape == (150, 200)
+    assert [f.pts_seconds for f in frames] == sorted(f.pts_seconds for f in frames)
+
+
+@pytest.mark.needs_data
+def test_full_range_vfr_source_records(data_dir, tmp_path):
+    out = tmp_path / "tennis_x2.mp4"
+    result = run_vsr("live", "--headless", "--source", data_dir / "video" / "tennis_640x480.mp4", "--scale", 2,
+                     "--as-fast-as-possible", "--max-frames", 4, "--record", out)
+    assert result.returncode == 0, result.stderr
+    import av
+
+    with av.open(str(out)) as container:
+        stream = container.streams.video[0]
+        assert (stream.width, stream.height) == (1280, 960)
+        assert stream.codec_context.color_range == 2  # full range kept, so colours are not washed out
+        assert len(list(container.decode(stream))) == 4
+
+
 # -- the command -----------------------------------------------------------------------------
 
 
@@ -319,7 +346,7 @@ def _laplacian_energy(bgr: np.ndarray) -> float:
     return float(cv2.Laplacian(cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY).astype(np.float32), cv2.CV_32F).var())
 
 
-def test_window_shows_split_view_and_overlay(clip, tmp_path, xvfb_display):
+def test_window_shows_split_view_and_overlay(tmp_path, xvfb_display):
     import cv2
     from PIL import ImageGrab
 
@@ -340,9 +367,12 @@ def test_window_shows_split_view_and_overlay(clip, tmp_path, xvfb_display):
         for line in process.stderr:
             stderr_lines.append(line)
             if line.startswith("screenshot:") and grabbed is None:
-                # The window is up and showing frames: grab the X screen as a viewer sees it.
-                time.sleep(0.3)
-                grabbed = cv2.cvtColor(np.asarray(ImageGrab.grab(xdisplay=xvfb_display)), cv2.COLOR_RGB2BGR)
+                # The window is up: grab the X screen as a viewer sees it, retrying while a
+                # busy machine has not painted it yet.
+                deadline = time.monotonic() + 10
+                while grabbed is None or (_window_problem(grabbed) and time.monotonic() < deadline):
+                    time.sleep(0.2)
+                    grabbed = cv2.cvtColor(np.asarray(ImageGrab.grab(xdisplay=xvfb_display)), cv2.COLOR_RGB2BGR)
         process.wait(120)
     finally:
         if process.poll() is None:
@@ -372,39 +402,22 @@ def test_window_shows_split_view_and_overlay(clip, tmp_path, xvfb_display):
 
     # The real window on the X screen: split (a white divider down its middle) with the overlay.
     assert grabbed is not None, "vsr live ended before its window could be grabbed"
-    content = np.argwhere(grabbed.max(axis=-1) > 0)
+    assert _window_problem(grabbed) is None, _window_problem(grabbed)
+
+
+def _window_problem(screen: np.ndarray) -> str | None:
+    """What is wrong with the window on this X screen grab (on a black root), or None."""
+    content = np.argwhere(screen.max(axis=-1) > 0)
+    if len(content) == 0:
+        return "no window on the screen"
     (top, left_x), (bottom, right_x) = content.min(axis=0), content.max(axis=0)
-    window = grabbed[top : bottom + 1, left_x : right_x + 1]
-    assert window.shape[0] > 100 and window.shape[1] > 100, window.shape
+    window = screen[top : bottom + 1, left_x : right_x + 1]
+    if window.shape[0] < 100 or window.shape[1] < 100:
+        return f"the window is too small: {window.shape}"
     middle = window.shape[1] // 2
-    divider_columns = (window[window.shape[0] // 4 : window.shape[0] * 3 // 4, middle - 4 : middle + 5] > 200)
-    assert divider_columns.all(axis=-1).all(axis=0).any(), "a white divider line in the window's middle"
-    assert yellow(window[: window.shape[0] // 5, : window.shape[1] // 2]).sum() > 30, \
-        "the overlay's yellow text in the window"
-
-
-def test_opencv_fallback_when_pyav_cannot_open(clip, monkeypatch):
-    from vsr.media import camera
-
-    monkeypatch.setattr(camera.LiveSource, "_open_pyav", lambda self: "PyAV disabled for this test")
-    with camera.open_live_source(clip, as_fast_as_possible=True) as source:
-        assert (source.info.via, source.info.width, source.info.height) == ("opencv", 200, 150)
-        frames = list(source.frames())
-    assert len(frames) == 12
-    assert frames[0].picture.layout == "yuv420p" and frames[0].picture.luma.shape == (150, 200)
-    assert [f.pts_seconds for f in frames] == sorted(f.pts_seconds for f in frames)
-
-
-@pytest.mark.needs_data
-def test_full_range_vfr_source_records(data_dir, tmp_path):
-    out = tmp_path / "tennis_x2.mp4"
-    result = run_vsr("live", "--headless", "--source", data_dir / "video" / "tennis_640x480.mp4", "--scale", 2,
-                     "--as-fast-as-possible", "--max-frames", 4, "--record", out)
-    assert result.returncode == 0, result.stderr
-    import av
-
-    with av.open(str(out)) as container:
-        stream = container.streams.video[0]
-        assert (stream.width, stream.height) == (1280, 960)
-        assert stream.codec_context.color_range == 2  # full range kept, so colours are not washed out
-        assert len(list(container.decode(stream))) == 4
+    divider = window[window.shape[0] // 4 : window.shape[0] * 3 // 4, middle - 4 : middle + 5] > 200
+    if not divider.all(axis=-1).all(axis=0).any():
+        return "no white divider line in the window's middle"
+    if yellow(window[: window.shape[0] // 5, : window.shape[1] // 2]).sum() <= 30:
+        return "no overlay text (yellow) at the window's top left"
+    return None
