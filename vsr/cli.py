@@ -247,6 +247,7 @@ class _Progress:
         if self.bar is not None:
             self.bar.close()
 
+
 def _size(text: str | None) -> tuple[int, int] | None:
     """'640x360' -> (640, 360)."""
     if text is None:
@@ -265,7 +266,7 @@ def _size(text: str | None) -> tuple[int, int] | None:
               help="A clip to decode (its first --frames frames). Default: synthetic frames of --size.")
 @click.option("--size", default=None, metavar="WxH", help="Synthetic frame size when no --input [default: 640x360].")
 @click.option("--scale", type=SCALES, default="3", show_default=True)
-@click.option("--backend", type=click.Choice(["auto", "openvino", "onnxruntime", "torch", "tensorrt"]), default="onnxruntime",
+@click.option("--backend", type=BACKEND_CHOICE, default="onnxruntime",
               show_default=True, help="torch with --device cuda benchmarks the GPU-resident frame path.")
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N.")
 @click.option("--frames", type=click.IntRange(min=1), default=60, show_default=True, help="Frames per timed loop.")
@@ -323,3 +324,47 @@ def build_engine(scale, size, min_size, max_size, precision, weights, device, wo
         cached = engine.plan_path(shapes).is_file()
         path = engine.build(shapes)
     click.echo(f"{'cached' if cached else 'built'}: {path}")
+
+
+@main.command()
+@click.option("--source", default="0", show_default=True,
+              help="Camera index (0), a device (/dev/video0), a video file, or an rtsp:// / http:// URL.")
+@click.option("--scale", type=SCALES, default="3", show_default=True, help="Upscaling factor.")
+@click.option("--backend", type=BACKEND_CHOICE, default="auto", show_default=True,
+              help="auto picks the fastest that runs here.")
+@click.option("--device", default="cpu", show_default=True)
+@click.option("--weights", type=click.Path(path_type=Path), default=None,
+              help="A .pt checkpoint or .onnx model instead of the shipped weights.")
+@click.option("--record", type=click.Path(path_type=Path), default=None,
+              help="Also record the upscaled stream to this file (H.264, e.g. out.mp4).")
+@click.option("--headless", is_flag=True,
+              help="No window (machines without a display); combine with --record.")
+@click.option("--as-fast-as-possible", is_flag=True,
+              help="File sources: process every frame as fast as possible instead of at the file's frame rate.")
+@click.option("--max-frames", type=click.IntRange(min=1), default=None, help="Stop after processing N frames.")
+@click.option("--full", "full_view", is_flag=True, help="Start with the full vsr view instead of the split view.")
+@click.option("--divider", type=click.FloatRange(0, 1), default=0.5, show_default=True,
+              help="Where the split view's divider starts, as a fraction of the width.")
+@click.option("--screenshot-dir", type=click.Path(path_type=Path), default=Path("."), show_default=True,
+              help="Folder for the PNGs the p key saves.")
+@click.option("--screenshot-at-frame", type=click.IntRange(min=1), default=None,
+              help="Save a screenshot of the view after processing frame N (works headless too).")
+@_reports_errors
+def live(source, scale, backend, device, weights, record, headless, as_fast_as_possible, max_frames, full_view,
+         divider, screenshot_dir, screenshot_at_frame):
+    """Upscale a camera, file or stream live, in a window: bicubic | vsr with a movable divider.
+
+    \b
+    Keys: q/Esc quit, s split/full view, space pause, p screenshot (PNG),
+          a/d or left/right arrows move the divider (or drag it with the mouse).
+    When upscaling is slower than the source, stale frames are dropped: the newest wins.
+    """
+    from .live import LiveConfig, run_live
+
+    config = LiveConfig(
+        source=source, scale=int(scale), backend=backend, weights=weights, device=device, record=record,
+        headless=headless, as_fast_as_possible=as_fast_as_possible, max_frames=max_frames, split=not full_view,
+        divider=divider, screenshot_dir=screenshot_dir, screenshot_at_frame=screenshot_at_frame,
+    )
+    report = run_live(config, status=lambda line: click.echo(line, err=True))
+    click.echo(report.summary(), err=True)

@@ -1,0 +1,423 @@
+"""``vsr live``: the newest-wins hand-off, file pacing, the view, errors, headless recording,
+and the real window under Xvfb (skipped where Xvfb or an OpenCV with a GUI is missing)."""
+from __future__ import annotations
+
+import os
+import re
+import select
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.conftest import REPO, synthetic_rgb
+
+SOURCE_FPS = 200.0
+SLOW_BACKEND_S = 0.030
+
+
+def run_vsr(*args, env=None, timeout=120):
+    environment = dict(os.environ if env is None else env)
+    environment["PYTHONPATH"] = os.pathsep.join([str(REPO), environment.get("PYTHONPATH", "")])
+    return subprocess.run([sys.executable, "-m", "vsr", *map(str, args)], capture_output=True, text=True,
+                          env=environment, timeout=timeout)
+
+
+def write_clip(path: Path, frames: int = 12, width: int = 200, height: int = 150, fps: int = 25) -> Path:
+    """A small H.264 clip of a detailed synthetic picture drifting right by 2 pixels a frame."""
+    import av
+
+    picture = synthetic_rgb(height, width + 2 * frames, seed=3)
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        stream.options = {"crf": "10", "preset": "ultrafast"}
+        for i in range(frames):
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(picture[:, 2 * i : 2 * i + width]),
+                                               format="rgb24")
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+    return path
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory) -> Path:
+    return write_clip(tmp_path_factory.mktemp("live") / "clip.mp4")
+
+
+class SlowBackend:
+    """Stands in for a backend slower than the source: sleeps, then upscales by pixel repeat."""
+
+    name = "slow"
+
+    def __init__(self, scale: int, delay_s: float = SLOW_BACKEND_S) -> None:
+        self.scale, self.delay_s = scale, delay_s
+
+    def upscale_luma(self, luma: np.ndarray) -> np.ndarray:
+        time.sleep(self.delay_s)
+        return luma.repeat(self.scale, axis=2).repeat(self.scale, axis=3)
+
+    def close(self) -> None:
+        pass
+
+
+# -- the newest-wins hand-off ----------------------------------------------------------------
+
+
+def fast_source(count: int, fps: float = SOURCE_FPS):
+    """(index, capture time) at ``fps`` on an absolute schedule, as a camera delivers them."""
+    start = time.monotonic()
+    for index in range(count):
+        delay = start + index / fps - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+        yield index, time.monotonic()
+
+
+def test_newest_wins_drops_stale_frames_for_a_slow_consumer():
+    from vsr.pipeline.latest import NewestWins
+
+    count, interval_s = 200, 1 / SOURCE_FPS
+    picked, ages_s, behind = [], [], []
+    with NewestWins(fast_source(count)) as frames:
+        for index, captured_at in frames:
+            ages_s.append(time.monotonic() - captured_at)
+            behind.append(frames.produced - 1 - index)  # how many newer frames already existed
+            picked.append(index)
+            time.sleep(SLOW_BACKEND_S)
+    assert picked == sorted(set(picked)), "frames must arrive in order, each once"
+    assert picked[-1] == count - 1, "the last frame is never dropped: nothing newer replaces it"
+    assert frames.dropped > 0 and frames.produced == count
+    assert frames.consumed + frames.dropped == count
+    # A queue would hand over frames ever older (~30 ms processing vs 5 ms interval: the last
+    # would be about 5 s old); newest-wins keeps every pick-up within a frame interval or two.
+    # The bound is on the median and the 90th percentile so a descheduled thread on a busy
+    # machine cannot fail the test; the maximum only has to stay far below a queue's.
+    assert statistics.median(ages_s) < 2 * interval_s, ages_s
+    assert np.percentile(ages_s, 90) < 2 * interval_s, ages_s
+    assert max(ages_s) < 0.25, ages_s
+    assert statistics.median(behind) <= 1
+
+
+def test_newest_wins_without_dropping_delivers_every_item():
+    from vsr.pipeline.latest import NewestWins
+
+    with NewestWins(range(50), drop=False) as items:
+        received = []
+        for item in items:
+            received.append(item)
+            time.sleep(0.001)
+    assert received == list(range(50)) and items.dropped == 0
+
+
+def test_capture_errors_are_raised_in_the_consumer():
+    from vsr.errors import InputError
+    from vsr.pipeline.latest import NewestWins
+
+    def failing():
+        yield from range(3)
+        raise InputError("camera unplugged")
+
+    received = []
+    with pytest.raises(InputError, match="camera unplugged"), NewestWins(failing(), drop=False) as items:
+        for item in items:
+            received.append(item)
+    assert received == [0, 1, 2]
+
+
+def test_close_stops_the_capture_thread_and_closes_the_source():
+    from vsr.pipeline.latest import NewestWins
+
+    cleaned_up = []
+
+    def endless():
+        try:
+            index = 0
+            while True:
+                time.sleep(0.002)
+                yield index
+                index += 1
+        finally:
+            cleaned_up.append(True)
+
+    with NewestWins(endless()) as items:
+        first = items.get(timeout=5)
+        assert first >= 0
+    assert not items.running and cleaned_up == [True]
+
+
+# -- sources and the live loop ---------------------------------------------------------------
+
+
+def test_file_source_plays_at_its_own_frame_rate(clip):
+    from vsr.media.camera import open_live_source
+
+    def timed(as_fast_as_possible):
+        with open_live_source(clip, as_fast_as_possible=as_fast_as_possible) as source:
+            assert (source.info.width, source.info.height, source.info.kind) == (200, 150, "file")
+            start = time.monotonic()
+            frames = list(source.frames())
+            return frames, time.monotonic() - start
+
+    paced, paced_s = timed(False)
+    fast, fast_s = timed(True)
+    assert len(paced) == len(fast) == 12
+    assert [f.pts_seconds for f in paced] == pytest.approx([i / 25 for i in range(12)], abs=1e-3)
+    assert paced_s >= 0.95 * 11 / 25
+    assert fast_s < paced_s
+
+
+def test_live_loop_drops_frames_when_the_backend_is_slower_than_the_source(tmp_path):
+    from vsr.live import LiveConfig, run_live
+
+    interval_s = 1 / 100
+    fast_clip = write_clip(tmp_path / "fast.mp4", frames=60, width=64, height=48, fps=100)
+    config = LiveConfig(source=str(fast_clip), scale=2, headless=True)
+    report = run_live(config, status=lambda line: None, backend=SlowBackend(2))
+    assert report.frames_dropped > 0
+    assert report.frames_processed + report.frames_dropped == 60
+    assert report.median_pickup_age_ms < 2 * interval_s * 1000
+
+
+def test_view_keys():
+    from vsr.live import ViewState, handle_key
+
+    state = ViewState()
+    for key, check in [
+        (ord("s"), lambda s: not s.split), (ord("s"), lambda s: s.split),
+        (ord(" "), lambda s: s.paused), (ord(" "), lambda s: not s.paused),
+        (ord("p"), lambda s: s.screenshot),
+        (ord("d"), lambda s: s.divider == pytest.approx(0.55)),
+        (65361, lambda s: s.divider == pytest.approx(0.5)),  # left arrow (X11 keysym)
+        (0x1000012, lambda s: s.divider == pytest.approx(0.45)),  # left arrow (Qt)
+        (-1, lambda s: s.divider == pytest.approx(0.45)),
+        (27, lambda s: s.quit),
+    ]:
+        handle_key(state, key)
+        assert check(state), (key, state)
+    assert handle_key(q := ViewState(), ord("q")) is None and q.quit
+
+
+def test_split_view_and_overlay():
+    from vsr.live import OVERLAY_TEXT_BGR, compose_split, draw_overlay, overlay_box, overlay_text
+
+    left = np.full((300, 400, 3), 40, np.uint8)
+    right = np.full((300, 400, 3), 200, np.uint8)
+    canvas = compose_split(left, right, 0.25)
+    assert (canvas[:200, :98] == 40).all() and (canvas[:200, 102:] == 200).all()
+    assert (canvas[:, 99:101] == 255).all()  # the divider line
+    text = overlay_text((640, 360), (1920, 1080), "onnxruntime", 23.44, 41.2)
+    assert text == "640x360 -> 1920x1080  onnxruntime  23.4 fps  latency 41 ms"
+    draw_overlay(canvas, [text])
+    x0, y0, x1, y1 = overlay_box(canvas.shape[:2], [text])
+    assert OVERLAY_TEXT_BGR == (0, 255, 255)
+    assert yellow(canvas[y0:y1, x0:x1]).sum() > 100 and not yellow(canvas[y1:]).any()
+    assert (canvas[y0:y1, x0:x1][~yellow(canvas[y0:y1, x0:x1])] < 200).all(), "the box darkens the picture"
+
+
+def test_opencv_fallback_when_pyav_cannot_open(clip, monkeypatch):
+    from vsr.media import camera
+
+    monkeypatch.setattr(camera.LiveSource, "_open_pyav", lambda self: "PyAV disabled for this test")
+    with camera.open_live_source(clip, as_fast_as_possible=True) as source:
+        assert (source.info.via, source.info.width, source.info.height) == ("opencv", 200, 150)
+        frames = list(source.frames())
+    assert len(frames) == 12
+    assert frames[0].picture.layout == "yuv420p" and frames[0].picture.luma.shape == (150, 200)
+    assert [f.pts_seconds for f in frames] == sorted(f.pts_seconds for f in frames)
+
+
+@pytest.mark.needs_data
+def test_full_range_vfr_source_records(data_dir, tmp_path):
+    out = tmp_path / "tennis_x2.mp4"
+    result = run_vsr("live", "--headless", "--source", data_dir / "video" / "tennis_640x480.mp4", "--scale", 2,
+                     "--as-fast-as-possible", "--max-frames", 4, "--record", out)
+    assert result.returncode == 0, result.stderr
+    import av
+
+    with av.open(str(out)) as container:
+        stream = container.streams.video[0]
+        assert (stream.width, stream.height) == (1280, 960)
+        assert stream.codec_context.color_range == 2  # full range kept, so colours are not washed out
+        assert len(list(container.decode(stream))) == 4
+
+
+# -- the command -----------------------------------------------------------------------------
+
+
+def test_no_display_is_a_clear_error(clip):
+    env = {k: v for k, v in os.environ.items() if k != "DISPLAY"}
+    result = run_vsr("live", "--source", clip, env=env)
+    assert result.returncode == 1
+    assert "no display" in result.stderr and "--headless" in result.stderr and "xvfb-run" in result.stderr
+    assert "Traceback" not in result.stderr
+
+    result = run_vsr("live", "--source", clip, env={**env, "DISPLAY": ":987"})
+    assert result.returncode == 1 and "no X server answers on DISPLAY=:987" in result.stderr
+
+
+@pytest.mark.parametrize("source, message", [
+    ("/dev/video97", "no camera at /dev/video97"),
+    ("missing.mp4", "missing.mp4: no such file"),
+])
+def test_sources_that_cannot_be_opened(tmp_path, source, message):
+    result = run_vsr("live", "--headless", "--source", source)
+    assert result.returncode == 1 and message in result.stderr and "Traceback" not in result.stderr
+
+
+def test_not_a_video_is_a_clear_error(tmp_path):
+    bogus = tmp_path / "notes.mp4"
+    bogus.write_text("not a video")
+    result = run_vsr("live", "--headless", "--source", bogus)
+    assert result.returncode == 1 and "cannot be opened as a video" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_headless_records_every_frame_and_takes_a_screenshot(clip, tmp_path):
+    import av
+
+    out = tmp_path / "live.mp4"
+    result = run_vsr("live", "--headless", "--source", clip, "--scale", 2, "--as-fast-as-possible",
+                     "--max-frames", 10, "--record", out, "--screenshot-at-frame", 4, "--screenshot-dir", tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "10 frames, 0 dropped" in result.stderr
+    with av.open(str(out)) as container:
+        stream = container.streams.video[0]
+        decoded = list(container.decode(stream))
+    assert (stream.width, stream.height, len(decoded)) == (400, 300, 10)
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []  # no partial file
+    shots = list(tmp_path.glob("vsr_live_*_000004.png"))
+    assert len(shots) == 1
+
+
+# -- the window, under Xvfb ------------------------------------------------------------------
+
+
+def _gui_opencv() -> str | None:
+    """Why this interpreter's OpenCV cannot show windows, or None when it can."""
+    code = "import cv2, re; print('NONE' if re.search(r'GUI:\\s+NONE', cv2.getBuildInformation()) else 'GUI')"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    if result.returncode != 0:
+        return f"cv2 does not import: {result.stderr.strip().splitlines()[-1:]}"
+    if result.stdout.strip() != "GUI":
+        return "this OpenCV has no GUI (a -headless wheel); pip install opencv-contrib-python"
+    return None
+
+
+@pytest.fixture
+def xvfb_display():
+    """A private Xvfb server; its display number is chosen by Xvfb, so parallel runs never clash."""
+    if shutil.which("Xvfb") is None:
+        pytest.skip("Xvfb is not installed (apt-get install xvfb)")
+    reason = _gui_opencv()
+    if reason:
+        pytest.skip(reason)
+    read_fd, write_fd = os.pipe()
+    server = subprocess.Popen(["Xvfb", "-displayfd", str(write_fd), "-screen", "0", "1280x1024x24",
+                               "-nolisten", "tcp", "-br"], pass_fds=[write_fd],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    os.close(write_fd)
+    try:
+        ready, _, _ = select.select([read_fd], [], [], 20)
+        number = os.read(read_fd, 64).decode().strip() if ready else ""
+        if not number:
+            pytest.fail("Xvfb did not start")
+        yield f":{number}"
+    finally:
+        os.close(read_fd)
+        server.terminate()
+        server.wait(10)
+
+
+def yellow(bgr: np.ndarray) -> np.ndarray:
+    """Where the overlay's yellow text is, anti-aliased edges included: red and green high, blue low."""
+    bgr = bgr.astype(int)
+    return (bgr[..., 2] > 150) & (bgr[..., 1] > 150) & (bgr[..., 0] < 90)
+
+
+def _laplacian_energy(bgr: np.ndarray) -> float:
+    import cv2
+
+    return float(cv2.Laplacian(cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY).astype(np.float32), cv2.CV_32F).var())
+
+
+def test_window_shows_split_view_and_overlay(tmp_path, xvfb_display):
+    import cv2
+    from PIL import ImageGrab
+
+    from vsr.live import bicubic_upscale, divider_x, overlay_box, yuv_to_bgr
+    from vsr.media.decode import VideoReader
+
+    scale, shot_at = 3, 3
+    clip = write_clip(tmp_path / "long.mp4", frames=60)  # plays long enough to grab the window
+    env = {**os.environ, "DISPLAY": xvfb_display, "PYTHONPATH": str(REPO)}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "vsr", "live", "--source", str(clip), "--scale", str(scale), "--backend",
+         "onnxruntime", "--as-fast-as-possible", "--max-frames", "60", "--screenshot-at-frame", str(shot_at),
+         "--screenshot-dir", str(tmp_path)],
+        env=env, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+    grabbed = None
+    stderr_lines = []
+    try:
+        for line in process.stderr:
+            stderr_lines.append(line)
+            if line.startswith("screenshot:") and grabbed is None:
+                # The window is up: grab the X screen as a viewer sees it, retrying while a
+                # busy machine has not painted it yet.
+                deadline = time.monotonic() + 10
+                while grabbed is None or (_window_problem(grabbed) and time.monotonic() < deadline):
+                    time.sleep(0.2)
+                    grabbed = cv2.cvtColor(np.asarray(ImageGrab.grab(xdisplay=xvfb_display)), cv2.COLOR_RGB2BGR)
+        process.wait(120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    stderr = "".join(stderr_lines)
+    assert process.returncode == 0, stderr
+
+    # The screenshot (p key): exactly what the window was given, at full resolution.
+    (shot_path,) = tmp_path.glob(f"vsr_live_*_{shot_at:06d}.png")
+    shot = cv2.imread(str(shot_path))
+    with VideoReader(clip) as reader:
+        source = list(reader.frames(max_frames=shot_at))[-1]
+    bicubic = yuv_to_bgr(bicubic_upscale(source, scale))
+    height, width = shot.shape[:2]
+    assert (width, height) == (200 * scale, 150 * scale)
+    x = divider_x(width, 0.5)
+    # Away from the overlay (top) and the labels (bottom):
+    rows = slice(height // 4, height * 3 // 4)
+    left, right = slice(20, x - 20), slice(x + 20, width - 20)
+    assert np.abs(shot[rows, left].astype(int) - bicubic[rows, left]).mean() < 0.5, "left of the divider is bicubic"
+    assert np.abs(shot[rows, right].astype(int) - bicubic[rows, right]).mean() > 1.0, "right is not bicubic"
+    assert _laplacian_energy(shot[rows, right]) > 1.1 * _laplacian_energy(bicubic[rows, right]), \
+        "vsr should carry more fine detail than bicubic"
+    assert (shot[rows, x - 1 : x + 1] == 255).all(), "the divider line"
+    x0, y0, x1, y1 = overlay_box(shot.shape[:2], ["200x150 -> 600x450  onnxruntime  10.0 fps  latency 10 ms"])
+    assert yellow(shot[y0:y1, x0:x1]).sum() > 100, "the overlay text"
+
+    # The real window on the X screen: split (a white divider down its middle) with the overlay.
+    assert grabbed is not None, "vsr live ended before its window could be grabbed"
+    assert _window_problem(grabbed) is None, _window_problem(grabbed)
+
+
+def _window_problem(screen: np.ndarray) -> str | None:
+    """What is wrong with the window on this X screen grab (on a black root), or None."""
+    content = np.argwhere(screen.max(axis=-1) > 0)
+    if len(content) == 0:
+        return "no window on the screen"
+    (top, left_x), (bottom, right_x) = content.min(axis=0), content.max(axis=0)
+    window = screen[top : bottom + 1, left_x : right_x + 1]
+    if window.shape[0] < 100 or window.shape[1] < 100:
+        return f"the window is too small: {window.shape}"
+    middle = window.shape[1] // 2
+    divider = window[window.shape[0] // 4 : window.shape[0] * 3 // 4, middle - 4 : middle + 5] > 200
+    if not divider.all(axis=-1).all(axis=0).any():
+        return "no white divider line in the window's middle"
+    if yellow(window[: window.shape[0] // 5, : window.shape[1] // 2]).sum() <= 30:
+        return "no overlay text (yellow) at the window's top left"
+    return None
