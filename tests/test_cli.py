@@ -132,9 +132,9 @@ def test_unwritable_output_directory(bad_inputs):
     assert result.returncode != 0 and "cannot write" in result.stderr.splitlines()[-1]
 
 
-def test_output_that_is_a_directory_is_refused(bad_inputs):
-    result = run_vsr("upscale", bad_inputs["good"], bad_inputs["dir"] / "out.png", "-q")
-    assert result.returncode == 0
-    (bad_inputs["dir"] / "adir.png").mkdir()
-    result = run_vsr("upscale", bad_inputs["dir"] / "adir.png", bad_inputs["dir"] / "x.png")
-    assert result.returncode != 0 and "is a directory" in result.stderr
+def test_output_folder_gets_the_input_name(bad_inputs):
+    folder = bad_inputs["dir"] / "results"
+    folder.mkdir()
+    result = run_vsr("upscale", bad_inputs["good"], folder, "-q", "--scale", "2")
+    assert result.returncode == 0, result.stderr
+    assert Image.open(folder / "good.png").size == (60, 60)

@@ -18,7 +18,8 @@ def test_output_shape_and_layers(scale):
 
 @pytest.mark.parametrize("scale", [2, 3, 4])
 def test_pixel_shuffle_order(scale):
-    """Channel dy * scale + dx of the last conv lands at offset (dy, dx) of each output block."""
+    """Channel dy * scale + dx of the last conv lands at offset (dy, dx) of each output block
+    (plus the model's fixed 0.5 output offset)."""
     model = ESPCN(scale)
     with torch.no_grad():
         model.conv3.weight.zero_()
@@ -26,7 +27,7 @@ def test_pixel_shuffle_order(scale):
     out = model(torch.rand(1, 1, 6, 7))[0, 0]
     for dy in range(scale):
         for dx in range(scale):
-            assert torch.all(out[dy::scale, dx::scale] == dy * scale + dx)
+            assert torch.all(out[dy::scale, dx::scale] == dy * scale + dx + 0.5)
 
 
 def test_reflect_context_keeps_borders_consistent():

@@ -103,6 +103,9 @@ class VideoReader:
                 raise InputError(f"{p}: permission denied")
         try:
             self._container = av.open(self.path, "r")
+        except av.error.InvalidDataError as exc:
+            raise InputError(f"{self.path}: cannot be opened as a video ({_reason(exc)}; "
+                             "not a video, or truncated or corrupt)") from None
         except (av.error.FFmpegError, OSError, UnicodeDecodeError) as exc:
             raise InputError(f"{self.path}: cannot be opened as a video ({_reason(exc)})") from None
         try:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-SUPPORTED_SCALES = (2, 3, 4)
+from . import SUPPORTED_SCALES
 
 
 class ESPCN(nn.Module):

@@ -6,7 +6,7 @@ from importlib import resources
 from pathlib import Path
 
 from ..errors import InputError, UnsupportedScale
-from .espcn import SUPPORTED_SCALES
+from . import SUPPORTED_SCALES
 
 WEIGHT_KINDS = ("pt", "onnx")
 

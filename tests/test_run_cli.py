@@ -1,0 +1,130 @@
+"""`vsr run` from the command line: bad input gives one clear line and no file; Ctrl-C stops cleanly."""
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from .conftest import decode_all, make_clip
+
+
+def vsr(*args, **kwargs):
+    return subprocess.run([sys.executable, "-m", "vsr", *map(str, args)], capture_output=True, text=True,
+                          timeout=300, **kwargs)
+
+
+@pytest.fixture
+def clip(tmp_path):
+    path = tmp_path / "clip.mp4"
+    make_clip(path, frames=30, audio="aac")
+    return path
+
+
+def _audio_only(path):
+    import av
+    import numpy as np
+
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("aac", rate=48000)
+        stream.layout = "stereo"
+        frame = av.AudioFrame.from_ndarray(np.zeros((1, 2048), np.float32), format="flt", layout="stereo")
+        frame.sample_rate, frame.pts = 48000, 0
+        container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+
+
+def _truncated(src, dst):
+    data = src.read_bytes()
+    dst.write_bytes(data[: len(data) // 3])
+
+
+def _garbage(src, dst):
+    data = bytearray(src.read_bytes())
+    data[48:] = bytes(len(data) - 48)  # keep the first box header, zero everything else
+    dst.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("case,message", [
+    ("missing", "no such file"),
+    ("directory", "is a directory"),
+    ("text file", "cannot be opened as a video"),
+    ("audio only", "has no video stream"),
+    ("truncated", "truncated or corrupt"),
+    ("garbage", "cannot be opened as a video"),
+    ("unwritable output", "does not exist"),
+    ("unsupported scale", "'5' is not one of"),
+    ("bad extension", "no container format"),
+])
+def test_bad_input_one_line_no_output(tmp_path, clip, case, message):
+    out = tmp_path / "out.mp4"
+    source = clip
+    extra = []
+    if case == "missing":
+        source = tmp_path / "nope.mp4"
+    elif case == "directory":
+        source = tmp_path
+    elif case == "text file":
+        source = tmp_path / "notes.mp4"
+        source.write_text("not a video")
+    elif case == "audio only":
+        source = tmp_path / "audio.m4a"
+        _audio_only(source)
+    elif case == "truncated":
+        source = tmp_path / "cut.mp4"
+        _truncated(clip, source)
+    elif case == "garbage":
+        source = tmp_path / "garbage.mp4"
+        _garbage(clip, source)
+    elif case == "unwritable output":
+        out = tmp_path / "missing_dir" / "out.mp4"
+    elif case == "unsupported scale":
+        extra = ["--scale", "5"]
+    elif case == "bad extension":
+        out = tmp_path / "out.notavideo"
+    result = vsr("run", source, out, *extra)
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    last = [line for line in result.stderr.splitlines() if line.strip()][-1]
+    assert message in last, result.stderr
+    assert not out.exists()
+    assert not [p for p in out.parent.glob("*partial*")] if out.parent.exists() else True
+
+
+def test_existing_output_is_refused_and_kept(tmp_path, clip):
+    out = tmp_path / "out.mp4"
+    out.write_bytes(b"precious")
+    result = vsr("run", clip, out, "--scale", "2")
+    assert result.returncode != 0 and "--overwrite" in result.stderr
+    assert out.read_bytes() == b"precious"
+    result = vsr("run", clip, out, "--scale", "2", "--overwrite", "--max-frames", "5", "--quiet")
+    assert result.returncode == 0 and result.stderr == ""
+    assert len(decode_all(out)[0]) == 5
+
+
+def test_summary_line(tmp_path, clip):
+    result = vsr("run", clip, tmp_path / "o.mkv", "--scale", "2", "--backend", "onnxruntime")
+    assert result.returncode == 0, result.stderr
+    summary = result.stderr.strip().splitlines()[-1]
+    assert summary.startswith("30 frames 96x64 -> 192x128 in ") and "fps" in summary
+    assert "busy: decode" in summary and "engine" in summary and "encode" in summary
+    assert "backend onnxruntime" in result.stderr
+
+
+def test_ctrl_c_leaves_a_playable_file_or_none(tmp_path):
+    src, out = tmp_path / "long.mp4", tmp_path / "out.mp4"
+    make_clip(src, frames=400, width=160, height=96)
+    proc = subprocess.Popen([sys.executable, "-m", "vsr", "run", str(src), str(out), "--scale", "3",
+                             "--backend", "onnxruntime"], stderr=subprocess.PIPE, text=True)
+    time.sleep(6)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=60)
+    assert "Traceback" not in stderr
+    assert not [p for p in tmp_path.glob("*partial*")]
+    if proc.returncode == 0:  # it finished before the signal arrived
+        assert len(decode_all(out)[0]) == 400
+    else:
+        assert proc.returncode == 130
+        if out.exists():
+            frames, _ = decode_all(out)
+            assert 0 < len(frames) < 400
