@@ -89,14 +89,28 @@ def train(data, scale, epochs, val_dirs, out_dir, degradation, batch_size, lr, m
 BACKEND_CHOICE = click.Choice(["auto", "openvino", "onnxruntime", "torch", "tensorrt"])
 
 
+def _engine_options(default_backend: str, backend_help: str = ""):
+    """--backend, --device and --weights, shared by every command that runs the model."""
+
+    def decorate(command):
+        for option in reversed([
+            click.option("--backend", type=BACKEND_CHOICE, default=default_backend, show_default=True,
+                         help=backend_help or None),
+            click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N."),
+            click.option("--weights", type=click.Path(path_type=Path), default=None,
+                         help="A .pt checkpoint or .onnx model instead of the shipped weights."),
+        ]):
+            command = option(command)
+        return command
+
+    return decorate
+
+
 @main.command("eval")
 @click.option("--data", "data_dirs", multiple=True, required=True, type=click.Path(path_type=Path),
               help="HR images (folder or file; repeatable).")
 @click.option("--scale", type=SCALES, required=True)
-@click.option("--backend", type=BACKEND_CHOICE, default="onnxruntime", show_default=True)
-@click.option("--device", default="cpu", show_default=True)
-@click.option("--weights", type=click.Path(path_type=Path), default=None,
-              help="A .pt checkpoint or .onnx model instead of the shipped weights.")
+@_engine_options("onnxruntime")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 @_reports_errors
 def eval_(data_dirs, scale, backend, device, weights, as_json):
@@ -117,11 +131,7 @@ def eval_(data_dirs, scale, backend, device, weights, as_json):
 @click.argument("input_path", metavar="INPUT", type=click.Path(path_type=Path))
 @click.argument("output_path", metavar="OUTPUT", type=click.Path(path_type=Path))
 @click.option("--scale", type=SCALES, default="3", show_default=True)
-@click.option("--backend", type=BACKEND_CHOICE, default="onnxruntime", show_default=True,
-              help="onnxruntime runs on the CPU without importing torch.")
-@click.option("--device", default="cpu", show_default=True)
-@click.option("--weights", type=click.Path(path_type=Path), default=None,
-              help="A .pt checkpoint or .onnx model instead of the shipped weights.")
+@_engine_options("onnxruntime", "onnxruntime runs on the CPU without importing torch.")
 @click.option("--compare", is_flag=True,
               help="Also write NAME_compare.png: nearest | bicubic | vsr (| original with --reference).")
 @click.option("--reference", type=click.Path(path_type=Path), default=None,
@@ -175,11 +185,7 @@ def export(output_path, scale, weights, opset):
 @click.argument("input_path", metavar="INPUT", type=click.Path(path_type=Path))
 @click.argument("output_path", metavar="OUTPUT", type=click.Path(path_type=Path))
 @click.option("--scale", type=SCALES, default="3", show_default=True)
-@click.option("--backend", type=BACKEND_CHOICE, default="auto", show_default=True,
-              help="auto picks the fastest one available here and says which.")
-@click.option("--device", default="cpu", show_default=True, help="cpu or cuda.")
-@click.option("--weights", type=click.Path(path_type=Path), default=None,
-              help="A .pt checkpoint or .onnx model instead of the shipped weights.")
+@_engine_options("auto", "auto picks the fastest one available here and says which.")
 @click.option("--codec", type=click.Choice(["libx264", "libx265", "libsvtav1", "mpeg4", "h264_nvenc"]),
               default="libx264", show_default=True)
 @click.option("--crf", type=click.IntRange(0, 63), default=None,
@@ -266,7 +272,7 @@ def _size(text: str | None) -> tuple[int, int] | None:
               help="A clip to decode (its first --frames frames). Default: synthetic frames of --size.")
 @click.option("--size", default=None, metavar="WxH", help="Synthetic frame size when no --input [default: 640x360].")
 @click.option("--scale", type=SCALES, default="3", show_default=True)
-@click.option("--backend", type=BACKEND_CHOICE, default="onnxruntime",
+@click.option("--backend", type=BACKEND_CHOICE, default="auto",
               show_default=True, help="torch with --device cuda benchmarks the GPU-resident frame path.")
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N.")
 @click.option("--frames", type=click.IntRange(min=1), default=60, show_default=True, help="Frames per timed loop.")
@@ -330,11 +336,7 @@ def build_engine(scale, size, min_size, max_size, precision, weights, device, wo
 @click.option("--source", default="0", show_default=True,
               help="Camera index (0), a device (/dev/video0), a video file, or an rtsp:// / http:// URL.")
 @click.option("--scale", type=SCALES, default="3", show_default=True, help="Upscaling factor.")
-@click.option("--backend", type=BACKEND_CHOICE, default="auto", show_default=True,
-              help="auto picks the fastest that runs here.")
-@click.option("--device", default="cpu", show_default=True)
-@click.option("--weights", type=click.Path(path_type=Path), default=None,
-              help="A .pt checkpoint or .onnx model instead of the shipped weights.")
+@_engine_options("auto", "auto picks the fastest that runs here.")
 @click.option("--record", type=click.Path(path_type=Path), default=None,
               help="Also record the upscaled stream to this file (H.264, e.g. out.mp4).")
 @click.option("--headless", is_flag=True,
