@@ -211,3 +211,21 @@ def test_real_444_clip_with_mp3(data_dir, tmp_path):
         assert container.streams.audio[0].codec_context.codec.canonical_name == "mp3"
         assert container.streams.video[0].codec_context.pix_fmt == "yuv420p"
     assert os.path.getsize(dst) > 10_000
+
+
+def test_10_bit_source_is_converted_with_a_note(tmp_path):
+    import subprocess
+    import sys
+
+    src, dst = tmp_path / "ten.mkv", tmp_path / "out.mp4"
+    make_clip(src, codec="libx265", pix_fmt="yuv420p10le", frames=6)
+    _, info = decode_all(src)
+    assert info.source_pix_fmt == "yuv420p10le" and "converted to 8-bit yuv420p" in info.conversion_note
+    result = subprocess.run([sys.executable, "-m", "vsr", "run", str(src), str(dst), "--scale", "2",
+                             "--backend", "onnxruntime"], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "converted to 8-bit yuv420p" in result.stderr
+    before, _ = decode_all(src)
+    after, out_info = decode_all(dst)
+    assert len(after) == 6 and out_info.source_pix_fmt == "yuv420p"
+    assert _plane_psnr(before[0].luma, after[0].luma) > 30

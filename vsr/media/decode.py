@@ -60,23 +60,15 @@ def _layout_for(pix_fmt: str) -> tuple[str, str | None]:
     import av
 
     try:
-        descriptor = av.VideoFormat(pix_fmt)
-        chroma_w = descriptor.components[1].width if len(descriptor.components) > 1 else None
-        chroma_h = descriptor.components[1].height if len(descriptor.components) > 1 else None
-        full_w = descriptor.components[0].width
-        full_h = descriptor.components[0].height
-        is_rgb = descriptor.is_rgb
-    except Exception:  # unknown to this PyAV: convert to the most widely supported layout
-        chroma_w = chroma_h = full_w = full_h = None
-        is_rgb = False
-    if is_rgb or chroma_w is None:
-        layout = "yuv444p" if is_rgb else "yuv420p"
-    elif chroma_w == full_w and chroma_h == full_h:
-        layout = "yuv444p"
-    elif chroma_h == full_h:
-        layout = "yuv422p"
+        # A nominal 64x48 frame: the format's chroma plane size then gives its subsampling.
+        descriptor = av.VideoFormat(pix_fmt, 64, 48)
+    except (ValueError, KeyError):  # unknown to this PyAV: use the most widely supported layout
+        return "yuv420p", f"{pix_fmt} is converted to 8-bit yuv420p"
+    if descriptor.is_rgb or len(descriptor.components) < 3:
+        layout = "yuv444p"  # RGB keeps full colour resolution; greyscale gets neutral chroma
     else:
-        layout = "yuv420p"
+        layout = {(64, 48): "yuv444p", (32, 48): "yuv422p"}.get(
+            (descriptor.chroma_width(64), descriptor.chroma_height(48)), "yuv420p")
     return layout, f"{pix_fmt} is converted to 8-bit {layout}"
 
 
