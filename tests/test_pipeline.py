@@ -229,3 +229,35 @@ def test_10_bit_source_is_converted_with_a_note(tmp_path):
     after, out_info = decode_all(dst)
     assert len(after) == 6 and out_info.source_pix_fmt == "yuv420p"
     assert _plane_psnr(before[0].luma, after[0].luma) > 30
+
+
+def _with_subtitles(tmp_path):
+    """A clip with a SubRip track, muxed by PyAV from an .srt file the test writes."""
+    import av
+
+    srt = tmp_path / "subs.srt"
+    srt.write_text("1\n00:00:00,000 --> 00:00:00,300\nhello\n\n2\n00:00:00,300 --> 00:00:00,450\nworld\n")
+    video, out = tmp_path / "video.mkv", tmp_path / "with_subs.mkv"
+    make_clip(video, frames=12)
+    with av.open(str(video)) as v, av.open(str(srt)) as s, av.open(str(out), "w") as o:
+        streams = {v.streams.video[0]: o.add_stream_from_template(v.streams.video[0]),
+                   s.streams.subtitles[0]: o.add_stream_from_template(s.streams.subtitles[0])}
+        for container, stream in ((v, v.streams.video[0]), (s, s.streams.subtitles[0])):
+            for packet in container.demux(stream):
+                if packet.size:
+                    packet.stream = streams[stream]
+                    o.mux(packet)
+    return out
+
+
+def test_subtitles_copied_or_reported(tmp_path):
+    import av
+
+    src = _with_subtitles(tmp_path)
+    stats = _run(src, tmp_path / "out.mkv", scale=2)
+    assert stats.notes == ()
+    with av.open(str(tmp_path / "out.mkv")) as container:
+        texts = [bytes(p) for p in container.demux(subtitles=0) if p.size]
+    assert texts == [b"hello", b"world"]
+    stats = _run(src, tmp_path / "out.mp4", scale=2)
+    assert any("subtitle stream 1 (subrip) dropped" in note for note in stats.notes)

@@ -128,3 +128,15 @@ def test_ctrl_c_leaves_a_playable_file_or_none(tmp_path):
         if out.exists():
             frames, _ = decode_all(out)
             assert 0 < len(frames) < 400
+
+
+def test_nvenc_without_an_nvidia_gpu_is_one_line(tmp_path, clip):
+    import shutil
+
+    if shutil.which("nvidia-smi"):
+        pytest.skip("an NVIDIA driver is present: NVENC may work here")
+    out = tmp_path / "out.mp4"
+    result = vsr("run", clip, out, "--codec", "h264_nvenc", "--max-frames", "3")
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert "needs an NVIDIA GPU with NVENC" in result.stderr.strip().splitlines()[-1]
+    assert not out.exists() and not list(tmp_path.glob("*partial*"))

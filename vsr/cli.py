@@ -223,6 +223,8 @@ def run(input_path, output_path, scale, backend, device, weights, codec, crf, pr
     finally:
         progress.close()
     if not quiet:
+        for note in stats.notes:
+            click.echo(f"note: {note}", err=True)
         click.echo(stats.summary(), err=True)
     if stats.interrupted:
         sys.exit(130)

@@ -99,10 +99,13 @@ class VideoWriter:
         except (av.error.FFmpegError, ValueError) as exc:
             raise OutputError(f"{self.path}: no container format for {self.path.suffix!r} ({exc})") from None
         self.frames_written = 0
+        #: What the user should know about the output (streams dropped or re-encoded).
+        self.notes: list[str] = []
         self._closed = False
         try:
             self._stream = self._add_video(width, height, source)
-            self._passthrough = _Passthrough(audio_from, self._container) if audio_from and options.audio else None
+            self._passthrough = (_Passthrough(audio_from, self._container, self.notes)
+                                 if audio_from and options.audio else None)
         except BaseException:
             self._abort()
             raise
@@ -156,7 +159,12 @@ class VideoWriter:
         out.color_range = self._stream.codec_context.color_range
         if self._passthrough is not None and frame.pts_seconds is not None:
             self._passthrough.copy_until(frame.pts_seconds)
-        self._container.mux(self._stream.encode(out))
+        try:
+            packets = self._stream.encode(out)
+        except av.error.FFmpegError as exc:
+            hint = " (it needs an NVIDIA GPU with NVENC)" if "nvenc" in self.options.codec else ""
+            raise OutputError(f"encoder {self.options.codec} failed{hint}: {exc.strerror or exc}") from None
+        self._container.mux(packets)
         self.frames_written += 1
         if frame.pts_seconds is not None:
             self._end_seconds = frame.pts_seconds + 1 / float(self._stream.average_rate or 30)
@@ -217,7 +225,7 @@ class _Passthrough:
     subtitle packets into the output, in step with the video so the muxer never has to
     buffer a whole track."""
 
-    def __init__(self, source: os.PathLike | str, container) -> None:
+    def __init__(self, source: os.PathLike | str, container, notes: list[str]) -> None:
         import av
 
         self._input = av.open(str(source), "r")
@@ -233,14 +241,19 @@ class _Passthrough:
             elif stream.type == "audio":
                 codec = "aac" if "aac" in supported else "libopus" if "libopus" in supported else None
                 if codec is None:
+                    notes.append(f"audio stream {stream.index} ({name}) dropped: the container takes no audio we encode")
                     continue
+                notes.append(f"audio stream {stream.index} ({name}) re-encoded to {codec}: the container refuses {name}")
                 out = container.add_stream(codec, rate=stream.codec_context.sample_rate or 48000)
                 if stream.codec_context.layout is not None:
                     out.layout = stream.codec_context.layout
                 self._outputs[stream.index] = out
                 self._encoders[stream.index] = av.AudioResampler(format=out.format, layout=out.layout,
                                                                  rate=out.rate)
-            # Subtitles the container cannot hold (e.g. ASS in MP4) are dropped; text re-encoding is not done.
+            else:
+                # Converting subtitle formats (e.g. SubRip to MP4's mov_text) is not done.
+                notes.append(f"subtitle stream {stream.index} ({name}) dropped: {Path(container.name).suffix} "
+                             "files cannot hold it (use .mkv)")
         streams = [self._input.streams[i] for i in self._outputs]
         self._packets = self._input.demux(streams) if streams else iter(())
         self._pending = None

@@ -41,6 +41,7 @@ class RunStats:
     output_path: Path | None
     input_size: tuple[int, int]
     output_size: tuple[int, int]
+    notes: tuple[str, ...] = ()
 
     @property
     def fps(self) -> float:
@@ -145,4 +146,5 @@ def run_video(
         output_path=out_path if writer.frames_written else None,
         input_size=(info.width, info.height),
         output_size=out_size,
+        notes=tuple(writer.notes),
     )
