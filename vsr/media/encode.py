@@ -157,14 +157,14 @@ class VideoWriter:
         out.pts = frame.pts
         out.time_base = frame.time_base
         out.color_range = self._stream.codec_context.color_range
-        if self._passthrough is not None and frame.pts_seconds is not None:
-            self._passthrough.copy_until(frame.pts_seconds)
         try:
-            packets = self._stream.encode(out)
+            # The first mux writes the header, which opens every encoder: errors surface here.
+            if self._passthrough is not None and frame.pts_seconds is not None:
+                self._passthrough.copy_until(frame.pts_seconds)
+            self._container.mux(self._stream.encode(out))
         except av.error.FFmpegError as exc:
             hint = " (it needs an NVIDIA GPU with NVENC)" if "nvenc" in self.options.codec else ""
             raise OutputError(f"encoder {self.options.codec} failed{hint}: {exc.strerror or exc}") from None
-        self._container.mux(packets)
         self.frames_written += 1
         if frame.pts_seconds is not None:
             self._end_seconds = frame.pts_seconds + 1 / float(self._stream.average_rate or 30)
