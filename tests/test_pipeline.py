@@ -261,3 +261,11 @@ def test_subtitles_copied_or_reported(tmp_path):
     assert texts == [b"hello", b"world"]
     stats = _run(src, tmp_path / "out.mp4", scale=2)
     assert any("subtitle stream 1 (subrip) dropped" in note for note in stats.notes)
+
+
+def test_odd_output_size_is_cropped_to_even_for_420(tmp_path):
+    src, dst = tmp_path / "odd.mkv", tmp_path / "out.mp4"
+    make_clip(src, width=95, height=63, pix_fmt="yuv444p", frames=3)
+    _run(src, dst, scale=3)
+    frames, info = decode_all(dst)
+    assert (info.width, info.height) == (284, 188) and len(frames) == 3  # 285x189, last column/row left out

@@ -8,6 +8,7 @@ recording, and the window (bicubic | vsr with a movable divider, and an overlay)
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import re
 import socket
@@ -16,6 +17,7 @@ import sys
 import time
 from collections import deque
 from dataclasses import dataclass, field
+from fractions import Fraction
 from pathlib import Path
 from typing import Callable
 
@@ -23,6 +25,8 @@ import numpy as np
 
 from .errors import InputError, OutputError, VsrError
 from .frames import YuvFrame
+
+RECORD_TIME_BASE = Fraction(1, 1000)
 
 WINDOW_TITLE = "vsr live"
 #: Overlay text colour (BGR): pure yellow never occurs inside the darkened overlay box, so
@@ -380,7 +384,7 @@ def run_live(config: LiveConfig, *, status: Callable[[str], None] | None = None,
 
     from .backends import create_backend
     from .media.camera import open_live_source
-    from .media.record import LiveRecorder
+    from .media.encode import EncodeOptions, VideoSpec, VideoWriter
     from .pipeline.latest import NewestWins
     from .pipeline.stages import assemble, upscale_luma
 
@@ -406,8 +410,13 @@ def run_live(config: LiveConfig, *, status: Callable[[str], None] | None = None,
         out_wh = (info.width * config.scale, info.height * config.scale)
         recorder = None
         if config.record is not None:
-            recorder = stack.enter_context(
-                LiveRecorder(config.record, *out_wh, fps=info.fps, full_range=info.full_range))
+            # Timed in milliseconds from each frame's media time: dropped frames make it variable rate.
+            spec = VideoSpec(time_base=RECORD_TIME_BASE, average_fps=info.fps,
+                             color_range=2 if info.full_range else 1)
+            recorder = stack.enter_context(VideoWriter(
+                config.record, width=out_wh[0], height=out_wh[1], source=spec, overwrite=True,
+                options=EncodeOptions(preset="veryfast", crf=18, audio=False)))
+        last_record_pts = -1
         window = None
         if not config.headless:
             window = LiveWindow(state, out_wh)
@@ -469,7 +478,10 @@ def run_live(config: LiveConfig, *, status: Callable[[str], None] | None = None,
             upscaled = assemble(picture, upscale_luma([picture.luma], backend)[0], "yuv420p")
             if recorder is not None:
                 first_pts = live.pts_seconds if first_pts is None else first_pts
-                recorder.write(upscaled, live.pts_seconds - first_pts)
+                # Timestamps must increase: two frames within a millisecond would share one.
+                pts = max(round((live.pts_seconds - first_pts) / RECORD_TIME_BASE), last_record_pts + 1)
+                recorder.write(dataclasses.replace(upscaled, pts=pts, time_base=RECORD_TIME_BASE))
+                last_record_pts = pts
             report.frames_processed += 1
             meter.tick(time.monotonic())
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import OutputError
-from ..frames import YuvFrame
+from ..frames import CHROMA_SUBSAMPLING, YuvFrame, chroma_shape
 from .decode import StreamInfo, plane_array
 
 #: Encoders we expose, and the pixel formats each accepts for our planar layouts.
@@ -51,6 +51,20 @@ class EncodeOptions:
         return self.preset if self.preset is not None else DEFAULT_PRESET.get(self.codec)
 
 
+@dataclass(frozen=True)
+class VideoSpec:
+    """What the writer copies from its source: timing, colour metadata (FFmpeg enum values)
+    and rotation. ``StreamInfo`` carries the same fields; live sources make one of these."""
+
+    time_base: Fraction
+    average_fps: float | None
+    color_range: int = 0
+    colorspace: int = 2
+    color_primaries: int = 2
+    color_trc: int = 2
+    rotation_degrees: float = 0.0
+
+
 def output_layout(options: EncodeOptions) -> str:
     pix_fmt = options.pix_fmt or "yuv420p"
     layout = {"yuvj420p": "yuv420p", "yuvj422p": "yuv422p", "yuvj444p": "yuv444p"}.get(pix_fmt, pix_fmt)
@@ -73,7 +87,7 @@ class VideoWriter:
         *,
         width: int,
         height: int,
-        source: StreamInfo,
+        source: StreamInfo | VideoSpec,
         options: EncodeOptions = EncodeOptions(),
         audio_from: os.PathLike | str | None = None,
         overwrite: bool = False,
@@ -94,6 +108,9 @@ class VideoWriter:
             raise OutputError(f"{self.path}: cannot write in {parent} (permission denied)")
         # Same suffix as the target so FFmpeg picks the same container format.
         self._tmp = parent / f".{self.path.stem}.vsr-partial{self.path.suffix}"
+        # Encoders cannot subsample an odd size: the last row / column is left out (say x3 of 427x241).
+        sub_x, sub_y = CHROMA_SUBSAMPLING[self.layout]
+        self.width, self.height = width - width % sub_x, height - height % sub_y
         try:
             self._container = av.open(str(self._tmp), "w")
         except (av.error.FFmpegError, ValueError) as exc:
@@ -103,14 +120,14 @@ class VideoWriter:
         self.notes: list[str] = []
         self._closed = False
         try:
-            self._stream = self._add_video(width, height, source)
+            self._stream = self._add_video(self.width, self.height, source)
             self._passthrough = (_Passthrough(audio_from, self._container, self.notes)
                                  if audio_from and options.audio else None)
         except BaseException:
             self._abort()
             raise
 
-    def _add_video(self, width: int, height: int, source: StreamInfo):
+    def _add_video(self, width: int, height: int, source: StreamInfo | VideoSpec):
         import av
 
         opts = self.options
@@ -151,9 +168,11 @@ class VideoWriter:
 
         if frame.layout != self.layout:
             raise ValueError(f"frame layout {frame.layout} != writer layout {self.layout}")
-        out = av.VideoFrame(frame.width, frame.height, self.layout)
-        for plane, data in zip(out.planes, (frame.luma, frame.chroma_u, frame.chroma_v)):
-            plane_array(plane, data.shape)[...] = data
+        out = av.VideoFrame(self.width, self.height, self.layout)
+        c_shape = chroma_shape((self.height, self.width), self.layout)
+        for plane, data, shape in zip(out.planes, (frame.luma, frame.chroma_u, frame.chroma_v),
+                                      ((self.height, self.width), c_shape, c_shape)):
+            plane_array(plane, shape)[...] = data[: shape[0], : shape[1]]
         out.pts = frame.pts
         out.time_base = frame.time_base
         out.color_range = self._stream.codec_context.color_range
@@ -214,7 +233,7 @@ class VideoWriter:
         self.close(keep=exc_type is None)
 
 
-def _rate(source: StreamInfo) -> Fraction:
+def _rate(source: StreamInfo | VideoSpec) -> Fraction:
     if source.average_fps:
         return Fraction(source.average_fps).limit_denominator(1001)
     return Fraction(30)
@@ -296,4 +315,4 @@ class _Passthrough:
         self._input.close()
 
 
-__all__ = ["VideoWriter", "EncodeOptions", "CODECS", "output_layout"]
+__all__ = ["VideoWriter", "VideoSpec", "EncodeOptions", "CODECS", "output_layout"]
