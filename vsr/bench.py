@@ -138,7 +138,7 @@ def _versions(device: str) -> dict:
     import av
 
     versions = {"python": platform.python_version(), "numpy": np.__version__, "av": av.__version__}
-    for module in ("torch", "onnxruntime", "tensorrt", "cv2"):
+    for module in ("torch", "onnxruntime", "openvino", "tensorrt", "cv2"):
         try:
             versions[module] = __import__(module).__version__
         except ImportError:
