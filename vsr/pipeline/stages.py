@@ -21,15 +21,12 @@ def luma_to_float(lumas: list[np.ndarray]) -> np.ndarray:
     return batch
 
 
-def float_to_uint8(values: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-    """Float in [0, 1] -> uint8, rounded; in place on ``values``."""
+def float_to_uint8(values: np.ndarray) -> np.ndarray:
+    """Float in [0, 1] -> uint8, rounded (scales ``values`` in place on the way)."""
     values *= np.float32(255)
     values += np.float32(0.5)
     np.clip(values, 0, 255, out=values)
-    if out is None:
-        return values.astype(np.uint8)
-    np.copyto(out, values, casting="unsafe")
-    return out
+    return values.astype(np.uint8)
 
 
 def resize_plane(plane: np.ndarray, out_hw: tuple[int, int]) -> np.ndarray:
