@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from vsr.errors import InputError
-from vsr.train import TrainConfig, extract_patches, train
+from vsr.train import TrainConfig, degraded_images, extract_patches, grid_patches, train
 
 
 def _config(image_dir, out_dir, **overrides):
@@ -31,6 +31,20 @@ def test_patches_follow_the_paper_grid(image_dir):
     from vsr.imresize import imresize
 
     np.testing.assert_allclose(lr[0, 4:-4, 4:-4][2:-2, 2:-2], imresize(hr[0] / 255.0, 1 / 3)[2:-2, 2:-2], atol=0.02)
+
+
+def test_shifted_grid_takes_matching_patches_from_the_same_images(image_dir):
+    from vsr.images import find_images
+
+    pairs = degraded_images(find_images(image_dir), 3, "bicubic")
+    lr0, hr0 = grid_patches(pairs, 3, patch_px=17, stride_px=14)
+    lr1, hr1 = grid_patches(pairs, 3, patch_px=17, stride_px=14, origin_px=(5, 9))
+    # 96x120 -> LR 32x40: rows 5 (not 19: 19 + 17 > 32), cols 9, 23 -> 2; 81x75 -> 27x25: none; 120x96 -> 40x32: 2.
+    assert len(lr1) == 4 and len(lr0) == 9
+    lr_ctx, hr = pairs[0]
+    np.testing.assert_array_equal(lr1[0], lr_ctx[5 : 5 + 25, 9 : 9 + 25])
+    np.testing.assert_array_equal(hr1[0], hr[15 : 15 + 51, 27 : 27 + 51])
+    np.testing.assert_array_equal(lr1[1], lr_ctx[5 : 5 + 25, 23 : 23 + 25])
 
 
 def test_loss_falls_and_best_checkpoint_is_kept(image_dir, tmp_path):

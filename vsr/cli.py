@@ -50,6 +50,8 @@ def main() -> None:
 @click.option("--degradation", type=click.Choice(["bicubic", "gaussian"]), default="bicubic", show_default=True,
               help="How LR inputs are made: MATLAB antialiased bicubic, or the paper's Gaussian blur + subsample.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
+@click.option("--jitter/--fixed-grid", default=True, show_default=True,
+              help="Shift the patch grid by a random offset each epoch (more distinct patches, same stride).")
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=1e-3, show_default=True,
               help="Initial Adam learning rate; halved on validation plateaus.")
 @click.option("--min-lr", type=click.FloatRange(min=0, min_open=True), default=1e-5, show_default=True)
@@ -67,7 +69,7 @@ def main() -> None:
               help="CPU threads (default: one per core). Two 1-thread runs beat one 2-thread run on 2 cores.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar or epoch lines.")
 @_reports_errors
-def train(data, scale, epochs, val_dirs, out_dir, degradation, batch_size, lr, min_lr, patience, seed, resume, init,
+def train(data, scale, epochs, val_dirs, out_dir, degradation, batch_size, jitter, lr, min_lr, patience, seed, resume, init,
           device, mixed_precision, threads, quiet):
     """Train ESPCN on folders of HR images (PNG/JPG/BMP, searched recursively)."""
     from .train import TrainConfig
@@ -75,7 +77,7 @@ def train(data, scale, epochs, val_dirs, out_dir, degradation, batch_size, lr, m
 
     config = TrainConfig(
         data_dirs=tuple(data), scale=int(scale), out_dir=out_dir, epochs=epochs, val_dirs=tuple(val_dirs),
-        degradation=degradation, batch_size=batch_size, lr=lr, min_lr=min_lr, patience=patience, seed=seed, resume=resume,
+        degradation=degradation, batch_size=batch_size, jitter=jitter, lr=lr, min_lr=min_lr, patience=patience, seed=seed, resume=resume,
         init=init, device=device, mixed_precision=mixed_precision, num_threads=threads,
         progress=not quiet,
     )

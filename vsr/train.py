@@ -45,6 +45,8 @@ class TrainConfig:
     plateau_db: float = 0.005
     patch_px: int = 17
     stride_px: int = 14
+    #: Shift the patch grid by a random offset (under one stride) every epoch after the first.
+    jitter: bool = True
     seed: int = 0
     resume: bool = False
     init: Path | None = None
@@ -68,23 +70,37 @@ class TrainResult:
     wall_seconds: float
 
 
-def extract_patches(
-    paths: list[Path], scale: int, degradation: str, patch_px: int, stride_px: int, progress: bool = False
-) -> tuple[np.ndarray, np.ndarray]:
-    """LR patches with context (N, P+8, P+8) float32 and HR targets (N, P*s, P*s) uint8."""
+def degraded_images(
+    paths: list[Path], scale: int, degradation: str, progress: bool = False
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Each image as (LR luma with 4 mirrored pixels of context, float32; HR luma, uint8)."""
     from tqdm import tqdm
 
     context = ESPCN.CONTEXT_PX
-    lr_patches, hr_patches = [], []
-    for path in tqdm(paths, desc=f"patches x{scale}", unit="img", disable=not progress, leave=False):
+    pairs = []
+    for path in tqdm(paths, desc=f"degrading x{scale}", unit="img", disable=not progress, leave=False):
         hr = modcrop(rgb_to_y(read_rgb(path)), scale)
         lr = degrade(hr / 255.0, scale, degradation).astype(np.float32)
-        h_lr, w_lr = lr.shape
-        if h_lr < patch_px or w_lr < patch_px:
-            continue
-        lr_ctx = np.pad(lr, context, mode="reflect")
-        for top in range(0, h_lr - patch_px + 1, stride_px):
-            for left in range(0, w_lr - patch_px + 1, stride_px):
+        if min(lr.shape) > context:
+            pairs.append((np.pad(lr, context, mode="reflect"), hr))
+    return pairs
+
+
+def grid_patches(
+    pairs: list[tuple[np.ndarray, np.ndarray]], scale: int, patch_px: int, stride_px: int,
+    origin_px: tuple[int, int] = (0, 0),
+) -> tuple[np.ndarray, np.ndarray]:
+    """LR patches with context (N, P+8, P+8) float32 and HR targets (N, P*s, P*s) uint8.
+
+    The grid starts at ``origin_px`` (LR rows, columns): shifting it between epochs shows the
+    network other patches of the same images at the paper's stride.
+    """
+    context = ESPCN.CONTEXT_PX
+    lr_patches, hr_patches = [], []
+    for lr_ctx, hr in pairs:
+        h_lr, w_lr = lr_ctx.shape[0] - 2 * context, lr_ctx.shape[1] - 2 * context
+        for top in range(origin_px[0], h_lr - patch_px + 1, stride_px):
+            for left in range(origin_px[1], w_lr - patch_px + 1, stride_px):
                 lr_patches.append(lr_ctx[top : top + patch_px + 2 * context, left : left + patch_px + 2 * context])
                 hr_patches.append(
                     hr[top * scale : (top + patch_px) * scale, left * scale : (left + patch_px) * scale]
@@ -92,6 +108,13 @@ def extract_patches(
     if not lr_patches:
         raise InputError(f"no training patches: every image is smaller than {patch_px * scale}px")
     return np.stack(lr_patches), np.stack(hr_patches)
+
+
+def extract_patches(
+    paths: list[Path], scale: int, degradation: str, patch_px: int, stride_px: int, progress: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
+    """The paper's patches of these images, on a grid from the top-left corner."""
+    return grid_patches(degraded_images(paths, scale, degradation, progress), scale, patch_px, stride_px)
 
 
 def _dihedral(batch, k: int):
@@ -151,14 +174,20 @@ def train(config: TrainConfig) -> TrainResult:
     log = _Logger(out_dir / f"espcn_x{config.scale}_log.jsonl", config.progress)
     log.say(f"x{config.scale}: {len(train_paths)} training images, {len(val_paths)} validation images")
 
-    lr_np, hr_np = extract_patches(
-        train_paths, config.scale, config.degradation, config.patch_px, config.stride_px, config.progress
-    )
-    lr_all = torch.from_numpy(lr_np)[:, None]
-    hr_all = torch.from_numpy(hr_np)[:, None]
-    log.say(f"{len(lr_all)} patches of {config.patch_px * config.scale}px ({config.degradation} degradation)")
+    pairs = degraded_images(train_paths, config.scale, config.degradation, config.progress)
 
-    model = ESPCN(config.scale).to(device)
+    def patches(origin_px):
+        lr_np, hr_np = grid_patches(pairs, config.scale, config.patch_px, config.stride_px, origin_px)
+        return torch.from_numpy(lr_np)[:, None], torch.from_numpy(hr_np)[:, None]
+
+    lr_all, hr_all = patches((0, 0))
+    log.say(
+        f"{len(lr_all)} patches of {config.patch_px * config.scale}px ({config.degradation} degradation)"
+        + (", grid shifted at random each epoch" if config.jitter else "")
+    )
+
+    # channels_last: oneDNN's convolutions (forward and backward) run ~1.6x faster in it on CPUs.
+    model = ESPCN(config.scale).to(device, memory_format=torch.channels_last)
     if config.init is not None:
         _transfer(model, load_checkpoint(config.init)["state_dict"])
     head_params = list(model.conv3.parameters())
@@ -196,6 +225,11 @@ def train(config: TrainConfig) -> TrainResult:
     batches = -(-n // config.batch_size)
     for epoch in range(start_epoch + 1, config.epochs + 1):
         model.train()
+        if config.jitter and epoch > 1:
+            origin = torch.randint(0, config.stride_px, (2,), generator=generator).tolist()
+            lr_all, hr_all = patches(tuple(origin))
+            n = len(lr_all)
+            batches = -(-n // config.batch_size)
         order = torch.randperm(n, generator=generator)
         flips = torch.randint(0, 8, (batches,), generator=generator)
         total_loss = 0.0
@@ -206,7 +240,7 @@ def train(config: TrainConfig) -> TrainResult:
         for b in bar:
             idx = order[b * config.batch_size : (b + 1) * config.batch_size]
             k = int(flips[b])
-            x = _dihedral(lr_all[idx], k).to(device, non_blocking=True)
+            x = _dihedral(lr_all[idx], k).to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
             y = _dihedral(hr_all[idx], k).to(device, non_blocking=True).float().div_(255.0)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.mixed_precision):
                 features = model.features(x)
