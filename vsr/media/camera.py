@@ -21,7 +21,7 @@ from typing import Iterator
 
 from ..errors import InputError
 from ..frames import YuvFrame
-from .decode import _layout_for, _reason, to_yuv_frame
+from .decode import av_error_reason, to_yuv_frame, yuv_layout_for
 
 #: Seconds to wait for a network stream to open, and then for each packet.
 NETWORK_TIMEOUT_S = (10.0, 10.0)
@@ -105,7 +105,7 @@ class LiveSource:
         try:
             container = av.open(target.path, "r", format=target.av_format, options=options, **kwargs)
         except (av.error.FFmpegError, OSError, UnicodeDecodeError, ValueError) as exc:
-            return _reason(exc)
+            return av_error_reason(exc)
         try:
             if not container.streams.video:
                 container.close()
@@ -116,13 +116,13 @@ class LiveSource:
             first = next(self._decoded, None)
         except av.error.FFmpegError as exc:
             container.close()
-            return _reason(exc)
+            return av_error_reason(exc)
         if first is None:
             container.close()
             return "no decodable frames"
         self._container = container
         self._first = first
-        self._layout, _ = _layout_for(first.format.name)
+        self._layout, _ = yuv_layout_for(first.format.name)
         rate = stream.average_rate or stream.guessed_rate
         full_range = int(first.color_range) == 2 or first.format.name.startswith("yuvj")
         self.info = SourceInfo(target.label, target.kind, "pyav", first.width, first.height,
@@ -176,10 +176,10 @@ class LiveSource:
                 frame = next(self._decoded, None)
         except av.error.FFmpegError as exc:
             if self._target.kind == "file":
-                raise InputError(f"{self._target.label}: decoding failed at frame {index} ({_reason(exc)}); "
+                raise InputError(f"{self._target.label}: decoding failed at frame {index} ({av_error_reason(exc)}); "
                                  "the file is truncated or corrupt") from None
             raise InputError(f"{self._target.label}: the {self._target.kind} stopped sending frames "
-                             f"({_reason(exc)}); check the connection") from None
+                             f"({av_error_reason(exc)}); check the connection") from None
 
     def _frames_opencv(self) -> Iterator[LiveFrame]:
         import cv2

@@ -54,7 +54,9 @@ class StreamInfo:
         return self.color_range == 2  # AVCOL_RANGE_JPEG
 
 
-def _layout_for(pix_fmt: str) -> tuple[str, str | None]:
+def yuv_layout_for(pix_fmt: str) -> tuple[str, str | None]:
+    """The 8-bit planar YUV layout frames of ``pix_fmt`` are converted to, and a note when that
+    loses something (bit depth, RGB); the note is None for layouts used as they are."""
     if pix_fmt in _DIRECT_LAYOUT:
         return _DIRECT_LAYOUT[pix_fmt], None
     import av
@@ -96,10 +98,10 @@ class VideoReader:
         try:
             self._container = av.open(self.path, "r")
         except av.error.InvalidDataError as exc:
-            raise InputError(f"{self.path}: cannot be opened as a video ({_reason(exc)}; "
+            raise InputError(f"{self.path}: cannot be opened as a video ({av_error_reason(exc)}; "
                              "not a video, or truncated or corrupt)") from None
         except (av.error.FFmpegError, OSError, UnicodeDecodeError) as exc:
-            raise InputError(f"{self.path}: cannot be opened as a video ({_reason(exc)})") from None
+            raise InputError(f"{self.path}: cannot be opened as a video ({av_error_reason(exc)})") from None
         try:
             if not self._container.streams.video:
                 raise InputError(f"{self.path}: has no video stream")
@@ -122,7 +124,7 @@ class VideoReader:
         ctx = stream.codec_context
         if ctx.width <= 0 or ctx.height <= 0 or ctx.pix_fmt is None:
             raise InputError(f"{self.path}: video stream has no decodable picture (corrupt or unsupported)")
-        layout, note = _layout_for(ctx.pix_fmt)
+        layout, note = yuv_layout_for(ctx.pix_fmt)
         duration = None
         if stream.duration is not None and stream.time_base:
             duration = float(stream.duration * stream.time_base)
@@ -159,7 +161,7 @@ class VideoReader:
                 yield frame
                 count += 1
         except av.error.FFmpegError as exc:
-            raise InputError(f"{self.path}: decoding failed at frame {count} ({_reason(exc)}); "
+            raise InputError(f"{self.path}: decoding failed at frame {count} ({av_error_reason(exc)}); "
                              "the file is truncated or corrupt") from None
 
     def frames(self, max_frames: int | None = None) -> Iterator[YuvFrame]:
@@ -205,9 +207,11 @@ def plane_array(plane, shape: tuple[int, int]) -> np.ndarray:
     return np.frombuffer(plane, np.uint8).reshape(-1, plane.line_size)[:height, :width]
 
 
-def _reason(exc: BaseException) -> str:
+def av_error_reason(exc: BaseException) -> str:
+    """FFmpeg's message of a PyAV error without the file name PyAV appends (for one-line errors)."""
     text = getattr(exc, "strerror", None) or str(exc)
     return text.split(": '")[0].strip() or exc.__class__.__name__
 
 
-__all__ = ["VideoReader", "StreamInfo", "to_yuv_frame", "plane_array", "CHROMA_SUBSAMPLING"]
+__all__ = ["VideoReader", "StreamInfo", "to_yuv_frame", "plane_array", "yuv_layout_for", "av_error_reason",
+           "CHROMA_SUBSAMPLING"]
