@@ -64,11 +64,32 @@ def test_seed_makes_runs_reproducible_and_resume_continues(image_dir, tmp_path):
     b1 = train(_config(image_dir, tmp_path / "b", epochs=1, mixed_precision=False))
     b2 = train(_config(image_dir, tmp_path / "b", epochs=2, mixed_precision=False, resume=True))
     assert b1.epochs_run == 1 and len(_log(tmp_path / "b")) == 2
-    sa = torch.load(tmp_path / "a" / "espcn_x3_last.pt", weights_only=False)["state_dict"]
-    sb = torch.load(tmp_path / "b" / "espcn_x3_last.pt", weights_only=False)["state_dict"]
-    for name in sa:
-        torch.testing.assert_close(sa[name], sb[name])
+    la = torch.load(tmp_path / "a" / "espcn_x3_last.pt", weights_only=False)
+    lb = torch.load(tmp_path / "b" / "espcn_x3_last.pt", weights_only=False)
+    for key in ("state_dict", "ema_state_dict"):
+        for name in la[key]:
+            torch.testing.assert_close(la[key][name], lb[key][name])
     assert a.best_val_psnr_db == pytest.approx(b2.best_val_psnr_db, abs=1e-6) or b2.best_epoch == 1
+
+
+def test_the_weight_average_is_what_is_validated_and_kept(image_dir, tmp_path):
+    from vsr.evaluate import evaluate
+    from vsr.images import find_images
+    from vsr.models.weights import load_espcn
+    from vsr.train import _torch_upscaler
+
+    result = train(_config(image_dir, tmp_path, val_dirs=(image_dir,), epochs=3, ema_decay=0.9, jitter=False))
+    last = torch.load(tmp_path / "espcn_x3_last.pt", weights_only=False)
+    raw, average = last["state_dict"], last["ema_state_dict"]
+    assert any(not torch.equal(raw[name], average[name]) for name in raw)
+    if result.best_epoch == 3:  # the best checkpoint is then the last average
+        best = torch.load(result.best_path, weights_only=True)["state_dict"]
+        for name in best:
+            torch.testing.assert_close(best[name], average[name])
+    # The logged validation PSNR is the saved best model's, recomputed here.
+    model = load_espcn(3, result.best_path)
+    report = evaluate(find_images(image_dir), 3, _torch_upscaler(model, "cpu"))
+    assert report.mean("vsr_psnr_db") == pytest.approx(result.best_val_psnr_db, abs=1e-3)
 
 
 def test_gaussian_degradation_trains(image_dir, tmp_path):

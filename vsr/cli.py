@@ -58,6 +58,8 @@ def main() -> None:
 @click.option("--patience", type=click.IntRange(min=1), default=6, show_default=True,
               help="Epochs without a 0.005 dB validation gain before the learning rate halves. tanh networks "
                    "plateau for a while before they improve again, so do not make this short.")
+@click.option("--ema", "ema_decay", type=click.FloatRange(0, 1, max_open=True), default=0.999, show_default=True,
+              help="Decay of the moving average of the weights that is validated and saved (0: raw weights).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--resume", is_flag=True, help="Continue from OUT/espcn_xN_last.pt.")
 @click.option("--init", type=click.Path(path_type=Path), default=None,
@@ -69,15 +71,15 @@ def main() -> None:
               help="CPU threads (default: one per core). Two 1-thread runs beat one 2-thread run on 2 cores.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar or epoch lines.")
 @_reports_errors
-def train(data, scale, epochs, val_dirs, out_dir, degradation, batch_size, jitter, lr, min_lr, patience, seed, resume, init,
-          device, mixed_precision, threads, quiet):
+def train(data, scale, epochs, val_dirs, out_dir, degradation, batch_size, jitter, lr, min_lr, patience, ema_decay,
+          seed, resume, init, device, mixed_precision, threads, quiet):
     """Train ESPCN on folders of HR images (PNG/JPG/BMP, searched recursively)."""
     from .train import TrainConfig
     from .train import train as run_training
 
     config = TrainConfig(
         data_dirs=tuple(data), scale=int(scale), out_dir=out_dir, epochs=epochs, val_dirs=tuple(val_dirs),
-        degradation=degradation, batch_size=batch_size, jitter=jitter, lr=lr, min_lr=min_lr, patience=patience, seed=seed, resume=resume,
+        degradation=degradation, batch_size=batch_size, jitter=jitter, lr=lr, min_lr=min_lr, patience=patience, ema_decay=ema_decay, seed=seed, resume=resume,
         init=init, device=device, mixed_precision=mixed_precision, num_threads=threads,
         progress=not quiet,
     )
