@@ -101,3 +101,37 @@ def test_no_images_is_a_clear_error(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(InputError, match="no training images"):
         train(_config(tmp_path / "empty", tmp_path / "out"))
+
+
+def test_cosine_schedule_lowers_the_rate_smoothly_to_its_floor(image_dir, tmp_path):
+    train(_config(image_dir, tmp_path, epochs=4, schedule="cosine", lr=2e-3, min_lr=1e-5))
+    rates = [row["lr"] for row in _log(tmp_path)]
+    assert all(a > b for a, b in zip(rates, rates[1:]))
+    assert rates[-1] == pytest.approx(1e-5)
+    # Half-way through a half cosine the rate is the mean of its two ends.
+    assert rates[1] == pytest.approx((2e-3 + 1e-5) / 2)
+
+
+def test_larger_patches_train_and_images_smaller_than_a_patch_are_skipped(image_dir, tmp_path, capsys):
+    # 81x75 -> LR 27x25 at x3: smaller than a 26px patch; the other two images carry it.
+    result = train(_config(image_dir, tmp_path, epochs=2, patch_px=26, progress=True))
+    assert "1 image(s) smaller than a 78px patch: not used" in capsys.readouterr().err
+    assert result.best_val_psnr_db > 20
+
+
+def test_cli_train_takes_patch_and_schedule(image_dir, tmp_path):
+    from click.testing import CliRunner
+
+    from vsr.cli import main
+
+    out = tmp_path / "run"
+    result = CliRunner().invoke(main, [
+        "train", str(image_dir), "--scale", "2", "--epochs", "2", "--patch-px", "24", "--stride-px", "12",
+        "--schedule", "cosine", "--batch-size", "8", "--out", str(out), "-q",
+    ])
+    assert result.exit_code == 0, result.output
+    assert "best:" in result.output and (out / "espcn_x2.pt").exists()
+    config = torch.load(out / "espcn_x2_last.pt", weights_only=False)["config"]
+    assert config["patch_px"] == "24" and config["stride_px"] == "12" and config["schedule"] == "cosine"
+    bad = CliRunner().invoke(main, ["train", str(image_dir), "--scale", "2", "--schedule", "step"])
+    assert bad.exit_code == 2 and "'step' is not one of 'plateau', 'cosine'" in bad.output

@@ -52,8 +52,16 @@ def main() -> None:
 @click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
 @click.option("--jitter/--fixed-grid", default=True, show_default=True,
               help="Shift the patch grid by a random offset each epoch (more distinct patches, same stride).")
+@click.option("--patch-px", type=click.IntRange(min=1), default=17, show_default=True,
+              help="LR side of a training patch (the paper's 17). 32 trains ~1.4x faster on a CPU: less of each "
+                   "step goes to the 4 pixels of context around it.")
+@click.option("--stride-px", type=click.IntRange(min=1), default=None,
+              help="Grid step between patches, LR pixels.  [default: patch - 3, the paper's 14 for 17]")
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=1e-3, show_default=True,
-              help="Initial Adam learning rate; halved on validation plateaus.")
+              help="Initial Adam learning rate.")
+@click.option("--schedule", type=click.Choice(["plateau", "cosine"]), default="plateau", show_default=True,
+              help="plateau: halve the rate when validation stalls (the paper's); cosine: lower it smoothly "
+                   "to --min-lr over --epochs (better for a fixed time budget).")
 @click.option("--min-lr", type=click.FloatRange(min=0, min_open=True), default=1e-5, show_default=True)
 @click.option("--patience", type=click.IntRange(min=1), default=6, show_default=True,
               help="Epochs without a 0.005 dB validation gain before the learning rate halves. tanh networks "
@@ -71,15 +79,16 @@ def main() -> None:
               help="CPU threads (default: one per core). Two 1-thread runs beat one 2-thread run on 2 cores.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar or epoch lines.")
 @_reports_errors
-def train(data, scale, epochs, val_dirs, out_dir, degradation, batch_size, jitter, lr, min_lr, patience, ema_decay,
-          seed, resume, init, device, mixed_precision, threads, quiet):
+def train(data, scale, epochs, val_dirs, out_dir, degradation, batch_size, jitter, patch_px, stride_px, lr, schedule,
+          min_lr, patience, ema_decay, seed, resume, init, device, mixed_precision, threads, quiet):
     """Train ESPCN on folders of HR images (PNG/JPG/BMP, searched recursively)."""
     from .train import TrainConfig
     from .train import train as run_training
 
     config = TrainConfig(
         data_dirs=tuple(data), scale=int(scale), out_dir=out_dir, epochs=epochs, val_dirs=tuple(val_dirs),
-        degradation=degradation, batch_size=batch_size, jitter=jitter, lr=lr, min_lr=min_lr, patience=patience, ema_decay=ema_decay, seed=seed, resume=resume,
+        degradation=degradation, batch_size=batch_size, jitter=jitter, patch_px=patch_px, stride_px=stride_px,
+        lr=lr, schedule=schedule, min_lr=min_lr, patience=patience, ema_decay=ema_decay, seed=seed, resume=resume,
         init=init, device=device, mixed_precision=mixed_precision, num_threads=threads,
         progress=not quiet,
     )

@@ -18,9 +18,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .color import rgb_to_y
+from .color import rgb_to_y, to_uint8
 from .errors import InputError, OutputError
 from .images import DEGRADATIONS, degrade, find_images, modcrop, read_rgb
+from .metrics import psnr
 from .models.espcn import ESPCN
 from .models.weights import check_scale, load_checkpoint
 
@@ -29,8 +30,15 @@ from .models.weights import check_scale, load_checkpoint
 class TrainConfig:
     """Options of one training run.
 
-    ``batch_size`` 64 and ``lr`` 1e-3 suit Adam on this small network. The rate halves whenever validation PSNR gains less than ``plateau_db`` over ``patience`` epochs
-    (the paper's "decay when the improvement is below a threshold"), down to ``min_lr``.
+    ``batch_size`` 64 and ``lr`` 1e-3 suit Adam on this small network. With ``schedule``
+    "plateau" (the paper's "decay when the improvement is below a threshold") the rate halves
+    whenever validation PSNR gains less than ``plateau_db`` over ``patience`` epochs, down to
+    ``min_lr``; "cosine" lowers it from ``lr`` to ``min_lr`` along a half cosine over ``epochs``,
+    which spends a fixed budget better than waiting for noisy plateaus.
+
+    ``patch_px`` is the LR side of a patch (the paper's 17). Each patch also carries 4 pixels of
+    context on every side, so larger patches (32) spend less of each step on context: about
+    1.4x the useful pixels per second on a CPU. Images smaller than a patch are skipped.
     """
 
     data_dirs: tuple[Path, ...]
@@ -44,8 +52,10 @@ class TrainConfig:
     min_lr: float = 1e-5
     patience: int = 6
     plateau_db: float = 0.005
+    schedule: str = "plateau"
     patch_px: int = 17
-    stride_px: int = 14
+    #: Grid step in LR pixels; None: the paper's, ``patch_px - 3`` (14 for 17).
+    stride_px: int | None = None
     #: Shift the patch grid by a random offset (under one stride) every epoch after the first.
     jitter: bool = True
     seed: int = 0
@@ -88,6 +98,9 @@ def degraded_images(
         if min(lr.shape) > context:
             pairs.append((np.pad(lr, context, mode="reflect"), hr))
     return pairs
+
+
+SCHEDULES = ("plateau", "cosine")
 
 
 def grid_patches(
@@ -145,11 +158,12 @@ def train(config: TrainConfig) -> TrainResult:
     import torch
     from tqdm import tqdm
 
-    from .evaluate import evaluate
-
     check_scale(config.scale)
     if config.degradation not in DEGRADATIONS:
         raise InputError(f"degradation must be one of {', '.join(DEGRADATIONS)}")
+    if config.schedule not in SCHEDULES:
+        raise InputError(f"schedule must be one of {', '.join(SCHEDULES)}")
+    stride_px = config.stride_px or max(1, config.patch_px - 3)
     if config.device.startswith("cuda") and not torch.cuda.is_available():
         raise InputError("--device cuda: no CUDA GPU is visible to torch")
     device = torch.device(config.device)
@@ -179,9 +193,13 @@ def train(config: TrainConfig) -> TrainResult:
     log.say(f"x{config.scale}: {len(train_paths)} training images, {len(val_paths)} validation images")
 
     pairs = degraded_images(train_paths, config.scale, config.degradation, config.progress)
+    too_small = sum(min(lr.shape) - 2 * ESPCN.CONTEXT_PX < config.patch_px for lr, _ in pairs)
+    if too_small:
+        log.say(f"{too_small} image(s) smaller than a {config.patch_px * config.scale}px patch: not used")
+    validate = _Validator(val_paths, config.scale, config.degradation)
 
     def patches(origin_px):
-        lr_np, hr_np = grid_patches(pairs, config.scale, config.patch_px, config.stride_px, origin_px)
+        lr_np, hr_np = grid_patches(pairs, config.scale, config.patch_px, stride_px, origin_px)
         return torch.from_numpy(lr_np)[:, None], torch.from_numpy(hr_np)[:, None]
 
     lr_all, hr_all = patches((0, 0))
@@ -200,15 +218,18 @@ def train(config: TrainConfig) -> TrainResult:
     optimizer = torch.optim.Adam(
         [{"params": feature_params, "lr": config.lr}, {"params": head_params, "lr": config.lr * config.head_lr_factor}]
     )
-    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
-        optimizer,
-        mode="max",
-        factor=0.5,
-        patience=config.patience,
-        threshold=config.plateau_db,
-        threshold_mode="abs",
-        min_lr=config.min_lr,
-    )
+    if config.schedule == "cosine":
+        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs, eta_min=config.min_lr)
+    else:
+        scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+            optimizer,
+            mode="max",
+            factor=0.5,
+            patience=config.patience,
+            threshold=config.plateau_db,
+            threshold_mode="abs",
+            min_lr=config.min_lr,
+        )
     last_path = out_dir / f"espcn_x{config.scale}_last.pt"
     best_path = out_dir / f"espcn_x{config.scale}.pt"
     start_epoch, best_psnr, best_epoch, wall_before, steps = 0, -math.inf, 0, 0.0, 0
@@ -235,7 +256,7 @@ def train(config: TrainConfig) -> TrainResult:
     for epoch in range(start_epoch + 1, config.epochs + 1):
         model.train()
         if config.jitter and epoch > 1:
-            origin = torch.randint(0, config.stride_px, (2,), generator=generator).tolist()
+            origin = torch.randint(0, stride_px, (2,), generator=generator).tolist()
             lr_all, hr_all = patches(tuple(origin))
             n = len(lr_all)
             batches = -(-n // config.batch_size)
@@ -267,9 +288,11 @@ def train(config: TrainConfig) -> TrainResult:
             if b % 20 == 0:
                 bar.set_postfix(loss=f"{total_loss / (b + 1):.2e}", best=f"{best_psnr:.2f}dB")
         model.eval()
-        report = evaluate(val_paths, config.scale, _torch_upscaler(ema, device), degradation=config.degradation)
-        val_psnr = report.mean("vsr_psnr_db")
-        scheduler.step(val_psnr)
+        val_psnr = validate(_torch_upscaler(ema, device))
+        if config.schedule == "cosine":
+            scheduler.step()
+        else:
+            scheduler.step(val_psnr)
         improved = val_psnr > best_psnr
         if improved:
             best_psnr, best_epoch = val_psnr, epoch
@@ -301,12 +324,34 @@ def train(config: TrainConfig) -> TrainResult:
             epoch=epoch,
             loss=total_loss / max(batches, 1),
             val_psnr_db=round(val_psnr, 4),
-            val_bicubic_psnr_db=round(report.mean("bicubic_psnr_db"), 4),
+            val_bicubic_psnr_db=round(validate.bicubic_psnr_db, 4),
             lr=optimizer.param_groups[0]["lr"],
             wall_seconds=round(wall, 1),
             best="*" if improved else "",
         )
     return TrainResult(best_path, best_psnr, best_epoch, config.epochs, wall_before + time.perf_counter() - started)
+
+
+class _Validator:
+    """Mean PSNR on Y of a luma upscaler over the validation images, exactly as ``vsr eval``
+    scores it; the images are degraded and the bicubic baseline scored once, not every epoch."""
+
+    def __init__(self, paths: list[Path], scale: int, degradation: str) -> None:
+        from .evaluate import luma_pairs
+        from .imresize import imresize
+
+        self.scale = scale
+        self.pairs = [(hr, lr.astype(np.float32)) for _, hr, lr in luma_pairs(paths, scale, degradation)]
+        self.bicubic_psnr_db = float(np.mean([
+            psnr(hr, to_uint8(imresize(lr.astype(np.float64), scale) * 255), border_px=scale)
+            for hr, lr in self.pairs
+        ]))
+
+    def __call__(self, upscale_luma) -> float:
+        return float(np.mean([
+            psnr(hr, to_uint8(np.asarray(upscale_luma(lr), dtype=np.float64) * 255), border_px=self.scale)
+            for hr, lr in self.pairs
+        ]))
 
 
 def _transfer(model, state_dict) -> None:
