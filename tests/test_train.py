@@ -135,3 +135,16 @@ def test_cli_train_takes_patch_and_schedule(image_dir, tmp_path):
     assert config["patch_px"] == "24" and config["stride_px"] == "12" and config["schedule"] == "cosine"
     bad = CliRunner().invoke(main, ["train", str(image_dir), "--scale", "2", "--schedule", "step"])
     assert bad.exit_code == 2 and "'step' is not one of 'plateau', 'cosine'" in bad.output
+
+
+@pytest.mark.needs_cuda
+def test_training_on_cuda_matches_cpu_closely_and_saves_cpu_loadable_weights(image_dir, tmp_path):
+    from vsr.models.weights import load_espcn
+
+    options = dict(epochs=3, mixed_precision=False, jitter=False, ema_decay=0, val_dirs=(image_dir,))
+    cpu = train(_config(image_dir, tmp_path / "cpu", **options))
+    gpu = train(_config(image_dir, tmp_path / "cuda", device="cuda", **options))
+    # Same seed, same batches: only floating-point summation order differs between the devices.
+    assert gpu.best_val_psnr_db == pytest.approx(cpu.best_val_psnr_db, abs=0.05)
+    model = load_espcn(3, gpu.best_path)
+    assert next(model.parameters()).device.type == "cpu"

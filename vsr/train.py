@@ -167,6 +167,8 @@ def train(config: TrainConfig) -> TrainResult:
     if config.device.startswith("cuda") and not torch.cuda.is_available():
         raise InputError("--device cuda: no CUDA GPU is visible to torch")
     device = torch.device(config.device)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed patch shapes: pick the fastest kernels once
     out_dir = Path(config.out_dir)
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -200,7 +202,9 @@ def train(config: TrainConfig) -> TrainResult:
 
     def patches(origin_px):
         lr_np, hr_np = grid_patches(pairs, config.scale, config.patch_px, stride_px, origin_px)
-        return torch.from_numpy(lr_np)[:, None], torch.from_numpy(hr_np)[:, None]
+        # The whole epoch's patches live on the device (tens of MB): on a GPU, batches are then
+        # gathered there instead of copied over PCIe at every step.
+        return torch.from_numpy(lr_np)[:, None].to(device), torch.from_numpy(hr_np)[:, None].to(device)
 
     lr_all, hr_all = patches((0, 0))
     log.say(
@@ -260,18 +264,19 @@ def train(config: TrainConfig) -> TrainResult:
             lr_all, hr_all = patches(tuple(origin))
             n = len(lr_all)
             batches = -(-n // config.batch_size)
-        order = torch.randperm(n, generator=generator)
-        flips = torch.randint(0, 8, (batches,), generator=generator)
-        total_loss = 0.0
+        order = torch.randperm(n, generator=generator).to(device)
+        flips = torch.randint(0, 8, (batches,), generator=generator).tolist()
+        # Summed on the device: reading the loss back at every step would make a GPU wait for it.
+        total_loss = torch.zeros((), dtype=torch.float64, device=device)
         bar = tqdm(
             range(batches), desc=f"epoch {epoch}/{config.epochs}", unit="batch",
             disable=not config.progress, leave=False, file=sys.stderr,
         )
         for b in bar:
             idx = order[b * config.batch_size : (b + 1) * config.batch_size]
-            k = int(flips[b])
-            x = _dihedral(lr_all[idx], k).to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
-            y = _dihedral(hr_all[idx], k).to(device, non_blocking=True).float().div_(255.0)
+            k = flips[b]
+            x = _dihedral(lr_all[idx], k).contiguous(memory_format=torch.channels_last)
+            y = _dihedral(hr_all[idx], k).float().div_(255.0)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.mixed_precision):
                 features = model.features(x)
             loss = torch.nn.functional.mse_loss(model.head(features.float()), y)
@@ -284,9 +289,9 @@ def train(config: TrainConfig) -> TrainResult:
                 decay = min(config.ema_decay, (1 + steps) / (10 + steps))
                 with torch.no_grad():
                     torch._foreach_lerp_(ema_params, model_params, 1.0 - decay)
-            total_loss += loss.item()
-            if b % 20 == 0:
-                bar.set_postfix(loss=f"{total_loss / (b + 1):.2e}", best=f"{best_psnr:.2f}dB")
+            total_loss += loss.detach()
+            if config.progress and b % 50 == 0:
+                bar.set_postfix(loss=f"{total_loss.item() / (b + 1):.2e}", best=f"{best_psnr:.2f}dB")
         model.eval()
         val_psnr = validate(_torch_upscaler(ema, device))
         if config.schedule == "cosine":
@@ -322,7 +327,7 @@ def train(config: TrainConfig) -> TrainResult:
         })
         log.epoch(
             epoch=epoch,
-            loss=total_loss / max(batches, 1),
+            loss=total_loss.item() / max(batches, 1),
             val_psnr_db=round(val_psnr, 4),
             val_bicubic_psnr_db=round(validate.bicubic_psnr_db, 4),
             lr=optimizer.param_groups[0]["lr"],
