@@ -148,3 +148,13 @@ def test_training_on_cuda_matches_cpu_closely_and_saves_cpu_loadable_weights(ima
     assert gpu.best_val_psnr_db == pytest.approx(cpu.best_val_psnr_db, abs=0.05)
     model = load_espcn(3, gpu.best_path)
     assert next(model.parameters()).device.type == "cpu"
+
+
+def test_resuming_a_cosine_run_with_more_epochs_follows_the_longer_curve(image_dir, tmp_path):
+    options = dict(schedule="cosine", lr=2e-3, min_lr=1e-5, mixed_precision=False)
+    train(_config(image_dir, tmp_path, epochs=2, **options))
+    train(_config(image_dir, tmp_path, epochs=4, resume=True, **options))
+    rates = [row["lr"] for row in _log(tmp_path)]
+    assert rates[0] == pytest.approx(1e-5 + (2e-3 - 1e-5) * 0.5 * (1 + np.cos(np.pi / 2)))  # epoch 1 of 2
+    assert rates[2] == pytest.approx(1e-5 + (2e-3 - 1e-5) * 0.5 * (1 + np.cos(np.pi * 3 / 4)))  # epoch 3 of 4
+    assert rates[3] == pytest.approx(1e-5)

@@ -223,7 +223,12 @@ def train(config: TrainConfig) -> TrainResult:
         [{"params": feature_params, "lr": config.lr}, {"params": head_params, "lr": config.lr * config.head_lr_factor}]
     )
     if config.schedule == "cosine":
-        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs, eta_min=config.min_lr)
+        # Closed form in the epoch number (LambdaLR saves no curve): a run resumed with a larger
+        # --epochs follows the longer cosine from where it stands.
+        floor = min(config.min_lr / config.lr, 1.0)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda epoch: floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * min(epoch / config.epochs, 1)))
+        )
     else:
         scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
             optimizer,
