@@ -37,8 +37,9 @@ class TrainConfig:
     which spends a fixed budget better than waiting for noisy plateaus.
 
     ``patch_px`` is the LR side of a patch (the paper's 17). Each patch also carries 4 pixels of
-    context on every side, so larger patches (32) spend less of each step on context: about
-    1.4x the useful pixels per second on a CPU. Images smaller than a patch are skipped.
+    context on every side, so larger patches spend less of each step on context (32 px at batch
+    16: 1.4x the output pixels per second of 17 px at batch 64 on a CPU, see
+    ``benchmarks/train_throughput.py``). Images smaller than a patch are skipped.
     """
 
     data_dirs: tuple[Path, ...]
