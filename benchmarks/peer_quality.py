@@ -60,12 +60,10 @@ def resized_reference_psnr_db(data: Path, scale: int, upscale) -> tuple[float, f
     from PIL import Image
 
     from vsr.images import find_images
+    from vsr.metrics import psnr
 
-    def luma(rgb: np.ndarray) -> np.ndarray:  # BT.601 studio range, float, in [0, 1]
+    def luma(rgb: np.ndarray) -> np.ndarray:  # BT.601 studio range, float (not rounded), in [0, 1]
         return (16.0 + (64.738 * rgb[..., 0] + 129.057 * rgb[..., 1] + 25.064 * rgb[..., 2]) / 256.0) / 255.0
-
-    def psnr(a, b):
-        return 10 * np.log10(1.0 / np.mean((a - b) ** 2))
 
     bicubic, ours = [], []
     for path in find_images(data):
@@ -74,8 +72,8 @@ def resized_reference_psnr_db(data: Path, scale: int, upscale) -> tuple[float, f
         hr = hr.resize((w, h), Image.BICUBIC)
         lr = hr.resize((w // scale, h // scale), Image.BICUBIC)
         hr_y = luma(np.asarray(hr, dtype=np.float64))
-        bicubic.append(psnr(luma(np.asarray(lr.resize((w, h), Image.BICUBIC), dtype=np.float64)), hr_y))
-        ours.append(psnr(upscale(luma(np.asarray(lr, dtype=np.float64)).astype(np.float32)), hr_y))
+        bicubic.append(psnr(hr_y, luma(np.asarray(lr.resize((w, h), Image.BICUBIC), dtype=np.float64)), peak=1.0))
+        ours.append(psnr(hr_y, upscale(luma(np.asarray(lr, dtype=np.float64)).astype(np.float32)), peak=1.0))
     return float(np.mean(bicubic)), float(np.mean(ours))
 
 

@@ -79,6 +79,16 @@ def luma_pairs(
         yield path.stem, hr, degrade(hr / 255.0, scale, degradation)
 
 
+def bicubic_uint8(lr: np.ndarray, scale: int) -> np.ndarray:
+    """The baseline the convention scores: MATLAB bicubic upscale of the LR luma, rounded to 8 bits."""
+    return to_uint8(imresize(lr, scale) * 255)
+
+
+def upscaled_uint8(upscale_luma: LumaUpscaler, lr: np.ndarray) -> np.ndarray:
+    """``upscale_luma`` of the LR luma (given as float32), rounded to 8 bits as the convention scores it."""
+    return to_uint8(np.asarray(upscale_luma(lr.astype(np.float32)), dtype=np.float64) * 255)
+
+
 def evaluate(
     data: Sequence[Path | str] | Path | str,
     scale: int,
@@ -94,8 +104,8 @@ def evaluate(
         raise InputError(f"no images (.png/.jpg/.bmp) found in {', '.join(map(str, roots))}")
     rows = []
     for name, hr, lr in luma_pairs(paths, scale, degradation):
-        bicubic = to_uint8(imresize(lr, scale) * 255)
-        sr = to_uint8(np.asarray(upscale_luma(lr.astype(np.float32)), dtype=np.float64) * 255)
+        bicubic = bicubic_uint8(lr, scale)
+        sr = upscaled_uint8(upscale_luma, lr)
         rows.append(
             ImageScore(
                 name,

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .color import rgb_to_y, to_uint8
+from .color import rgb_to_y
 from .errors import InputError, OutputError
 from .images import DEGRADATIONS, degrade, find_images, modcrop, read_rgb
 from .metrics import psnr
@@ -348,20 +348,19 @@ class _Validator:
     scores it; the images are degraded and the bicubic baseline scored once, not every epoch."""
 
     def __init__(self, paths: list[Path], scale: int, degradation: str) -> None:
-        from .evaluate import luma_pairs
-        from .imresize import imresize
+        from .evaluate import bicubic_uint8, luma_pairs
 
         self.scale = scale
-        self.pairs = [(hr, lr.astype(np.float32)) for _, hr, lr in luma_pairs(paths, scale, degradation)]
+        self.pairs = [(hr, lr) for _, hr, lr in luma_pairs(paths, scale, degradation)]
         self.bicubic_psnr_db = float(np.mean([
-            psnr(hr, to_uint8(imresize(lr.astype(np.float64), scale) * 255), border_px=scale)
-            for hr, lr in self.pairs
+            psnr(hr, bicubic_uint8(lr, scale), border_px=scale) for hr, lr in self.pairs
         ]))
 
     def __call__(self, upscale_luma) -> float:
+        from .evaluate import upscaled_uint8
+
         return float(np.mean([
-            psnr(hr, to_uint8(np.asarray(upscale_luma(lr), dtype=np.float64) * 255), border_px=self.scale)
-            for hr, lr in self.pairs
+            psnr(hr, upscaled_uint8(upscale_luma, lr), border_px=self.scale) for hr, lr in self.pairs
         ]))
 
 
