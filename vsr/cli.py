@@ -5,7 +5,9 @@ Heavy modules (torch, onnxruntime, PyAV) are imported inside the commands so tha
 """
 from __future__ import annotations
 
+import contextlib
 import functools
+import signal
 import sys
 from pathlib import Path
 
@@ -195,6 +197,19 @@ def export(output_path, scale, weights, opset):
     click.echo(f"wrote {path}")
 
 
+def _workers(text: str) -> int | None:
+    """--workers: 'auto' (None) or a positive count."""
+    if text == "auto":
+        return None
+    try:
+        count = int(text)
+    except ValueError:
+        raise click.BadParameter(f"{text!r}: give a number of workers or 'auto'") from None
+    if count < 1:
+        raise click.BadParameter(f"{text!r}: at least 1 worker")
+    return count
+
+
 @main.command()
 @click.argument("input_path", metavar="INPUT", type=click.Path(path_type=Path))
 @click.argument("output_path", metavar="OUTPUT", type=click.Path(path_type=Path))
@@ -212,36 +227,81 @@ def export(output_path, scale, weights, opset):
 @click.option("--max-frames", type=click.IntRange(min=1), default=None, help="Stop after N frames (previews).")
 @click.option("--batch-size", type=click.IntRange(1, 64), default=1, show_default=True,
               help="Frames per network call.")
+@click.option("--workers", "workers_text", default="auto", show_default=True, metavar="N|auto",
+              help="Processes upscaling keyframe-aligned segments side by side. auto: one per 2 CPU cores "
+                   "(so one stream on a 2-core machine), up to 8 per GPU with --device cuda; 1: one stream.")
+@click.option("--segment-seconds", type=click.FloatRange(min=0.1), default=5.0, show_default=True,
+              help="Segment length: each segment ends at the first keyframe this far from its start.")
+@click.option("--resume", is_flag=True, help="Continue an interrupted segmented run from its finished segments.")
+@click.option("--ray", "ray_address", is_flag=False, flag_value="local", default=None, metavar="[ADDRESS]",
+              help="Run the segments as Ray tasks: a new local Ray instance, 'auto' (the running cluster) or "
+                   "ray://HOST:PORT. Needs pip install -e \".[ray]\".")
+@click.option("--format", "out_format", default=None, metavar="EXT",
+              help="Folders: the container of every output (mp4, mkv ...). Default: each input's own.")
 @click.option("--overwrite", "-y", is_flag=True, help="Replace OUTPUT if it exists.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar and no summary.")
 @_reports_errors
 def run(input_path, output_path, scale, backend, device, weights, codec, crf, preset, pix_fmt, no_audio, max_frames,
-        batch_size, overwrite, quiet):
-    """Upscale a video: PyAV decode -> ESPCN on luma + bicubic chroma -> PyAV encode.
+        batch_size, workers_text, segment_seconds, resume, ray_address, out_format, overwrite, quiet):
+    """Upscale a video (or every video in a folder): PyAV decode -> ESPCN on luma + bicubic
+    chroma -> PyAV encode.
 
     The output container follows OUTPUT's extension; timestamps, colour metadata, rotation,
-    audio and subtitles are kept. OUTPUT appears only when it is complete.
+    audio and subtitles are kept. OUTPUT appears only when it is complete. Long videos are cut
+    at keyframes into segments that several workers upscale at once, joined without re-encoding.
     """
     from .media.encode import EncodeOptions
-    from .pipeline.pipeline import RunConfig, run_video
+    from .pipeline.pipeline import RunConfig
 
     config = RunConfig(
         input_path=input_path, output_path=output_path, scale=int(scale), backend=backend, device=device,
         weights=weights, encode=EncodeOptions(codec=codec, crf=crf, preset=preset, pix_fmt=pix_fmt,
                                               audio=not no_audio),
-        max_frames=max_frames, overwrite=overwrite, batch_size=batch_size,
+        max_frames=max_frames, overwrite=overwrite, batch_size=batch_size, workers=_workers(workers_text),
+        segment_seconds=segment_seconds, resume=resume, ray_address=ray_address,
     )
-    progress = _Progress(quiet)
-    try:
-        stats = run_video(config, on_start=progress.start, on_frame=progress.update)
-    finally:
-        progress.close()
+    with _sigterm_as_interrupt():
+        if input_path.is_dir():
+            from .folders import run_folder
+
+            failures = run_folder(config, out_format=out_format, quiet=quiet,
+                                  echo=lambda line: click.echo(line, err=True))
+            if failures:
+                sys.exit(1)
+            return
+        if out_format is not None:
+            raise click.UsageError("--format is for folders: OUTPUT's extension names the container")
+        from .segments import upscale_video
+
+        progress = _Progress(quiet)
+        try:
+            stats = upscale_video(config, on_start=progress.start, on_frame=progress.update)
+        finally:
+            progress.close()
     if not quiet:
         for note in stats.notes:
             click.echo(f"note: {note}", err=True)
         click.echo(stats.summary(), err=True)
     if stats.interrupted:
         sys.exit(130)
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt():
+    """SIGTERM (what `kill` and service managers send) stops a run as Ctrl-C does: workers
+    stopped, partial work kept or discarded cleanly, instead of dying with files half written."""
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    try:
+        previous = signal.signal(signal.SIGTERM, interrupt)
+    except ValueError:  # not the main thread (a library caller): leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 class _Progress:

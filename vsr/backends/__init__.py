@@ -7,6 +7,8 @@ error is a real bug and is raised.
 from __future__ import annotations
 
 import os
+import re
+from dataclasses import dataclass
 from pathlib import Path
 
 from .base import Backend, BackendUnavailable
@@ -16,32 +18,68 @@ BACKENDS = ("openvino", "onnxruntime", "torch", "tensorrt")
 #: TensorRT plan is expected to beat torch, with ONNX Runtime last as it runs anywhere.
 AUTO_ORDER = {"cpu": ("openvino", "onnxruntime", "torch"), "cuda": ("tensorrt", "torch", "onnxruntime")}
 
-__all__ = ["Backend", "BackendUnavailable", "BACKENDS", "create_backend"]
+__all__ = ["Backend", "BackendUnavailable", "BACKENDS", "EngineSpec", "check_device", "create_backend"]
+
+_DEVICE = re.compile(r"cpu|cuda(:\d+)?")
+
+
+def check_device(device: str) -> str:
+    """``device`` if it is cpu, cuda or cuda:N; otherwise a clear error (never a silent CPU run)."""
+    if not _DEVICE.fullmatch(device):
+        raise BackendUnavailable(f"unknown device {device!r}: choose cpu, cuda or cuda:N")
+    return device
+
+
+@dataclass(frozen=True)
+class EngineSpec:
+    """Which network runs where, as one picklable value: the driver builds it once and it
+    reaches every worker process and Ray task unchanged.
+
+    ``num_threads``: CPU threads for the engine (0: the library's default, every core); when
+    several workers share a machine each gets its share. ``batch_size``: frames per network call.
+    """
+
+    scale: int = 3
+    backend: str = "auto"
+    device: str = "cpu"
+    weights: Path | None = None
+    num_threads: int = 0
+    batch_size: int = 1
+
+    def __post_init__(self) -> None:
+        check_device(self.device)
+
+    @property
+    def cuda(self) -> bool:
+        return self.device.startswith("cuda")
 
 
 def create_backend(
-    name: str, scale: int, *, weights: os.PathLike | str | None = None, device: str = "cpu"
+    name: str, scale: int, *, weights: os.PathLike | str | None = None, device: str = "cpu", num_threads: int = 0
 ) -> Backend:
-    """A ready backend for ``scale``: shipped weights, or ``weights`` (.pt checkpoint or .onnx)."""
+    """A ready backend for ``scale``: shipped weights, or ``weights`` (.pt checkpoint or .onnx).
+    ``num_threads`` caps the CPU threads of the engine (0: the library's default)."""
     from ..models.weights import check_scale
 
     check_scale(scale)
+    check_device(device)
     if name == "auto":
         reasons = []
         for candidate in AUTO_ORDER["cuda" if device.startswith("cuda") else "cpu"]:
             try:
-                return create_backend(candidate, scale, weights=weights, device=device)
+                return create_backend(candidate, scale, weights=weights, device=device, num_threads=num_threads)
             except BackendUnavailable as exc:
                 reasons.append(f"{candidate}: {exc}")
         raise BackendUnavailable("no backend can run here: " + "; ".join(reasons))
     if name == "openvino":
         from .openvino import OpenVinoBackend, OpenVinoOptions
 
-        return OpenVinoBackend(scale, _onnx_for(scale, weights), OpenVinoOptions(device=device))
+        return OpenVinoBackend(scale, _onnx_for(scale, weights), OpenVinoOptions(device=device, num_threads=num_threads))
     if name == "onnxruntime":
         from .onnxruntime import OnnxRuntimeBackend, OrtOptions
 
-        return OnnxRuntimeBackend(scale, _onnx_for(scale, weights), OrtOptions(device=device))
+        return OnnxRuntimeBackend(scale, _onnx_for(scale, weights), OrtOptions(device=device,
+                                                                               intra_op_threads=num_threads))
     if name == "torch" and device.startswith("cuda") and (weights is None or Path(weights).suffix != ".onnx"):
         from .torch_cuda import TorchCudaBackend, TorchCudaOptions
 
@@ -51,7 +89,7 @@ def create_backend(
 
         if weights is not None and Path(weights).suffix == ".onnx":
             raise BackendUnavailable("the torch backend needs .pt weights, not .onnx")
-        return TorchBackend(scale, weights, device=device)
+        return TorchBackend(scale, weights, device=device, num_threads=num_threads)
     if name == "tensorrt":
         from .tensorrt import TensorRTBackend, TensorRTOptions
 

@@ -30,6 +30,8 @@ class GpuFrameUpscaler:
                  options: TorchCudaOptions = TorchCudaOptions(), out_layout: str | None = None) -> None:
         self.backend = TorchCudaBackend(scale, weights, options)
         self.scale, self.out_layout = scale, out_layout
+        self.name = "torch"
+        self.description = f"torch ({options.device}, {'fp16' if options.fp16 else 'fp32'}, GPU-resident frames)"
         self._torch = self.backend._torch
         self._chroma: dict[tuple, dict] = {}
 

@@ -11,7 +11,8 @@ from .base import BackendUnavailable, as_batch
 class TorchBackend:
     name = "torch"
 
-    def __init__(self, scale: int, weights: os.PathLike | str | None = None, device: str = "cpu") -> None:
+    def __init__(self, scale: int, weights: os.PathLike | str | None = None, device: str = "cpu",
+                 num_threads: int = 0) -> None:
         try:
             import torch
         except ImportError:
@@ -20,6 +21,8 @@ class TorchBackend:
 
         if device.startswith("cuda") and not torch.cuda.is_available():
             raise BackendUnavailable("torch sees no CUDA GPU")
+        if num_threads:
+            torch.set_num_threads(num_threads)
         self._torch = torch
         self.scale = scale
         self.device = device

@@ -187,6 +187,68 @@ class VideoReader:
         self.close()
 
 
+def decode_range(
+    path: os.PathLike | str,
+    start_pts: int | None,
+    end_pts: int | None,
+    *,
+    layout: str,
+    first_index: int = 0,
+    decoder_threads: int = 0,
+) -> Iterator[YuvFrame]:
+    """The frames of the first video stream whose pts falls in ``[start_pts, end_pts)``
+    (stream time base; None: from the start / to the end), in presentation order.
+
+    Decoding starts at the keyframe at or before ``start_pts``; frames before it are decoded
+    (they may be needed as references) and dropped. It stops at the first frame presented at
+    or after ``end_pts``: decoders output frames in presentation order, so every frame of the
+    range, open-GOP leading pictures included, is out by then. ``first_index`` numbers the
+    frames as in the whole video.
+    """
+    import av
+
+    with av.open(str(path), "r") as container:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        stream.codec_context.thread_count = decoder_threads
+        frames = _seek_before(container, stream, start_pts)
+        index = first_index
+        try:
+            for frame in frames:
+                if frame.pts is None:
+                    raise InputError(f"{path}: a frame without a timestamp; the video cannot be cut into segments")
+                if start_pts is not None and frame.pts < start_pts:
+                    continue
+                if end_pts is not None and frame.pts >= end_pts:
+                    return
+                yield to_yuv_frame(frame, layout, index)
+                index += 1
+        except av.error.FFmpegError as exc:
+            raise InputError(f"{path}: decoding failed at frame {index} ({av_error_reason(exc)}); "
+                             "the file is truncated or corrupt") from None
+
+
+def _seek_before(container, stream, start_pts: int | None):
+    """Decoded frames from a keyframe at or before ``start_pts``. Some demuxers (MPEG-TS,
+    files with a sparse index) land after the asked time: then seek again, further back."""
+    from itertools import chain
+
+    if start_pts is None:
+        return container.decode(stream)
+    step = max(1, int(1 / stream.time_base)) if stream.time_base else 90000  # one second
+    target = start_pts
+    for _ in range(6):
+        container.seek(max(target, 0), stream=stream, backward=True, any_frame=False)
+        frames = container.decode(stream)
+        first = next(frames, None)
+        if first is None or first.pts is None or first.pts <= start_pts or target <= 0:
+            return chain([first] if first is not None else [], frames)
+        target -= step
+        step *= 4
+    container.seek(0, stream=stream, backward=True, any_frame=False)
+    return container.decode(stream)
+
+
 def to_yuv_frame(frame, layout: str, index: int) -> YuvFrame:
     """Copy a decoded av.VideoFrame's planes into a YuvFrame, converting the format if needed."""
     if _DIRECT_LAYOUT.get(frame.format.name) != layout:
@@ -213,5 +275,5 @@ def av_error_reason(exc: BaseException) -> str:
     return text.split(": '")[0].strip() or exc.__class__.__name__
 
 
-__all__ = ["VideoReader", "StreamInfo", "to_yuv_frame", "plane_array", "yuv_layout_for", "av_error_reason",
+__all__ = ["VideoReader", "StreamInfo", "decode_range", "to_yuv_frame", "plane_array", "yuv_layout_for", "av_error_reason",
            "CHROMA_SUBSAMPLING"]

@@ -17,6 +17,7 @@ import numpy as np
 from ..errors import OutputError
 from ..frames import CHROMA_SUBSAMPLING, YuvFrame, chroma_shape
 from .decode import StreamInfo, plane_array
+from .mux import StreamCopier, partial_path
 
 #: Encoders we expose, and the pixel formats each accepts for our planar layouts.
 CODECS = ("libx264", "libx265", "libsvtav1", "mpeg4", "h264_nvenc")
@@ -106,14 +107,16 @@ class VideoWriter:
             raise OutputError(f"{self.path}: directory {parent} does not exist")
         if not os.access(parent, os.W_OK):
             raise OutputError(f"{self.path}: cannot write in {parent} (permission denied)")
-        # Same suffix as the target so FFmpeg picks the same container format.
-        self._tmp = parent / f".{self.path.stem}.vsr-partial{self.path.suffix}"
+        # Unique per run (two runs to one OUTPUT never share it), short whatever OUTPUT's name
+        # length, and with the target's suffix so FFmpeg picks the same container format.
+        self._tmp = Path(partial_path(self.path))
         # Encoders cannot subsample an odd size: the last row / column is left out (say x3 of 427x241).
         sub_x, sub_y = CHROMA_SUBSAMPLING[self.layout]
         self.width, self.height = width - width % sub_x, height - height % sub_y
         try:
             self._container = av.open(str(self._tmp), "w")
         except (av.error.FFmpegError, ValueError) as exc:
+            os.unlink(self._tmp)
             raise OutputError(f"{self.path}: no container format for {self.path.suffix!r} ({exc})") from None
         self.frames_written = 0
         #: What the user should know about the output (streams dropped or re-encoded).
@@ -121,7 +124,7 @@ class VideoWriter:
         self._closed = False
         try:
             self._stream = self._add_video(self.width, self.height, source)
-            self._passthrough = (_Passthrough(audio_from, self._container, self.notes)
+            self._passthrough = (StreamCopier(audio_from, self._container, self.notes)
                                  if audio_from and options.audio else None)
         except BaseException:
             self._abort()
@@ -237,82 +240,6 @@ def _rate(source: StreamInfo | VideoSpec) -> Fraction:
     if source.average_fps:
         return Fraction(source.average_fps).limit_denominator(1001)
     return Fraction(30)
-
-
-class _Passthrough:
-    """Copies (or, where the container refuses the codec, re-encodes) the input's audio and
-    subtitle packets into the output, in step with the video so the muxer never has to
-    buffer a whole track."""
-
-    def __init__(self, source: os.PathLike | str, container, notes: list[str]) -> None:
-        import av
-
-        self._input = av.open(str(source), "r")
-        self._container = container
-        self._outputs = {}
-        self._encoders = {}
-        supported = container.supported_codecs
-        for stream in list(self._input.streams.audio) + list(self._input.streams.subtitles):
-            # canonical_name is the codec ("mp3"), name the decoder ("mp3float").
-            name = stream.codec_context.codec.canonical_name
-            if name in supported:
-                self._outputs[stream.index] = container.add_stream_from_template(stream)
-            elif stream.type == "audio":
-                codec = "aac" if "aac" in supported else "libopus" if "libopus" in supported else None
-                if codec is None:
-                    notes.append(f"audio stream {stream.index} ({name}) dropped: the container takes no audio we encode")
-                    continue
-                notes.append(f"audio stream {stream.index} ({name}) re-encoded to {codec}: the container refuses {name}")
-                out = container.add_stream(codec, rate=stream.codec_context.sample_rate or 48000)
-                if stream.codec_context.layout is not None:
-                    out.layout = stream.codec_context.layout
-                self._outputs[stream.index] = out
-                self._encoders[stream.index] = av.AudioResampler(format=out.format, layout=out.layout,
-                                                                 rate=out.rate)
-            else:
-                # Converting subtitle formats (e.g. SubRip to MP4's mov_text) is not done.
-                notes.append(f"subtitle stream {stream.index} ({name}) dropped: {Path(container.name).suffix} "
-                             "files cannot hold it (use .mkv)")
-        streams = [self._input.streams[i] for i in self._outputs]
-        self._packets = self._input.demux(streams) if streams else iter(())
-        self._pending = None
-
-    def copy_until(self, seconds: float | None) -> None:
-        """Mux every packet that starts before ``seconds`` (all remaining ones for None)."""
-        while True:
-            packet = self._pending or next(self._packets, None)
-            self._pending = None
-            if packet is None:
-                return
-            if packet.dts is None and packet.size == 0:
-                continue
-            start = float(packet.pts * packet.time_base) if packet.pts is not None else None
-            if seconds is not None and start is not None and start > seconds:
-                self._pending = packet
-                return
-            self._mux(packet)
-
-    def _mux(self, packet) -> None:
-        out = self._outputs[packet.stream.index]
-        if packet.stream.index in self._encoders:
-            resampler = self._encoders[packet.stream.index]
-            for frame in packet.decode():
-                for resampled in resampler.resample(frame):
-                    resampled.pts = None
-                    self._container.mux(out.encode(resampled))
-        else:
-            packet.stream = out
-            self._container.mux(packet)
-
-    def finish(self) -> None:
-        """Flush the audio encoders (after the last copy_until)."""
-        for index in self._encoders:
-            out = self._outputs[index]
-            self._container.mux(out.encode(None))
-        self._encoders = {}
-
-    def close(self) -> None:
-        self._input.close()
 
 
 __all__ = ["VideoWriter", "VideoSpec", "EncodeOptions", "CODECS", "output_layout"]

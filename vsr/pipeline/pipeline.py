@@ -5,18 +5,28 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterable
 
+from ..backends import EngineSpec
 from ..errors import InputError, OutputError
+from ..frames import YuvFrame
 from ..media.encode import EncodeOptions
-from .stages import upscale_frames
+from .upscaler import FrameUpscaler, create_frame_upscaler
 from .workers import Prefetch, Timed
 
 
 @dataclass(frozen=True)
 class RunConfig:
     """One ``vsr run``. ``batch_size`` frames go through the network together; ``queue_depth``
-    frames may wait between two stages (it bounds memory, not speed, beyond a few)."""
+    frames may wait between two stages (it bounds memory, not speed, beyond a few).
+
+    ``workers``: processes that upscale keyframe-aligned segments side by side (None: chosen
+    from the machine, see ``segments.auto_workers``; 1: one stream, as ``run_video``).
+    ``segment_seconds``: the length segments are cut to, at the next keyframe.
+    ``resume``: reuse the finished segments of an interrupted run of the same input and options.
+    ``ray_address``: run the segments as Ray tasks ("auto" / "local" / an address) instead of
+    local processes.
+    """
 
     input_path: Path
     output_path: Path
@@ -29,6 +39,15 @@ class RunConfig:
     overwrite: bool = False
     batch_size: int = 1
     queue_depth: int = 8
+    workers: int | None = 1
+    segment_seconds: float = 5.0
+    resume: bool = False
+    ray_address: str | None = None
+
+    @property
+    def engine(self) -> EngineSpec:
+        return EngineSpec(scale=self.scale, backend=self.backend, device=self.device, weights=self.weights,
+                          batch_size=self.batch_size)
 
 
 @dataclass(frozen=True)
@@ -59,92 +78,123 @@ class RunStats:
 ProgressCallback = Callable[[int], None]
 
 
+def stream_frames(
+    frames: Iterable[YuvFrame],
+    upscaler: FrameUpscaler,
+    writer,
+    *,
+    queue_depth: int = 8,
+    busy_seconds: dict[str, float] | None = None,
+    on_frame: ProgressCallback | None = None,
+) -> None:
+    """decode thread -> engine thread -> ``writer.write`` in this thread, over bounded queues.
+
+    ``busy_seconds`` (filled even when interrupted) gets each stage's working time. Any
+    exception, KeyboardInterrupt included, stops both threads before it propagates; the
+    writer is left open for the caller to finish or discard.
+    """
+    busy = busy_seconds if busy_seconds is not None else {}
+    decode = Timed(frames)
+    decoded = Prefetch(decode, depth=queue_depth, name="vsr-decode")
+    engine_input = Timed(decoded)
+    engine = Timed(upscaler.upscale_frames(engine_input))
+    upscaled = Prefetch(engine, depth=queue_depth, name="vsr-engine")
+    encode_seconds = 0.0
+    try:
+        for frame in upscaled:
+            t0 = time.perf_counter()
+            writer.write(frame)
+            encode_seconds += time.perf_counter() - t0
+            if on_frame is not None:
+                on_frame(writer.frames_written)
+    finally:
+        upscaled.close()
+        decoded.close()
+        busy.update(decode=decode.seconds, engine=max(0.0, engine.seconds - engine_input.seconds),
+                    encode=encode_seconds)
+
+
 def run_video(
     config: RunConfig,
     *,
     on_start: Callable[[object, str, int | None], None] | None = None,
     on_frame: ProgressCallback | None = None,
 ) -> RunStats:
-    """Upscale ``config.input_path`` into ``config.output_path``.
+    """Upscale ``config.input_path`` into ``config.output_path`` as one stream.
 
     ``on_start(stream_info, backend_description, expected_frames)`` is called once the input
     is open and the backend chosen; ``on_frame(frames_done)`` after each frame is written.
     Ctrl-C finishes the frames already encoded into a playable (shorter) output.
     """
-    from ..backends import create_backend
     from ..media.decode import VideoReader
     from ..media.encode import VideoWriter, output_layout
 
     out_path = Path(config.output_path)
-    if out_path.exists() and not config.overwrite:
-        raise OutputError(f"{out_path}: already exists (use --overwrite to replace it)")
-    if Path(config.input_path).exists() and out_path.exists() and os.path.samefile(config.input_path, out_path):
-        raise OutputError(f"{out_path}: is the input file")
+    check_output(config.input_path, out_path, overwrite=config.overwrite)
     layout = output_layout(config.encode)
     started = time.perf_counter()
     with VideoReader(config.input_path) as reader:
         info = reader.info
-        backend = create_backend(config.backend, config.scale, weights=config.weights, device=config.device)
+        upscaler = create_frame_upscaler(config.engine, out_layout=layout)
         try:
-            expected = info.num_frames
-            if expected is None and info.duration_seconds and info.average_fps:
-                expected = round(info.duration_seconds * info.average_fps)
-            if config.max_frames is not None:
-                expected = min(expected, config.max_frames) if expected else config.max_frames
+            expected = expected_frames(info, config.max_frames)
             if on_start is not None:
-                on_start(info, f"{backend.name} ({getattr(backend, 'device', 'cpu')})", expected)
+                on_start(info, upscaler.description, expected)
             out_size = (info.width * config.scale, info.height * config.scale)
             writer = VideoWriter(
                 out_path, width=out_size[0], height=out_size[1], source=info, options=config.encode,
                 audio_from=config.input_path if (info.has_audio or info.has_subtitles) else None,
                 overwrite=config.overwrite,
             )
-            decode = Timed(reader.frames(config.max_frames))
-            decoded = Prefetch(decode, depth=config.queue_depth, name="vsr-decode")
-            engine_input = Timed(decoded)
-            engine = Timed(upscale_frames(engine_input, backend, out_layout=layout, batch_size=config.batch_size))
-            upscaled = Prefetch(engine, depth=config.queue_depth, name="vsr-engine")
-            encode_seconds = 0.0
+            busy: dict[str, float] = {}
             interrupted = False
             try:
-                for frame in upscaled:
-                    t0 = time.perf_counter()
-                    writer.write(frame)
-                    encode_seconds += time.perf_counter() - t0
-                    if on_frame is not None:
-                        on_frame(writer.frames_written)
+                stream_frames(reader.frames(config.max_frames), upscaler, writer, queue_depth=config.queue_depth,
+                              busy_seconds=busy, on_frame=on_frame)
             except KeyboardInterrupt:
                 interrupted = True
             except BaseException:
-                upscaled.close()
-                decoded.close()
                 writer.close(keep=False)
                 raise
-            upscaled.close()
-            decoded.close()
             t0 = time.perf_counter()
             try:
                 writer.close(keep=True, complete=not interrupted and config.max_frames is None)
             except KeyboardInterrupt:
                 writer.close(keep=False)
                 raise
-            encode_seconds += time.perf_counter() - t0
+            busy["encode"] = busy.get("encode", 0.0) + time.perf_counter() - t0
         finally:
-            backend.close()
+            upscaler.close()
     if writer.frames_written == 0 and not interrupted:
         raise InputError(f"{config.input_path}: no frames decoded")
     return RunStats(
         frames=writer.frames_written,
         wall_seconds=time.perf_counter() - started,
-        backend=backend.name,
-        busy_seconds={
-            "decode": decode.seconds,
-            "engine": max(0.0, engine.seconds - engine_input.seconds),
-            "encode": encode_seconds,
-        },
+        backend=upscaler.name,
+        busy_seconds=busy,
         interrupted=interrupted,
         output_path=out_path if writer.frames_written else None,
         input_size=(info.width, info.height),
         output_size=out_size,
         notes=tuple(writer.notes),
     )
+
+
+def check_output(input_path: os.PathLike | str, out_path: Path, *, overwrite: bool) -> None:
+    """Refuse an existing OUTPUT without ``overwrite``, and OUTPUT that is the input itself."""
+    if out_path.is_dir():
+        raise OutputError(f"{out_path}: is a directory; give a file name for the output video")
+    if out_path.exists() and not overwrite:
+        raise OutputError(f"{out_path}: already exists (use --overwrite to replace it)")
+    if Path(input_path).exists() and out_path.exists() and os.path.samefile(input_path, out_path):
+        raise OutputError(f"{out_path}: is the input file")
+
+
+def expected_frames(info, max_frames: int | None) -> int | None:
+    """The frame count to show progress against: the container's, or duration x rate."""
+    expected = info.num_frames
+    if expected is None and info.duration_seconds and info.average_fps:
+        expected = round(info.duration_seconds * info.average_fps)
+    if max_frames is not None:
+        expected = min(expected, max_frames) if expected else max_frames
+    return expected

@@ -1,0 +1,228 @@
+"""Muxing that does not encode video: copying the input's audio and subtitles into an output
+(``StreamCopier``, used by the single-stream writer and by the join), and joining finished
+segment files into one video stream at packet level (``join_segments``).
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+
+from ..errors import OutputError
+
+
+def partial_path(target: Path) -> str:
+    """A new empty file beside ``target`` to write into and rename over it when complete
+    (same filesystem, so the rename is atomic). Hidden, and named ``.vsr-XXXXXXXX.partial.EXT``."""
+    import tempfile
+
+    parent = target.parent if str(target.parent) else Path(".")
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".vsr-", suffix=f".partial{target.suffix}", dir=parent)
+    except OSError as exc:
+        raise OutputError(f"{target}: cannot write in {parent} ({exc.strerror})") from None
+    os.close(fd)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 would hide the output from other users
+    return tmp
+
+
+@dataclass
+class JoinResult:
+    frames: int
+    notes: list[str] = field(default_factory=list)
+
+
+def join_segments(
+    parts: list[Path],
+    output: Path,
+    *,
+    first_pts: list[int],
+    time_base: Fraction,
+    rotation_degrees: float = 0.0,
+    audio_from: os.PathLike | str | None = None,
+    end_seconds: float | None = None,
+) -> JoinResult:
+    """Concatenate the video packets of ``parts`` (encoded with the same settings, each
+    starting with an IDR frame) into ``output`` without re-encoding, with the audio and
+    subtitles of ``audio_from`` copied once over the whole duration (to ``end_seconds``).
+
+    ``first_pts[i]`` is the source pts (in ``time_base``) of part i's first frame. Within a
+    part, timestamps are exact (an MP4's time scale is the source's denominator times a power
+    of two), but MP4 stores a stream's start in milliseconds: each part is shifted so that its
+    first frame lands exactly on ``first_pts[i]``. Decode timestamps are nudged where two segments' B-frame delays overlap,
+    so they stay strictly increasing. ``output`` appears only when complete.
+    """
+    import av
+
+    if not parts:
+        raise OutputError(f"{output}: no segments to join")
+    tmp = partial_path(output)
+    notes: list[str] = []
+    frames = 0
+    copier = container = None
+    try:
+        container = av.open(tmp, "w")
+        inputs = [av.open(str(part), "r") for part in parts]
+        try:
+            template = inputs[0].streams.video[0]
+            if template.codec_context.name not in container.supported_codecs:
+                raise OutputError(f"{output.suffix} files cannot hold {template.codec_context.name} video; "
+                                  "choose another --codec or container")
+            out = container.add_stream_from_template(template)
+            out.time_base = time_base
+            if rotation_degrees:
+                out.set_display_rotation(rotation_degrees)
+            if audio_from is not None:
+                copier = StreamCopier(audio_from, container, notes)
+            extradata = template.codec_context.extradata
+            last_dts = None
+            for part, source, part_first_pts in zip(parts, inputs, first_pts):
+                stream = source.streams.video[0]
+                if stream.codec_context.extradata != extradata:
+                    raise OutputError(f"{part.name}: encoded with other settings than the first segment; cannot join")
+                offset = part_first_pts - _first_pts(part, time_base)
+                for packet in source.demux(stream):
+                    if packet.size == 0:
+                        continue
+                    pts = _shift(_rescale(packet.pts, stream.time_base, time_base), offset)
+                    dts = _shift(_rescale(packet.dts, stream.time_base, time_base), offset)
+                    if dts is not None and last_dts is not None and dts <= last_dts:
+                        dts = last_dts + 1
+                    if pts is not None and dts is not None and dts > pts:
+                        raise OutputError(f"{output}: the segments' B-frame delays do not fit the time base "
+                                          f"{time_base}; use the default --preset or --workers 1")
+                    last_dts = dts if dts is not None else last_dts
+                    if copier is not None and pts is not None:
+                        copier.copy_until(float(pts * time_base))
+                    packet.stream = out
+                    packet.time_base = time_base
+                    packet.pts, packet.dts = pts, dts
+                    container.mux(packet)
+                    frames += 1
+            if copier is not None:
+                copier.copy_until(end_seconds)
+                copier.finish()
+        finally:
+            for source in inputs:
+                source.close()
+            if copier is not None:
+                copier.close()
+        container.close()
+    except BaseException as exc:
+        try:
+            if container is not None:
+                container.close()
+        except Exception:  # the file is being thrown away; its container state no longer matters
+            pass
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        if isinstance(exc, OSError) and not isinstance(exc, av.error.FFmpegError):
+            raise OutputError(f"{output}: cannot write ({exc.strerror or exc})") from None
+        if isinstance(exc, av.error.FFmpegError):
+            raise OutputError(f"{output}: joining the segments failed ({exc.strerror or exc})") from None
+        raise
+    os.replace(tmp, output)
+    return JoinResult(frames, notes)
+
+
+def _first_pts(part: Path, time_base: Fraction) -> int:
+    """The smallest presentation time among ``part``'s video packets, in ``time_base``."""
+    import av
+
+    with av.open(str(part), "r") as source:
+        stream = source.streams.video[0]
+        values = [packet.pts for packet in source.demux(stream) if packet.size and packet.pts is not None]
+        if not values:
+            raise OutputError(f"{part.name}: a segment without frames")
+        return _rescale(min(values), stream.time_base, time_base)
+
+
+def _shift(value: int | None, offset: int) -> int | None:
+    return None if value is None else value + offset
+
+
+def _rescale(value: int | None, source: Fraction, target: Fraction) -> int | None:
+    """``value`` ticks of ``source`` in ticks of ``target``: exact when ``target`` divides it
+    (segments are MP4s, whose time scale is the source's denominator times a power of two)."""
+    if value is None:
+        return None
+    return round(value * source / target)
+
+
+class StreamCopier:
+    """Copies (or, where the container refuses the codec, re-encodes) the input's audio and
+    subtitle packets into the output, in step with the video so the muxer never has to
+    buffer a whole track."""
+
+    def __init__(self, source: os.PathLike | str, container, notes: list[str]) -> None:
+        import av
+
+        self._input = av.open(str(source), "r")
+        self._container = container
+        self._outputs = {}
+        self._encoders = {}
+        supported = container.supported_codecs
+        for stream in list(self._input.streams.audio) + list(self._input.streams.subtitles):
+            # canonical_name is the codec ("mp3"), name the decoder ("mp3float").
+            name = stream.codec_context.codec.canonical_name
+            if name in supported:
+                self._outputs[stream.index] = container.add_stream_from_template(stream)
+            elif stream.type == "audio":
+                codec = "aac" if "aac" in supported else "libopus" if "libopus" in supported else None
+                if codec is None:
+                    notes.append(f"audio stream {stream.index} ({name}) dropped: the container takes no audio we encode")
+                    continue
+                notes.append(f"audio stream {stream.index} ({name}) re-encoded to {codec}: the container refuses {name}")
+                out = container.add_stream(codec, rate=stream.codec_context.sample_rate or 48000)
+                if stream.codec_context.layout is not None:
+                    out.layout = stream.codec_context.layout
+                self._outputs[stream.index] = out
+                self._encoders[stream.index] = av.AudioResampler(format=out.format, layout=out.layout,
+                                                                 rate=out.rate)
+            else:
+                # Converting subtitle formats (e.g. SubRip to MP4's mov_text) is not done.
+                notes.append(f"subtitle stream {stream.index} ({name}) dropped: {Path(container.name).suffix} "
+                             "files cannot hold it (use .mkv)")
+        streams = [self._input.streams[i] for i in self._outputs]
+        self._packets = self._input.demux(streams) if streams else iter(())
+        self._pending = None
+
+    def copy_until(self, seconds: float | None) -> None:
+        """Mux every packet that starts before ``seconds`` (all remaining ones for None)."""
+        while True:
+            packet = self._pending or next(self._packets, None)
+            self._pending = None
+            if packet is None:
+                return
+            if packet.dts is None and packet.size == 0:
+                continue
+            start = float(packet.pts * packet.time_base) if packet.pts is not None else None
+            if seconds is not None and start is not None and start > seconds:
+                self._pending = packet
+                return
+            self._mux(packet)
+
+    def _mux(self, packet) -> None:
+        out = self._outputs[packet.stream.index]
+        if packet.stream.index in self._encoders:
+            resampler = self._encoders[packet.stream.index]
+            for frame in packet.decode():
+                for resampled in resampler.resample(frame):
+                    resampled.pts = None
+                    self._container.mux(out.encode(resampled))
+        else:
+            packet.stream = out
+            self._container.mux(packet)
+
+    def finish(self) -> None:
+        """Flush the audio encoders (after the last copy_until)."""
+        for index in self._encoders:
+            out = self._outputs[index]
+            self._container.mux(out.encode(None))
+        self._encoders = {}
+
+    def close(self) -> None:
+        self._input.close()

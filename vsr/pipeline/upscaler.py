@@ -1,0 +1,76 @@
+"""The one seam for "upscale these frames": ``vsr run``, its segment workers, ``vsr live`` and
+``vsr bench`` all build their frame upscaler here, so what is benchmarked is what ships.
+
+A ``FrameUpscaler`` takes an iterator of ``YuvFrame`` and yields the upscaled frames in the
+same order (it may keep a few in flight). Two kinds exist:
+
+- host frames (``HostFrameUpscaler``): luma through any backend, batched, chroma resized
+  bicubically by OpenCV on the CPU. Every backend works this way, GPU ones included
+  (they copy luma to the device and back).
+- GPU-resident frames (``backends.gpu_frames.GpuFrameUpscaler``): torch on CUDA; each plane
+  is uploaded once and downloaded once, chroma is resized on the GPU too. ``--device cuda``
+  with ``--backend auto`` or ``torch`` takes this path.
+"""
+from __future__ import annotations
+
+from typing import Iterable, Iterator, Protocol
+
+from ..backends import EngineSpec
+from ..backends.base import Backend
+from ..frames import YuvFrame
+from .stages import upscale_frames
+
+__all__ = ["FrameUpscaler", "HostFrameUpscaler", "create_frame_upscaler", "EngineSpec"]
+
+
+class FrameUpscaler(Protocol):
+    """``description`` names the backend and device for the user (e.g. "openvino (cpu)")."""
+
+    description: str
+    scale: int
+
+    def upscale_frames(self, frames: Iterable[YuvFrame]) -> Iterator[YuvFrame]: ...
+
+    def close(self) -> None: ...
+
+
+class HostFrameUpscaler:
+    """Frames in host memory: luma through ``backend`` in batches, chroma bicubic on the CPU."""
+
+    def __init__(self, backend: Backend, *, out_layout: str | None = None, batch_size: int = 1) -> None:
+        self.backend, self.out_layout, self.batch_size = backend, out_layout, batch_size
+        self.scale = backend.scale
+        self.name = backend.name
+        self.description = f"{backend.name} ({getattr(backend, 'device', 'cpu')})"
+
+    def upscale_frames(self, frames: Iterable[YuvFrame]) -> Iterator[YuvFrame]:
+        return upscale_frames(frames, self.backend, out_layout=self.out_layout, batch_size=self.batch_size)
+
+    def close(self) -> None:
+        self.backend.close()
+
+    def __enter__(self) -> "HostFrameUpscaler":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def uses_gpu_frames(spec: EngineSpec) -> bool:
+    """Whether ``spec`` runs on the GPU-resident path (torch on CUDA, shipped or .pt weights)."""
+    onnx_weights = spec.weights is not None and str(spec.weights).endswith(".onnx")
+    return spec.cuda and spec.backend in ("auto", "torch") and not onnx_weights
+
+
+def create_frame_upscaler(spec: EngineSpec, *, out_layout: str | None = None) -> FrameUpscaler:
+    """The frame upscaler for ``spec``: GPU-resident on CUDA with torch, host frames otherwise."""
+    if uses_gpu_frames(spec):
+        from ..backends.gpu_frames import GpuFrameUpscaler
+        from ..backends.torch_cuda import TorchCudaOptions
+
+        return GpuFrameUpscaler(spec.scale, spec.weights, TorchCudaOptions(device=spec.device), out_layout=out_layout)
+    from ..backends import create_backend
+
+    backend = create_backend(spec.backend, spec.scale, weights=spec.weights, device=spec.device,
+                             num_threads=spec.num_threads)
+    return HostFrameUpscaler(backend, out_layout=out_layout, batch_size=spec.batch_size)

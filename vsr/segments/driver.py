@@ -1,0 +1,222 @@
+"""The driver of a segment-parallel ``vsr run``: plan, schedule, report progress, join.
+
+It never decodes or upscales a segment itself: workers (local processes or Ray tasks) run
+``worker.encode_segment``; the driver keeps the work folder, turns worker events into one
+progress count, and joins the finished segments at packet level into OUTPUT.
+"""
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import asdict, replace
+from pathlib import Path
+from typing import Callable
+
+from ..backends import EngineSpec
+from ..errors import InputError
+from ..pipeline.pipeline import RunConfig, RunStats, check_output, run_video
+from .plan import SegmentPlan, plan_segments
+from .worker import SegmentJob, SegmentResult, available_cpus, thread_budget
+
+#: On CPUs each worker needs about two cores to keep its engine and its encoder busy:
+#: measured on the 2-core AMD EPYC (benchmarks/results/segments_cpu.md).
+CPU_CORES_PER_WORKER = 2
+#: With a GPU the workers' CPU side (decode, chroma, encode) is the limit: one worker per two
+#: cores, as many as 8 per GPU (16 libx264 encoders reached 885 fps at 1080p on a 16-core
+#: H100 machine, issue #10), so a 16-core machine runs 8.
+GPU_WORKERS_PER_GPU = 8
+
+
+def auto_workers(spec: EngineSpec, *, cpu_count: int | None = None, gpu_count: int | None = None) -> int:
+    """The default ``--workers``: from the cores (and GPUs with ``--device cuda``)."""
+    cores = cpu_count or available_cpus()
+    by_cores = max(1, cores // CPU_CORES_PER_WORKER)
+    if spec.cuda:
+        gpus = gpu_count if gpu_count is not None else _gpu_count()
+        return max(1, min(by_cores, GPU_WORKERS_PER_GPU * max(1, gpus)))
+    return by_cores
+
+
+def _gpu_count() -> int:
+    try:
+        import torch
+
+        return torch.cuda.device_count()
+    except ImportError:
+        return 0
+
+
+def upscale_video(
+    config: RunConfig,
+    *,
+    on_start: Callable[[object, str, int | None], None] | None = None,
+    on_frame: Callable[[int], None] | None = None,
+) -> RunStats:
+    """``vsr run`` on one video: segments on parallel workers where that can help, else one stream."""
+    workers = config.workers or auto_workers(config.engine)
+    if workers == 1 and not config.resume and config.ray_address is None:
+        return run_video(config, on_start=on_start, on_frame=on_frame)
+    plan = plan_segments(config.input_path, segment_seconds=config.segment_seconds, max_frames=config.max_frames)
+    if len(plan.segments) == 1 and config.ray_address is None:
+        stats = run_video(config, on_start=on_start, on_frame=on_frame)
+        return replace(stats, notes=stats.notes + (f"{plan.note}: ran as a single stream",))
+    return run_segmented(config, plan, workers, on_start=on_start, on_frame=on_frame)
+
+
+def _engine_identity(spec: EngineSpec) -> dict:
+    identity = {"scale": spec.scale, "backend": spec.backend, "device": "cuda" if spec.cuda else "cpu",
+                "batch_size": spec.batch_size}
+    if spec.weights is not None:
+        identity["weights_sha256"] = hashlib.sha256(Path(spec.weights).read_bytes()).hexdigest()
+    else:
+        from .. import __version__
+
+        identity["weights"] = f"shipped with vsr {__version__}"
+    return identity
+
+
+def _resolve_engine(spec: EngineSpec) -> tuple[EngineSpec, str]:
+    """Pick the backend once in the driver (so every worker runs the same one, and an
+    unavailable backend fails before any worker starts); returns the spec and its description."""
+    from ..backends import create_backend
+    from ..pipeline.upscaler import uses_gpu_frames
+
+    if uses_gpu_frames(spec):
+        if _gpu_count() == 0:
+            from ..errors import BackendUnavailable
+
+            raise BackendUnavailable("torch sees no CUDA GPU")
+        return replace(spec, backend="torch"), f"torch ({spec.device}, fp16, GPU-resident frames)"
+    backend = create_backend(spec.backend, spec.scale, weights=spec.weights, device=spec.device)
+    try:
+        return replace(spec, backend=backend.name), f"{backend.name} ({getattr(backend, 'device', 'cpu')})"
+    finally:
+        backend.close()
+
+
+def run_segmented(
+    config: RunConfig,
+    plan: SegmentPlan,
+    workers: int,
+    *,
+    on_start: Callable[[object, str, int | None], None] | None = None,
+    on_frame: Callable[[int], None] | None = None,
+) -> RunStats:
+    from ..media.decode import VideoReader
+    from ..media.encode import VideoSpec, output_layout
+    from ..media.mux import join_segments
+    from .workdir import WorkFolder, input_identity
+
+    started = time.perf_counter()
+    output = Path(config.output_path)
+    check_output(config.input_path, output, overwrite=config.overwrite)
+    out_layout = output_layout(config.encode)
+    with VideoReader(config.input_path) as reader:
+        info = reader.info
+    spec, description = _resolve_engine(config.engine)
+    budget = thread_budget(workers)
+    spec = replace(spec, num_threads=budget)
+    encode = replace(config.encode, encoder_threads=budget)
+    out_size = (info.width * config.scale, info.height * config.scale)
+    video = VideoSpec(time_base=info.time_base, average_fps=info.average_fps, color_range=info.color_range,
+                      colorspace=info.colorspace, color_primaries=info.color_primaries, color_trc=info.color_trc,
+                      rotation_degrees=info.rotation_degrees)
+    manifest = {
+        "input": input_identity(Path(config.input_path)),
+        "engine": _engine_identity(spec),
+        "encode": {k: v for k, v in asdict(config.encode).items() if k != "encoder_threads"},
+        "max_frames": config.max_frames,
+        "segments": [[s.start_pts, s.end_pts, s.num_frames] for s in plan.segments],
+    }
+    work = WorkFolder(output, manifest, resume=config.resume, discard=config.overwrite)
+    notes: list[str] = []
+    try:
+        done = {s.index for s in plan.segments if work.finished(s.index, s.num_frames)}
+        if done:
+            notes.append(f"resumed: {len(done)} of {len(plan.segments)} segments were already done")
+        if on_start is not None:
+            where = f"Ray at {config.ray_address}" if config.ray_address else f"{workers} workers"
+            on_start(info, f"{description}; {len(plan.segments)} segments on {where}, {budget} threads each",
+                     plan.num_frames)
+        jobs = [SegmentJob(
+            input_path=str(config.input_path), segment=segment, output_path=str(work.segment_path(segment.index)),
+            engine=spec, encode=encode, video=video, layout=info.layout, out_layout=out_layout, out_size=out_size,
+            decoder_threads=budget, queue_depth=config.queue_depth,
+        ) for segment in plan.segments if segment.index not in done]
+        frames_done = {s.index: s.num_frames for s in plan.segments if s.index in done}
+        mismatch: list[str] = []
+
+        def on_event(event: tuple) -> None:
+            kind, index = event[0], event[1]
+            if kind == "progress":
+                frames_done[index] = event[2]
+                if on_frame is not None:
+                    on_frame(sum(frames_done.values()))
+            elif kind == "done":
+                result: SegmentResult = event[2]
+                expected = plan.segments[index].num_frames
+                if result.frames == expected:
+                    work.mark_done(index, result.frames)
+                else:
+                    mismatch.append(f"{plan.segments[index].describe()} decoded {result.frames} frames, "
+                                    f"the index lists {expected}")
+
+        if on_frame is not None:
+            on_frame(sum(frames_done.values()))
+        try:
+            if config.ray_address is not None:
+                from .ray_runner import run_ray
+
+                results = run_ray(jobs, address=config.ray_address, on_event=on_event)
+            else:
+                results = run_local_jobs(jobs, workers, on_event=on_event)
+        except KeyboardInterrupt:
+            work.release()
+            return RunStats(frames=sum(frames_done.values()), wall_seconds=time.perf_counter() - started,
+                            backend=spec.backend, busy_seconds={}, interrupted=True, output_path=None,
+                            input_size=(info.width, info.height), output_size=out_size,
+                            notes=(f"finished segments kept in {work.path}: run again with --resume to continue",))
+        if mismatch:
+            # Keyframes that are not clean cut points (or a damaged index): one stream is the safe way.
+            work.remove()
+            stats = run_video(config, on_start=None, on_frame=on_frame)
+            return replace(stats, notes=stats.notes + (f"{mismatch[0]}: upscaled as a single stream instead",))
+        parts = [work.segment_path(s.index) for s in plan.segments]
+        end_seconds = None
+        if config.max_frames is not None and plan.segments[-1].end_pts is not None:
+            end_seconds = float(plan.segments[-1].end_pts * plan.time_base)
+        joined = join_segments(
+            parts, output, first_pts=[s.first_pts for s in plan.segments], time_base=info.time_base, rotation_degrees=info.rotation_degrees,
+            audio_from=config.input_path if config.encode.audio and (info.has_audio or info.has_subtitles) else None,
+            end_seconds=end_seconds,
+        )
+        if joined.frames != plan.num_frames:
+            raise InputError(f"{config.input_path}: joined {joined.frames} frames, expected {plan.num_frames}")
+        work.remove()
+    except BaseException:
+        work.release()
+        raise
+    busy: dict[str, float] = {}
+    for result in results.values():
+        for stage, seconds in result.busy_seconds.items():
+            busy[stage] = busy.get(stage, 0.0) + seconds
+    return RunStats(
+        frames=joined.frames, wall_seconds=time.perf_counter() - started, backend=spec.backend,
+        busy_seconds=busy, interrupted=False, output_path=output, input_size=(info.width, info.height),
+        output_size=out_size, notes=tuple(notes + joined.notes),
+    )
+
+
+def run_local_jobs(jobs: list[SegmentJob], workers: int, *, on_event) -> dict[int, SegmentResult]:
+    """Local processes; with ``--device cuda`` and several GPUs, worker i uses ``cuda:(i mod GPUs)``."""
+    from .pool import run_local
+
+    if not jobs:
+        return {}
+    devices = None
+    if jobs[0].engine.cuda and jobs[0].engine.device == "cuda" and _gpu_count() > 1:
+        devices = [f"cuda:{i}" for i in range(_gpu_count())]
+    return run_local(jobs, workers, on_event=on_event, devices=devices)
+
+
+__all__ = ["upscale_video", "run_segmented", "auto_workers"]
