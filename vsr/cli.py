@@ -446,3 +446,7 @@ def live(source, scale, backend, device, weights, record, headless, as_fast_as_p
     )
     report = run_live(config, status=lambda line: click.echo(line, err=True))
     click.echo(report.summary(), err=True)
+
+
+if __name__ == "__main__":
+    main()

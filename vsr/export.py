@@ -58,7 +58,7 @@ def cached_onnx_export(weights: os.PathLike | str, scale: int) -> Path:
     digest = hashlib.sha256(Path(weights).read_bytes()).hexdigest()[:16]
     cache = Path(os.environ.get("VSR_CACHE_DIR", Path.home() / ".cache" / "vsr")) / "onnx"
     cache.mkdir(parents=True, exist_ok=True)
-    target = cache / f"espcn_x{scale}_{digest}.onnx"
-    if not target.exists():
-        export_onnx(load_espcn(scale, weights), target)
-    return target
+    from .cache import cached_file
+
+    return cached_file(cache / f"espcn_x{scale}_{digest}.onnx",
+                       lambda target: export_onnx(load_espcn(scale, weights), target))

@@ -61,10 +61,10 @@ def convert_to_fp16(src: os.PathLike | str, dst: os.PathLike | str) -> Path:
     # Shapes inferred for float32 are stale; TensorRT and ORT infer them again.
     del graph.value_info[:]
     onnx.checker.check_model(model)
+    from .cache import write_atomic
+
     dst = Path(dst)
-    tmp = dst.with_name(dst.name + ".part")
-    onnx.save(model, str(tmp))
-    os.replace(tmp, dst)
+    write_atomic(dst, model.SerializeToString())
     return dst
 
 
@@ -72,7 +72,6 @@ def cached_fp16_onnx(src: os.PathLike | str, src_sha256: str, cache_dir: os.Path
     """The fp16 copy of ``src``, converted once per source checksum into ``cache_dir``."""
     cache_dir = Path(cache_dir)
     cache_dir.mkdir(parents=True, exist_ok=True)
-    target = cache_dir / f"espcn_{src_sha256[:16]}_fp16.onnx"
-    if not target.exists():
-        convert_to_fp16(src, target)
-    return target
+    from .cache import cached_file
+
+    return cached_file(cache_dir / f"espcn_{src_sha256[:16]}_fp16.onnx", lambda target: convert_to_fp16(src, target))

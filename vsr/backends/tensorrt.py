@@ -145,11 +145,11 @@ class TensorRTBackend:
 
     def build(self, shapes: ShapeRange) -> Path:
         """Build and cache the plan for ``shapes`` unless it is cached; return its path."""
+        from ..cache import cached_file, write_atomic
+
         path = self.plan_path(shapes)
-        if not path.is_file():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            _write_atomic(path, self._build(shapes, path.parent))
-        return path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return cached_file(path, lambda target: write_atomic(target, self._build(shapes, target.parent)))
 
     def _build(self, shapes: ShapeRange, folder: Path) -> bytes:
         trt = self._trt
@@ -183,7 +183,9 @@ class TensorRTBackend:
         plan = builder.build_serialized_network(network, config)
         if plan is None:
             raise RuntimeError(f"TensorRT failed to build {onnx_path} for {shapes.tag()} (see its log above)")
-        _write_atomic(timing_path, bytes(config.get_timing_cache().serialize()))
+        from ..cache import write_atomic
+
+        write_atomic(timing_path, bytes(config.get_timing_cache().serialize()))
         return bytes(plan)
 
     def _use(self, shapes: ShapeRange) -> None:
@@ -273,9 +275,3 @@ class TensorRTBackend:
 
     def __exit__(self, *exc) -> None:
         self.close()
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".part")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)

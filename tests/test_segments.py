@@ -1,0 +1,387 @@
+"""Segment-parallel `vsr run`: keyframe plans, frame-exact joins, audio sync, resume after SIGKILL,
+Ctrl-C / SIGTERM with no orphan workers, crashed workers, folders, and caches built by many processes.
+
+Clips are written here with PyAV so their GOP structure is known: B-frames, variable frame
+rate, keyframes forced at irregular places, and open GOPs (segment boundaries inside a
+B-frame group).
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from .conftest import DATA, make_clip, synthetic_rgb
+from vsr.pipeline.pipeline import RunConfig
+from vsr.segments import auto_workers, plan_segments, upscale_video
+from vsr.backends import EngineSpec
+
+TIME_BASE = Fraction(1, 90000)
+
+
+def write_clip(path: Path, *, frames: int = 48, width: int = 64, height: int = 48, fps: int = 25,
+               keyframes: tuple[int, ...] | None = None, gop: int = 12, bframes: int = 0, open_gop: bool = False,
+               vfr: bool = False, audio: bool = False) -> list[Fraction]:
+    """A real H.264 clip; returns every frame's pts in seconds. ``keyframes`` forces IDR frames at
+    those indices (irregular GOPs); otherwise one every ``gop`` frames."""
+    import av
+
+    params = ["scenecut=0", f"bframes={bframes}", "forced-idr=1"]
+    params.append(f"keyint={gop if keyframes is None else 10000}")
+    if open_gop:
+        params.append("open-gop=1")
+    pts_seconds = []
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        stream.time_base = stream.codec_context.time_base = TIME_BASE
+        stream.options = {"preset": "medium" if bframes else "ultrafast", "crf": "10", "x264-params": ":".join(params)}
+        audio_stream = None
+        if audio:
+            audio_stream = container.add_stream("aac", rate=48000)
+            audio_stream.layout = "stereo"
+        base = synthetic_rgb(height + 60, width + 60, seed=3)
+        ticks = 0
+        for i in range(frames):
+            rgb = np.ascontiguousarray(base[i % 11: i % 11 + height, (3 * i) % 60: (3 * i) % 60 + width])
+            frame = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format="yuv420p")
+            frame.pts, frame.time_base = ticks, TIME_BASE
+            if keyframes is not None and i in keyframes:
+                frame.pict_type = av.video.frame.PictureType.I
+            pts_seconds.append(ticks * TIME_BASE)
+            container.mux(stream.encode(frame))
+            step = 90000 // fps
+            ticks += (step * 4 // 5 if i % 3 else step * 7 // 5) if vfr else step
+        container.mux(stream.encode(None))
+        if audio_stream is not None:
+            samples, done = int(48000 * ticks / 90000), 0
+            while done < samples:
+                n = min(1024, samples - done)
+                wave = 0.3 * np.sin(2 * np.pi * 440 * np.arange(done, done + n) / 48000)
+                data = np.stack([wave, wave]).astype(np.float32).reshape(1, -1)
+                chunk = av.AudioFrame.from_ndarray(data, format="flt", layout="stereo")
+                chunk.sample_rate, chunk.pts = 48000, done
+                container.mux(audio_stream.encode(chunk))
+                done += n
+            container.mux(audio_stream.encode(None))
+    return pts_seconds
+
+
+def video_frames(path: Path) -> tuple[list[Fraction], list[np.ndarray]]:
+    """Presentation times (seconds, exact) and luma planes of every frame, in output order."""
+    import av
+
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        frames = list(container.decode(stream))
+    return ([f.pts * f.time_base for f in frames],
+            [np.frombuffer(f.planes[0], np.uint8).reshape(-1, f.planes[0].line_size)[:f.height, :f.width].copy()
+             for f in frames])
+
+
+def psnr_db(a: np.ndarray, b: np.ndarray) -> float:
+    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
+    return float("inf") if mse == 0 else 10 * np.log10(255 ** 2 / mse)
+
+
+def run(src: Path, dst: Path, **options) -> object:
+    options.setdefault("scale", 2)
+    options.setdefault("backend", "onnxruntime")
+    return upscale_video(RunConfig(input_path=src, output_path=dst, **options))
+
+
+CASES = {
+    "b-frames": dict(bframes=3, gop=12),
+    "vfr": dict(vfr=True, gop=10),
+    "irregular-gops": dict(keyframes=(0, 5, 7, 19, 33, 34, 41)),
+    "open-gop": dict(bframes=3, gop=12, open_gop=True),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_plan_puts_every_frame_in_exactly_one_segment(tmp_path, case):
+    clip = tmp_path / "in.mp4"
+    pts = write_clip(clip, **CASES[case])
+    plan = plan_segments(clip, segment_seconds=0.2)
+    assert len(plan.segments) >= 3, plan
+    ticks = sorted(round(p / plan.time_base) for p in pts)
+    owners = []
+    for tick in ticks:
+        owners.append([s.index for s in plan.segments
+                       if (s.start_pts is None or tick >= s.start_pts) and (s.end_pts is None or tick < s.end_pts)])
+    assert all(len(o) == 1 for o in owners)
+    assert [o[0] for o in owners] == sorted(o[0] for o in owners)  # in order
+    assert sum(s.num_frames for s in plan.segments) == len(pts) == plan.num_frames
+    assert [s.first_frame for s in plan.segments] == [sum(t.num_frames for t in plan.segments[:i])
+                                                      for i in range(len(plan.segments))]
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_segmented_output_is_frame_exact(tmp_path, case):
+    """Same frame count, every timestamp equal to the source's, each frame the right picture."""
+    clip = tmp_path / "in.mp4"
+    pts = write_clip(clip, **CASES[case])
+    single = run(clip, tmp_path / "single.mp4", workers=1, encode=_crf(8))
+    stats = run(clip, tmp_path / "seg.mp4", workers=2, segment_seconds=0.2, encode=_crf(8))
+    assert not stats.interrupted and stats.frames == len(pts)
+    assert not any("single stream" in note for note in stats.notes), stats.notes
+    seg_pts, seg_luma = video_frames(tmp_path / "seg.mp4")
+    single_pts, single_luma = video_frames(tmp_path / "single.mp4")
+    assert seg_pts == single_pts == pts
+    for i, (a, b) in enumerate(zip(seg_luma, single_luma)):
+        same = psnr_db(a, b)
+        assert same > 38, (i, same)
+        if i + 1 < len(single_luma):  # and it is not the neighbouring picture
+            assert same > psnr_db(a, single_luma[i + 1]) + 6, i
+    assert not list(tmp_path.glob(".*vsr-work*")) and not list(tmp_path.glob(".vsr-*"))
+
+
+def _crf(value: int):
+    from vsr.media.encode import EncodeOptions
+
+    return EncodeOptions(crf=value)
+
+
+def test_join_keeps_audio_in_sync(tmp_path):
+    import av
+
+    clip = tmp_path / "in.mp4"
+    write_clip(clip, frames=60, gop=10, audio=True)
+    run(clip, tmp_path / "single.mp4", workers=1)
+    run(clip, tmp_path / "seg.mp4", workers=2, segment_seconds=0.3)
+
+    def audio(path):
+        with av.open(str(path)) as container:
+            stream = container.streams.audio[0]
+            packets = [p for p in container.demux(stream) if p.size]
+            return (stream.start_time * stream.time_base, len(packets),
+                    (packets[-1].pts + packets[-1].duration) * stream.time_base)
+
+    source_start, source_packets, source_end = audio(clip)
+    assert audio(tmp_path / "seg.mp4") == audio(tmp_path / "single.mp4")
+    seg_start, seg_packets, seg_end = audio(tmp_path / "seg.mp4")
+    assert seg_packets == source_packets and seg_end == source_end and seg_start == source_start
+
+
+def test_one_keyframe_runs_as_a_single_stream(tmp_path):
+    clip = tmp_path / "in.mp4"
+    pts = write_clip(clip, frames=20, gop=1000)
+    assert plan_segments(clip, segment_seconds=0.2).note == "one segment: one keyframe"
+    stats = run(clip, tmp_path / "out.mkv", workers=2, segment_seconds=0.2)
+    assert stats.frames == len(pts)
+    assert any("one keyframe: ran as a single stream" in note for note in stats.notes)
+
+
+def test_max_frames_with_segments(tmp_path):
+    clip = tmp_path / "in.mp4"
+    pts = write_clip(clip, frames=48, gop=8, bframes=2)
+    stats = run(clip, tmp_path / "out.mp4", workers=2, segment_seconds=0.2, max_frames=30)
+    assert stats.frames == 30
+    assert video_frames(tmp_path / "out.mp4")[0] == pts[:30]
+
+
+def test_auto_workers_follow_cores_and_gpus():
+    cpu = EngineSpec()
+    assert auto_workers(cpu, cpu_count=2) == 1  # measured: one stream is fastest on 2 cores
+    assert auto_workers(cpu, cpu_count=16) == 8
+    gpu = EngineSpec(device="cuda")
+    assert auto_workers(gpu, cpu_count=16, gpu_count=1) == 8
+    assert auto_workers(gpu, cpu_count=64, gpu_count=2) == 16
+
+
+# -- the CLI in a real process: signals, kills, resume ---------------------------------------
+
+def _vsr(*args: object, **kwargs) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "vsr.cli", *map(str, args)], stderr=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True, **kwargs)
+
+
+def _children(pid: int) -> list[int]:
+    """The worker processes of ``pid`` (not multiprocessing's resource tracker)."""
+    found = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            found += [int(c) for c in (task / "children").read_text().split()]
+        except OSError:
+            continue
+    workers = []
+    for child in found:
+        try:
+            if b"spawn_main" in Path(f"/proc/{child}/cmdline").read_bytes():
+                workers.append(child)
+        except OSError:
+            continue
+    return workers
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def _wait_for(condition, timeout_seconds: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout_seconds
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+@pytest.fixture
+def long_clip(tmp_path) -> Path:
+    """Twelve segments of work, slow enough to interrupt in the middle."""
+    clip = tmp_path / "long.mp4"
+    write_clip(clip, frames=120, width=320, height=180, gop=10, bframes=2)
+    return clip
+
+
+ARGS = ("--scale", 3, "--workers", 2, "--segment-seconds", 0.3, "--backend", "onnxruntime")
+
+
+def test_resume_after_sigkill_equals_an_uninterrupted_run(tmp_path, long_clip):
+    out = tmp_path / "out.mp4"
+    work = tmp_path / ".out.mp4.vsr-work"
+    proc = _vsr("run", long_clip, out, *ARGS, "-q")
+    _wait_for(lambda: len(list(work.glob("seg-*.json"))) >= 2)
+    _wait_for(lambda: len(_children(proc.pid)) >= 2)
+    workers = _children(proc.pid)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    _wait_for(lambda: not any(_alive(pid) for pid in workers), 10)  # no orphans, even after SIGKILL
+    assert not out.exists()
+    done_before = len(list(work.glob("seg-*.json")))
+
+    again = _vsr("run", long_clip, out, *ARGS)
+    _, err = again.communicate(timeout=300)
+    assert again.returncode == 1 and "add --resume" in err  # finished work is never thrown away silently
+
+    resumed = _vsr("run", long_clip, out, *ARGS, "--resume")
+    _, err = resumed.communicate(timeout=300)
+    assert resumed.returncode == 0, err
+    assert f"resumed: {done_before} of 12 segments" in err
+    assert not work.exists()
+
+    fresh = _vsr("run", long_clip, tmp_path / "fresh.mp4", *ARGS, "-q")
+    assert fresh.wait(timeout=300) == 0
+    resumed_pts, resumed_luma = video_frames(out)
+    fresh_pts, fresh_luma = video_frames(tmp_path / "fresh.mp4")
+    assert resumed_pts == fresh_pts and len(resumed_luma) == 120
+    assert all(np.array_equal(a, b) for a, b in zip(resumed_luma, fresh_luma))
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_interrupt_stops_every_worker_and_keeps_the_work(tmp_path, long_clip, sig):
+    out = tmp_path / "out.mp4"
+    work = tmp_path / ".out.mp4.vsr-work"
+    # Its own process group, as a shell job: Ctrl-C reaches the workers too, which must ignore it.
+    proc = _vsr("run", long_clip, out, *ARGS, start_new_session=True)
+    _wait_for(lambda: len(list(work.glob("seg-*.json"))) >= 1)
+    workers = _children(proc.pid)
+    assert len(workers) >= 2
+    os.killpg(proc.pid, sig) if sig == signal.SIGINT else proc.send_signal(sig)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and "run again with --resume" in err
+    assert not out.exists() and work.is_dir()
+    # (multiprocessing's resource tracker, a child too, leaves once the driver's pipe closes)
+    _wait_for(lambda: not any(_alive(pid) for pid in workers), 10)
+    assert not list(tmp_path.glob(".vsr-*"))
+
+
+def test_a_crashed_worker_stops_the_run_naming_its_segment(tmp_path, long_clip):
+    out = tmp_path / "out.mp4"
+    proc = _vsr("run", long_clip, out, *ARGS)
+    work = tmp_path / ".out.mp4.vsr-work"
+    # Both workers inside a segment: two segment files being written.
+    _wait_for(lambda: len(_children(proc.pid)) >= 2 and len(list(work.glob(".vsr-*"))) >= 2, 120)
+    victim = _children(proc.pid)[0]
+    os.kill(victim, signal.SIGKILL)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 1
+    lines = [line for line in err.splitlines() if line.startswith("Error") or line.startswith("error")]
+    assert len(lines) == 1 and "segment" in lines[0] and "killed by signal 9" in lines[0], err
+    assert not out.exists() and "Traceback" not in err
+
+
+def test_second_run_to_the_same_output_is_refused(tmp_path, long_clip):
+    from vsr.errors import OutputError
+    from vsr.segments.workdir import WorkFolder
+
+    out = tmp_path / "out.mp4"
+    holder = WorkFolder(out, {"x": 1}, resume=False, discard=False)
+    try:
+        with pytest.raises(OutputError, match="another vsr run is writing"):
+            run(long_clip, out, workers=2, segment_seconds=0.3)
+    finally:
+        holder.remove()
+    assert not out.exists()
+
+
+def test_folder_reports_a_bad_file_and_finishes_the_others(tmp_path):
+    src, dst = tmp_path / "in", tmp_path / "out"
+    src.mkdir()
+    write_clip(src / "a.mp4", frames=20, gop=5)
+    make_clip(src / "b.mkv", frames=10)
+    (src / "broken.mp4").write_bytes(b"not a video at all" * 100)
+    (src / "notes.txt").write_text("not a video")
+    proc = _vsr("run", src, dst, "--scale", 2, "--workers", 2, "--segment-seconds", 0.2)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 1
+    assert sorted(p.name for p in dst.iterdir()) == ["a.mp4", "b.mkv"]
+    assert "broken.mp4" in err and "2 done, 0 skipped, 1 failed" in err
+    assert len(video_frames(dst / "a.mp4")[0]) == 20
+    again = _vsr("run", src, dst, "--scale", 2, "--format", "mkv")
+    _, err = again.communicate(timeout=300)
+    assert again.returncode == 1 and "1 done, 1 skipped, 1 failed" in err  # a.mkv is new, b.mkv exists
+    assert (dst / "a.mkv").is_file()
+
+
+def _build_once(target: str, log: str) -> None:
+    from vsr.cache import cached_file, write_atomic
+
+    def build(path: Path) -> None:
+        with open(log, "a") as handle:
+            handle.write("built\n")
+        time.sleep(0.3)
+        write_atomic(path, b"x" * 1_000_000)
+
+    cached_file(Path(target), build)
+    assert Path(target).read_bytes() == b"x" * 1_000_000
+
+
+def test_caches_built_by_many_processes_are_built_once(tmp_path):
+    import multiprocessing
+
+    target, log = tmp_path / "cache" / "plan.bin", tmp_path / "log.txt"
+    context = multiprocessing.get_context("spawn")
+    procs = [context.Process(target=_build_once, args=(str(target), str(log))) for _ in range(4)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+    assert [p.exitcode for p in procs] == [0] * 4
+    assert log.read_text() == "built\n"
+    assert not [p for p in target.parent.iterdir() if p.name.endswith(".part")]
+
+
+@pytest.mark.needs_data
+def test_shared_clip_with_audio_joins_exactly(tmp_path):
+    """The tennis clip: VFR, AAC starting late; 100 frames in 1.2 s segments against one stream."""
+    clip = DATA / "video" / "tennis_640x480.mp4"
+    run(clip, tmp_path / "single.mp4", workers=1, max_frames=100, scale=2)
+    stats = run(clip, tmp_path / "seg.mp4", workers=2, segment_seconds=1.0, max_frames=100, scale=2)
+    assert stats.frames == 100
+    seg_pts, seg_luma = video_frames(tmp_path / "seg.mp4")
+    single_pts, single_luma = video_frames(tmp_path / "single.mp4")
+    assert seg_pts == single_pts
+    assert min(psnr_db(a, b) for a, b in zip(seg_luma, single_luma)) > 35
