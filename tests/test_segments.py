@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -29,7 +30,8 @@ TIME_BASE = Fraction(1, 90000)
 
 def write_clip(path: Path, *, frames: int = 48, width: int = 64, height: int = 48, fps: int = 25,
                keyframes: tuple[int, ...] | None = None, gop: int = 12, bframes: int = 0, open_gop: bool = False,
-               vfr: bool = False, audio: bool = False) -> list[Fraction]:
+               vfr: bool = False, audio: bool = False, full_range: bool = False,
+               rotation_degrees: float | None = None) -> list[Fraction]:
     """A real H.264 clip; returns every frame's pts in seconds. ``keyframes`` forces IDR frames at
     those indices (irregular GOPs); otherwise one every ``gop`` frames."""
     import av
@@ -44,6 +46,12 @@ def write_clip(path: Path, *, frames: int = 48, width: int = 64, height: int = 4
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
         stream.time_base = stream.codec_context.time_base = TIME_BASE
         stream.options = {"preset": "medium" if bframes else "ultrafast", "crf": "10", "x264-params": ":".join(params)}
+        if full_range:
+            stream.codec_context.color_range = 2
+            stream.codec_context.colorspace = stream.codec_context.color_primaries = 1  # BT.709
+            stream.codec_context.color_trc = 1
+        if rotation_degrees is not None:
+            stream.set_display_rotation(rotation_degrees)
         audio_stream = None
         if audio:
             audio_stream = container.add_stream("aac", rate=48000)
@@ -54,6 +62,8 @@ def write_clip(path: Path, *, frames: int = 48, width: int = 64, height: int = 4
             rgb = np.ascontiguousarray(base[i % 11: i % 11 + height, (3 * i) % 60: (3 * i) % 60 + width])
             frame = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format="yuv420p")
             frame.pts, frame.time_base = ticks, TIME_BASE
+            if full_range:
+                frame.color_range = 2
             if keyframes is not None and i in keyframes:
                 frame.pict_type = av.video.frame.PictureType.I
             pts_seconds.append(ticks * TIME_BASE)
@@ -169,6 +179,46 @@ def test_join_keeps_audio_in_sync(tmp_path):
     assert audio(tmp_path / "seg.mp4") == audio(tmp_path / "single.mp4")
     seg_start, seg_packets, seg_end = audio(tmp_path / "seg.mp4")
     assert seg_packets == source_packets and seg_end == source_end and seg_start == source_start
+
+
+def test_join_keeps_colour_tags_and_rotation(tmp_path):
+    import av
+
+    clip = tmp_path / "in.mp4"
+    write_clip(clip, frames=30, gop=6, full_range=True, rotation_degrees=90)
+    run(clip, tmp_path / "seg.mkv", workers=2, segment_seconds=0.2)
+
+    def tags(path):
+        with av.open(str(path)) as container:
+            stream = container.streams.video[0]
+            frame = next(container.decode(stream))
+            ctx = stream.codec_context
+            return (ctx.color_range, ctx.colorspace, ctx.color_primaries, ctx.color_trc, frame.rotation)
+
+    assert tags(tmp_path / "seg.mkv") == tags(clip)
+    assert tags(clip)[0] == 2 and tags(clip)[4] == 90
+
+
+@pytest.mark.skipif(not shutil.which("ffmpeg"), reason="needs the ffmpeg CLI (apt-get install ffmpeg) to mux SubRip")
+def test_join_copies_subtitles_once(tmp_path):
+    import av
+
+    clip, srt, muxed = tmp_path / "in.mp4", tmp_path / "s.srt", tmp_path / "in.mkv"
+    write_clip(clip, frames=50, gop=10, audio=True)
+    srt.write_text("1\n00:00:00,100 --> 00:00:00,900\nfirst\n\n2\n00:00:01,200 --> 00:00:01,800\nsecond\n")
+    subprocess.run(["ffmpeg", "-v", "error", "-i", clip, "-i", srt, "-map", "0", "-map", "1", "-c", "copy", muxed],
+                   check=True)
+    run(muxed, tmp_path / "seg.mkv", workers=2, segment_seconds=0.3)
+
+    def subtitles(path):
+        with av.open(str(path)) as container:
+            kinds = sorted(s.type for s in container.streams)
+            packets = [p for p in container.demux(container.streams.subtitles[0]) if p.size]
+            return kinds, [(p.pts * p.time_base, bytes(p)) for p in packets]
+
+    kinds, texts = subtitles(tmp_path / "seg.mkv")
+    assert kinds == ["audio", "subtitle", "video"]
+    assert texts == subtitles(muxed)[1] and len(texts) == 2
 
 
 def test_one_keyframe_runs_as_a_single_stream(tmp_path):
