@@ -38,6 +38,8 @@ def find_videos(folder: Path) -> list[Path]:
 def plan_folder(in_dir: Path, out_dir: Path, out_format: str | None) -> list[tuple[Path, Path]]:
     """(input, output) pairs, checked before anything is written: no two inputs may share an
     output, and OUT_DIR may not be IN_DIR (outputs would replace or mix with the inputs)."""
+    if out_dir.suffix.lower() in VIDEO_EXTENSIONS and not out_dir.is_dir():
+        raise OutputError(f"{in_dir}: is a directory, so OUTPUT must be a folder too, not a video file ({out_dir})")
     videos = find_videos(in_dir)
     if not videos:
         raise InputError(f"{in_dir}: no videos ({', '.join(VIDEO_EXTENSIONS)}) in this folder")
