@@ -435,3 +435,32 @@ def test_shared_clip_with_audio_joins_exactly(tmp_path):
     single_pts, single_luma = video_frames(tmp_path / "single.mp4")
     assert seg_pts == single_pts
     assert min(psnr_db(a, b) for a, b in zip(seg_luma, single_luma)) > 35
+
+
+def test_sigterm_on_a_single_stream_finishes_a_playable_shorter_file(tmp_path):
+    """SIGTERM behaves like Ctrl-C: no hidden partial file left, OUTPUT playable and shorter."""
+    from .conftest import decode_all
+
+    src, out = tmp_path / "long.mp4", tmp_path / "out.mp4"
+    make_clip(src, frames=600, width=160, height=96)
+    proc = _vsr("run", src, out, "--scale", 3, "--workers", 1, "--backend", "onnxruntime")
+    # Some frames are encoded once the temporary file has grown past the header.
+    _wait_for(lambda: any(p.stat().st_size > 50_000 for p in tmp_path.glob(".vsr-*.partial.mp4")), 120)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and not list(tmp_path.glob(".vsr-*"))
+    assert 0 < len(decode_all(out)[0]) < 600
+
+
+@pytest.mark.needs_cuda
+def test_segments_on_the_gpu_resident_path(tmp_path):
+    clip = tmp_path / "in.mp4"
+    pts = write_clip(clip, frames=48, gop=8, bframes=2)
+    run(clip, tmp_path / "cpu.mp4", workers=1, backend="torch", device="cpu", encode=_crf(8))
+    stats = run(clip, tmp_path / "gpu.mp4", workers=2, backend="auto", device="cuda", segment_seconds=0.2,
+                encode=_crf(8))
+    assert "GPU-resident" in stats.backend or stats.backend == "torch"
+    gpu_pts, gpu_luma = video_frames(tmp_path / "gpu.mp4")
+    assert gpu_pts == pts
+    assert min(psnr_db(a, b) for a, b in zip(gpu_luma, video_frames(tmp_path / "cpu.mp4")[1])) > 35

@@ -52,7 +52,11 @@ def upscale_video(
     on_start: Callable[[object, str, int | None], None] | None = None,
     on_frame: Callable[[int], None] | None = None,
 ) -> RunStats:
-    """``vsr run`` on one video: segments on parallel workers where that can help, else one stream."""
+    """``vsr run`` on one video: segments on parallel workers where that can help, else one stream.
+
+    Workers are started with multiprocessing's "spawn": a script that calls this must do so
+    under ``if __name__ == "__main__":`` (the ``vsr`` command does).
+    """
     workers = config.workers or auto_workers(config.engine)
     if workers == 1 and not config.resume and config.ray_address is None:
         return run_video(config, on_start=on_start, on_frame=on_frame)
@@ -128,7 +132,8 @@ def run_segmented(
         "max_frames": config.max_frames,
         "segments": [[s.start_pts, s.end_pts, s.num_frames] for s in plan.segments],
     }
-    work = WorkFolder(output, manifest, resume=config.resume, discard=config.overwrite)
+    # --overwrite is about OUTPUT; with --resume too, the finished segments are still wanted.
+    work = WorkFolder(output, manifest, resume=config.resume, discard=config.overwrite and not config.resume)
     notes: list[str] = []
     try:
         done = {s.index for s in plan.segments if work.finished(s.index, s.num_frames)}
