@@ -97,6 +97,14 @@ def video_frames(path: Path) -> tuple[list[Fraction], list[np.ndarray]]:
              for f in frames])
 
 
+def _keyframe_times(path: Path) -> list[Fraction]:
+    import av
+
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        return [p.pts * p.time_base for p in container.demux(stream) if p.size and p.is_keyframe]
+
+
 def psnr_db(a: np.ndarray, b: np.ndarray) -> float:
     mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
     return float("inf") if mse == 0 else 10 * np.log10(255 ** 2 / mse)
@@ -146,6 +154,10 @@ def test_segmented_output_is_frame_exact(tmp_path, case):
     seg_pts, seg_luma = video_frames(tmp_path / "seg.mp4")
     single_pts, single_luma = video_frames(tmp_path / "single.mp4")
     assert seg_pts == single_pts == pts
+    # Every segment starts with a keyframe of its own (an IDR: x264 starts every stream with one).
+    plan = plan_segments(clip, segment_seconds=0.2)
+    starts = {pts[s.first_frame] for s in plan.segments}
+    assert starts <= set(_keyframe_times(tmp_path / "seg.mp4"))
     for i, (a, b) in enumerate(zip(seg_luma, single_luma)):
         same = psnr_db(a, b)
         assert same > 38, (i, same)
