@@ -58,6 +58,11 @@ def _upscaler_for(spec: EngineSpec, out_layout: str):
     if key not in _UPSCALERS:
         from ..pipeline.upscaler import create_frame_upscaler
 
+        if spec.num_threads:
+            import cv2
+
+            cv2.setNumThreads(spec.num_threads)  # the chroma resize's pool, else one thread per core
+
         _UPSCALERS[key] = create_frame_upscaler(spec, out_layout=out_layout)
     return _UPSCALERS[key]
 
