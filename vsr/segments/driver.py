@@ -118,7 +118,9 @@ def run_segmented(
     with VideoReader(config.input_path) as reader:
         info = reader.info
     spec, description = _resolve_engine(config.engine)
-    budget = thread_budget(workers)
+    # On Ray without --workers, each task asks for 2 CPUs (engine and encoder) and the cluster
+    # runs as many as fit; otherwise the local cores are divided among the workers.
+    budget = 2 if config.ray_address is not None and config.workers is None else thread_budget(workers)
     spec = replace(spec, num_threads=budget)
     encode = replace(config.encode, encoder_threads=budget)
     out_size = (info.width * config.scale, info.height * config.scale)

@@ -47,6 +47,7 @@ class SegmentResult:
     wall_seconds: float
     busy_seconds: dict = field(default_factory=dict)
     upscaler: str = ""
+    worker: str = ""  # who ran it: "pid N" for a local process, the node id for a Ray task
 
 
 _UPSCALERS: dict = {}
@@ -94,7 +95,7 @@ def encode_segment(job: SegmentJob, on_progress: Callable[[int], None] | None = 
         raise
     writer.close(keep=True)
     return SegmentResult(segment.index, writer.frames_written, job.output_path, time.perf_counter() - started,
-                         busy, upscaler.description)
+                         busy, upscaler.description, f"pid {os.getpid()}")
 
 
 def thread_budget(workers: int, cpu_count: int | None = None) -> int:

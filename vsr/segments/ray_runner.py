@@ -1,0 +1,183 @@
+"""Segments as Ray tasks: the same segment function as the local pool, on a local Ray instance or a cluster.
+
+Where the data lives: every task reads the input at ``job.input_path``, so on a cluster the
+input must be on a filesystem every node sees at the same path (NFS, a shared volume). The
+driver's work folder need not be: a task encodes its segment into a temporary folder on its
+own node and returns the file's bytes (a segment is a few seconds of video, a few MB); the
+driver writes them into the work folder under a temporary name and renames them into place,
+so ``--resume`` and the join work exactly as with local workers.
+
+Progress crosses the cluster as small messages to one actor, which the driver polls; a task
+never calls back into the driver. Ray is optional (``pip install -e ".[ray]"``): it is imported
+only here, only when ``--ray`` is given.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable
+
+from ..errors import BackendUnavailable, VsrError
+from .pool import PROGRESS_INTERVAL_SECONDS, WorkerFailed
+from .worker import SegmentJob, SegmentResult, available_cpus
+
+#: Seconds the driver waits for a finished task before it polls progress again.
+POLL_SECONDS = 0.25
+
+
+def _import_ray():
+    try:
+        import ray
+    except ImportError:
+        raise BackendUnavailable('Ray is not installed: pip install -e ".[ray]" (or pip install ray)') from None
+    return ray
+
+
+def _connect(ray, address: str) -> bool:
+    """Start a local instance ("local") or join a cluster; True when this call started Ray."""
+    if ray.is_initialized():
+        return False
+    if address not in ("local", "auto"):
+        _check_reachable(address)
+    quiet = dict(include_dashboard=False, log_to_driver=False, logging_level="ERROR", configure_logging=True)
+    try:
+        if address == "local":
+            # address="local": always a new instance, never one a stale /tmp/ray file points to.
+            ray.init(address="local", num_cpus=available_cpus(), **quiet)
+        else:
+            quiet.pop("include_dashboard")
+            ray.init(address=address, **quiet)
+    except (ConnectionError, RuntimeError, ValueError) as exc:
+        raise WorkerFailed(f"cannot reach Ray at {address!r}: {exc}") from None
+    return True
+
+
+def _check_reachable(address: str, timeout_seconds: float = 5.0) -> None:
+    """Fail fast on a wrong address: ray.init retries an unreachable one for minutes."""
+    import socket
+
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    try:
+        with socket.create_connection((host or "127.0.0.1", int(port)), timeout=timeout_seconds):
+            return
+    except ValueError:
+        raise WorkerFailed(f"cannot reach Ray at {address!r}: expected HOST:PORT, ray://HOST:PORT, auto or local") from None
+    except OSError as exc:
+        raise WorkerFailed(f"cannot reach Ray at {address!r}: {exc.strerror or exc}") from None
+
+
+def _run_task(job: SegmentJob, progress) -> tuple[SegmentResult, bytes]:
+    """In a Ray worker: encode the segment on this node; its result (naming the node) and bytes."""
+    import ray
+
+    from .worker import encode_segment
+
+    folder = tempfile.mkdtemp(prefix="vsr-ray-")
+    try:
+        local = dataclasses.replace(job, output_path=os.path.join(folder, Path(job.output_path).name))
+        last = [0.0]
+
+        def on_progress(frames_done: int) -> None:
+            now = time.monotonic()
+            if now - last[0] >= PROGRESS_INTERVAL_SECONDS:
+                last[0] = now
+                progress.report.remote(job.segment.index, frames_done)
+
+        result = encode_segment(local, on_progress)
+        data = Path(local.output_path).read_bytes()
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    return dataclasses.replace(result, worker=ray.get_runtime_context().get_node_id()), data
+
+
+class _ProgressBox:
+    """A Ray actor holding the newest frame count of each segment until the driver takes them."""
+
+    def __init__(self) -> None:
+        self._latest: dict[int, int] = {}
+
+    def report(self, index: int, frames_done: int) -> None:
+        self._latest[index] = frames_done
+
+    def take(self) -> dict[int, int]:
+        latest, self._latest = self._latest, {}
+        return latest
+
+
+def run_ray(
+    jobs: list[SegmentJob],
+    *,
+    address: str,
+    on_event: Callable[[tuple], None],
+) -> dict[int, SegmentResult]:
+    """Run ``jobs`` as Ray tasks (contract of ``pool.run_local``); ``on_event`` runs in the driver.
+
+    Each task asks for the job's engine threads as CPUs, and one GPU with ``--device cuda``
+    (Ray gives the task its own ``CUDA_VISIBLE_DEVICES``, so it runs on "cuda"). Results name
+    the node that ran them (``SegmentResult.worker``).
+    """
+    ray = _import_ray()
+    started_here = _connect(ray, address)
+    pending: dict = {}
+    try:
+        task = ray.remote(_run_task)
+        progress = ray.remote(_ProgressBox).options(num_cpus=0).remote()
+        by_index = {job.segment.index: job for job in jobs}
+        for job in jobs:
+            engine = job.engine
+            if engine.cuda:
+                engine = dataclasses.replace(engine, device="cuda")
+            # SPREAD: segments go to every node, not first to fill the driver's (Ray's default).
+            options = {"num_cpus": max(1, engine.num_threads), "num_gpus": 1 if engine.cuda else 0, "max_retries": 0,
+                       "scheduling_strategy": "SPREAD"}
+            ref = task.options(**options).remote(dataclasses.replace(job, engine=engine), progress)
+            pending[ref] = job.segment.index
+        results: dict[int, SegmentResult] = {}
+        while pending:
+            ready, _ = ray.wait(list(pending), num_returns=1, timeout=POLL_SECONDS)
+            for index, frames_done in ray.get(progress.take.remote()).items():
+                if index not in results:
+                    on_event(("progress", index, frames_done))
+            for ref in ready:
+                index = pending.pop(ref)
+                what = by_index[index].segment.describe()
+                try:
+                    result, data = ray.get(ref)
+                except ray.exceptions.RayTaskError as exc:
+                    cause = getattr(exc, "cause", None)
+                    if isinstance(cause, VsrError):
+                        raise WorkerFailed(f"{what}: {cause}") from None
+                    detail = f"{type(cause).__name__}: {cause}" if cause is not None else str(exc).splitlines()[0]
+                    raise WorkerFailed(f"{what}: Ray task failed: {detail}") from None
+                except (ray.exceptions.WorkerCrashedError, ray.exceptions.NodeDiedError,
+                        ray.exceptions.RayError) as exc:
+                    raise WorkerFailed(f"{what}: its Ray worker died ({type(exc).__name__})") from None
+                _write_atomic(Path(by_index[index].output_path), data)
+                results[index] = dataclasses.replace(result, path=by_index[index].output_path)
+                on_event(("start", index, result.worker))
+                on_event(("progress", index, result.frames))
+                on_event(("done", index, results[index]))
+        return results
+    finally:
+        for ref in pending:  # Ctrl-C, SIGTERM or a failed segment: stop the rest now
+            ray.cancel(ref, force=True)
+        if started_here:
+            ray.shutdown()
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    """Under the work folder's temporary-name pattern, which a resumed run cleans up."""
+    from ..media.mux import partial_path
+
+    tmp = partial_path(path)
+    try:
+        Path(tmp).write_bytes(data)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
