@@ -78,3 +78,18 @@ def test_synthetic_frames_are_valid():
 
     frames = synthetic_frames(33, 21, 2)
     assert frames[0].chroma_u.shape == (11, 17) and not np.array_equal(frames[0].luma, frames[1].luma)
+
+
+@pytest.mark.parametrize("backend", ["auto", "onnxruntime", "openvino"])
+def test_bench_measures_the_upscaler_vsr_run_builds(tiny_clip, backend):
+    """One seam: bench builds its upscaler with the factory `vsr run` uses, so `auto` names the
+    same pick and the end-to-end loop encodes every frame of the clip through it."""
+    from vsr.backends import EngineSpec
+    from vsr.pipeline.upscaler import create_frame_upscaler
+
+    upscaler = create_frame_upscaler(EngineSpec(scale=2, backend=backend))
+    expected = upscaler.description
+    upscaler.close()
+    report = run_bench(BenchConfig(scale=2, backend=backend, input=tiny_clip, size=None, frames=6, warmup_frames=1))
+    assert report.backend == expected
+    assert report.end_to_end_fps > 0 and report.frames == 6

@@ -1,8 +1,8 @@
 """``vsr bench``: how fast each stage runs, and the whole chain, against the paper's target.
 
 Stages are timed one at a time (the device is synchronised around each), so their fps do
-not add up to the end-to-end figure, which runs decode -> upscale -> encode in one thread
-with no synchronisation beyond what the stages need. Everything is single-pass over at
+not add up to the end-to-end figure, which runs `vsr run`'s own chain (decode thread ->
+engine thread -> encoder) around the frame upscaler `vsr run` builds for the same options. Everything is single-pass over at
 most ``frames`` frames, so runs stay short.
 """
 from __future__ import annotations
@@ -173,28 +173,30 @@ class _Encoder:
         # Synthetic and decoded frames alike are timed by their index: 30 fps, strictly increasing.
         self._writer.write(dataclasses.replace(frame, pts=frame.index, time_base=self._TIME_BASE))
 
+    write = encode  # the writer interface of pipeline.stream_frames
+
+    @property
+    def frames_written(self) -> int:
+        return self._writer.frames_written
+
     def close(self) -> None:
         self._writer.close()
         self._tmp.cleanup()
 
 
 class _Upscaler:
-    """One interface over the GPU-frames path (torch on CUDA) and the CPU stage functions."""
+    """The frame upscaler `vsr run` would build for the same options (``create_frame_upscaler``),
+    with hooks to time its engine and stages one at a time."""
 
     def __init__(self, config: BenchConfig) -> None:
-        self.gpu_frames = None
-        self.backend = None
-        if config.device.startswith("cuda") and config.backend == "torch":
-            from .backends.gpu_frames import GpuFrameUpscaler
-            from .backends.torch_cuda import TorchCudaOptions
+        from .backends import EngineSpec
+        from .pipeline.upscaler import create_frame_upscaler
 
-            self.gpu_frames = GpuFrameUpscaler(config.scale, options=TorchCudaOptions(device=config.device))
-            self.name = "torch (cuda, fp16, GPU-resident frames)"
-        else:
-            from .backends import create_backend
-
-            self.backend = create_backend(config.backend, config.scale, device=config.device)
-            self.name = f"{self.backend.name} ({config.device})"
+        self.upscaler = create_frame_upscaler(EngineSpec(scale=config.scale, backend=config.backend,
+                                                         device=config.device))
+        self.gpu_frames = self.upscaler if hasattr(self.upscaler, "upscale_frame") else None
+        self.backend = None if self.gpu_frames is not None else self.upscaler.backend
+        self.name = self.upscaler.description
 
     def engine_only(self, frame: YuvFrame, iterations: int, warmup: int) -> tuple[float, str]:
         if self.gpu_frames is not None:
@@ -202,14 +204,16 @@ class _Upscaler:
             luma = self.gpu_frames.backend.luma_buffers((1, frame.height, frame.width), "uint8")
             torch = self.gpu_frames._torch
             stream = self.gpu_frames.backend.compute_stream
-            with torch.no_grad(), torch.cuda.stream(stream):
+            with torch.no_grad(), (torch.cuda.stream(stream) if stream is not None else _nothing()):
                 for _ in range(warmup):
                     luma["run"]()
-                stream.synchronize()
+                if stream is not None:
+                    stream.synchronize()
                 start = time.perf_counter()
                 for _ in range(iterations):
                     luma["run"]()
-                stream.synchronize()
+                if stream is not None:
+                    stream.synchronize()
             return iterations / (time.perf_counter() - start), "device-resident uint8, no copies"
         batch = frame.luma[None, None].astype(np.float32) / np.float32(255)
         for _ in range(warmup):
@@ -217,7 +221,8 @@ class _Upscaler:
         start = time.perf_counter()
         for _ in range(iterations):
             self.backend.upscale_luma(batch)
-        note = "float32 in/out" + (", with host<->device copies" if self.backend.name == "tensorrt" else "")
+        on_device = getattr(self.backend, "device", "cpu") != "cpu"
+        note = "float32 in/out" + (", with host<->device copies" if on_device else "")
         return iterations / (time.perf_counter() - start), note
 
     def frame(self, frame: YuvFrame, stage_seconds: dict[str, float] | None = None) -> YuvFrame:
@@ -235,7 +240,13 @@ class _Upscaler:
         return out
 
     def close(self) -> None:
-        (self.gpu_frames or self.backend).close()
+        self.upscaler.close()
+
+
+def _nothing():
+    import contextlib
+
+    return contextlib.nullcontext()
 
 
 def _decoded(config: BenchConfig) -> Iterator[YuvFrame]:
@@ -246,6 +257,8 @@ def _decoded(config: BenchConfig) -> Iterator[YuvFrame]:
 
 
 def run_bench(config: BenchConfig) -> BenchReport:
+    from .pipeline.pipeline import stream_frames
+
     if config.input is None and config.size is None:
         raise InputError("give a clip (--input) or a frame size (--size)")
     notes = []
@@ -276,16 +289,19 @@ def run_bench(config: BenchConfig) -> BenchReport:
         source: Iterable[YuvFrame] = _decoded(config) if config.input is not None else frames
         encoder = _Encoder(config, frames[0].width * config.scale, frames[0].height * config.scale, layout)
         start = time.perf_counter()
-        done = 0
-        for frame in source:
-            encoder.encode(upscaler.frame(frame))
-            done += 1
+        # The shipped path: `vsr run`'s own chain (decode thread -> engine thread -> encoder)
+        # around the same frame upscaler that `vsr run` and its segment workers build.
+        stream_frames(source, upscaler.upscaler, encoder)
+        done = encoder.frames_written
         encoder.close()
         end_to_end_fps = done / (time.perf_counter() - start)
     finally:
         upscaler.close()
-    if upscaler.gpu_frames is None:
+    if upscaler.gpu_frames is None and config.device == "cpu":
         notes.append("CPU backend: no upload/download stages (the engine reads host memory)")
+    elif upscaler.gpu_frames is None:
+        notes.append(f"host frames on {config.device}: luma is copied to the device and back inside the engine "
+                     "stage; chroma is resized on the CPU")
     stage_fps = {stage: (count / stage_seconds[stage] if stage_seconds.get(stage) else None) for stage in STAGE_ORDER}
     return BenchReport(
         config={k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(config).items()},

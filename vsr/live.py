@@ -371,7 +371,8 @@ def run_live(config: LiveConfig, *, status: Callable[[str], None] | None = None,
     """Capture, upscale, show and record until the source ends, ``max_frames``, or q/Esc.
 
     ``status`` receives progress lines (stderr by default). ``backend``: a ready backend to
-    use instead of creating one from the config (the caller closes it).
+    use instead of creating one from the config (the caller closes it). Frames are upscaled by
+    the frame upscaler `vsr run` builds for the same options (``create_frame_upscaler``).
     """
     status = status or (lambda line: print(line, file=sys.stderr))
     if not config.headless:
@@ -382,11 +383,11 @@ def run_live(config: LiveConfig, *, status: Callable[[str], None] | None = None,
     if config.record is not None and not Path(config.record).parent.is_dir():
         raise OutputError(f"{config.record}: the folder {Path(config.record).parent} does not exist")
 
-    from .backends import create_backend
+    from .backends import EngineSpec
     from .media.camera import open_live_source
     from .media.encode import EncodeOptions, VideoSpec, VideoWriter
     from .pipeline.latest import NewestWins
-    from .pipeline.stages import assemble, upscale_luma
+    from .pipeline.upscaler import HostFrameUpscaler, create_frame_upscaler
 
     report = LiveReport()
     state = ViewState(split=config.split, divider=config.divider)
@@ -402,10 +403,14 @@ def run_live(config: LiveConfig, *, status: Callable[[str], None] | None = None,
         stack.callback(close_source)
         info = source.info
         if backend is None:
-            backend = create_backend(config.backend, config.scale, weights=config.weights, device=config.device)
-            stack.callback(backend.close)
-        if backend.scale != config.scale:
-            raise ValueError(f"the backend upscales x{backend.scale}, the config asks for x{config.scale}")
+            upscaler = create_frame_upscaler(EngineSpec(scale=config.scale, backend=config.backend,
+                                                        device=config.device, weights=config.weights),
+                                             out_layout="yuv420p")
+            stack.callback(upscaler.close)
+        else:
+            upscaler = HostFrameUpscaler(backend, out_layout="yuv420p")  # the caller closes its backend
+        if upscaler.scale != config.scale:
+            raise ValueError(f"the backend upscales x{upscaler.scale}, the config asks for x{config.scale}")
         in_wh = (info.width, info.height)
         out_wh = (info.width * config.scale, info.height * config.scale)
         recorder = None
@@ -442,7 +447,7 @@ def run_live(config: LiveConfig, *, status: Callable[[str], None] | None = None,
                 if "bicubic" not in cache:
                     cache["bicubic"] = yuv_to_bgr(bicubic_upscale(picture, config.scale), info.full_range)
                 canvas = compose_split(cache["bicubic"], cache["vsr"], state.divider)
-            text = overlay_text(in_wh, out_wh, backend.name, meter.rate(), latency_ema_ms)
+            text = overlay_text(in_wh, out_wh, upscaler.name, meter.rate(), latency_ema_ms)
             lines = [text + ("  [paused]" if state.paused else "")]
             if frames.dropped:
                 lines.append(f"dropped {frames.dropped} stale frames")
@@ -475,7 +480,7 @@ def run_live(config: LiveConfig, *, status: Callable[[str], None] | None = None,
             started_at = picked_at if started_at is None else started_at
             pickup_ages_ms.append((picked_at - live.captured_at) * 1000)
             picture = live.picture
-            upscaled = assemble(picture, upscale_luma([picture.luma], backend)[0], "yuv420p")
+            (upscaled,) = upscaler.upscale_frames([picture])
             if recorder is not None:
                 first_pts = live.pts_seconds if first_pts is None else first_pts
                 # Timestamps must increase: two frames within a millisecond would share one.
@@ -521,7 +526,7 @@ def run_live(config: LiveConfig, *, status: Callable[[str], None] | None = None,
                     break
             elif now - last_status > 2.0:
                 last_status = now
-                status(overlay_text(in_wh, out_wh, backend.name, meter.rate(), latency_ema_ms)
+                status(overlay_text(in_wh, out_wh, upscaler.name, meter.rate(), latency_ema_ms)
                        + f"  dropped {frames.dropped}")
             if config.max_frames is not None and report.frames_processed >= config.max_frames:
                 break
