@@ -152,9 +152,10 @@ def eval_(data_dirs, scale, backend, device, weights, as_json):
               help="Also write NAME_compare.png: nearest | bicubic | vsr (| original with --reference).")
 @click.option("--reference", type=click.Path(path_type=Path), default=None,
               help="The HR original(s) (file, or folder with the same names) for --compare, with PSNR.")
+@click.option("--overwrite", "-y", is_flag=True, help="Replace outputs that exist (inputs included).")
 @click.option("--quiet", "-q", is_flag=True)
 @_reports_errors
-def upscale(input_path, output_path, scale, backend, device, weights, compare, reference, quiet):
+def upscale(input_path, output_path, scale, backend, device, weights, compare, reference, overwrite, quiet):
     """Upscale an image, or every image in a folder, to PNG.
 
     OUTPUT is a file for one image, or a folder (created if needed) that gets the same names.
@@ -164,10 +165,12 @@ def upscale(input_path, output_path, scale, backend, device, weights, compare, r
     from .backends import create_backend
     from .upscale import plan_jobs, run_upscale
 
-    jobs = plan_jobs(input_path, output_path, reference)
+    jobs = plan_jobs(input_path, output_path, reference, overwrite=overwrite, compare=compare)
     engine = create_backend(backend, int(scale), weights=weights, device=device)
     try:
-        bar = tqdm(total=len(jobs), unit="img", disable=quiet or len(jobs) == 1, file=sys.stderr)
+        # A bar only on a terminal: redirected to a log, tqdm's redraws would fill it.
+        bar = tqdm(total=len(jobs), unit="img", disable=quiet or len(jobs) == 1 or not sys.stderr.isatty(),
+                   file=sys.stderr)
 
         def done(job, note):
             bar.update()

@@ -1,6 +1,7 @@
 """Upscaling still images (``vsr upscale``): luma through the network, chroma bicubic."""
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
@@ -59,8 +60,11 @@ class UpscaleJob:
     reference: Path | None
 
 
-def plan_jobs(input_path: Path, output_path: Path, reference: Path | None = None) -> list[UpscaleJob]:
-    """Pair each input image with its output path (and optional reference), checking paths first."""
+def plan_jobs(input_path: Path, output_path: Path, reference: Path | None = None, *, overwrite: bool = False,
+              compare: bool = False) -> list[UpscaleJob]:
+    """Pair each input image with its output path (and optional reference), checking paths first:
+    before anything is written, outputs that exist (an input among them) are refused unless
+    ``overwrite``, and two inputs that would write one output (``a.png`` and ``a.jpg``) always."""
     if not input_path.exists():
         raise InputError(f"{input_path}: no such file or directory")
     if input_path.is_dir():
@@ -91,7 +95,26 @@ def plan_jobs(input_path: Path, output_path: Path, reference: Path | None = None
             refs = [reference]
         else:
             raise InputError("--reference must be a folder when INPUT is a folder")
-    return [UpscaleJob(s, t, r) for s, t, r in zip(sources, targets, refs)]
+    jobs = [UpscaleJob(s, t, r) for s, t, r in zip(sources, targets, refs)]
+    _check_targets(jobs, overwrite=overwrite, compare=compare)
+    return jobs
+
+
+def _check_targets(jobs: list[UpscaleJob], *, overwrite: bool, compare: bool) -> None:
+    written: dict[Path, Path] = {}
+    for job in jobs:
+        for target in [job.target] + ([compare_path(job.target)] if compare else []):
+            key = Path(os.path.abspath(target))
+            if key in written:
+                raise OutputError(f"{written[key]} and {job.source} would both be written to {target}; "
+                                  "rename one of them")
+            written[key] = job.source
+            if target.is_dir():
+                raise OutputError(f"{target}: is a directory")
+            if target.exists() and not overwrite:
+                same = any(os.path.samefile(target, j.source) for j in jobs if j.source.exists())
+                what = "is an input image" if same else "already exists"
+                raise OutputError(f"{target}: {what} (use --overwrite to replace it)")
 
 
 def _match(folder: Path, relative: Path) -> Path | None:
