@@ -32,6 +32,7 @@ def test_bench_on_a_clip(tiny_clip):
     for stage in ("decode", "engine", "chroma", "encode"):
         assert report.stage_fps[stage] > 0
     assert report.stage_fps["upload"] is None and report.stage_fps["download"] is None  # CPU backend
+    assert any("host frames on the CPU: no upload/download" in note for note in report.notes)
     assert report.engine_only_fps > 0 and report.end_to_end_fps > 0
     data = json.loads(report.to_json())
     assert data["paper_target"]["fps"] == pytest.approx(PAPER_FPS, abs=0.1)
@@ -93,3 +94,85 @@ def test_bench_measures_the_upscaler_vsr_run_builds(tiny_clip, backend):
     report = run_bench(BenchConfig(scale=2, backend=backend, input=tiny_clip, size=None, frames=6, warmup_frames=1))
     assert report.backend == expected
     assert report.end_to_end_fps > 0 and report.frames == 6
+
+
+def _decoded_frames(path, count):
+    from vsr.media.decode import VideoReader
+
+    with VideoReader(path) as reader:
+        return list(reader.frames(max_frames=count))
+
+
+@pytest.mark.parametrize("backend,batch_size", [("onnxruntime", 1), ("openvino", 1), ("onnxruntime", 4)])
+def test_bench_end_to_end_encodes_the_frames_vsr_run_ships(tiny_clip, backend, batch_size):
+    """The end-to-end loop runs the shipped upscaler (host frames, luma through the backend in
+    batches, chroma bicubic, `vsr run`'s yuv420p): every frame it hands the encoder equals
+    what HostFrameUpscaler makes of the decoded clip, pixel for pixel, in order."""
+    from vsr.backends import create_backend
+    from vsr.pipeline.upscaler import HostFrameUpscaler
+
+    upscaled = []
+    report = run_bench(BenchConfig(scale=2, backend=backend, input=tiny_clip, size=None, frames=6,
+                                   warmup_frames=1, batch_size=batch_size, num_threads=1),
+                       on_upscaled=upscaled.append)
+    assert report.config["batch_size"] == batch_size and report.config["num_threads"] == 1
+    assert report.backend == f"{backend} (cpu)"
+    with HostFrameUpscaler(create_backend(backend, 2, num_threads=1), out_layout="yuv420p",
+                           batch_size=batch_size) as reference:
+        expected = list(reference.upscale_frames(_decoded_frames(tiny_clip, 6)))
+    assert len(upscaled) == len(expected) == 6
+    for got, want in zip(upscaled, expected):
+        assert got.index == want.index and got.layout == "yuv420p"
+        assert got.luma.shape == (96, 128) and got.chroma_u.shape == (48, 64)
+        np.testing.assert_array_equal(got.luma, want.luma)
+        np.testing.assert_array_equal(got.chroma_u, want.chroma_u)
+        np.testing.assert_array_equal(got.chroma_v, want.chroma_v)
+    for stage in ("engine", "chroma"):
+        assert report.stage_fps[stage] > 0
+    assert report.stage_fps["upload"] is None and report.stage_fps["download"] is None
+    assert ("batches of 4" in report.engine_note) == (batch_size == 4)
+
+
+def test_bench_runs_given_weights_through_the_factory(tiny_clip, tmp_path):
+    """--weights reach the upscaler as they reach `vsr run`'s: a missing file is refused, and
+    the shipped ONNX file given explicitly gives the shipped upscaler's frames."""
+    from vsr.errors import InputError
+    from vsr.models.weights import shipped_weights
+
+    with pytest.raises(InputError, match="no such weights file"):
+        run_bench(BenchConfig(scale=2, backend="onnxruntime", weights=tmp_path / "missing.onnx",
+                              input=tiny_clip, size=None, frames=2, warmup_frames=0))
+    shipped, given = [], []
+    for weights, out in ((None, shipped), (shipped_weights(2, "onnx"), given)):
+        report = run_bench(BenchConfig(scale=2, backend="onnxruntime", weights=weights, input=tiny_clip, size=None,
+                                       frames=3, warmup_frames=0), on_upscaled=out.append)
+    assert report.config["weights"] == str(shipped_weights(2, "onnx"))
+    assert len(given) == len(shipped) == 3
+    assert all(np.array_equal(a.luma, b.luma) for a, b in zip(given, shipped))
+
+
+@pytest.mark.needs_cuda
+@pytest.mark.parametrize("backend", ["auto", "torch", "onnxruntime"])
+def test_bench_on_cuda_measures_the_path_vsr_run_takes(backend):
+    """--device cuda with auto or torch: GPU-resident frames (upload and download stages), as
+    `vsr run` ships them; a GPU backend on host frames says its copies are per batch."""
+    from vsr.backends import EngineSpec
+    from vsr.pipeline.upscaler import create_frame_upscaler
+
+    from vsr.backends import BackendUnavailable
+
+    spec = EngineSpec(scale=2, backend=backend, device="cuda")
+    try:
+        upscaler = create_frame_upscaler(spec, out_layout="yuv420p")
+    except BackendUnavailable as exc:
+        pytest.skip(f"{backend} cannot run on CUDA here: {exc}")
+    expected, gpu_frames = upscaler.description, hasattr(upscaler, "upscale_frame")
+    upscaler.close()
+    report = run_bench(BenchConfig(scale=2, backend=backend, device="cuda", size=(64, 48), frames=4,
+                                   warmup_frames=1))
+    assert report.backend == expected
+    assert gpu_frames == (backend in ("auto", "torch"))
+    assert (report.stage_fps["upload"] is not None) == gpu_frames
+    assert not any("no upload/download stages (the engine reads host memory)" in note for note in report.notes)
+    if not gpu_frames:
+        assert any("copied to the device and back per batch" in note for note in report.notes)

@@ -184,6 +184,94 @@ def test_live_loop_drops_frames_when_the_backend_is_slower_than_the_source(tmp_p
     assert report.median_pickup_age_ms < 2 * interval_s * 1000
 
 
+def _decoded(path: Path, count: int):
+    from vsr.media.decode import VideoReader
+
+    with VideoReader(path) as reader:
+        return list(reader.frames(max_frames=count))
+
+
+class RecordingUpscaler:
+    """A ready FrameUpscaler (host frames through ONNX Runtime) that keeps what it returned."""
+
+    def __init__(self, scale: int) -> None:
+        from vsr.backends import create_backend
+        from vsr.pipeline.upscaler import HostFrameUpscaler
+
+        self._inner = HostFrameUpscaler(create_backend("onnxruntime", scale), out_layout="yuv420p")
+        self.scale, self.name = scale, "recording"
+        self.description = "recording " + self._inner.description
+        self.outputs, self.closed = [], False
+
+    def upscale_frames(self, frames):
+        for frame in self._inner.upscale_frames(frames):
+            self.outputs.append(frame)
+            yield frame
+
+    def close(self) -> None:
+        self.closed = True
+        self._inner.close()
+
+
+def test_live_uses_a_ready_frame_upscaler_as_is(clip):
+    """backend= may be a ready FrameUpscaler: live feeds it every picture in order, one at a
+    time, shows its description, and leaves closing it to the caller."""
+    from vsr.backends import create_backend
+    from vsr.live import LiveConfig, run_live
+    from vsr.pipeline.upscaler import HostFrameUpscaler
+
+    lines = []
+    upscaler = RecordingUpscaler(2)
+    try:
+        report = run_live(LiveConfig(source=str(clip), scale=2, headless=True, as_fast_as_possible=True,
+                                     max_frames=5), status=lines.append, backend=upscaler)
+        assert not upscaler.closed
+    finally:
+        upscaler.close()
+    assert report.frames_processed == 5 and report.frames_dropped == 0
+    assert report.backend == upscaler.description and f"upscaling with {upscaler.description}" in lines
+    with HostFrameUpscaler(create_backend("onnxruntime", 2), out_layout="yuv420p") as reference:
+        expected = list(reference.upscale_frames(_decoded(clip, 5)))
+    assert [f.index for f in upscaler.outputs] == [f.index for f in expected] == list(range(5))
+    for got, want in zip(upscaler.outputs, expected):
+        assert got.luma.shape == (300, 400)
+        np.testing.assert_array_equal(got.luma, want.luma)
+        np.testing.assert_array_equal(got.chroma_u, want.chroma_u)
+
+
+def _mse(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.mean((a.astype(np.float64) - b) ** 2))
+
+
+@pytest.mark.parametrize("backend", ["auto", "openvino"])
+def test_live_upscales_with_the_upscaler_vsr_run_builds(clip, tmp_path, backend):
+    """Without backend=, live builds its upscaler with create_frame_upscaler: the same pick
+    (`auto` included) and description as `vsr run`, and its recording is that upscaler's
+    picture (closer to it than to bicubic)."""
+    import av
+
+    from vsr.backends import EngineSpec
+    from vsr.live import LiveConfig, bicubic_upscale, run_live
+    from vsr.pipeline.upscaler import create_frame_upscaler
+
+    spec = EngineSpec(scale=2, backend=backend)
+    with create_frame_upscaler(spec, out_layout="yuv420p") as upscaler:
+        expected = list(upscaler.upscale_frames(_decoded(clip, 6)))
+        description = upscaler.description
+    lines = []
+    out = tmp_path / "live.mp4"
+    report = run_live(LiveConfig(source=str(clip), scale=2, backend=backend, headless=True,
+                                 as_fast_as_possible=True, max_frames=6, record=out), status=lines.append)
+    assert report.backend == description and f"upscaling with {description}" in lines
+    assert report.frames_processed == 6
+    with av.open(str(out)) as container:
+        recorded = [f.to_ndarray(format="yuv420p")[:300] for f in container.decode(video=0)]
+    assert len(recorded) == 6
+    for luma, want, source in zip(recorded, expected, _decoded(clip, 6)):
+        bicubic = bicubic_upscale(source, 2).luma
+        assert _mse(luma, want.luma) < 0.6 * _mse(luma, bicubic)
+
+
 def test_view_keys():
     from vsr.live import ViewState, handle_key
 

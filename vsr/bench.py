@@ -1,9 +1,11 @@
 """``vsr bench``: how fast each stage runs, and the whole chain, against the paper's target.
 
-Stages are timed one at a time (the device is synchronised around each), so their fps do
-not add up to the end-to-end figure, which runs `vsr run`'s own chain (decode thread ->
-engine thread -> encoder) around the frame upscaler `vsr run` builds for the same options. Everything is single-pass over at
-most ``frames`` frames, so runs stay short.
+The upscaler is the one ``vsr run`` builds for the same options (``create_frame_upscaler``
+with the same ``EngineSpec``), so what is measured is what ships. Stages are timed one at a
+time (the device is synchronised around each), so their fps do not add up to the end-to-end
+figure, which runs ``vsr run``'s own chain (decode thread -> engine thread -> encoder) around
+that upscaler's ``upscale_frames``. Everything is single-pass over at most ``frames`` frames,
+so runs stay short.
 """
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from fractions import Fraction
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Callable, Iterable, Iterator
 
 import numpy as np
 
@@ -35,17 +37,36 @@ STAGE_ORDER = ("decode", "upload", "engine", "chroma", "download", "encode")
 class BenchConfig:
     """``input`` (a clip) or ``size`` ((width, height) of synthetic frames); ``frames`` caps
     every timed loop; ``warmup_frames`` run first and are not timed (graph capture, cuDNN
-    and TensorRT autotuning, ORT's first-run allocations)."""
+    and TensorRT autotuning, ORT's first-run allocations). ``weights``, ``num_threads`` and
+    ``batch_size`` mean what they mean to ``vsr run`` (see ``EngineSpec``)."""
 
     scale: int = 3
     backend: str = "onnxruntime"
     device: str = "cpu"
+    weights: Path | None = None
+    num_threads: int = 0
+    batch_size: int = 1
     input: Path | None = None
     size: tuple[int, int] | None = (640, 360)
     frames: int = 60
     warmup_frames: int = 5
     encoder: str = "libx264"
     encoder_preset: str = "ultrafast"
+
+    @property
+    def encode_options(self):
+        """`vsr run`'s encoder options for this benchmark (its default chroma layout, no audio)."""
+        from .media.encode import EncodeOptions
+
+        return EncodeOptions(codec=self.encoder, preset=self.encoder_preset, audio=False)
+
+    @property
+    def engine_spec(self):
+        """The ``EngineSpec`` `vsr run` would get for these options."""
+        from .backends import EngineSpec
+
+        return EngineSpec(scale=self.scale, backend=self.backend, device=self.device, weights=self.weights,
+                          num_threads=self.num_threads, batch_size=self.batch_size)
 
 
 @dataclass
@@ -159,17 +180,21 @@ class _Encoder:
 
     _TIME_BASE = Fraction(1, 30)
 
-    def __init__(self, config: BenchConfig, width: int, height: int, layout: str) -> None:
-        from .media.encode import EncodeOptions, VideoSpec, VideoWriter
+    def __init__(self, config: BenchConfig, width: int, height: int, layout: str,
+                 on_frame: Callable[[YuvFrame], None] | None = None) -> None:
+        from .media.encode import VideoSpec, VideoWriter
 
+        self._on_frame = on_frame
         self._tmp = tempfile.TemporaryDirectory(prefix="vsr-bench-")
         self._writer = VideoWriter(
             Path(self._tmp.name) / "bench.mp4", width=width, height=height,
             source=VideoSpec(time_base=self._TIME_BASE, average_fps=30.0),
-            options=EncodeOptions(codec=config.encoder, preset=config.encoder_preset, pix_fmt=layout, audio=False),
+            options=dataclasses.replace(config.encode_options, pix_fmt=layout),
         )
 
     def encode(self, frame: YuvFrame) -> None:
+        if self._on_frame is not None:
+            self._on_frame(frame)
         # Synthetic and decoded frames alike are timed by their index: 30 fps, strictly increasing.
         self._writer.write(dataclasses.replace(frame, pts=frame.index, time_base=self._TIME_BASE))
 
@@ -185,18 +210,30 @@ class _Encoder:
 
 
 class _Upscaler:
-    """The frame upscaler `vsr run` would build for the same options (``create_frame_upscaler``),
-    with hooks to time its engine and stages one at a time."""
+    """The frame upscaler `vsr run` builds for the same options (``create_frame_upscaler``),
+    with hooks to time its engine and stages one at a time.
+
+    GPU-resident frames time themselves (``upscale_frame(frame, stage_seconds)``). Host frames
+    are timed here with the stage functions ``HostFrameUpscaler`` runs, in its batches: the
+    engine (luma through ``upscaler.backend``, host<->device copies included for GPU backends)
+    and the CPU chroma resize.
+    """
 
     def __init__(self, config: BenchConfig) -> None:
-        from .backends import EngineSpec
-        from .pipeline.upscaler import create_frame_upscaler
+        from .media.encode import output_layout
+        from .pipeline.upscaler import HostFrameUpscaler, create_frame_upscaler
 
-        self.upscaler = create_frame_upscaler(EngineSpec(scale=config.scale, backend=config.backend,
-                                                         device=config.device))
-        self.gpu_frames = self.upscaler if hasattr(self.upscaler, "upscale_frame") else None
-        self.backend = None if self.gpu_frames is not None else self.upscaler.backend
+        self.upscaler = create_frame_upscaler(config.engine_spec, out_layout=output_layout(config.encode_options))
+        self.host = isinstance(self.upscaler, HostFrameUpscaler)
+        self.gpu_frames = None if self.host else self.upscaler
+        self.backend = self.upscaler.backend if self.host else None
+        self.batch_size = self.upscaler.batch_size if self.host else 1
         self.name = self.upscaler.description
+
+    @property
+    def on_device(self) -> bool:
+        """Whether host frames go through a backend that runs on a GPU (copies each batch)."""
+        return self.host and str(getattr(self.backend, "device", "cpu")) != "cpu"
 
     def engine_only(self, frame: YuvFrame, iterations: int, warmup: int) -> tuple[float, str]:
         if self.gpu_frames is not None:
@@ -215,29 +252,38 @@ class _Upscaler:
                 if stream is not None:
                     stream.synchronize()
             return iterations / (time.perf_counter() - start), "device-resident uint8, no copies"
-        batch = frame.luma[None, None].astype(np.float32) / np.float32(255)
-        for _ in range(warmup):
+        # The batch `vsr run` hands the engine: batch_size frames per call.
+        batch = np.repeat(frame.luma[None, None], self.batch_size, axis=0).astype(np.float32) / np.float32(255)
+        calls = max(1, -(-iterations // self.batch_size))
+        for _ in range(max(1, -(-warmup // self.batch_size)) if warmup else 0):
             self.backend.upscale_luma(batch)
         start = time.perf_counter()
-        for _ in range(iterations):
+        for _ in range(calls):
             self.backend.upscale_luma(batch)
-        on_device = getattr(self.backend, "device", "cpu") != "cpu"
-        note = "float32 in/out" + (", with host<->device copies" if on_device else "")
-        return iterations / (time.perf_counter() - start), note
+        note = "float32 in/out" + (f", batches of {self.batch_size}" if self.batch_size > 1 else "")
+        note += ", with host<->device copies" if self.on_device else ""
+        return calls * self.batch_size / (time.perf_counter() - start), note
 
-    def frame(self, frame: YuvFrame, stage_seconds: dict[str, float] | None = None) -> YuvFrame:
+    def frames(self, frames: list[YuvFrame], stage_seconds: dict[str, float] | None = None) -> list[YuvFrame]:
+        """``frames`` upscaled one stage at a time; with ``stage_seconds``, each stage's time added there."""
         if self.gpu_frames is not None:
-            return self.gpu_frames.upscale_frame(frame, stage_seconds)
-        from .pipeline.stages import assemble, upscale_luma
+            return [self.gpu_frames.upscale_frame(frame, stage_seconds) for frame in frames]
+        from .pipeline.stages import assemble, batched, upscale_luma
 
-        start = time.perf_counter()
-        (luma,) = upscale_luma([frame.luma], self.backend)
-        middle = time.perf_counter()
-        out = assemble(frame, luma, frame.layout)
+        out_layout = self.upscaler.out_layout
+        outputs = []
+        engine_s = chroma_s = 0.0
+        for batch in batched(frames, self.batch_size):
+            start = time.perf_counter()
+            lumas = upscale_luma([frame.luma for frame in batch], self.backend)
+            middle = time.perf_counter()
+            outputs += [assemble(frame, luma, out_layout or frame.layout) for frame, luma in zip(batch, lumas)]
+            engine_s += middle - start
+            chroma_s += time.perf_counter() - middle
         if stage_seconds is not None:
-            stage_seconds["engine"] = stage_seconds.get("engine", 0.0) + middle - start
-            stage_seconds["chroma"] = stage_seconds.get("chroma", 0.0) + time.perf_counter() - middle
-        return out
+            stage_seconds["engine"] = stage_seconds.get("engine", 0.0) + engine_s
+            stage_seconds["chroma"] = stage_seconds.get("chroma", 0.0) + chroma_s
+        return outputs
 
     def close(self) -> None:
         self.upscaler.close()
@@ -256,7 +302,12 @@ def _decoded(config: BenchConfig) -> Iterator[YuvFrame]:
         yield from reader.frames(max_frames=config.frames)
 
 
-def run_bench(config: BenchConfig) -> BenchReport:
+def run_bench(config: BenchConfig, *, on_upscaled: Callable[[YuvFrame], None] | None = None) -> BenchReport:
+    """Benchmark the frame upscaler `vsr run` builds for ``config``'s options.
+
+    ``on_upscaled`` is called with each frame the end-to-end loop upscaled, before it is
+    encoded (tests check what was measured with it; it counts in the end-to-end time).
+    """
     from .pipeline.pipeline import stream_frames
 
     if config.input is None and config.size is None:
@@ -267,6 +318,8 @@ def run_bench(config: BenchConfig) -> BenchReport:
         start = time.perf_counter()
         frames = list(_decoded(config))
         stage_seconds["decode"] = time.perf_counter() - start
+        if not frames:
+            raise InputError(f"{config.input}: no frames decoded")
     else:
         frames = synthetic_frames(*config.size, config.frames)
         notes.append("synthetic frames (--size): no decode stage")
@@ -274,9 +327,8 @@ def run_bench(config: BenchConfig) -> BenchReport:
     upscaler = _Upscaler(config)
     try:
         engine_fps, engine_note = upscaler.engine_only(frames[0], count, config.warmup_frames)
-        for frame in frames[: config.warmup_frames]:
-            upscaler.frame(frame)
-        outputs = [upscaler.frame(frame, stage_seconds) for frame in frames]
+        upscaler.frames(frames[: config.warmup_frames])
+        outputs = upscaler.frames(frames, stage_seconds)
         layout = outputs[0].layout
         encoder = _Encoder(config, outputs[0].width, outputs[0].height, layout)
         start = time.perf_counter()
@@ -287,21 +339,26 @@ def run_bench(config: BenchConfig) -> BenchReport:
         del outputs
 
         source: Iterable[YuvFrame] = _decoded(config) if config.input is not None else frames
-        encoder = _Encoder(config, frames[0].width * config.scale, frames[0].height * config.scale, layout)
+        encoder = _Encoder(config, frames[0].width * config.scale, frames[0].height * config.scale, layout,
+                           on_frame=on_upscaled)
         start = time.perf_counter()
         # The shipped path: `vsr run`'s own chain (decode thread -> engine thread -> encoder)
-        # around the same frame upscaler that `vsr run` and its segment workers build.
+        # around the same frame upscaler's upscale_frames that `vsr run` and its workers use.
         stream_frames(source, upscaler.upscaler, encoder)
         done = encoder.frames_written
         encoder.close()
         end_to_end_fps = done / (time.perf_counter() - start)
     finally:
         upscaler.close()
-    if upscaler.gpu_frames is None and config.device == "cpu":
-        notes.append("CPU backend: no upload/download stages (the engine reads host memory)")
-    elif upscaler.gpu_frames is None:
-        notes.append(f"host frames on {config.device}: luma is copied to the device and back inside the engine "
-                     "stage; chroma is resized on the CPU")
+    if upscaler.gpu_frames is not None:
+        notes.append("GPU-resident frames: each plane is uploaded once and downloaded once; "
+                     "chroma is resized on the GPU")
+    elif upscaler.on_device:
+        notes.append(f"host frames with a GPU backend ({upscaler.name}): luma is copied to the device and back "
+                     "per batch inside the engine stage (no separate upload/download stages); "
+                     "chroma is resized on the CPU")
+    else:
+        notes.append("host frames on the CPU: no upload/download stages (the engine reads host memory)")
     stage_fps = {stage: (count / stage_seconds[stage] if stage_seconds.get(stage) else None) for stage in STAGE_ORDER}
     return BenchReport(
         config={k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(config).items()},

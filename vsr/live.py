@@ -2,8 +2,9 @@
 
 One loop, fed by a capture thread through a "newest wins" slot (``pipeline.latest``): when
 the upscaling is slower than the source, stale frames are dropped so the picture shown is
-always the newest one. Each frame: luma through the backend, chroma bicubic; then the
-recording, and the window (bicubic | vsr with a movable divider, and an overlay).
+always the newest one. Each frame goes through the frame upscaler ``vsr run`` builds for the
+same options (``pipeline.upscaler.create_frame_upscaler``); then the recording, and the window
+(bicubic | vsr with a movable divider, and an overlay).
 """
 from __future__ import annotations
 
@@ -74,6 +75,7 @@ class LiveReport:
 
     frames_processed: int = 0
     frames_dropped: int = 0
+    backend: str = ""  # the frame upscaler's description, e.g. "openvino (cpu)"
     fps: float = 0.0
     median_latency_ms: float | None = None
     median_pickup_age_ms: float | None = None
@@ -367,12 +369,20 @@ def save_screenshot(canvas: np.ndarray, folder: Path, frame_number: int) -> Path
 # -- the loop ------------------------------------------------------------------------------
 
 
+def upscale_one(upscaler, picture: YuvFrame) -> YuvFrame:
+    """``picture`` through ``upscaler.upscale_frames``, the path `vsr run` ships: a live loop
+    cannot wait for later frames, so each call is one frame in, that frame out."""
+    (upscaled,) = upscaler.upscale_frames([picture])
+    return upscaled
+
+
 def run_live(config: LiveConfig, *, status: Callable[[str], None] | None = None, backend=None) -> LiveReport:
     """Capture, upscale, show and record until the source ends, ``max_frames``, or q/Esc.
 
-    ``status`` receives progress lines (stderr by default). ``backend``: a ready backend to
-    use instead of creating one from the config (the caller closes it). Frames are upscaled by
-    the frame upscaler `vsr run` builds for the same options (``create_frame_upscaler``).
+    Frames are upscaled one at a time by the frame upscaler `vsr run` builds for the same
+    options (``create_frame_upscaler``). ``status`` receives progress lines (stderr by default).
+    ``backend``: instead of building one from the config, a ready ``FrameUpscaler`` (used as
+    it is) or a ``Backend`` (run as host frames, ``HostFrameUpscaler``); the caller closes it.
     """
     status = status or (lambda line: print(line, file=sys.stderr))
     if not config.headless:
@@ -407,10 +417,14 @@ def run_live(config: LiveConfig, *, status: Callable[[str], None] | None = None,
                                                         device=config.device, weights=config.weights),
                                              out_layout="yuv420p")
             stack.callback(upscaler.close)
+        elif hasattr(backend, "upscale_frames"):
+            upscaler = backend  # a ready FrameUpscaler; the caller closes it
         else:
             upscaler = HostFrameUpscaler(backend, out_layout="yuv420p")  # the caller closes its backend
         if upscaler.scale != config.scale:
             raise ValueError(f"the backend upscales x{upscaler.scale}, the config asks for x{config.scale}")
+        report.backend = upscaler.description
+        status(f"upscaling with {upscaler.description}")
         in_wh = (info.width, info.height)
         out_wh = (info.width * config.scale, info.height * config.scale)
         recorder = None
@@ -480,7 +494,7 @@ def run_live(config: LiveConfig, *, status: Callable[[str], None] | None = None,
             started_at = picked_at if started_at is None else started_at
             pickup_ages_ms.append((picked_at - live.captured_at) * 1000)
             picture = live.picture
-            (upscaled,) = upscaler.upscale_frames([picture])
+            upscaled = upscale_one(upscaler, picture)
             if recorder is not None:
                 first_pts = live.pts_seconds if first_pts is None else first_pts
                 # Timestamps must increase: two frames within a millisecond would share one.
