@@ -89,3 +89,22 @@ def test_a_249_character_output_name_works(tmp_path):
     result = vsr("run", clip, out, "--scale", 2, "--workers", 1, "-q")
     assert result.returncode == 0, result.stderr
     assert len(decode_all(out)[0]) == 8
+
+
+@pytest.mark.parametrize("device", ["gpu", "foo", "cuda:x"])
+def test_an_unknown_device_is_refused_not_run_on_the_cpu(tmp_path, device):
+    clip = tmp_path / "in.mp4"
+    make_clip(clip, frames=4)
+    result = vsr("run", clip, tmp_path / "out.mp4", "--device", device)
+    assert result.returncode == 1 and f"unknown device '{device}'" in result.stderr
+    assert "(gpu)" not in result.stderr and not (tmp_path / "out.mp4").exists()
+
+
+def test_onnx_weights_for_another_scale_are_refused(tmp_path):
+    from vsr.models.weights import shipped_weights
+
+    image = tmp_path / "a.png"
+    _png(image)
+    result = vsr("upscale", image, tmp_path / "sr.png", "--scale", 3, "--weights", shipped_weights(2, "onnx"))
+    assert result.returncode == 1 and "these weights upscale x2, not x3" in result.stderr
+    assert not (tmp_path / "sr.png").exists()

@@ -11,11 +11,44 @@ import numpy as np
 from .backends.base import Backend
 from .color import rgb_to_ycbcr, to_uint8, upscale_chroma, ycbcr_to_rgb
 from .errors import InputError, OutputError
-from .images import IMAGE_EXTENSIONS, find_images, is_image_path, read_rgb, write_image
+from .images import IMAGE_EXTENSIONS, find_images, is_image_path, read_image, read_rgb, write_image
 
 
-def upscale_rgb(rgb: np.ndarray, backend: Backend) -> np.ndarray:
-    """(H, W, 3) uint8 RGB -> (H * s, W * s, 3) uint8 RGB."""
+#: Images are upscaled in tiles of this many LR pixels a side, so memory stays bounded whatever
+#: their size (the whole-image path needs ~16 GB for 8000x8000 at x2: float64 planes and dense
+#: resize matrices). Each tile reads TILE_MARGIN_PX more on every side and keeps only its core:
+#: ESPCN sees 4 pixels around each output (5x5, 3x3, 3x3 convolutions) and mirrors 4 pixels at
+#: its input's edge, bicubic chroma 2, so with 8 the core is what the whole image would give.
+TILE_PX = 512
+TILE_MARGIN_PX = 8
+
+
+def upscale_rgb(rgb: np.ndarray, backend: Backend, *, tile_px: int = TILE_PX) -> np.ndarray:
+    """(H, W, 3) uint8 RGB -> (H * s, W * s, 3) uint8 RGB, in overlapping tiles of ``tile_px``."""
+    height, width = rgb.shape[:2]
+    if height <= tile_px + 2 * TILE_MARGIN_PX and width <= tile_px + 2 * TILE_MARGIN_PX:
+        return _upscale_whole(rgb, backend)
+    scale, margin = backend.scale, TILE_MARGIN_PX
+    out = np.empty((height * scale, width * scale, 3), dtype=np.uint8)
+    for top in range(0, height, tile_px):
+        for left in range(0, width, tile_px):
+            bottom, right = min(top + tile_px, height), min(left + tile_px, width)
+            y0, x0 = max(0, top - margin), max(0, left - margin)
+            y1, x1 = min(height, bottom + margin), min(width, right + margin)
+            tile = _upscale_whole(rgb[y0:y1, x0:x1], backend)
+            out[top * scale: bottom * scale, left * scale: right * scale] = tile[
+                (top - y0) * scale: (bottom - y0) * scale, (left - x0) * scale: (right - x0) * scale]
+    return out
+
+
+def upscale_alpha(alpha: np.ndarray, scale: int) -> np.ndarray:
+    """Transparency is a mask, not detail for the network: bicubic, like chroma."""
+    import cv2
+
+    return cv2.resize(alpha, (alpha.shape[1] * scale, alpha.shape[0] * scale), interpolation=cv2.INTER_CUBIC)
+
+
+def _upscale_whole(rgb: np.ndarray, backend: Backend) -> np.ndarray:
     scale = backend.scale
     ycbcr = rgb_to_ycbcr(rgb)
     luma = backend.upscale_luma(ycbcr[..., 0] / 255.0)[0, 0]
@@ -141,12 +174,18 @@ def run_upscale(
 
     scale = backend.scale
     for job in jobs:
-        rgb = read_rgb(job.source)
+        rgb, alpha, notes = read_image(job.source)
         if min(rgb.shape[:2]) < 5:
             raise InputError(f"{job.source}: too small ({rgb.shape[1]}x{rgb.shape[0]}); at least 5x5 pixels")
         sr = upscale_rgb(rgb, backend)
+        if alpha is not None:
+            if job.target.suffix.lower() in (".jpg", ".jpeg", ".bmp"):
+                notes.append(f"transparency dropped: {job.target.suffix} files have none (use .png)")
+            else:
+                sr = np.concatenate([sr, upscale_alpha(alpha, scale)[..., None]], axis=2)
         write_image(job.target, sr)
-        note = ""
+        sr = sr[..., :3]
+        note = "; ".join(notes)
         if compare:
             bicubic = bicubic_rgb(rgb, scale)
             panels = [("nearest", nearest_rgb(rgb, scale)), ("bicubic", bicubic), ("vsr", sr)]
@@ -158,7 +197,7 @@ def run_upscale(
                 panels[1] = (f"bicubic {db_bicubic:.2f} dB", bicubic)
                 panels[2] = (f"vsr {db_vsr:.2f} dB", sr)
                 panels.append(("original", ref))
-                note = f"RGB PSNR vs reference: bicubic {db_bicubic:.2f} dB, vsr {db_vsr:.2f} dB"
+                note = "; ".join(notes + [f"RGB PSNR vs reference: bicubic {db_bicubic:.2f} dB, vsr {db_vsr:.2f} dB"])
             write_image(compare_path(job.target), comparison_figure(panels))
         if on_done is not None:
             on_done(job, note)

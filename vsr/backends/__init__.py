@@ -63,11 +63,32 @@ def create_backend(
 
     check_scale(scale)
     check_device(device)
+    backend = _create(name, scale, weights=weights, device=device, num_threads=num_threads)
+    if weights is not None and name != "tensorrt" and backend.name != "tensorrt":
+        _check_weights_scale(backend, scale, weights)
+    return backend
+
+
+def _check_weights_scale(backend: Backend, scale: int, weights: os.PathLike | str) -> None:
+    """Given weights may be for another factor (an .onnx says nothing until it runs): a
+    picture cropped to the wrong size was the result. One 8x8 call tells (milliseconds)."""
+    import numpy as np
+
+    from ..errors import UnsupportedScale
+
+    out = backend.upscale_luma(np.zeros((1, 1, 8, 8), np.float32))
+    if out.shape[-2:] != (8 * scale, 8 * scale):
+        backend.close()
+        factor = out.shape[-1] / 8
+        raise UnsupportedScale(f"{weights}: these weights upscale x{factor:g}, not x{scale} (--scale)")
+
+
+def _create(name: str, scale: int, *, weights, device: str, num_threads: int) -> Backend:
     if name == "auto":
         reasons = []
         for candidate in AUTO_ORDER["cuda" if device.startswith("cuda") else "cpu"]:
             try:
-                return create_backend(candidate, scale, weights=weights, device=device, num_threads=num_threads)
+                return _create(candidate, scale, weights=weights, device=device, num_threads=num_threads)
             except BackendUnavailable as exc:
                 reasons.append(f"{candidate}: {exc}")
         raise BackendUnavailable("no backend can run here: " + "; ".join(reasons))
