@@ -352,22 +352,29 @@ def _size(text: str | None) -> tuple[int, int] | None:
 @click.option("--size", default=None, metavar="WxH", help="Synthetic frame size when no --input [default: 640x360].")
 @click.option("--scale", type=SCALES, default="3", show_default=True)
 @click.option("--backend", type=BACKEND_CHOICE, default="auto",
-              show_default=True, help="torch with --device cuda benchmarks the GPU-resident frame path.")
+              show_default=True, help="auto or torch with --device cuda: the GPU-resident frame path, as vsr run.")
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N.")
+@click.option("--weights", type=click.Path(path_type=Path), default=None,
+              help="A .pt checkpoint or .onnx model instead of the shipped weights.")
+@click.option("--batch-size", type=click.IntRange(1, 64), default=1, show_default=True,
+              help="Frames per network call, as vsr run's --batch-size.")
+@click.option("--threads", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Engine CPU threads (0: every core), as each of vsr run's workers gets.")
 @click.option("--frames", type=click.IntRange(min=1), default=60, show_default=True, help="Frames per timed loop.")
 @click.option("--warmup", type=click.IntRange(min=0), default=5, show_default=True, help="Untimed frames first.")
 @click.option("--preset", default="ultrafast", show_default=True, help="libx264 preset for the encode stage.")
 @click.option("--json", "json_path", type=click.Path(path_type=Path), default=Path("vsr-bench.json"),
               show_default=True, help="Where to write the results as JSON.")
 @_reports_errors
-def bench(input_path, size, scale, backend, device, frames, warmup, preset, json_path):
+def bench(input_path, size, scale, backend, device, weights, batch_size, threads, frames, warmup, preset, json_path):
     """Frames per second: the engine alone, each stage (decode, upload, engine, chroma, download,
     encode) and end to end, next to the ESPCN paper's target (1080p at x3 in 0.038 s on a K2)."""
     from .bench import BenchConfig, run_bench
 
     if input_path is not None and size is not None:
         raise click.UsageError("give --input or --size, not both")
-    config = BenchConfig(scale=int(scale), backend=backend, device=device, input=input_path,
+    config = BenchConfig(scale=int(scale), backend=backend, device=device, weights=weights, batch_size=batch_size,
+                         num_threads=threads, input=input_path,
                          size=None if input_path is not None else (_size(size) or (640, 360)),
                          frames=frames, warmup_frames=warmup, encoder_preset=preset)
     report = run_bench(config)
