@@ -328,9 +328,10 @@ def clean_frames(container, stream, *, path: str, packets=None, strict: bool = F
             # FFmpeg's CLI scales every frame to the size the encoder was opened with.
             frame = frame.reformat(width=size[0], height=size[1])
             report.resized += 1
-        if deinterlace is None:
+        if report.decoded == 0:
             report.interlaced = frame.interlaced_frame
-            deinterlace = frame.interlaced_frame
+            if deinterlace is None:
+                deinterlace = frame.interlaced_frame
         if deinterlace:
             report.deinterlaced = True
             graph = graph or _yadif(frame, time_base)
