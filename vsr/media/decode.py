@@ -82,7 +82,10 @@ class VideoReader:
     """Open a video and decode its first video stream, frame by frame.
 
     Use as a context manager. ``frames()`` yields ``YuvFrame`` in presentation order with
-    the stream's own timestamps. Decoding uses FFmpeg's own threads (``thread_type="AUTO"``,
+    the stream's own timestamps where they are usable, FFmpeg's best-effort ones where not (see
+    ``clean_frames``, which also skips damaged packets, scales size changes and deinterlaces);
+    ``notes`` then says what was repaired. ``strict``: a damaged packet or a truncated input
+    raises ``InputError`` instead. Decoding uses FFmpeg's own threads (``thread_type="AUTO"``,
     1.5x faster than the default here).
     """
 
@@ -277,7 +280,8 @@ class DecodeReport:
     def notes(self) -> list[str]:
         notes = []
         if self.skipped_packets:
-            notes.append(f"{_frames(self.skipped_packets)} could not be decoded and were skipped "
+            notes.append(f"{_frames(self.skipped_packets)} could not be decoded and "
+                         f"{'was' if self.skipped_packets == 1 else 'were'} skipped "
                          "(the input is damaged; --strict fails instead)")
         if self.ended_early:
             notes.append(f"the input ends early ({self.ended_early}): it is truncated, the output stops there")
