@@ -288,3 +288,22 @@ def test_interlaced_input_is_deinterlaced_unless_told_not_to(tmp_path):
     assert len(on_frames) == len(off_frames) == len(source_times)
     assert np.allclose(on_times, source_times, atol=1e-3)
     assert combing(on_frames) < 0.3 * combing(off_frames)
+
+
+def test_interlaced_input_is_deinterlaced_in_segments_too(tmp_path):
+    """Segment workers cannot see the first frame: the driver tells them to deinterlace."""
+    src = tmp_path / "interlaced.mkv"
+    bar = "nullsrc=s=64x48:r=50,geq=lum='if(lt(mod(X-N*6\\,64)\\,16)\\,235\\,16)':cb=128:cr=128,format=yuv420p"
+    ffmpeg("-f", "lavfi", "-i", bar, "-frames:v", "16", "-vf", "interlace", "-c:v", "libx264", "-g", "4",
+           "-flags", "+ilme+ildct", str(src))
+    assert len(plan_segments(src, segment_seconds=0.2).segments) > 1
+
+    segmented = run(src, tmp_path / "segments.mkv", workers=2, segment_seconds=0.2)
+    run(src, tmp_path / "off.mkv", deinterlace=False)
+
+    assert any("deinterlaced" in note for note in segmented.notes), segmented.notes
+    times, frames, _ = output_frames(tmp_path / "segments.mkv")
+    _, off_frames, _ = output_frames(tmp_path / "off.mkv")
+    assert len(frames) == len(off_frames) == len(packet_times(src))
+    assert np.allclose(times, packet_times(src), atol=1e-3)
+    assert combing(frames) < 0.3 * combing(off_frames)

@@ -340,13 +340,13 @@ def clean_frames(container, stream, *, path: str, packets=None, strict: bool = F
             report.deinterlaced = True
             graph = graph or _yadif(frame, time_base)
             graph.push(frame)
-            yield from _pull_all(graph)
+            yield from _pull_all(graph, time_base)
         else:
             yield frame
         report.decoded += 1
     if graph is not None:
         graph.push(None)
-        yield from _pull_all(graph)
+        yield from _pull_all(graph, time_base)
     end = _announced_end(container, stream)
     if (report.ended_early is None and not report.jumps and end is not None and report.last_packet_end is not None
             and report.last_packet_end < end - 2 * timing.step):
@@ -478,14 +478,20 @@ def _yadif(frame, time_base: Fraction):
     return graph
 
 
-def _pull_all(graph):
+def _pull_all(graph, time_base: Fraction):
+    """The frames the graph has ready, back in the stream's time base (yadif halves it, so
+    that it could output one frame per field): segments compare them with stream pts."""
     import av
 
     while True:
         try:
-            yield graph.pull()
+            frame = graph.pull()
         except (av.error.BlockingIOError, av.error.EOFError):
             return
+        if frame.pts is not None and frame.time_base and frame.time_base != time_base:
+            frame.pts = round(frame.pts * frame.time_base / time_base)
+        frame.time_base = time_base
+        yield frame
 
 
 def _announced_end(container, stream) -> int | None:

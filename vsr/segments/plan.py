@@ -49,7 +49,7 @@ def plan_segments(path: os.PathLike | str, *, segment_seconds: float, max_frames
     """Segments of about ``segment_seconds`` (each ends at the first keyframe at least that far
     from its start). A video that cannot be cut safely is one segment, with a ``note``: a
     stream read from a pipe or URL (no seeking), a single keyframe, or packets whose
-    timestamps are missing, repeated, or jump (backwards, or forwards by more than 10 s)."""
+    timestamps are missing, repeated, or jump by more than 10 s (MPEG-TS clock resets), and AVI."""
     import av
 
     path_text = str(path)
@@ -66,10 +66,14 @@ def plan_segments(path: os.PathLike | str, *, segment_seconds: float, max_frames
         time_base = stream.time_base or Fraction(1, 90000)
         pts_list: list[int] = []
         keyframes: list[int] = []
+        if container.format.name == "avi":
+            # AVI stores frame numbers in decode order, not presentation times: with B-frames
+            # the decoded frames' times are best-effort guesses that a cut would change.
+            return _whole(time_base, stream.frames, "AVI stores no presentation times")
         missing = jumps = False
-        # A jump this large in decode order is a clock reset (MPEG-TS): the decoder closes it up
-        # as it goes, which a segment starting after it cannot know about.
-        jump_ticks = 10 / time_base
+        # In formats with clock resets (MPEG-TS), a jump of more than 10 s in decode order is
+        # closed up by the decoder as it goes, which a segment starting after it cannot know.
+        jump_ticks = 10 / time_base if container.format.flags & av.format.Flags.ts_discont.value else None
         last_dts = None
         try:
             for packet in container.demux(stream):
@@ -79,7 +83,7 @@ def plan_segments(path: os.PathLike | str, *, segment_seconds: float, max_frames
                     missing = True
                     continue
                 dts = packet.dts if packet.dts is not None else packet.pts
-                if last_dts is not None and (dts < last_dts or dts - last_dts > jump_ticks):
+                if jump_ticks is not None and last_dts is not None and abs(dts - last_dts) > jump_ticks:
                     jumps = True
                 last_dts = dts
                 pts_list.append(packet.pts)
