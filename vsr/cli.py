@@ -241,11 +241,16 @@ def _workers(text: str) -> int | None:
                    "ray://HOST:PORT. Needs pip install -e \".[ray]\".")
 @click.option("--format", "out_format", default=None, metavar="EXT",
               help="Folders: the container of every output (mp4, mkv ...). Default: each input's own.")
+@click.option("--strict", is_flag=True,
+              help="Fail on a frame that cannot be decoded or a truncated input (default: skip it, with a note).")
+@click.option("--deinterlace/--no-deinterlace", default=True, show_default=True,
+              help="Deinterlace interlaced input with yadif before upscaling; progressive input is never touched.")
 @click.option("--overwrite", "-y", is_flag=True, help="Replace OUTPUT if it exists.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar and no summary.")
 @_reports_errors
 def run(input_path, output_path, scale, backend, device, weights, codec, crf, preset, pix_fmt, no_audio, max_frames,
-        batch_size, workers_text, segment_seconds, resume, ray_address, out_format, overwrite, quiet):
+        batch_size, workers_text, segment_seconds, resume, ray_address, strict, deinterlace, out_format, overwrite,
+        quiet):
     """Upscale a video (or every video in a folder): PyAV decode -> ESPCN on luma + bicubic
     chroma -> PyAV encode.
 
@@ -261,7 +266,8 @@ def run(input_path, output_path, scale, backend, device, weights, codec, crf, pr
         weights=weights, encode=EncodeOptions(codec=codec, crf=crf, preset=preset, pix_fmt=pix_fmt,
                                               audio=not no_audio),
         max_frames=max_frames, overwrite=overwrite, batch_size=batch_size, workers=_workers(workers_text),
-        segment_seconds=segment_seconds, resume=resume, ray_address=ray_address,
+        segment_seconds=segment_seconds, resume=resume, ray_address=ray_address, strict=strict,
+        deinterlace=deinterlace,
     )
     with _sigterm_as_interrupt():
         if input_path.is_dir():

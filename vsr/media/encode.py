@@ -64,6 +64,8 @@ class VideoSpec:
     color_primaries: int = 2
     color_trc: int = 2
     rotation_degrees: float = 0.0
+    #: Pixel shape; None: square. Upscaling both axes by one factor keeps it.
+    sample_aspect_ratio: Fraction | None = None
 
 
 def output_layout(options: EncodeOptions) -> str:
@@ -149,6 +151,8 @@ class VideoWriter:
         ctx.colorspace = source.colorspace
         ctx.color_primaries = source.color_primaries
         ctx.color_trc = source.color_trc
+        if source.sample_aspect_ratio:
+            ctx.sample_aspect_ratio = source.sample_aspect_ratio
         settings = {}
         if opts.codec in ("libx264", "libx265", "libsvtav1") and opts.resolved_crf() is not None:
             settings["crf"] = str(opts.resolved_crf())

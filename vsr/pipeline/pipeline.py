@@ -26,6 +26,9 @@ class RunConfig:
     ``resume``: reuse the finished segments of an interrupted run of the same input and options.
     ``ray_address``: run the segments as Ray tasks ("auto" / "local" / an address) instead of
     local processes.
+    ``strict``: a damaged packet or a truncated input fails the run instead of being skipped
+    with a note. ``deinterlace``: interlaced input goes through yadif before upscaling (its
+    combing would otherwise be upscaled too).
     """
 
     input_path: Path
@@ -43,6 +46,10 @@ class RunConfig:
     segment_seconds: float = 5.0
     resume: bool = False
     ray_address: str | None = None
+    #: Fail on the first frame that cannot be decoded (or a truncated input) instead of skipping it.
+    strict: bool = False
+    #: Deinterlace (yadif) an interlaced input; progressive input is never touched.
+    deinterlace: bool = True
 
     @property
     def engine(self) -> EngineSpec:
@@ -133,7 +140,7 @@ def run_video(
     check_output(config.input_path, out_path, overwrite=config.overwrite)
     layout = output_layout(config.encode)
     started = time.perf_counter()
-    with VideoReader(config.input_path) as reader:
+    with VideoReader(config.input_path, strict=config.strict, deinterlace=config.deinterlace) as reader:
         info = reader.info
         upscaler = create_frame_upscaler(config.engine, out_layout=layout)
         try:
@@ -165,6 +172,7 @@ def run_video(
             busy["encode"] = busy.get("encode", 0.0) + time.perf_counter() - t0
         finally:
             upscaler.close()
+        decode_notes = reader.notes
     if writer.frames_written == 0 and not interrupted:
         raise InputError(f"{config.input_path}: no frames decoded")
     return RunStats(
@@ -176,7 +184,7 @@ def run_video(
         output_path=out_path if writer.frames_written else None,
         input_size=(info.width, info.height),
         output_size=out_size,
-        notes=tuple(writer.notes),
+        notes=tuple(decode_notes + writer.notes),
     )
 
 

@@ -126,12 +126,13 @@ def run_segmented(
     out_size = (info.width * config.scale, info.height * config.scale)
     video = VideoSpec(time_base=info.time_base, average_fps=info.average_fps, color_range=info.color_range,
                       colorspace=info.colorspace, color_primaries=info.color_primaries, color_trc=info.color_trc,
-                      rotation_degrees=info.rotation_degrees)
+                      rotation_degrees=info.rotation_degrees, sample_aspect_ratio=info.sample_aspect_ratio)
     manifest = {
         "input": input_identity(Path(config.input_path)),
         "engine": _engine_identity(spec),
         "encode": {k: v for k, v in asdict(config.encode).items() if k != "encoder_threads"},
         "max_frames": config.max_frames,
+        "deinterlace": config.deinterlace and info.interlaced,
         "segments": [[s.start_pts, s.end_pts, s.num_frames] for s in plan.segments],
     }
     # --overwrite is about OUTPUT; with --resume too, the finished segments are still wanted.
@@ -149,6 +150,7 @@ def run_segmented(
             input_path=str(config.input_path), segment=segment, output_path=str(work.segment_path(segment.index)),
             engine=spec, encode=encode, video=video, layout=info.layout, out_layout=out_layout, out_size=out_size,
             decoder_threads=budget, queue_depth=config.queue_depth,
+            in_size=(info.width, info.height), deinterlace=config.deinterlace and info.interlaced,
         ) for segment in plan.segments if segment.index not in done]
         frames_done = {s.index: s.num_frames for s in plan.segments if s.index in done}
         mismatch: list[str] = []
@@ -210,8 +212,16 @@ def run_segmented(
     return RunStats(
         frames=joined.frames, wall_seconds=time.perf_counter() - started, backend=spec.backend,
         busy_seconds=busy, interrupted=False, output_path=output, input_size=(info.width, info.height),
-        output_size=out_size, notes=tuple(notes + joined.notes),
+        output_size=out_size, notes=tuple(notes + _decode_notes(results) + joined.notes),
     )
+
+
+def _decode_notes(results: dict) -> list[str]:
+    """The workers' decode notes, said once each (every segment of an interlaced input says it)."""
+    notes: list[str] = []
+    for index in sorted(results):
+        notes += [note for note in results[index].notes if note not in notes]
+    return notes
 
 
 def run_local_jobs(jobs: list[SegmentJob], workers: int, *, on_event) -> dict[int, SegmentResult]:

@@ -49,7 +49,7 @@ def plan_segments(path: os.PathLike | str, *, segment_seconds: float, max_frames
     """Segments of about ``segment_seconds`` (each ends at the first keyframe at least that far
     from its start). A video that cannot be cut safely is one segment, with a ``note``: a
     stream read from a pipe or URL (no seeking), a single keyframe, or packets whose
-    timestamps are missing or repeated."""
+    timestamps are missing, repeated, or jump by more than 10 s (MPEG-TS clock resets), and AVI."""
     import av
 
     path_text = str(path)
@@ -66,7 +66,15 @@ def plan_segments(path: os.PathLike | str, *, segment_seconds: float, max_frames
         time_base = stream.time_base or Fraction(1, 90000)
         pts_list: list[int] = []
         keyframes: list[int] = []
-        missing = False
+        if container.format.name == "avi":
+            # AVI stores frame numbers in decode order, not presentation times: with B-frames
+            # the decoded frames' times are best-effort guesses that a cut would change.
+            return _whole(time_base, stream.frames, "AVI stores no presentation times")
+        missing = jumps = False
+        # In formats with clock resets (MPEG-TS), a jump of more than 10 s in decode order is
+        # closed up by the decoder as it goes, which a segment starting after it cannot know.
+        jump_ticks = 10 / time_base if container.format.flags & av.format.Flags.ts_discont.value else None
+        last_dts = None
         try:
             for packet in container.demux(stream):
                 if packet.size == 0:
@@ -74,6 +82,10 @@ def plan_segments(path: os.PathLike | str, *, segment_seconds: float, max_frames
                 if packet.pts is None:
                     missing = True
                     continue
+                dts = packet.dts if packet.dts is not None else packet.pts
+                if jump_ticks is not None and last_dts is not None and abs(dts - last_dts) > jump_ticks:
+                    jumps = True
+                last_dts = dts
                 pts_list.append(packet.pts)
                 if packet.is_keyframe:
                     keyframes.append(packet.pts)
@@ -85,6 +97,8 @@ def plan_segments(path: os.PathLike | str, *, segment_seconds: float, max_frames
     ordered = sorted(pts_list)
     if any(a == b for a, b in zip(ordered, ordered[1:])):
         return _whole(time_base, count, "some frames share a timestamp")
+    if jumps:
+        return _whole(time_base, count, "the timestamps jump (a clock reset)")
     full = ordered
     if max_frames is not None:
         ordered = ordered[:max_frames]

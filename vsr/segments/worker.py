@@ -37,6 +37,9 @@ class SegmentJob:
     out_size: tuple[int, int]
     decoder_threads: int = 0
     queue_depth: int = 8
+    #: The whole video's size (later frames of another size are scaled to it) and whether it is deinterlaced.
+    in_size: tuple[int, int] | None = None
+    deinterlace: bool = False
 
 
 @dataclass(frozen=True)
@@ -48,6 +51,7 @@ class SegmentResult:
     busy_seconds: dict = field(default_factory=dict)
     upscaler: str = ""
     worker: str = ""  # who ran it: "pid N" for a local process, the node id for a Ray task
+    notes: tuple[str, ...] = ()
 
 
 _UPSCALERS: dict = {}
@@ -76,7 +80,7 @@ def close_upscalers() -> None:
 def encode_segment(job: SegmentJob, on_progress: Callable[[int], None] | None = None) -> SegmentResult:
     """Upscale ``job.segment`` into ``job.output_path`` (written under a temporary name and
     renamed when complete, so a file at that path is always a finished segment)."""
-    from ..media.decode import decode_range
+    from ..media.decode import DecodeReport, decode_range
     from ..media.encode import VideoWriter
     from ..pipeline.pipeline import stream_frames
 
@@ -84,7 +88,8 @@ def encode_segment(job: SegmentJob, on_progress: Callable[[int], None] | None = 
     segment = job.segment
     upscaler = _upscaler_for(job.engine, job.out_layout)
     frames = decode_range(job.input_path, segment.start_pts, segment.end_pts, layout=job.layout,
-                          first_index=segment.first_frame, decoder_threads=job.decoder_threads)
+                          first_index=segment.first_frame, decoder_threads=job.decoder_threads,
+                          size=job.in_size, deinterlace=job.deinterlace, report=(report := DecodeReport()))
     writer = VideoWriter(Path(job.output_path), width=job.out_size[0], height=job.out_size[1], source=job.video,
                          options=job.encode, overwrite=True)
     busy: dict[str, float] = {}
@@ -95,7 +100,7 @@ def encode_segment(job: SegmentJob, on_progress: Callable[[int], None] | None = 
         raise
     writer.close(keep=True)
     return SegmentResult(segment.index, writer.frames_written, job.output_path, time.perf_counter() - started,
-                         busy, upscaler.description, f"pid {os.getpid()}")
+                         busy, upscaler.description, f"pid {os.getpid()}", tuple(report.notes()))
 
 
 def thread_budget(workers: int, cpu_count: int | None = None) -> int:
