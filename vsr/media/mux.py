@@ -95,7 +95,13 @@ def join_segments(
             if not container_accepts(container, template.codec_context.name):
                 raise OutputError(f"{output.suffix} files cannot hold {template.codec_context.name} video; "
                                   "choose another --codec or container")
-            out = container.add_stream_from_template(template)
+            # The template's codec is named after its decoder ("libdav1d" for AV1), which has no
+            # encoder of that name: then take the decoder's codec as it is (nothing is encoded here).
+            try:
+                av.Codec(template.codec_context.codec.name, "w")
+                out = container.add_stream_from_template(template)
+            except av.codec.codec.UnknownCodecError:
+                out = container.add_stream_from_template(template, opaque=True)
             out.time_base = time_base
             if rotation_degrees:
                 out.set_display_rotation(rotation_degrees)
@@ -248,6 +254,11 @@ class StreamCopier:
                 for resampled in resampler.resample(frame):
                     self._encode(index, resampled)
         else:
+            if packet.stream.type == "audio" and packet.pts is not None:
+                # Audio is never reordered, so its decode time is its presentation time. Some files
+                # (the shared tennis clip) store dts from 0 and pts from the real start (0.39 s):
+                # MP4 muxers place audio by dts, and it would then start 0.39 s early and end short.
+                packet.dts = packet.pts
             packet.stream = out
             self._container.mux(packet)
 
