@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from .conftest import DATA, decode_all, make_clip
+from .test_segments import write_clip
 from vsr.media.encode import EncodeOptions
 from vsr.pipeline.pipeline import RunConfig
 from vsr.segments import upscale_video
@@ -252,11 +253,13 @@ main()
 """
 
 
-def test_file_size_limit_at_the_mp4_trailer_is_one_line(tmp_path):
+@pytest.mark.parametrize("workers", ["1", "2"])  # 2: the segments fit, the join's trailer does not
+def test_file_size_limit_at_the_mp4_trailer_is_one_line(tmp_path, workers):
     source = tmp_path / "in.mp4"
-    make_clip(source, frames=10)
+    write_clip(source, frames=20, gop=5, audio=True)  # a keyframe every 0.2 s: four segments
     full = tmp_path / "full.mp4"
-    args = ["run", str(source), "--scale", "2", "--workers", "1", "--backend", "onnxruntime", "-q"]
+    args = ["run", str(source), "--scale", "2", "--workers", workers, "--segment-seconds", "0.2",
+            "--backend", "onnxruntime", "-q"]
     assert vsr(*args[:2], full, *args[2:]).returncode == 0
     # The same run with room for all but the end of the file: the MP4 index (moov), written last.
     out = tmp_path / "out.mp4"
@@ -287,13 +290,15 @@ def test_full_disk_is_one_line_naming_the_output(tmp_path):
 @pytest.mark.parametrize("workers", ["1", "2"])
 def test_249_character_output_name(tmp_path, workers):
     source = tmp_path / "in.mp4"
-    make_clip(source, frames=20)
+    write_clip(source, frames=20, gop=5, audio=True)  # a keyframe every 0.2 s: four segments
     out = tmp_path / ("n" * 245 + ".mp4")
     assert len(out.name) == 249
     result = vsr("run", source, out, "--scale", "2", "--workers", workers, "--segment-seconds", "0.2",
                  "--backend", "onnxruntime", "-q")
     assert result.returncode == 0, result.stderr
-    assert len(decode_all(out)[0]) == 20
+    frames, info = decode_all(out)
+    assert len(frames) == 20 and info.has_audio
+    assert not list(tmp_path.glob(".*vsr*"))  # no temporary file or work folder left
 
 
 # -- 4. messages ------------------------------------------------------------------------------------

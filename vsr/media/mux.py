@@ -4,6 +4,7 @@ segment files into one video stream at packet level (``join_segments``).
 """
 from __future__ import annotations
 
+import errno
 import os
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -149,6 +150,9 @@ def join_segments(
             pass
         if os.path.exists(tmp):
             os.unlink(tmp)
+        if getattr(exc, "errno", None) in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
+            # A full disk is the output's problem, whether FFmpeg or Python met it.
+            raise OutputError(f"{output}: cannot write ({os.strerror(exc.errno)}); nothing was written there") from None
         if isinstance(exc, OSError) and not isinstance(exc, av.error.FFmpegError):
             raise OutputError(f"{output}: cannot write ({exc.strerror or exc})") from None
         if isinstance(exc, av.error.FFmpegError):

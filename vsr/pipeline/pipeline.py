@@ -220,7 +220,8 @@ def check_run(config: RunConfig, info, *, workers: int = 1) -> None:
     out_w, out_h = info.width * config.scale, info.height * config.scale
     check_encode_options(config.encode, out_w, out_h)
     needed = estimated_memory_bytes(info.width, info.height, config.scale, output_layout(config.encode),
-                                    queue_depth=config.queue_depth, batch_size=config.batch_size) * workers
+                                    queue_depth=config.queue_depth, batch_size=config.batch_size,
+                                    network_on_host=not config.engine.cuda) * workers
     available = available_memory_bytes()
     if available is not None and needed > available * MEMORY_SHARE:
         gib = 1024 ** 3
@@ -230,7 +231,7 @@ def check_run(config: RunConfig, info, *, workers: int = 1) -> None:
 
 
 def estimated_memory_bytes(width: int, height: int, scale: int, out_layout: str, *, queue_depth: int,
-                           batch_size: int) -> int:
+                           batch_size: int, network_on_host: bool = True) -> int:
     """What one stream holds at most: ``queue_depth`` frames waiting on each side of the engine
     (decoded input frames, upscaled output frames) and a batch in the network (its feature maps
     and float32 output)."""
@@ -238,7 +239,8 @@ def estimated_memory_bytes(width: int, height: int, scale: int, out_layout: str,
     in_px, out_px = width * height, width * height * scale * scale
     in_frame = in_px * 3  # decoded as 4:4:4 at most
     out_frame = out_px * (1 + chroma_share)
-    network = batch_size * (in_px * _FEATURE_BYTES_PER_PIXEL + out_px * 4 * 2)
+    # With --device cuda the feature maps live in GPU memory, which the backend itself checks.
+    network = batch_size * (in_px * _FEATURE_BYTES_PER_PIXEL + out_px * 4 * 2) if network_on_host else 0
     return int(queue_depth * (in_frame + out_frame) + network)
 
 
