@@ -99,6 +99,19 @@ def test_audio_start_and_length_kept(tmp_path, late_audio, suffix, codec, worker
     assert abs(end - src_end) < 0.05, (end, src_end)
 
 
+@needs_ffmpeg
+def test_mp3_at_44k_re_encoded_for_webm(tmp_path):
+    """Opus takes 48 kHz in frames of 960 samples: MP3's 1152-sample frames at 44.1 kHz failed."""
+    source, out = tmp_path / "mp3.mkv", tmp_path / "out.webm"
+    ffmpeg("-f", "lavfi", "-i", "testsrc=size=64x48:rate=25:duration=1", "-itsoffset", "0.3", "-f", "lavfi",
+           "-i", "sine=sample_rate=44100:duration=1", "-map", "0:v", "-map", "1:a", "-c:v", "libx264", "-preset",
+           "ultrafast", "-c:a", "libmp3lame", source)
+    stats = run(source, out, workers=1, encode=EncodeOptions(codec="libsvtav1"))
+    assert any("re-encoded to libopus" in note for note in stats.notes)
+    (src_start, src_end), (start, end) = audio_span(source), audio_span(out)
+    assert abs(start - src_start) < 0.03 and abs(end - src_end) < 0.05, (start, end, src_start, src_end)
+
+
 @pytest.mark.needs_data
 @pytest.mark.parametrize("suffix,codec", [(".mp4", "libx264"), (".webm", "libsvtav1")])
 def test_tennis_audio_kept_whole(tmp_path, suffix, codec):
@@ -145,8 +158,9 @@ def test_rgb_source_gets_a_yuv_matrix_tag(tmp_path, workers):
 
 
 # -- 3. containers that failed, and what cannot work as one line ---------------------------------------
-def test_ts_output_works(tmp_path, late_audio):
-    out = tmp_path / "out.ts"
+@pytest.mark.parametrize("suffix", [".ts", ".m2ts"])
+def test_ts_output_works(tmp_path, late_audio, suffix):
+    out = tmp_path / f"out{suffix}"
     result = vsr("run", late_audio, out, "--scale", "2", "--workers", "1", "-q")
     assert result.returncode == 0, result.stderr
     frames, info = decode_all(out)

@@ -20,6 +20,10 @@ _QUERY_INCOMPLETE = {
 }
 
 
+#: Samples per frame of the audio encoders we re-encode with (AAC-LC; Opus at 48 kHz, 20 ms).
+_AUDIO_FRAME_SIZE = {"aac": 1024, "libopus": 960}
+
+
 def container_accepts(container, codec_name: str) -> bool:
     """Whether the output ``container`` can hold a stream of ``codec_name`` (an encoder or codec name)."""
     if codec_name in container.supported_codecs:
@@ -212,13 +216,16 @@ class StreamCopier:
                     notes.append(f"audio stream {stream.index} ({name}) dropped: the container takes no audio we encode")
                     continue
                 notes.append(f"audio stream {stream.index} ({name}) re-encoded to {codec}: the container refuses {name}")
-                out = container.add_stream(codec, rate=stream.codec_context.sample_rate or 48000)
+                # Opus runs at 48 kHz (or 24, 16, 12, 8), never at a source's 44.1 kHz.
+                rate = 48000 if codec == "libopus" else stream.codec_context.sample_rate or 48000
+                out = container.add_stream(codec, rate=rate)
                 if stream.codec_context.layout is not None:
                     out.layout = stream.codec_context.layout
                 self._outputs[stream.index] = out
-                # frame_size: encoders such as Opus take only whole frames of their own size.
+                # Both encoders take only whole frames of their own size (known once they open, which
+                # is later): an MP3 source's 1152-sample frames would be refused as they are.
                 self._encoders[stream.index] = av.AudioResampler(format=out.format, layout=out.layout, rate=out.rate,
-                                                                 frame_size=out.codec_context.frame_size or None)
+                                                                 frame_size=_AUDIO_FRAME_SIZE[codec])
                 self._next_pts[stream.index] = None
             else:
                 # Converting subtitle formats (e.g. SubRip to MP4's mov_text) is not done.
