@@ -110,14 +110,31 @@ def test_cuda_backends_say_unavailable_without_a_gpu():
         GpuFrameUpscaler(3)
 
 
-def test_marks_detect_what_is_here():
-    from .conftest import _tensorrt_gpu, _torch_cuda
+@pytest.mark.parametrize("cuda,tensorrt,data", [(False, False, False), (True, False, True), (True, True, True)])
+def test_marks_skip_exactly_what_is_missing(monkeypatch, tmp_path, cuda, tensorrt, data):
+    """conftest's hook must skip a marked test when (and only when) what it needs is missing:
+    a hook that skipped everything, or nothing, would hide GPU tests or fail them on CPUs."""
+    from . import conftest
 
-    assert _torch_cuda() == torch.cuda.is_available()
-    try:
-        import tensorrt  # noqa: F401
-    except ImportError:
-        assert _tensorrt_gpu() is False
+    monkeypatch.setattr(conftest, "_torch_cuda", lambda: cuda)
+    monkeypatch.setattr(conftest, "_tensorrt_gpu", lambda: tensorrt)
+    monkeypatch.setattr(conftest, "DATA", tmp_path if data else tmp_path / "absent")
+
+    class Item:
+        def __init__(self, *marks):
+            self.keywords = dict.fromkeys(marks, True)
+            self.skips = []
+
+        def add_marker(self, marker):
+            self.skips.append(marker.kwargs["reason"])
+
+    items = {mark: Item(mark) for mark in ("needs_cuda", "needs_tensorrt", "needs_data")}
+    plain = Item()
+    conftest.pytest_collection_modifyitems(None, [*items.values(), plain])
+    assert bool(items["needs_cuda"].skips) is not cuda
+    assert bool(items["needs_tensorrt"].skips) is not tensorrt
+    assert bool(items["needs_data"].skips) is not data
+    assert plain.skips == []
 
 
 # -- CUDA (skipped without a GPU) --------------------------------------------------------------

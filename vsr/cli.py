@@ -213,15 +213,27 @@ def _workers(text: str) -> int | None:
     return count
 
 
+def _video_input(text: str) -> Path | str:
+    """INPUT of `vsr run`: a path, a URL kept as typed (a Path would fold ``http://`` into
+    ``http:/``), or ``-`` for standard input."""
+    if text == "-":
+        return "/dev/stdin"
+    if "://" in text:
+        return text
+    return Path(text)
+
+
 @main.command()
-@click.argument("input_path", metavar="INPUT", type=click.Path(path_type=Path))
+@click.argument("input_path", metavar="INPUT", type=_video_input)
 @click.argument("output_path", metavar="OUTPUT", type=click.Path(path_type=Path))
 @click.option("--scale", type=SCALES, default="3", show_default=True)
 @_engine_options("auto", "auto picks the fastest one available here and says which.")
 @click.option("--codec", type=click.Choice(["libx264", "libx265", "libsvtav1", "mpeg4", "h264_nvenc"]),
-              default="libx264", show_default=True)
-@click.option("--crf", type=click.IntRange(0, 63), default=None,
-              help="Quality (lower is better). Default: 20 for libx264, 24 libx265, 32 libsvtav1.")
+              default=None, help="Video encoder. Default: libx264, or libsvtav1 for .webm (which holds only "
+                                 "VP8/VP9/AV1).")
+@click.option("--crf", type=int, default=None,
+              help="Quality (lower is better): libx264/libx265 0-51, libsvtav1 0-63. Default: 20 for libx264, "
+                   "24 libx265, 32 libsvtav1.")
 @click.option("--preset", default=None,
               help="Encoder speed preset. Default: ultrafast (x264/x265), 12 (svt-av1), p1 (nvenc): real time.")
 @click.option("--pix-fmt", type=click.Choice(["yuv420p", "yuv422p", "yuv444p"]), default=None,
@@ -258,19 +270,32 @@ def run(input_path, output_path, scale, backend, device, weights, codec, crf, pr
     audio and subtitles are kept. OUTPUT appears only when it is complete. Long videos are cut
     at keyframes into segments that several workers upscale at once, joined without re-encoding.
     """
-    from .media.encode import EncodeOptions
-    from .pipeline.pipeline import RunConfig
+    from .media.encode import EncodeOptions, default_codec
+    from .pipeline.pipeline import RunConfig, can_reopen
 
+    notes = []
+    if codec is None:
+        codec = default_codec(f".{out_format}" if out_format else output_path.suffix)
+        if codec != "libx264":
+            notes.append(f"{codec} chosen for {out_format or output_path.suffix}: that container cannot hold "
+                         "H.264 (choose another with --codec)")
+    workers = _workers(workers_text)
+    if not can_reopen(input_path):
+        # A pipe is read once, by the decoder: it cannot be cut into segments or re-read for audio.
+        if workers != 1 and (workers is not None or resume or ray_address):
+            raise click.UsageError("INPUT is a stream or pipe: it can only be upscaled as one stream "
+                                   "(--workers 1, no --resume or --ray)")
+        workers = 1
     config = RunConfig(
         input_path=input_path, output_path=output_path, scale=int(scale), backend=backend, device=device,
         weights=weights, encode=EncodeOptions(codec=codec, crf=crf, preset=preset, pix_fmt=pix_fmt,
                                               audio=not no_audio),
-        max_frames=max_frames, overwrite=overwrite, batch_size=batch_size, workers=_workers(workers_text),
+        max_frames=max_frames, overwrite=overwrite, batch_size=batch_size, workers=workers,
         segment_seconds=segment_seconds, resume=resume, ray_address=ray_address, strict=strict,
         deinterlace=deinterlace,
     )
     with _sigterm_as_interrupt():
-        if input_path.is_dir():
+        if isinstance(input_path, Path) and input_path.is_dir():
             from .folders import run_folder
 
             failures = run_folder(config, out_format=out_format, quiet=quiet,
@@ -288,7 +313,7 @@ def run(input_path, output_path, scale, backend, device, weights, codec, crf, pr
         finally:
             progress.close()
     if not quiet:
-        for note in stats.notes:
+        for note in notes + list(stats.notes):
             click.echo(f"note: {note}", err=True)
         click.echo(stats.summary(), err=True)
     if stats.interrupted:
@@ -332,6 +357,8 @@ class _Progress:
 
     def update(self, frames_done: int) -> None:
         if self.bar is not None:
+            if self.bar.total is not None and frames_done > self.bar.total:
+                self.bar.total = frames_done  # an estimate that fell short: never show 120/100
             self.bar.update(frames_done - self.bar.n)
 
     def close(self) -> None:

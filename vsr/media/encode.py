@@ -7,6 +7,7 @@ a playable file of the frames done so far.
 """
 from __future__ import annotations
 
+import errno
 import os
 from dataclasses import dataclass
 from fractions import Fraction
@@ -17,7 +18,7 @@ import numpy as np
 from ..errors import OutputError
 from ..frames import CHROMA_SUBSAMPLING, YuvFrame, chroma_shape
 from .decode import StreamInfo, plane_array
-from .mux import StreamCopier, partial_path
+from .mux import StreamCopier, container_accepts, partial_path
 
 #: Encoders we expose, and the pixel formats each accepts for our planar layouts.
 CODECS = ("libx264", "libx265", "libsvtav1", "mpeg4", "h264_nvenc")
@@ -25,6 +26,53 @@ CODECS = ("libx264", "libx265", "libsvtav1", "mpeg4", "h264_nvenc")
 #: CPU per 1080p frame against 25 ms for "superfast" (which makes 30% smaller files).
 DEFAULT_PRESET = {"libx264": "ultrafast", "libx265": "ultrafast", "libsvtav1": "12", "h264_nvenc": "p1"}
 DEFAULT_CRF = {"libx264": 20, "libx265": 24, "libsvtav1": 32, "mpeg4": None, "h264_nvenc": 23}
+#: The quality scale each encoder accepts (libx264 / libx265 CRF, SVT-AV1 CRF, NVENC CQ); mpeg4
+#: has none (it is rate controlled by bit rate). FFmpeg would clamp a value outside silently.
+CRF_RANGE = {"libx264": (0, 51), "libx265": (0, 51), "libsvtav1": (0, 63), "h264_nvenc": (0, 51)}
+#: The largest frame each encoder accepts (width, height): x264 and x265 refuse sides over
+#: 16384 (their level tables), SVT-AV1 over 16384 x 8704, MPEG-4 part 2 over 8191 (13-bit sizes),
+#: NVENC over 8192 on the GPUs we know.
+MAX_SIZE = {"libx264": (16384, 16384), "libx265": (16384, 16384), "libsvtav1": (16384, 8704),
+            "mpeg4": (8191, 8191), "h264_nvenc": (8192, 8192)}
+#: The codec for an output when the user chose none: libx264 plays everywhere, but WebM holds only
+#: VP8, VP9 and AV1, and SVT-AV1 is the one of those fast enough for real time here.
+DEFAULT_CODEC = "libx264"
+CODEC_FOR_SUFFIX = {".webm": "libsvtav1"}
+#: AVColorSpace values: RGB (0) describes RGB pixels and is invalid on YUV ones; BT.601 (6,
+#: SMPTE 170M) is the matrix swscale converts an RGB source with (media.decode), so it is the tag.
+AVCOL_SPC_RGB = 0
+AVCOL_SPC_SMPTE170M = 6
+
+
+def default_codec(output_suffix: str) -> str:
+    """The encoder for an output named ``*output_suffix`` when no ``--codec`` was given."""
+    return CODEC_FOR_SUFFIX.get(output_suffix.lower(), DEFAULT_CODEC)
+
+
+def check_encode_options(options: "EncodeOptions", width: int, height: int) -> None:
+    """Refuse, before any work, what the encoder would refuse (or silently change) later:
+    a CRF outside its range, a pixel format it cannot encode, a frame larger than it takes."""
+    import av
+
+    codec = options.codec
+    if options.crf is not None:
+        crf_range = CRF_RANGE.get(codec)
+        if crf_range is None:
+            raise OutputError(f"--crf: {codec} has no CRF scale (it is encoded at a fixed bit rate); "
+                              "leave --crf out or choose libx264, libx265 or libsvtav1")
+        low, high = crf_range
+        if not low <= options.crf <= high:
+            raise OutputError(f"--crf {options.crf}: {codec} takes {low} to {high}")
+    layout = output_layout(options)
+    if codec in av.codecs_available:
+        formats = [f.name for f in (av.Codec(codec, "w").video_formats or ())]
+        if formats and layout not in formats:
+            ours = [f for f in formats if f in ("yuv420p", "yuv422p", "yuv444p")]
+            raise OutputError(f"--pix-fmt {layout}: {codec} cannot encode it; it takes {', '.join(ours)}")
+    max_w, max_h = MAX_SIZE.get(codec, (16384, 16384))
+    if width > max_w or height > max_h:
+        raise OutputError(f"the output would be {width}x{height}, larger than {codec} encodes ({max_w}x{max_h}); "
+                          "use a smaller --scale")
 
 
 @dataclass(frozen=True)
@@ -100,15 +148,20 @@ class VideoWriter:
         self.path = Path(path)
         self.options = options
         self.layout = output_layout(options)
+        self._passthrough = None
+        if not str(path):
+            raise OutputError("the output name is empty; give a file name such as out.mp4")
+        if self.path.is_dir():
+            raise OutputError(f"{self.path}: is a directory; give a file name for the output video")
         if self.path.exists() and not overwrite:
             raise OutputError(f"{self.path}: already exists (use --overwrite to replace it)")
-        if self.path.is_dir():
-            raise OutputError(f"{self.path}: is a directory")
         parent = self.path.parent if str(self.path.parent) else Path(".")
         if not parent.is_dir():
             raise OutputError(f"{self.path}: directory {parent} does not exist")
         if not os.access(parent, os.W_OK):
             raise OutputError(f"{self.path}: cannot write in {parent} (permission denied)")
+        #: What the user should know about the output (streams dropped or re-encoded, tags changed).
+        self.notes: list[str] = []
         # Unique per run (two runs to one OUTPUT never share it), short whatever OUTPUT's name
         # length, and with the target's suffix so FFmpeg picks the same container format.
         self._tmp = Path(partial_path(self.path))
@@ -121,8 +174,6 @@ class VideoWriter:
             os.unlink(self._tmp)
             raise OutputError(f"{self.path}: no container format for {self.path.suffix!r} ({exc})") from None
         self.frames_written = 0
-        #: What the user should know about the output (streams dropped or re-encoded).
-        self.notes: list[str] = []
         self._closed = False
         try:
             self._stream = self._add_video(self.width, self.height, source)
@@ -138,8 +189,9 @@ class VideoWriter:
         opts = self.options
         if opts.codec not in av.codecs_available:
             raise OutputError(f"encoder {opts.codec} is not available in this FFmpeg build")
-        if opts.codec not in self._container.supported_codecs:
-            raise OutputError(f"{self.path.suffix} files cannot hold {opts.codec} video; choose another --codec")
+        if not container_accepts(self._container, opts.codec):
+            raise OutputError(_container_refuses(self.path.suffix, opts.codec))
+        check_encode_options(opts, width, height)
         stream = self._container.add_stream(opts.codec, rate=_rate(source))
         stream.width, stream.height = width, height
         stream.pix_fmt = self.layout
@@ -149,6 +201,11 @@ class VideoWriter:
         ctx.thread_count = opts.encoder_threads
         ctx.color_range = source.color_range
         ctx.colorspace = source.colorspace
+        if source.colorspace == AVCOL_SPC_RGB:
+            # The frames were converted to YUV: the RGB "matrix" tag would be invalid (and make
+            # players show wrong colours); tag the matrix the conversion used.
+            ctx.colorspace = AVCOL_SPC_SMPTE170M
+            self.notes.append("the RGB source was converted to YUV with the BT.601 matrix, and is tagged so")
         ctx.color_primaries = source.color_primaries
         ctx.color_trc = source.color_trc
         if source.sample_aspect_ratio:
@@ -189,8 +246,7 @@ class VideoWriter:
                 self._passthrough.copy_until(frame.pts_seconds)
             self._container.mux(self._stream.encode(out))
         except av.error.FFmpegError as exc:
-            hint = " (it needs an NVIDIA GPU with NVENC)" if "nvenc" in self.options.codec else ""
-            raise OutputError(f"encoder {self.options.codec} failed{hint}: {exc.strerror or exc}") from None
+            self._raise_write_error(exc)
         self.frames_written += 1
         if frame.pts_seconds is not None:
             self._end_seconds = frame.pts_seconds + 1 / float(self._stream.average_rate or 30)
@@ -207,12 +263,17 @@ class VideoWriter:
         if not keep:
             self._abort()
             return
+        import av
+
         try:
-            self._container.mux(self._stream.encode(None))
-            if self._passthrough is not None:
-                self._passthrough.copy_until(None if complete else self._end_seconds)
-                self._passthrough.finish()
-            self._container.close()
+            try:
+                self._container.mux(self._stream.encode(None))
+                if self._passthrough is not None:
+                    self._passthrough.copy_until(None if complete else self._end_seconds)
+                    self._passthrough.finish()
+                self._container.close()
+            except (av.error.FFmpegError, OSError) as exc:
+                self._raise_write_error(exc)
             self._closed = True
         except BaseException:
             self._abort()
@@ -221,6 +282,17 @@ class VideoWriter:
             os.unlink(self._tmp)
             raise OutputError(f"{self.path}: no frames to write")
         os.replace(self._tmp, self.path)
+
+    def _raise_write_error(self, exc: BaseException) -> None:
+        """A failed encode or mux as one OutputError: a full disk (or a file size limit) is the
+        output's problem, not the encoder's, and is named as such."""
+        if getattr(exc, "errno", None) in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
+            reason = os.strerror(exc.errno)
+            raise OutputError(f"{self.path}: cannot write ({reason}); nothing was written there") from None
+        if isinstance(exc, OSError) and not hasattr(exc, "log"):
+            raise OutputError(f"{self.path}: cannot write ({exc.strerror or exc})") from None
+        hint = " (it needs an NVIDIA GPU with NVENC)" if "nvenc" in self.options.codec else ""
+        raise OutputError(f"encoder {self.options.codec} failed{hint}: {exc.strerror or exc}") from None
 
     def _abort(self) -> None:
         self._closed = True
@@ -240,10 +312,20 @@ class VideoWriter:
         self.close(keep=exc_type is None)
 
 
+def _container_refuses(suffix: str, codec: str) -> str:
+    if suffix.lower() in (".mpg", ".mpeg", ".vob"):
+        return (f"{suffix} files (MPEG-PS) hold MPEG-1/2 video, which vsr does not encode; "
+                "write .ts (MPEG-TS), .mp4 or .mkv instead")
+    if suffix.lower() == ".webm":
+        return f".webm files hold only VP8, VP9 and AV1 video, not {codec}: use --codec libsvtav1 (or leave --codec out)"
+    return f"{suffix} files cannot hold {codec} video; choose another --codec"
+
+
 def _rate(source: StreamInfo | VideoSpec) -> Fraction:
     if source.average_fps:
         return Fraction(source.average_fps).limit_denominator(1001)
     return Fraction(30)
 
 
-__all__ = ["VideoWriter", "VideoSpec", "EncodeOptions", "CODECS", "output_layout"]
+__all__ = ["VideoWriter", "VideoSpec", "EncodeOptions", "CODECS", "output_layout", "check_encode_options",
+           "default_codec"]

@@ -4,12 +4,41 @@ segment files into one video stream at packet level (``join_segments``).
 """
 from __future__ import annotations
 
+import errno
 import os
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 
 from ..errors import OutputError
+
+
+#: Muxers whose codec query (``supported_codecs``) names only their default codecs although they
+#: hold more: MPEG-TS answers "mpeg2video, mp2" but carries H.264, HEVC, AAC ... (FFmpeg's mpegtsenc).
+_QUERY_INCOMPLETE = {
+    "mpegts": {"h264", "hevc", "mpeg4", "mpeg2video", "aac", "mp3", "mp2", "ac3", "eac3", "opus"},
+}
+
+
+#: Samples per frame of the audio encoders we re-encode with (AAC-LC; Opus at 48 kHz, 20 ms).
+_AUDIO_FRAME_SIZE = {"aac": 1024, "libopus": 960}
+
+
+def container_accepts(container, codec_name: str) -> bool:
+    """Whether the output ``container`` can hold a stream of ``codec_name`` (an encoder or codec name)."""
+    if codec_name in container.supported_codecs:
+        return True
+    extra = _QUERY_INCOMPLETE.get(container.format.name)
+    if not extra:
+        return False
+    import av
+
+    for mode in ("w", "r"):
+        try:
+            return av.Codec(codec_name, mode).canonical_name in extra
+        except (ValueError, av.error.FFmpegError):
+            continue
+    return False
 
 
 def partial_path(target: Path) -> str:
@@ -68,10 +97,16 @@ def join_segments(
         inputs = [av.open(str(part), "r") for part in parts]
         try:
             template = inputs[0].streams.video[0]
-            if template.codec_context.name not in container.supported_codecs:
+            if not container_accepts(container, template.codec_context.name):
                 raise OutputError(f"{output.suffix} files cannot hold {template.codec_context.name} video; "
                                   "choose another --codec or container")
-            out = container.add_stream_from_template(template)
+            # The template's codec is named after its decoder ("libdav1d" for AV1), which has no
+            # encoder of that name: then take the decoder's codec as it is (nothing is encoded here).
+            try:
+                av.Codec(template.codec_context.codec.name, "w")
+                out = container.add_stream_from_template(template)
+            except av.codec.codec.UnknownCodecError:
+                out = container.add_stream_from_template(template, opaque=True)
             out.time_base = time_base
             if rotation_degrees:
                 out.set_display_rotation(rotation_degrees)
@@ -119,6 +154,9 @@ def join_segments(
             pass
         if os.path.exists(tmp):
             os.unlink(tmp)
+        if getattr(exc, "errno", None) in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
+            # A full disk is the output's problem, whether FFmpeg or Python met it.
+            raise OutputError(f"{output}: cannot write ({os.strerror(exc.errno)}); nothing was written there") from None
         if isinstance(exc, OSError) and not isinstance(exc, av.error.FFmpegError):
             raise OutputError(f"{output}: cannot write ({exc.strerror or exc})") from None
         if isinstance(exc, av.error.FFmpegError):
@@ -164,24 +202,31 @@ class StreamCopier:
         self._container = container
         self._outputs = {}
         self._encoders = {}
-        supported = container.supported_codecs
+        #: Re-encoded streams: the pts (in 1/sample rate) of the next sample out of the resampler.
+        self._next_pts: dict[int, int | None] = {}
         for stream in list(self._input.streams.audio) + list(self._input.streams.subtitles):
             # canonical_name is the codec ("mp3"), name the decoder ("mp3float").
             name = stream.codec_context.codec.canonical_name
-            if name in supported:
+            if container_accepts(container, name):
                 self._outputs[stream.index] = container.add_stream_from_template(stream)
             elif stream.type == "audio":
-                codec = "aac" if "aac" in supported else "libopus" if "libopus" in supported else None
+                codec = ("aac" if container_accepts(container, "aac")
+                         else "libopus" if container_accepts(container, "libopus") else None)
                 if codec is None:
                     notes.append(f"audio stream {stream.index} ({name}) dropped: the container takes no audio we encode")
                     continue
                 notes.append(f"audio stream {stream.index} ({name}) re-encoded to {codec}: the container refuses {name}")
-                out = container.add_stream(codec, rate=stream.codec_context.sample_rate or 48000)
+                # Opus runs at 48 kHz (or 24, 16, 12, 8), never at a source's 44.1 kHz.
+                rate = 48000 if codec == "libopus" else stream.codec_context.sample_rate or 48000
+                out = container.add_stream(codec, rate=rate)
                 if stream.codec_context.layout is not None:
                     out.layout = stream.codec_context.layout
                 self._outputs[stream.index] = out
-                self._encoders[stream.index] = av.AudioResampler(format=out.format, layout=out.layout,
-                                                                 rate=out.rate)
+                # Both encoders take only whole frames of their own size (known once they open, which
+                # is later): an MP3 source's 1152-sample frames would be refused as they are.
+                self._encoders[stream.index] = av.AudioResampler(format=out.format, layout=out.layout, rate=out.rate,
+                                                                 frame_size=_AUDIO_FRAME_SIZE[codec])
+                self._next_pts[stream.index] = None
             else:
                 # Converting subtitle formats (e.g. SubRip to MP4's mov_text) is not done.
                 notes.append(f"subtitle stream {stream.index} ({name}) dropped: {Path(container.name).suffix} "
@@ -207,21 +252,41 @@ class StreamCopier:
 
     def _mux(self, packet) -> None:
         out = self._outputs[packet.stream.index]
-        if packet.stream.index in self._encoders:
-            resampler = self._encoders[packet.stream.index]
+        index = packet.stream.index
+        if index in self._encoders:
+            resampler = self._encoders[index]
             for frame in packet.decode():
+                if frame.pts is not None and frame.time_base:
+                    source_pts = round(frame.pts * frame.time_base * out.rate)
+                    # The first frame sets where the track starts (audio that starts late stays late);
+                    # later, only a real gap in the source (over 0.1 s) moves it on, not rounding.
+                    if self._next_pts[index] is None or source_pts - self._next_pts[index] > out.rate // 10:
+                        self._next_pts[index] = source_pts
                 for resampled in resampler.resample(frame):
-                    resampled.pts = None
-                    self._container.mux(out.encode(resampled))
+                    self._encode(index, resampled)
         else:
+            if packet.stream.type == "audio" and packet.pts is not None:
+                # Audio is never reordered, so its decode time is its presentation time. Some files
+                # (the shared tennis clip) store dts from 0 and pts from the real start (0.39 s):
+                # MP4 muxers place audio by dts, and it would then start 0.39 s early and end short.
+                packet.dts = packet.pts
             packet.stream = out
             self._container.mux(packet)
 
+    def _encode(self, index: int, frame) -> None:
+        # The encoders would number samples from 0 (pts None), losing the source's start offset.
+        out = self._outputs[index]
+        frame.pts = self._next_pts[index] or 0
+        frame.time_base = Fraction(1, out.rate)
+        self._next_pts[index] = frame.pts + frame.samples
+        self._container.mux(out.encode(frame))
+
     def finish(self) -> None:
-        """Flush the audio encoders (after the last copy_until)."""
-        for index in self._encoders:
-            out = self._outputs[index]
-            self._container.mux(out.encode(None))
+        """Flush the resamplers and audio encoders (after the last copy_until)."""
+        for index, resampler in self._encoders.items():
+            for frame in resampler.resample(None):
+                self._encode(index, frame)
+            self._container.mux(self._outputs[index].encode(None))
         self._encoders = {}
 
     def close(self) -> None:

@@ -142,17 +142,25 @@ def run_video(
     started = time.perf_counter()
     with VideoReader(config.input_path, strict=config.strict, deinterlace=config.deinterlace) as reader:
         info = reader.info
+        check_run(config, info)
         upscaler = create_frame_upscaler(config.engine, out_layout=layout)
         try:
             expected = expected_frames(info, config.max_frames)
             if on_start is not None:
                 on_start(info, upscaler.description, expected)
             out_size = (info.width * config.scale, info.height * config.scale)
+            copy_streams = info.has_audio or info.has_subtitles
+            dropped_note = None
+            if copy_streams and config.encode.audio and not can_reopen(config.input_path):
+                # The audio is copied by a second reader of the input; a pipe can be read only once.
+                copy_streams = False
+                dropped_note = "audio and subtitles dropped: the input is a pipe or stream, read once for the video"
             writer = VideoWriter(
                 out_path, width=out_size[0], height=out_size[1], source=info, options=config.encode,
-                audio_from=config.input_path if (info.has_audio or info.has_subtitles) else None,
-                overwrite=config.overwrite,
+                audio_from=config.input_path if copy_streams else None, overwrite=config.overwrite,
             )
+            if dropped_note:
+                writer.notes.append(dropped_note)
             busy: dict[str, float] = {}
             interrupted = False
             try:
@@ -190,6 +198,8 @@ def run_video(
 
 def check_output(input_path: os.PathLike | str, out_path: Path, *, overwrite: bool) -> None:
     """Refuse an existing OUTPUT without ``overwrite``, and OUTPUT that is the input itself."""
+    if not str(out_path) or str(out_path) == ".":  # Path("") is "."
+        raise OutputError("the output name is empty; give a file name such as out.mp4")
     if out_path.is_dir():
         raise OutputError(f"{out_path}: is a directory; give a file name for the output video")
     if out_path.exists() and not overwrite:
@@ -198,11 +208,93 @@ def check_output(input_path: os.PathLike | str, out_path: Path, *, overwrite: bo
         raise OutputError(f"{out_path}: is the input file")
 
 
+#: Frames smaller than this cannot be upscaled: ESPCN's first layer is a 5x5 convolution.
+MIN_FRAME_SIZE = 5
+#: Part of the available memory a run may plan to use: the rest is for the OS, the decoder's and
+#: encoder's own buffers (x264's lookahead holds several frames) and the other processes here.
+MEMORY_SHARE = 0.8
+#: Bytes per input pixel of ESPCN's float32 feature maps (64 + 32 channels, then scale^2).
+_FEATURE_BYTES_PER_PIXEL = (64 + 32) * 4
+
+
+def check_run(config: RunConfig, info, *, workers: int = 1) -> None:
+    """Refuse, before any work, a run that cannot finish: frames too small for the network, an
+    output larger than the encoder takes, encoder settings it refuses, or more memory than there is."""
+    from ..media.encode import check_encode_options, output_layout
+
+    if info.width < MIN_FRAME_SIZE or info.height < MIN_FRAME_SIZE:
+        raise InputError(f"{config.input_path}: frames are {info.width}x{info.height}; "
+                         f"they must be at least {MIN_FRAME_SIZE}x{MIN_FRAME_SIZE}")
+    out_w, out_h = info.width * config.scale, info.height * config.scale
+    check_encode_options(config.encode, out_w, out_h)
+    needed = estimated_memory_bytes(info.width, info.height, config.scale, output_layout(config.encode),
+                                    queue_depth=config.queue_depth, batch_size=config.batch_size,
+                                    network_on_host=not config.engine.cuda) * workers
+    available = available_memory_bytes()
+    if available is not None and needed > available * MEMORY_SHARE:
+        gib = 1024 ** 3
+        raise OutputError(f"{info.width}x{info.height} at x{config.scale} ({out_w}x{out_h}) needs about "
+                          f"{needed / gib:.1f} GiB of memory, {available / gib:.1f} GiB is available; "
+                          "use a smaller --scale, --batch-size 1 or --workers 1")
+
+
+def estimated_memory_bytes(width: int, height: int, scale: int, out_layout: str, *, queue_depth: int,
+                           batch_size: int, network_on_host: bool = True) -> int:
+    """What one stream holds at most: ``queue_depth`` frames waiting on each side of the engine
+    (decoded input frames, upscaled output frames) and a batch in the network (its feature maps
+    and float32 output)."""
+    chroma_share = {"yuv420p": 0.5, "yuv422p": 1.0, "yuv444p": 2.0}.get(out_layout, 2.0)
+    in_px, out_px = width * height, width * height * scale * scale
+    in_frame = in_px * 3  # decoded as 4:4:4 at most
+    out_frame = out_px * (1 + chroma_share)
+    # With --device cuda the feature maps live in GPU memory, which the backend itself checks.
+    network = batch_size * (in_px * _FEATURE_BYTES_PER_PIXEL + out_px * 4 * 2) if network_on_host else 0
+    return int(queue_depth * (in_frame + out_frame) + network)
+
+
+def available_memory_bytes() -> int | None:
+    """MemAvailable from /proc/meminfo (None where there is none: not Linux)."""
+    try:
+        with open("/proc/meminfo") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
 def expected_frames(info, max_frames: int | None) -> int | None:
-    """The frame count to show progress against: the container's, or duration x rate."""
+    """The frame count to show progress against: the container's, the video packets counted
+    (Matroska stores no count, and duration x average rate undercounts variable frame rate),
+    or duration x rate."""
     expected = info.num_frames
+    if expected is None and _is_local_file(info.path):
+        from ..media.probe import count_video_packets
+
+        expected = count_video_packets(info.path) or None
     if expected is None and info.duration_seconds and info.average_fps:
         expected = round(info.duration_seconds * info.average_fps)
     if max_frames is not None:
         expected = min(expected, max_frames) if expected else max_frames
     return expected
+
+
+def can_reopen(source: os.PathLike | str) -> bool:
+    """Whether an input can be opened more than once (segments and the audio copy open it
+    again): a regular file or folder; not a URL, and not standard input or another pipe."""
+    import stat
+
+    text = str(source)
+    if "://" in text or text.startswith(("pipe:", "/dev/stdin", "/dev/fd/", "/proc/self/fd/")) or text == "-":
+        return False
+    try:
+        mode = os.stat(text).st_mode
+    except OSError:
+        return True  # missing: the reader says so in its own words
+    return stat.S_ISREG(mode) or stat.S_ISDIR(mode)
+
+
+def _is_local_file(path: str) -> bool:
+    return "://" not in path and not path.startswith("pipe:") and path not in ("-", "/dev/stdin") \
+        and Path(path).is_file()

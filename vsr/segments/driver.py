@@ -14,7 +14,7 @@ from typing import Callable
 
 from ..backends import EngineSpec
 from ..errors import InputError
-from ..pipeline.pipeline import RunConfig, RunStats, check_output, run_video
+from ..pipeline.pipeline import RunConfig, RunStats, check_output, check_run, run_video
 from .plan import SegmentPlan, plan_segments
 from .worker import SegmentJob, SegmentResult, available_cpus, thread_budget
 
@@ -117,6 +117,7 @@ def run_segmented(
     out_layout = output_layout(config.encode)
     with VideoReader(config.input_path) as reader:
         info = reader.info
+    check_run(config, info, workers=workers)
     spec, description = _resolve_engine(config.engine)
     # On Ray without --workers, each task asks for 2 CPUs (engine and encoder) and the cluster
     # runs as many as fit; otherwise the local cores are divided among the workers.
