@@ -2,16 +2,52 @@
 from __future__ import annotations
 
 import os
+import struct
 import tempfile
+import warnings
+import zlib
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterable
 
 import numpy as np
 
 from .errors import InputError, OutputError
 from .imresize import imresize
 
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp")
+# GIF and animated WebP/TIFF: only the first frame is read.
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff", ".gif")
 DEGRADATIONS = ("bicubic", "gaussian")
+
+#: The largest input read, in pixels (16384 x 16384). Pillow's own decompression-bomb limit
+#: (about 89 megapixels) guards callers that hold whole images in memory; ``vsr upscale``
+#: works in tiles, so what bounds its memory is the decoded input (3 bytes a pixel, 6 for
+#: 16-bit), and this is where that stops being reasonable.
+MAX_IMAGE_PIXELS = 16384 * 16384
+
+
+@dataclass(frozen=True)
+class Picture:
+    """A decoded image: ``rgb`` (H, W, 3) and ``alpha`` (H, W) or None, both uint8 or both uint16."""
+
+    rgb: np.ndarray
+    alpha: np.ndarray | None = None
+
+    @property
+    def bit_depth(self) -> int:
+        return 16 if self.rgb.dtype == np.uint16 else 8
+
+    @property
+    def peak(self) -> int:
+        return 65535 if self.bit_depth == 16 else 255
+
+    @property
+    def height(self) -> int:
+        return self.rgb.shape[0]
+
+    @property
+    def width(self) -> int:
+        return self.rgb.shape[1]
 
 
 def is_image_path(path: Path) -> bool:
@@ -34,20 +70,128 @@ def find_images(*roots: os.PathLike | str) -> list[Path]:
     return found
 
 
-def read_rgb(path: os.PathLike | str) -> np.ndarray:
-    """Read an image file as (H, W, 3) uint8 RGB; greyscale images are expanded to 3 channels."""
+def _open(path: Path):
+    """Pillow's lazy open (header only), with our size bound instead of Pillow's."""
     from PIL import Image, UnidentifiedImageError
 
-    path = Path(path)
     if not path.exists():
         raise InputError(f"{path}: no such file")
     if path.is_dir():
         raise InputError(f"{path}: is a directory, expected an image")
+    # Deliberate: tiling bounds our memory, so Pillow's 89-megapixel guard is raised to ours,
+    # which is checked below with a message that says what the limit is.
+    Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS
     try:
-        with Image.open(path) as image:
-            return np.asarray(image.convert("RGB"))
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(path)
+    except Image.DecompressionBombError:
+        raise InputError(f"{path}: larger than {_limit_text()}") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as exc:
         raise InputError(f"{path}: not a readable image ({exc.__class__.__name__})") from None
+    width, height = image.size
+    if width * height > MAX_IMAGE_PIXELS:
+        image.close()
+        raise InputError(f"{path}: {width}x{height} is larger than {_limit_text()}")
+    return image
+
+
+def _limit_text() -> str:
+    return f"the {MAX_IMAGE_PIXELS / 1e6:.0f}-megapixel limit (16384x16384)"
+
+
+def image_size(path: os.PathLike | str) -> tuple[int, int]:
+    """(width, height) from the header alone, after the same checks as reading; EXIF rotation applied."""
+    path = Path(path)
+    with _open(path) as image:
+        width, height = image.size
+        orientation = image.getexif().get(0x0112, 1)
+    return (height, width) if orientation in (5, 6, 7, 8) else (width, height)
+
+
+def _png_header(path: Path) -> tuple[int, int] | None:
+    """(bit depth, colour type) of a PNG, or None: Pillow reads 16-bit colour PNGs as 8 bits."""
+    with open(path, "rb") as handle:
+        head = handle.read(26)
+    if len(head) < 26 or head[:8] != b"\x89PNG\r\n\x1a\n" or head[12:16] != b"IHDR":
+        return None
+    return head[24], head[25]
+
+
+def _orient(array: np.ndarray, orientation: int) -> np.ndarray:
+    """EXIF orientation (1-8) applied to an (H, W, ...) array, as ImageOps.exif_transpose does."""
+    if orientation in (5, 7):
+        array = np.swapaxes(array, 0, 1)
+    turns = {3: 2, 6: 3, 7: 2, 8: 1}.get(orientation, 0)
+    if orientation == 2:
+        array = array[:, ::-1]
+    elif orientation == 4:
+        array = array[::-1]
+    return np.rot90(array, turns) if turns else array
+
+
+def _read_png16(path: Path, orientation: int) -> Picture:
+    """16-bit colour PNGs through OpenCV, which keeps all 16 bits (Pillow keeps the high byte)."""
+    import cv2
+
+    data = cv2.imdecode(np.fromfile(path, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
+    if data is None or data.dtype != np.uint16:
+        raise InputError(f"{path}: not a readable 16-bit PNG")
+    data = _orient(data, orientation)
+    if data.ndim == 2:
+        return Picture(np.ascontiguousarray(np.repeat(data[..., None], 3, axis=2)))
+    rgb = np.ascontiguousarray(data[..., 2::-1])
+    alpha = np.ascontiguousarray(data[..., 3]) if data.shape[2] == 4 else None
+    return Picture(rgb, alpha)
+
+
+def read_picture(path: os.PathLike | str) -> Picture:
+    """Read an image as a Picture: EXIF orientation applied, alpha kept, 16 bits kept.
+
+    8-bit files give uint8; 16-bit PNG and greyscale 16-bit TIFF give uint16. Greyscale is
+    expanded to 3 channels; palette, CMYK and the rest become RGB (RGBA when transparent).
+    Multi-frame files (GIF, animated WebP, multi-page TIFF) give their first frame.
+    """
+    from PIL import ImageOps
+
+    path = Path(path)
+    image = _open(path)
+    try:
+        with image:
+            orientation = image.getexif().get(0x0112, 1)
+            if image.format == "PNG":
+                header = _png_header(path)
+                if header is not None and header[0] == 16 and header[1] in (2, 4, 6):
+                    return _read_png16(path, orientation)
+            image = ImageOps.exif_transpose(image)
+            return _picture(image, path)
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        raise InputError(f"{path}: not a readable image ({exc.__class__.__name__}: {exc})") from None
+
+
+def _picture(image, path: Path) -> Picture:
+    mode = image.mode
+    if mode.startswith("I;16") or mode == "I":
+        grey = np.asarray(image)
+        if grey.size and (grey.min() < 0 or grey.max() > 65535):
+            raise InputError(f"{path}: 32-bit integer pixels are not supported")
+        grey = grey.astype(np.uint16)
+        return Picture(np.ascontiguousarray(np.repeat(grey[..., None], 3, axis=2)))
+    if mode == "F":
+        raise InputError(f"{path}: floating-point pixels are not supported")
+    transparent = mode in ("RGBA", "LA", "La", "RGBa", "PA") or "transparency" in image.info
+    if transparent:
+        rgba = np.asarray(image.convert("RGBA"))
+        return Picture(np.ascontiguousarray(rgba[..., :3]), np.ascontiguousarray(rgba[..., 3]))
+    return Picture(np.asarray(image if mode == "RGB" else image.convert("RGB")))
+
+
+def read_rgb(path: os.PathLike | str) -> np.ndarray:
+    """Read an image file as (H, W, 3) uint8 RGB: 16 bits rounded to 8, alpha dropped, EXIF rotation applied."""
+    picture = read_picture(path)
+    if picture.bit_depth == 16:
+        return np.rint(picture.rgb / 257.0).astype(np.uint8)
+    return picture.rgb
 
 
 def _file_mode() -> int:
@@ -87,6 +231,57 @@ def write_image(path: os.PathLike | str, rgb: np.ndarray) -> None:
     try:
         with open(tmp, "wb") as handle:
             Image.fromarray(rgb).save(handle, format=fmt)
+        os.replace(tmp, path)
+    except OSError as exc:
+        os.unlink(tmp)
+        raise OutputError(f"{path}: cannot write ({exc.strerror or exc})") from None
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def write_png_rows(
+    path: os.PathLike | str, width: int, height: int, strips: Iterable[np.ndarray], *, compress_level: int = 6
+) -> None:
+    """Write a PNG from strips of rows (H_i, W, C), C = 3 (RGB) or 4 (RGBA), uint8 or uint16,
+    as they arrive, so an image larger than memory never exists whole. Atomic like write_image."""
+    path = Path(path)
+    if path.is_dir():
+        raise OutputError(f"{path}: is a directory")
+    tmp = atomic_target(path)
+    try:
+        with open(tmp, "wb") as handle:
+            rows_done, compressor = 0, zlib.compressobj(compress_level)
+            for strip in strips:
+                if rows_done == 0:
+                    channels, bit_depth = strip.shape[2], 16 if strip.dtype == np.uint16 else 8
+                    color_type = {3: 2, 4: 6}[channels]
+                    handle.write(b"\x89PNG\r\n\x1a\n")
+                    handle.write(_png_chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, bit_depth,
+                                                                 color_type, 0, 0, 0)))
+                    bytes_per_px = channels * bit_depth // 8
+                if strip.shape[1:] != (width, channels):
+                    raise ValueError(f"strip shaped {strip.shape}, expected (rows, {width}, {channels})")
+                raw = np.ascontiguousarray(strip, dtype=">u2" if bit_depth == 16 else np.uint8)
+                raw = raw.view(np.uint8).reshape(len(strip), -1)
+                # PNG filter 1 ("Sub", the difference from the pixel to the left) compresses
+                # photographs about as well as Pillow's choice and costs one subtraction.
+                filtered = np.empty((len(strip), raw.shape[1] + 1), dtype=np.uint8)
+                filtered[:, 0] = 1
+                filtered[:, 1 : 1 + bytes_per_px] = raw[:, :bytes_per_px]
+                np.subtract(raw[:, bytes_per_px:], raw[:, :-bytes_per_px], out=filtered[:, 1 + bytes_per_px :])
+                data = compressor.compress(filtered.data)
+                if data:
+                    handle.write(_png_chunk(b"IDAT", data))
+                rows_done += len(strip)
+            if rows_done != height:
+                raise ValueError(f"got {rows_done} rows for a {height}-row PNG")
+            handle.write(_png_chunk(b"IDAT", compressor.flush()))
+            handle.write(_png_chunk(b"IEND", b""))
         os.replace(tmp, path)
     except OSError as exc:
         os.unlink(tmp)

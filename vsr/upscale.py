@@ -1,6 +1,7 @@
 """Upscaling still images (``vsr upscale``): luma through the network, chroma bicubic."""
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
@@ -10,19 +11,86 @@ import numpy as np
 from .backends.base import Backend
 from .color import rgb_to_ycbcr, to_uint8, upscale_chroma, ycbcr_to_rgb
 from .errors import InputError, OutputError
-from .images import IMAGE_EXTENSIONS, find_images, is_image_path, read_rgb, write_image
+from .imresize import imresize
+from .images import (
+    IMAGE_EXTENSIONS,
+    Picture,
+    find_images,
+    image_size,
+    is_image_path,
+    read_picture,
+    read_rgb,
+    write_image,
+    write_png_rows,
+)
+
+
+#: LR tile side: big enough that the network runs efficiently, small enough that a tile's float
+#: planes and the bicubic weight matrices (dense, output x input) stay a few tens of MB.
+TILE_PX = 512
+#: LR pixels of context around each tile. ESPCN sees 4 pixels around each output pixel
+#: (convolutions 5x5, 3x3, 3x3) and bicubic chroma 2, so 8 makes tiled output equal to
+#: whole-image output up to float rounding: no seams.
+OVERLAP_PX = 8
+
+
+def _upscale_tile(rgb: np.ndarray, alpha: np.ndarray | None, peak: int, backend: Backend):
+    """One tile, (h, w, 3) uint8/uint16 -> float64 RGB (h*s, w*s, 3) and alpha in [0, 255], unrounded."""
+    scale = backend.scale
+    ycbcr = rgb_to_ycbcr(rgb * (255.0 / peak) if peak != 255 else rgb)
+    out_hw = (rgb.shape[0] * scale, rgb.shape[1] * scale)
+    out = np.empty(out_hw + (3,), dtype=np.float64)
+    out[..., 0] = backend.upscale_luma(ycbcr[..., 0] / 255.0)[0, 0] * 255.0
+    out[..., 1:] = upscale_chroma(ycbcr, out_hw)
+    # Alpha is a mask, not detail: bicubic, like chroma.
+    alpha_out = None if alpha is None else imresize(alpha * (255.0 / peak), output_shape=out_hw)
+    return ycbcr_to_rgb(out), alpha_out
+
+
+def _quantise(values: np.ndarray, peak: int) -> np.ndarray:
+    if peak == 255:
+        return to_uint8(values)
+    return np.clip(np.rint(values * (peak / 255.0)), 0, peak).astype(np.uint16)
+
+
+def upscale_strips(
+    picture: Picture, backend: Backend, *, tile_px: int = TILE_PX, overlap_px: int = OVERLAP_PX
+) -> Iterator[np.ndarray]:
+    """Upscale in overlapping tiles, yielding the output a strip of rows at a time, top to bottom:
+    (rows, W * s, 3 or 4) in the picture's dtype (RGBA when it has alpha). Memory stays bounded
+    by the input and one strip, whatever the image size."""
+    scale, peak = backend.scale, picture.peak
+    height, width = picture.height, picture.width
+    channels = 3 if picture.alpha is None else 4
+    for y0 in range(0, height, tile_px):
+        y1 = min(y0 + tile_px, height)
+        strip = np.empty(((y1 - y0) * scale, width * scale, channels), dtype=picture.rgb.dtype)
+        for x0 in range(0, width, tile_px):
+            x1 = min(x0 + tile_px, width)
+            # The context is clamped at the image's edges, where the network and the bicubic
+            # filter mirror the tile exactly as they would mirror the whole image.
+            ys, ye = max(0, y0 - overlap_px), min(height, y1 + overlap_px)
+            xs, xe = max(0, x0 - overlap_px), min(width, x1 + overlap_px)
+            alpha = None if picture.alpha is None else picture.alpha[ys:ye, xs:xe]
+            rgb, alpha_out = _upscale_tile(picture.rgb[ys:ye, xs:xe], alpha, peak, backend)
+            rows = slice((y0 - ys) * scale, (y1 - ys) * scale)
+            cols = slice((x0 - xs) * scale, (x1 - xs) * scale)
+            target = strip[:, x0 * scale : x1 * scale]
+            target[..., :3] = _quantise(rgb[rows, cols], peak)
+            if alpha_out is not None:
+                target[..., 3] = _quantise(alpha_out[rows, cols], peak)
+        yield strip
+
+
+def upscale_picture(picture: Picture, backend: Backend, *, tile_px: int = TILE_PX) -> np.ndarray:
+    """The whole output as one array (for small images, figures and formats written whole)."""
+    return np.concatenate(list(upscale_strips(picture, backend, tile_px=tile_px)), axis=0)
 
 
 def upscale_rgb(rgb: np.ndarray, backend: Backend) -> np.ndarray:
-    """(H, W, 3) uint8 RGB -> (H * s, W * s, 3) uint8 RGB."""
-    scale = backend.scale
-    ycbcr = rgb_to_ycbcr(rgb)
-    luma = backend.upscale_luma(ycbcr[..., 0] / 255.0)[0, 0]
-    out_hw = (rgb.shape[0] * scale, rgb.shape[1] * scale)
-    out = np.empty(out_hw + (3,), dtype=np.float64)
-    out[..., 0] = luma * 255.0
-    out[..., 1:] = upscale_chroma(ycbcr, out_hw)
-    return to_uint8(ycbcr_to_rgb(out))
+    """(H, W, 3) uint8 RGB -> (H * s, W * s, 3) uint8 RGB, in one piece (no tiling)."""
+    sr, _ = _upscale_tile(rgb, None, 255, backend)
+    return to_uint8(sr)
 
 
 def bicubic_rgb(rgb: np.ndarray, scale: int) -> np.ndarray:
@@ -59,28 +127,43 @@ class UpscaleJob:
     reference: Path | None
 
 
-def plan_jobs(input_path: Path, output_path: Path, reference: Path | None = None) -> list[UpscaleJob]:
-    """Pair each input image with its output path (and optional reference), checking paths first."""
+#: Output formats by extension; a folder's outputs are always PNG.
+OUTPUT_FORMATS = (".png", ".jpg", ".jpeg", ".bmp")
+
+
+def plan_jobs(
+    input_path: Path,
+    output_path: Path,
+    reference: Path | None = None,
+    *,
+    overwrite: bool = False,
+    compare: bool = False,
+) -> list[UpscaleJob]:
+    """Pair each input image with its output path (and optional reference), checking everything that
+    can be checked before the first file is written: paths, headers, sizes, and that no output
+    replaces an input or another output (and no existing file without ``overwrite``)."""
     if not input_path.exists():
         raise InputError(f"{input_path}: no such file or directory")
     if input_path.is_dir():
         sources = find_images(input_path)
+        if output_path.resolve() != input_path.resolve() and output_path.resolve().is_relative_to(
+            input_path.resolve()
+        ):
+            # An output folder inside the input folder: its earlier results are not new inputs.
+            sources = [s for s in sources if not s.resolve().is_relative_to(output_path.resolve())]
         if not sources:
             raise InputError(f"{input_path}: no images ({', '.join(IMAGE_EXTENSIONS)}) in this folder")
         if output_path.exists() and not output_path.is_dir():
             raise OutputError(f"{output_path}: exists and is not a folder (INPUT is a folder)")
-        try:
-            output_path.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise OutputError(f"{output_path}: cannot create folder ({exc.strerror})") from None
         targets = [output_path / source.relative_to(input_path).with_suffix(".png") for source in sources]
-        for target in targets:
-            target.parent.mkdir(parents=True, exist_ok=True)
     else:
         if not is_image_path(input_path):
             raise InputError(f"{input_path}: not an image (expected {', '.join(IMAGE_EXTENSIONS)})")
         sources = [input_path]
         targets = [output_path / f"{input_path.stem}.png" if output_path.is_dir() else output_path]
+        suffix = targets[0].suffix.lower()
+        if suffix and suffix not in OUTPUT_FORMATS:
+            raise OutputError(f"{targets[0]}: unsupported image extension {suffix!r} (use .png, .jpg or .bmp)")
     refs: list[Path | None] = [None] * len(sources)
     if reference is not None:
         if not reference.exists():
@@ -91,7 +174,61 @@ def plan_jobs(input_path: Path, output_path: Path, reference: Path | None = None
             refs = [reference]
         else:
             raise InputError("--reference must be a folder when INPUT is a folder")
-    return [UpscaleJob(s, t, r) for s, t, r in zip(sources, targets, refs)]
+    jobs = [UpscaleJob(s, t, r) for s, t, r in zip(sources, targets, refs)]
+    _check_outputs(jobs, overwrite=overwrite, compare=compare)
+    for job in jobs:
+        _check_source(job.source)
+    if not input_path.is_dir():
+        parent = jobs[0].target.parent
+        if not parent.is_dir():
+            raise OutputError(f"{jobs[0].target}: directory {parent} does not exist")
+        return jobs
+    try:
+        for folder in sorted({job.target.parent for job in jobs}):
+            folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"{exc.filename}: cannot create folder ({exc.strerror})") from None
+    return jobs
+
+
+def _key(path: Path) -> str:
+    return os.path.normcase(os.path.abspath(path))
+
+
+def _check_outputs(jobs: list[UpscaleJob], *, overwrite: bool, compare: bool) -> None:
+    """Refuse before writing anything: two outputs on one path and an output on another job's
+    input always (that would lose data whatever the user asked); an existing file, the input
+    itself included, unless ``overwrite``."""
+    inputs = {_key(job.source): job for job in jobs}
+    inputs.update({_key(job.reference): job for job in jobs if job.reference is not None})
+    written: dict[str, Path] = {}
+    existing: list[tuple[Path, UpscaleJob]] = []
+    for job in jobs:
+        for target in [job.target, compare_path(job.target)] if compare else [job.target]:
+            key = _key(target)
+            if key in written:
+                raise OutputError(f"{written[key]} and {job.source} would both be written to {target}; "
+                                  "rename one of them")
+            written[key] = job.source
+            owner = inputs.get(key)
+            if owner is not None and owner is not job:
+                raise OutputError(f"{target}: is an input and would be replaced by the output of {job.source}")
+            if target.is_dir():
+                raise OutputError(f"{target}: is a directory")
+            if os.path.lexists(target):
+                existing.append((target, job))
+    if existing and not overwrite:
+        target, job = existing[0]
+        more = f" (and {len(existing) - 1} more outputs)" if len(existing) > 1 else ""
+        if target.exists() and os.path.samefile(target, job.source):
+            raise OutputError(f"{target}: is the input itself{more}; use --overwrite (-y) to replace it")
+        raise OutputError(f"{target}: exists{more}; use --overwrite (-y) to replace it")
+
+
+def _check_source(source: Path) -> None:
+    width, height = image_size(source)
+    if min(width, height) < 5:
+        raise InputError(f"{source}: too small ({width}x{height}); at least 5x5 pixels")
 
 
 def _match(folder: Path, relative: Path) -> Path | None:
@@ -112,19 +249,37 @@ def run_upscale(
     *,
     compare: bool = False,
     on_done: Callable[[UpscaleJob, str], None] | None = None,
+    tile_px: int = TILE_PX,
 ) -> Iterator[UpscaleJob]:
-    """Upscale each job's image, writing the output (and its comparison figure) atomically."""
+    """Upscale each job's image, writing the output (and its comparison figure) atomically.
+
+    PNG outputs keep alpha (RGBA) and 16 bits (a 16-bit PNG/TIFF in gives a 16-bit PNG out) and
+    are streamed a strip at a time; JPEG and BMP are 8-bit RGB, written whole.
+    """
     from .metrics import psnr
 
     scale = backend.scale
     for job in jobs:
-        rgb = read_rgb(job.source)
-        if min(rgb.shape[:2]) < 5:
-            raise InputError(f"{job.source}: too small ({rgb.shape[1]}x{rgb.shape[0]}); at least 5x5 pixels")
-        sr = upscale_rgb(rgb, backend)
-        write_image(job.target, sr)
+        picture = read_picture(job.source)
+        if min(picture.rgb.shape[:2]) < 5:
+            raise InputError(f"{job.source}: too small ({picture.width}x{picture.height}); at least 5x5 pixels")
+        out_w, out_h = picture.width * scale, picture.height * scale
+        streamed = job.target.suffix.lower() in (".png", "") and not compare
+        if streamed:
+            write_png_rows(job.target, out_w, out_h, upscale_strips(picture, backend, tile_px=tile_px))
+            if on_done is not None:
+                on_done(job, "")
+            yield job
+            continue
+        sr_full = upscale_picture(picture, backend, tile_px=tile_px)
+        if job.target.suffix.lower() in (".png", ""):
+            write_png_rows(job.target, out_w, out_h, [sr_full])
+        else:
+            write_image(job.target, _as_uint8(sr_full[..., :3]))
         note = ""
         if compare:
+            sr = _as_uint8(sr_full[..., :3])
+            rgb = _as_uint8(picture.rgb)
             bicubic = bicubic_rgb(rgb, scale)
             panels = [("nearest", nearest_rgb(rgb, scale)), ("bicubic", bicubic), ("vsr", sr)]
             if job.reference is not None:
@@ -140,3 +295,7 @@ def run_upscale(
         if on_done is not None:
             on_done(job, note)
         yield job
+
+
+def _as_uint8(values: np.ndarray) -> np.ndarray:
+    return np.rint(values / 257.0).astype(np.uint8) if values.dtype == np.uint16 else values
