@@ -101,12 +101,10 @@ def _limit_text() -> str:
 
 
 def image_size(path: os.PathLike | str) -> tuple[int, int]:
-    """(width, height) from the header alone, after the same checks as reading; EXIF rotation applied."""
-    path = Path(path)
-    with _open(path) as image:
-        width, height = image.size
-        orientation = image.getexif().get(0x0112, 1)
-    return (height, width) if orientation in (5, 6, 7, 8) else (width, height)
+    """(width, height) as stored, from the header alone, after the same checks as reading.
+    (EXIF rotation is left out: finding a PNG's EXIF can mean decoding the whole file.)"""
+    with _open(Path(path)) as image:
+        return image.size
 
 
 def _png_header(path: Path) -> tuple[int, int] | None:
