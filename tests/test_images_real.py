@@ -136,6 +136,15 @@ def test_comparison_figure_may_not_replace_an_input(tmp_path):
     assert snapshot(src) == before
 
 
+def test_output_may_not_replace_the_reference(tmp_path):
+    lr = save(tmp_path / "lr.png", synthetic_rgb(30, 40, seed=1))
+    hr = save(tmp_path / "hr.png", synthetic_rgb(60, 80, seed=1))
+    before = hr.read_bytes()
+    result = upscale(lr, hr, "--scale", 2, "-q", "--compare", "--reference", hr, "-y")
+    assert result.exit_code == 1 and "is an input" in result.output
+    assert hr.read_bytes() == before
+
+
 def test_output_folder_inside_input_does_not_feed_on_itself(image_dir):
     first = upscale(image_dir, image_dir / "big", "--scale", 2, "-q")
     assert first.exit_code == 0, first.output
@@ -146,12 +155,13 @@ def test_output_folder_inside_input_does_not_feed_on_itself(image_dir):
 
 # --- wrong output ----------------------------------------------------------------------------------
 
-def test_16bit_grey_png_is_read_as_its_values(tmp_path, engine):
+@pytest.mark.parametrize("ext", [".png", ".tif"])
+def test_16bit_grey_is_read_as_its_values(tmp_path, engine, ext):
     grey8 = synthetic_rgb(40, 50)[..., 1]
     grey16 = to_16bit(grey8, 100)  # low byte carries information too
-    save(tmp_path / "g16.png", grey16)
-    assert Image.open(tmp_path / "g16.png").mode.startswith("I;16")
-    result = upscale(tmp_path / "g16.png", tmp_path / "sr.png", "--scale", 2, "-q")
+    save(tmp_path / f"g16{ext}", grey16)
+    assert Image.open(tmp_path / f"g16{ext}").mode.startswith("I;16")
+    result = upscale(tmp_path / f"g16{ext}", tmp_path / "sr.png", "--scale", 2, "-q")
     assert result.exit_code == 0, result.output
     import cv2
 

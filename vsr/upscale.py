@@ -123,9 +123,7 @@ def upscale_rgb(rgb: np.ndarray, backend: Backend) -> np.ndarray:
 
 
 def bicubic_rgb(rgb: np.ndarray, scale: int) -> np.ndarray:
-    from .imresize import imresize
-
-    return to_uint8(imresize(rgb, scale))
+    return to_uint8(bicubic_up(rgb, (rgb.shape[0] * scale, rgb.shape[1] * scale)))
 
 
 def nearest_rgb(rgb: np.ndarray, scale: int) -> np.ndarray:
@@ -221,15 +219,16 @@ def plan_jobs(
 
 
 def _key(path: Path) -> str:
-    return os.path.normcase(os.path.abspath(path))
+    # realpath: a symlinked folder or file is the same place under another name.
+    return os.path.normcase(os.path.realpath(path))
 
 
 def _check_outputs(jobs: list[UpscaleJob], *, overwrite: bool, compare: bool) -> None:
-    """Refuse before writing anything: two outputs on one path and an output on another job's
-    input always (that would lose data whatever the user asked); an existing file, the input
-    itself included, unless ``overwrite``."""
-    inputs = {_key(job.source): job for job in jobs}
-    inputs.update({_key(job.reference): job for job in jobs if job.reference is not None})
+    """Refuse before writing anything: two outputs on one path, an output on another job's input
+    or on a reference always (that would lose data whatever the user asked); an existing file,
+    the job's own input included, unless ``overwrite``."""
+    sources = {_key(job.source): job for job in jobs}
+    references = {_key(job.reference) for job in jobs if job.reference is not None}
     written: dict[str, Path] = {}
     existing: list[tuple[Path, UpscaleJob]] = []
     for job in jobs:
@@ -239,8 +238,7 @@ def _check_outputs(jobs: list[UpscaleJob], *, overwrite: bool, compare: bool) ->
                 raise OutputError(f"{written[key]} and {job.source} would both be written to {target}; "
                                   "rename one of them")
             written[key] = job.source
-            owner = inputs.get(key)
-            if owner is not None and owner is not job:
+            if key in references or sources.get(key, job) is not job:
                 raise OutputError(f"{target}: is an input and would be replaced by the output of {job.source}")
             if target.is_dir():
                 raise OutputError(f"{target}: is a directory")
