@@ -161,7 +161,8 @@ def read_picture(path: os.PathLike | str) -> Picture:
                 header = _png_header(path)
                 if header is not None and header[0] == 16 and header[1] in (2, 4, 6):
                     return _read_png16(path, orientation)
-            image = ImageOps.exif_transpose(image)
+            if orientation != 1:  # exif_transpose copies even when there is nothing to turn
+                image = ImageOps.exif_transpose(image)
             return _picture(image, path)
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise InputError(f"{path}: not a readable image ({exc.__class__.__name__}: {exc})") from None
