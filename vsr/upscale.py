@@ -27,7 +27,7 @@ from .images import (
 
 
 #: LR tile side: big enough that the network runs efficiently, small enough that a tile's float
-#: planes and the bicubic weight matrices (dense, output x input) stay a few tens of MB.
+#: planes (and the dense weight matrix imresize builds for each tile size) stay a few tens of MB.
 TILE_PX = 512
 #: LR pixels of context around each tile. ESPCN sees 4 pixels around each output pixel
 #: (convolutions 5x5, 3x3, 3x3) and bicubic chroma 2, so 8 makes tiled output equal to
