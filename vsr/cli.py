@@ -152,13 +152,16 @@ def eval_(data_dirs, scale, backend, device, weights, as_json):
               help="Also write NAME_compare.png: nearest | bicubic | vsr (| original with --reference).")
 @click.option("--reference", type=click.Path(path_type=Path), default=None,
               help="The HR original(s) (file, or folder with the same names) for --compare, with PSNR.")
-@click.option("--overwrite", "-y", is_flag=True, help="Replace outputs that exist (inputs included).")
+@click.option("--overwrite", "-y", is_flag=True, help="Replace outputs that exist (the input itself included).")
 @click.option("--quiet", "-q", is_flag=True)
 @_reports_errors
 def upscale(input_path, output_path, scale, backend, device, weights, compare, reference, overwrite, quiet):
-    """Upscale an image, or every image in a folder, to PNG.
+    """Upscale an image, or every image in a folder, to PNG (or the .jpg/.bmp OUTPUT names).
 
     OUTPUT is a file for one image, or a folder (created if needed) that gets the same names.
+    Reads PNG, JPEG, BMP, WebP, TIFF and GIF (its first frame); applies EXIF rotation; keeps
+    alpha and 16 bits in PNG outputs. Existing files are never replaced without --overwrite,
+    and two inputs that would share an output (a.png, a.jpg) are refused before anything is written.
     """
     from tqdm import tqdm
 
@@ -168,9 +171,9 @@ def upscale(input_path, output_path, scale, backend, device, weights, compare, r
     jobs = plan_jobs(input_path, output_path, reference, overwrite=overwrite, compare=compare)
     engine = create_backend(backend, int(scale), weights=weights, device=device)
     try:
-        # A bar only on a terminal: redirected to a log, tqdm's redraws would fill it.
-        bar = tqdm(total=len(jobs), unit="img", disable=quiet or len(jobs) == 1 or not sys.stderr.isatty(),
-                   file=sys.stderr)
+        # A bar redrawn in a log file is noise: only on a terminal.
+        bar = tqdm(total=len(jobs), unit="img", file=sys.stderr,
+                   disable=quiet or len(jobs) == 1 or not sys.stderr.isatty())
 
         def done(job, note):
             bar.update()

@@ -16,7 +16,7 @@ import numpy as np
 from .color import rgb_to_y, to_uint8
 from .errors import InputError
 from .imresize import imresize
-from .images import degrade, find_images, modcrop, read_rgb
+from .images import IMAGE_EXTENSIONS, degrade, find_images, modcrop, read_rgb
 from .metrics import psnr, ssim
 
 #: Maps a float32 (H, W) luma in [0, 1] to (H * scale, W * scale) luma in [0, 1].
@@ -101,7 +101,7 @@ def evaluate(
     roots = [data] if isinstance(data, (str, Path)) else list(data)
     paths = find_images(*roots)
     if not paths:
-        raise InputError(f"no images (.png/.jpg/.bmp) found in {', '.join(map(str, roots))}")
+        raise InputError(f"no images ({'/'.join(IMAGE_EXTENSIONS)}) found in {', '.join(map(str, roots))}")
     rows = []
     for name, hr, lr in luma_pairs(paths, scale, degradation):
         bicubic = bicubic_uint8(lr, scale)

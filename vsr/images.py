@@ -2,19 +2,52 @@
 from __future__ import annotations
 
 import os
+import struct
 import tempfile
+import warnings
+import zlib
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterable
 
 import numpy as np
 
 from .errors import InputError, OutputError
 from .imresize import imresize
 
+# GIF and animated WebP/TIFF: only the first frame is read.
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff", ".gif")
-#: Pillow refuses images above twice its default limit as "decompression bombs"; tiles keep
-#: vsr's memory bounded, so it accepts larger ones, up to this many pixels (about 23000 x 23000).
-MAX_IMAGE_PIXELS = 512_000_000
 DEGRADATIONS = ("bicubic", "gaussian")
+
+#: The largest input read, in pixels (16384 x 16384). Pillow's own decompression-bomb limit
+#: (about 89 megapixels) guards callers that hold whole images in memory; ``vsr upscale``
+#: works in tiles, so what bounds its memory is the decoded input (3 bytes a pixel, 6 for
+#: 16-bit), and this is where that stops being reasonable.
+MAX_IMAGE_PIXELS = 16384 * 16384
+
+
+@dataclass(frozen=True)
+class Picture:
+    """A decoded image: ``rgb`` (H, W, 3) and ``alpha`` (H, W) or None, both uint8 or both uint16."""
+
+    rgb: np.ndarray
+    alpha: np.ndarray | None = None
+
+    @property
+    def bit_depth(self) -> int:
+        return 16 if self.rgb.dtype == np.uint16 else 8
+
+    @property
+    def peak(self) -> int:
+        return 65535 if self.bit_depth == 16 else 255
+
+    @property
+    def height(self) -> int:
+        return self.rgb.shape[0]
+
+    @property
+    def width(self) -> int:
+        return self.rgb.shape[1]
 
 
 def is_image_path(path: Path) -> bool:
@@ -37,57 +70,127 @@ def find_images(*roots: os.PathLike | str) -> list[Path]:
     return found
 
 
-def read_rgb(path: os.PathLike | str) -> np.ndarray:
-    """Read an image file as (H, W, 3) uint8 RGB (see ``read_image``; alpha is dropped)."""
-    return read_image(path)[0]
+def _open(path: Path):
+    """Pillow's lazy open (header only), with our size bound instead of Pillow's."""
+    from PIL import Image, UnidentifiedImageError
 
-
-def read_image(path: os.PathLike | str) -> tuple[np.ndarray, np.ndarray | None, list[str]]:
-    """(RGB, alpha or None, notes) of an image file, as a viewer shows it.
-
-    EXIF orientation is applied (phones store portraits sideways and say so in EXIF);
-    16-bit and 32-bit greyscale are scaled to 8 bits (Pillow's own conversion clips them,
-    which made a 16-bit PNG all white); greyscale becomes 3 equal channels; alpha is returned
-    apart, uint8. An animated GIF or a multi-page TIFF gives its first frame, with a note.
-    """
-    import warnings
-
-    from PIL import Image, ImageOps, UnidentifiedImageError
-
-    path = Path(path)
     if not path.exists():
         raise InputError(f"{path}: no such file")
     if path.is_dir():
         raise InputError(f"{path}: is a directory, expected an image")
+    # Deliberate: tiling bounds our memory, so Pillow's 89-megapixel guard is raised to ours,
+    # which is checked below with a message that says what the limit is.
     Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS
-    notes = []
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(path) as image:
-                if getattr(image, "n_frames", 1) > 1:
-                    notes.append(f"{image.n_frames} frames: the first one is upscaled")
-                image = ImageOps.exif_transpose(image)
-                return (*_to_rgb_alpha(image), notes)
+            image = Image.open(path)
     except Image.DecompressionBombError:
-        raise InputError(f"{path}: too large (more than {MAX_IMAGE_PIXELS / 1e6:.0f} megapixels)") from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise InputError(f"{path}: larger than {_limit_text()}") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as exc:
         raise InputError(f"{path}: not a readable image ({exc.__class__.__name__})") from None
+    width, height = image.size
+    if width * height > MAX_IMAGE_PIXELS:
+        image.close()
+        raise InputError(f"{path}: {width}x{height} is larger than {_limit_text()}")
+    return image
 
 
-def _to_rgb_alpha(image) -> tuple[np.ndarray, np.ndarray | None]:
-    alpha = None
-    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
-        alpha = np.asarray(image.convert("RGBA"))[..., 3].copy()
-    if image.mode.startswith("I") or image.mode == "F":
-        values = np.asarray(image).astype(np.float64)
-        if image.mode == "F" and values.max(initial=0) <= 1.0:
-            values *= 255.0  # float images in [0, 1]
-        elif image.mode != "F":
-            values /= 257.0  # 16-bit range (as PNG stores it) -> 8-bit
-        grey = np.clip(np.rint(values), 0, 255).astype(np.uint8)
-        return np.repeat(grey[..., None], 3, axis=2), alpha
-    return np.asarray(image.convert("RGB")), alpha
+def _limit_text() -> str:
+    return f"the {MAX_IMAGE_PIXELS / 1e6:.0f}-megapixel limit (16384x16384)"
+
+
+def image_size(path: os.PathLike | str) -> tuple[int, int]:
+    """(width, height) as stored, from the header alone, after the same checks as reading.
+    (EXIF rotation is left out: finding a PNG's EXIF can mean decoding the whole file.)"""
+    with _open(Path(path)) as image:
+        return image.size
+
+
+def _png_header(path: Path) -> tuple[int, int] | None:
+    """(bit depth, colour type) of a PNG, or None: Pillow reads 16-bit colour PNGs as 8 bits."""
+    with open(path, "rb") as handle:
+        head = handle.read(26)
+    if len(head) < 26 or head[:8] != b"\x89PNG\r\n\x1a\n" or head[12:16] != b"IHDR":
+        return None
+    return head[24], head[25]
+
+
+def _orient(array: np.ndarray, orientation: int) -> np.ndarray:
+    """EXIF orientation (1-8) applied to an (H, W, ...) array, as ImageOps.exif_transpose does."""
+    if orientation in (5, 7):
+        array = np.swapaxes(array, 0, 1)
+    turns = {3: 2, 6: 3, 7: 2, 8: 1}.get(orientation, 0)
+    if orientation == 2:
+        array = array[:, ::-1]
+    elif orientation == 4:
+        array = array[::-1]
+    return np.rot90(array, turns) if turns else array
+
+
+def _read_png16(path: Path, orientation: int) -> Picture:
+    """16-bit colour PNGs through OpenCV, which keeps all 16 bits (Pillow keeps the high byte)."""
+    import cv2
+
+    data = cv2.imdecode(np.fromfile(path, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
+    if data is None or data.dtype != np.uint16:
+        raise InputError(f"{path}: not a readable 16-bit PNG")
+    data = _orient(data, orientation)
+    if data.ndim == 2:
+        return Picture(np.ascontiguousarray(np.repeat(data[..., None], 3, axis=2)))
+    rgb = np.ascontiguousarray(data[..., 2::-1])
+    alpha = np.ascontiguousarray(data[..., 3]) if data.shape[2] == 4 else None
+    return Picture(rgb, alpha)
+
+
+def read_picture(path: os.PathLike | str) -> Picture:
+    """Read an image as a Picture: EXIF orientation applied, alpha kept, 16 bits kept.
+
+    8-bit files give uint8; 16-bit PNG and greyscale 16-bit TIFF give uint16. Greyscale is
+    expanded to 3 channels; palette, CMYK and the rest become RGB (RGBA when transparent).
+    Multi-frame files (GIF, animated WebP, multi-page TIFF) give their first frame.
+    """
+    from PIL import ImageOps
+
+    path = Path(path)
+    image = _open(path)
+    try:
+        with image:
+            orientation = image.getexif().get(0x0112, 1)
+            if image.format == "PNG":
+                header = _png_header(path)
+                if header is not None and header[0] == 16 and header[1] in (2, 4, 6):
+                    return _read_png16(path, orientation)
+            if orientation != 1:  # exif_transpose copies even when there is nothing to turn
+                image = ImageOps.exif_transpose(image)
+            return _picture(image, path)
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        raise InputError(f"{path}: not a readable image ({exc.__class__.__name__}: {exc})") from None
+
+
+def _picture(image, path: Path) -> Picture:
+    mode = image.mode
+    if mode.startswith("I;16") or mode == "I":
+        grey = np.asarray(image)
+        if grey.size and (grey.min() < 0 or grey.max() > 65535):
+            raise InputError(f"{path}: 32-bit integer pixels are not supported")
+        grey = grey.astype(np.uint16)
+        return Picture(np.ascontiguousarray(np.repeat(grey[..., None], 3, axis=2)))
+    if mode == "F":
+        raise InputError(f"{path}: floating-point pixels are not supported")
+    transparent = mode in ("RGBA", "LA", "La", "RGBa", "PA") or "transparency" in image.info
+    if transparent:
+        rgba = np.asarray(image.convert("RGBA"))
+        return Picture(np.ascontiguousarray(rgba[..., :3]), np.ascontiguousarray(rgba[..., 3]))
+    return Picture(np.asarray(image if mode == "RGB" else image.convert("RGB")))
+
+
+def read_rgb(path: os.PathLike | str) -> np.ndarray:
+    """Read an image file as (H, W, 3) uint8 RGB: 16 bits rounded to 8, alpha dropped, EXIF rotation applied."""
+    picture = read_picture(path)
+    if picture.bit_depth == 16:
+        return np.rint(picture.rgb / 257.0).astype(np.uint8)
+    return picture.rgb
 
 
 def _file_mode() -> int:
@@ -111,33 +214,22 @@ def atomic_target(path: Path, suffix: str = ".part") -> str:
     return tmp
 
 
-#: Pillow keeps RGB in 4 bytes a pixel: above this size OpenCV writes straight from our array.
-_LARGE_IMAGE_BYTES = 256 << 20
-
-
 def write_image(path: os.PathLike | str, rgb: np.ndarray) -> None:
-    """Write a uint8 RGB or RGBA image atomically: a temporary file beside the target, renamed
-    at the end, so an interrupted write never leaves a truncated file at ``path``. Formats
-    without alpha (JPEG, BMP) get the RGB channels only."""
+    """Write a uint8 image atomically: a temporary file beside the target, renamed at the end,
+    so an interrupted write never leaves a truncated file at ``path``."""
     from PIL import Image
 
     path = Path(path)
     suffix = path.suffix.lower() or ".png"
-    fmt = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".bmp": "BMP", ".webp": "WEBP",
-           ".tif": "TIFF", ".tiff": "TIFF"}.get(suffix)
+    fmt = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".bmp": "BMP"}.get(suffix)
     if fmt is None:
-        raise OutputError(f"{path}: unsupported image extension {suffix!r} (use .png, .jpg, .bmp, .webp or .tif)")
+        raise OutputError(f"{path}: unsupported image extension {suffix!r} (use .png, .jpg or .bmp)")
     if path.is_dir():
         raise OutputError(f"{path}: is a directory")
-    if rgb.shape[-1] == 4 and fmt in ("JPEG", "BMP"):
-        rgb = rgb[..., :3]
-    tmp = atomic_target(path, suffix=".part" + suffix)
+    tmp = atomic_target(path)
     try:
-        if rgb.nbytes > _LARGE_IMAGE_BYTES and rgb.shape[-1] == 3 and fmt in ("PNG", "JPEG", "BMP"):
-            _write_large(tmp, np.ascontiguousarray(rgb))
-        else:
-            with open(tmp, "wb") as handle:
-                Image.fromarray(np.ascontiguousarray(rgb)).save(handle, format=fmt)
+        with open(tmp, "wb") as handle:
+            Image.fromarray(rgb).save(handle, format=fmt)
         os.replace(tmp, path)
     except OSError as exc:
         os.unlink(tmp)
@@ -147,22 +239,55 @@ def write_image(path: os.PathLike | str, rgb: np.ndarray) -> None:
         raise
 
 
-def _write_large(tmp: str, rgb: np.ndarray) -> None:
-    """OpenCV writes from the array itself, in BGR: swap the channels in place a band at a time
-    (no second copy of a gigabyte-sized image), write, and swap them back."""
-    import cv2
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
-    def swap() -> None:
-        for top in range(0, rgb.shape[0], 512):
-            band = rgb[top: top + 512]
-            band[...] = band[..., ::-1]
 
-    swap()
+def write_png_rows(
+    path: os.PathLike | str, width: int, height: int, strips: Iterable[np.ndarray], *, compress_level: int = 6
+) -> None:
+    """Write a PNG from strips of rows (H_i, W, C), C = 3 (RGB) or 4 (RGBA), uint8 or uint16,
+    as they arrive, so an image larger than memory never exists whole. Atomic like write_image."""
+    path = Path(path)
+    if path.is_dir():
+        raise OutputError(f"{path}: is a directory")
+    tmp = atomic_target(path)
     try:
-        if not cv2.imwrite(tmp, rgb):
-            raise OSError(f"OpenCV could not write {tmp}")
-    finally:
-        swap()
+        with open(tmp, "wb") as handle:
+            rows_done, compressor = 0, zlib.compressobj(compress_level)
+            for strip in strips:
+                if rows_done == 0:
+                    channels, bit_depth = strip.shape[2], 16 if strip.dtype == np.uint16 else 8
+                    color_type = {3: 2, 4: 6}[channels]
+                    handle.write(b"\x89PNG\r\n\x1a\n")
+                    handle.write(_png_chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, bit_depth,
+                                                                 color_type, 0, 0, 0)))
+                    bytes_per_px = channels * bit_depth // 8
+                if strip.shape[1:] != (width, channels):
+                    raise ValueError(f"strip shaped {strip.shape}, expected (rows, {width}, {channels})")
+                raw = np.ascontiguousarray(strip, dtype=">u2" if bit_depth == 16 else np.uint8)
+                raw = raw.view(np.uint8).reshape(len(strip), -1)
+                # PNG filter 1 ("Sub", the difference from the pixel to the left) compresses
+                # photographs about as well as Pillow's choice and costs one subtraction.
+                filtered = np.empty((len(strip), raw.shape[1] + 1), dtype=np.uint8)
+                filtered[:, 0] = 1
+                filtered[:, 1 : 1 + bytes_per_px] = raw[:, :bytes_per_px]
+                np.subtract(raw[:, bytes_per_px:], raw[:, :-bytes_per_px], out=filtered[:, 1 + bytes_per_px :])
+                data = compressor.compress(filtered.data)
+                if data:
+                    handle.write(_png_chunk(b"IDAT", data))
+                rows_done += len(strip)
+            if rows_done != height:
+                raise ValueError(f"got {rows_done} rows for a {height}-row PNG")
+            handle.write(_png_chunk(b"IDAT", compressor.flush()))
+            handle.write(_png_chunk(b"IEND", b""))
+        os.replace(tmp, path)
+    except OSError as exc:
+        os.unlink(tmp)
+        raise OutputError(f"{path}: cannot write ({exc.strerror or exc})") from None
+    except BaseException:
+        os.unlink(tmp)
+        raise
 
 
 def modcrop(image: np.ndarray, scale: int) -> np.ndarray:

@@ -3,66 +3,127 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Callable, Iterator
 
 import numpy as np
 
 from .backends.base import Backend
-from .color import rgb_to_ycbcr, to_uint8, upscale_chroma, ycbcr_to_rgb
+from .color import rgb_to_ycbcr, to_uint8, ycbcr_to_rgb
 from .errors import InputError, OutputError
-from .images import IMAGE_EXTENSIONS, find_images, is_image_path, read_image, read_rgb, write_image
+from .imresize import _weight_matrix
+from .images import (
+    IMAGE_EXTENSIONS,
+    Picture,
+    find_images,
+    image_size,
+    is_image_path,
+    read_picture,
+    read_rgb,
+    write_image,
+    write_png_rows,
+)
 
 
-#: Images are upscaled in tiles of this many LR pixels a side, so memory stays bounded whatever
-#: their size (the whole-image path needs ~16 GB for 8000x8000 at x2: float64 planes and dense
-#: resize matrices). Each tile reads TILE_MARGIN_PX more on every side and keeps only its core:
-#: ESPCN sees 4 pixels around each output (5x5, 3x3, 3x3 convolutions) and mirrors 4 pixels at
-#: its input's edge, bicubic chroma 2, so with 8 the core is what the whole image would give.
+#: LR tile side: big enough that the network runs efficiently, small enough that a tile's float
+#: planes (and the dense weight matrix imresize builds for each tile size) stay a few tens of MB.
 TILE_PX = 512
-TILE_MARGIN_PX = 8
+#: LR pixels of context around each tile. ESPCN sees 4 pixels around each output pixel
+#: (convolutions 5x5, 3x3, 3x3) and bicubic chroma 2, so 8 makes tiled output equal to
+#: whole-image output up to float rounding: no seams.
+OVERLAP_PX = 8
 
 
-def upscale_rgb(rgb: np.ndarray, backend: Backend, *, tile_px: int = TILE_PX) -> np.ndarray:
-    """(H, W, 3) uint8 RGB -> (H * s, W * s, 3) uint8 RGB, in overlapping tiles of ``tile_px``."""
-    height, width = rgb.shape[:2]
-    if height <= tile_px + 2 * TILE_MARGIN_PX and width <= tile_px + 2 * TILE_MARGIN_PX:
-        return _upscale_whole(rgb, backend)
-    scale, margin = backend.scale, TILE_MARGIN_PX
-    out = np.empty((height * scale, width * scale, 3), dtype=np.uint8)
-    for top in range(0, height, tile_px):
-        for left in range(0, width, tile_px):
-            bottom, right = min(top + tile_px, height), min(left + tile_px, width)
-            y0, x0 = max(0, top - margin), max(0, left - margin)
-            y1, x1 = min(height, bottom + margin), min(width, right + margin)
-            tile = _upscale_whole(rgb[y0:y1, x0:x1], backend)
-            out[top * scale: bottom * scale, left * scale: right * scale] = tile[
-                (top - y0) * scale: (bottom - y0) * scale, (left - x0) * scale: (right - x0) * scale]
-    return out
+@lru_cache(maxsize=64)
+def _taps(in_len: int, out_len: int) -> tuple[np.ndarray, np.ndarray]:
+    """imresize's bicubic weights as (out_len, taps) source indices and weights: the band of its
+    dense (out_len, in_len) matrix, mirrored borders included."""
+    matrix = _weight_matrix(in_len, out_len, out_len / in_len, True)
+    rows, cols = np.nonzero(matrix)
+    position = np.arange(len(rows)) - np.searchsorted(rows, rows)
+    indices = np.zeros((out_len, position.max() + 1), dtype=np.intp)
+    weights = np.zeros((out_len, position.max() + 1))
+    indices[rows, position], weights[rows, position] = cols, matrix[rows, cols]
+    return indices, weights
 
 
-def upscale_alpha(alpha: np.ndarray, scale: int) -> np.ndarray:
-    """Transparency is a mask, not detail for the network: bicubic, like chroma."""
-    import cv2
+def bicubic_up(image: np.ndarray, out_hw: tuple[int, int]) -> np.ndarray:
+    """``imresize(image, output_shape=out_hw)`` for enlarging, applied as a band of 4-6 taps: on a
+    tile the dense matrix product cost as much time as the network itself."""
+    data = np.asarray(image, dtype=np.float64)
+    for axis in (0, 1):  # rows first, as imresize does with equal scales
+        indices, weights = _taps(data.shape[axis], out_hw[axis])
+        shape = [1] * data.ndim
+        shape[axis] = out_hw[axis]
+        result = np.take(data, indices[:, 0], axis=axis) * weights[:, 0].reshape(shape)
+        for k in range(1, indices.shape[1]):
+            result += np.take(data, indices[:, k], axis=axis) * weights[:, k].reshape(shape)
+        data = result
+    return data
 
-    return cv2.resize(alpha, (alpha.shape[1] * scale, alpha.shape[0] * scale), interpolation=cv2.INTER_CUBIC)
 
-
-def _upscale_whole(rgb: np.ndarray, backend: Backend) -> np.ndarray:
+def _upscale_tile(rgb: np.ndarray, alpha: np.ndarray | None, peak: int, backend: Backend):
+    """One tile, (h, w, 3) uint8/uint16 -> float64 RGB (h*s, w*s, 3) and alpha in [0, 255], unrounded."""
     scale = backend.scale
-    ycbcr = rgb_to_ycbcr(rgb)
-    luma = backend.upscale_luma(ycbcr[..., 0] / 255.0)[0, 0]
+    ycbcr = rgb_to_ycbcr(rgb * (255.0 / peak) if peak != 255 else rgb)
     out_hw = (rgb.shape[0] * scale, rgb.shape[1] * scale)
     out = np.empty(out_hw + (3,), dtype=np.float64)
-    out[..., 0] = luma * 255.0
-    out[..., 1:] = upscale_chroma(ycbcr, out_hw)
-    return to_uint8(ycbcr_to_rgb(out))
+    out[..., 0] = backend.upscale_luma(ycbcr[..., 0] / 255.0)[0, 0] * 255.0
+    out[..., 1:] = bicubic_up(ycbcr[..., 1:], out_hw)
+    # Alpha is a mask, not detail: bicubic, like chroma.
+    alpha_out = None if alpha is None else bicubic_up(alpha * (255.0 / peak), out_hw)
+    return ycbcr_to_rgb(out), alpha_out
+
+
+def _quantise(values: np.ndarray, peak: int) -> np.ndarray:
+    if peak == 255:
+        return to_uint8(values)
+    return np.clip(np.rint(values * (peak / 255.0)), 0, peak).astype(np.uint16)
+
+
+def upscale_strips(
+    picture: Picture, backend: Backend, *, tile_px: int = TILE_PX, overlap_px: int = OVERLAP_PX
+) -> Iterator[np.ndarray]:
+    """Upscale in overlapping tiles, yielding the output a strip of rows at a time, top to bottom:
+    (rows, W * s, 3 or 4) in the picture's dtype (RGBA when it has alpha). Memory stays bounded
+    by the input and one strip, whatever the image size."""
+    scale, peak = backend.scale, picture.peak
+    height, width = picture.height, picture.width
+    channels = 3 if picture.alpha is None else 4
+    for y0 in range(0, height, tile_px):
+        y1 = min(y0 + tile_px, height)
+        strip = np.empty(((y1 - y0) * scale, width * scale, channels), dtype=picture.rgb.dtype)
+        for x0 in range(0, width, tile_px):
+            x1 = min(x0 + tile_px, width)
+            # The context is clamped at the image's edges, where the network and the bicubic
+            # filter mirror the tile exactly as they would mirror the whole image.
+            ys, ye = max(0, y0 - overlap_px), min(height, y1 + overlap_px)
+            xs, xe = max(0, x0 - overlap_px), min(width, x1 + overlap_px)
+            alpha = None if picture.alpha is None else picture.alpha[ys:ye, xs:xe]
+            rgb, alpha_out = _upscale_tile(picture.rgb[ys:ye, xs:xe], alpha, peak, backend)
+            rows = slice((y0 - ys) * scale, (y1 - ys) * scale)
+            cols = slice((x0 - xs) * scale, (x1 - xs) * scale)
+            target = strip[:, x0 * scale : x1 * scale]
+            target[..., :3] = _quantise(rgb[rows, cols], peak)
+            if alpha_out is not None:
+                target[..., 3] = _quantise(alpha_out[rows, cols], peak)
+        yield strip
+
+
+def upscale_picture(picture: Picture, backend: Backend, *, tile_px: int = TILE_PX) -> np.ndarray:
+    """The whole output as one array (for small images, figures and formats written whole)."""
+    return np.concatenate(list(upscale_strips(picture, backend, tile_px=tile_px)), axis=0)
+
+
+def upscale_rgb(rgb: np.ndarray, backend: Backend) -> np.ndarray:
+    """(H, W, 3) uint8 RGB -> (H * s, W * s, 3) uint8 RGB, in one piece (no tiling)."""
+    sr, _ = _upscale_tile(rgb, None, 255, backend)
+    return to_uint8(sr)
 
 
 def bicubic_rgb(rgb: np.ndarray, scale: int) -> np.ndarray:
-    from .imresize import imresize
-
-    return to_uint8(imresize(rgb, scale))
+    return to_uint8(bicubic_up(rgb, (rgb.shape[0] * scale, rgb.shape[1] * scale)))
 
 
 def nearest_rgb(rgb: np.ndarray, scale: int) -> np.ndarray:
@@ -93,31 +154,43 @@ class UpscaleJob:
     reference: Path | None
 
 
-def plan_jobs(input_path: Path, output_path: Path, reference: Path | None = None, *, overwrite: bool = False,
-              compare: bool = False) -> list[UpscaleJob]:
-    """Pair each input image with its output path (and optional reference), checking paths first:
-    before anything is written, outputs that exist (an input among them) are refused unless
-    ``overwrite``, and two inputs that would write one output (``a.png`` and ``a.jpg``) always."""
+#: Output formats by extension; a folder's outputs are always PNG.
+OUTPUT_FORMATS = (".png", ".jpg", ".jpeg", ".bmp")
+
+
+def plan_jobs(
+    input_path: Path,
+    output_path: Path,
+    reference: Path | None = None,
+    *,
+    overwrite: bool = False,
+    compare: bool = False,
+) -> list[UpscaleJob]:
+    """Pair each input image with its output path (and optional reference), checking everything that
+    can be checked before the first file is written: paths, headers, sizes, and that no output
+    replaces an input or another output (and no existing file without ``overwrite``)."""
     if not input_path.exists():
         raise InputError(f"{input_path}: no such file or directory")
     if input_path.is_dir():
         sources = find_images(input_path)
+        if output_path.resolve() != input_path.resolve() and output_path.resolve().is_relative_to(
+            input_path.resolve()
+        ):
+            # An output folder inside the input folder: its earlier results are not new inputs.
+            sources = [s for s in sources if not s.resolve().is_relative_to(output_path.resolve())]
         if not sources:
             raise InputError(f"{input_path}: no images ({', '.join(IMAGE_EXTENSIONS)}) in this folder")
         if output_path.exists() and not output_path.is_dir():
             raise OutputError(f"{output_path}: exists and is not a folder (INPUT is a folder)")
-        try:
-            output_path.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise OutputError(f"{output_path}: cannot create folder ({exc.strerror})") from None
         targets = [output_path / source.relative_to(input_path).with_suffix(".png") for source in sources]
-        for target in targets:
-            target.parent.mkdir(parents=True, exist_ok=True)
     else:
         if not is_image_path(input_path):
             raise InputError(f"{input_path}: not an image (expected {', '.join(IMAGE_EXTENSIONS)})")
         sources = [input_path]
         targets = [output_path / f"{input_path.stem}.png" if output_path.is_dir() else output_path]
+        suffix = targets[0].suffix.lower()
+        if suffix and suffix not in OUTPUT_FORMATS:
+            raise OutputError(f"{targets[0]}: unsupported image extension {suffix!r} (use .png, .jpg or .bmp)")
     refs: list[Path | None] = [None] * len(sources)
     if reference is not None:
         if not reference.exists():
@@ -129,25 +202,60 @@ def plan_jobs(input_path: Path, output_path: Path, reference: Path | None = None
         else:
             raise InputError("--reference must be a folder when INPUT is a folder")
     jobs = [UpscaleJob(s, t, r) for s, t, r in zip(sources, targets, refs)]
-    _check_targets(jobs, overwrite=overwrite, compare=compare)
+    _check_outputs(jobs, overwrite=overwrite, compare=compare)
+    for job in jobs:
+        _check_source(job.source)
+    if not input_path.is_dir():
+        parent = jobs[0].target.parent
+        if not parent.is_dir():
+            raise OutputError(f"{jobs[0].target}: directory {parent} does not exist")
+        return jobs
+    try:
+        for folder in sorted({job.target.parent for job in jobs}):
+            folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"{exc.filename}: cannot create folder ({exc.strerror})") from None
     return jobs
 
 
-def _check_targets(jobs: list[UpscaleJob], *, overwrite: bool, compare: bool) -> None:
-    written: dict[Path, Path] = {}
+def _key(path: Path) -> str:
+    # realpath: a symlinked folder or file is the same place under another name.
+    return os.path.normcase(os.path.realpath(path))
+
+
+def _check_outputs(jobs: list[UpscaleJob], *, overwrite: bool, compare: bool) -> None:
+    """Refuse before writing anything: two outputs on one path, an output on another job's input
+    or on a reference always (that would lose data whatever the user asked); an existing file,
+    the job's own input included, unless ``overwrite``."""
+    sources = {_key(job.source): job for job in jobs}
+    references = {_key(job.reference) for job in jobs if job.reference is not None}
+    written: dict[str, Path] = {}
+    existing: list[tuple[Path, UpscaleJob]] = []
     for job in jobs:
-        for target in [job.target] + ([compare_path(job.target)] if compare else []):
-            key = Path(os.path.abspath(target))
+        for target in [job.target, compare_path(job.target)] if compare else [job.target]:
+            key = _key(target)
             if key in written:
                 raise OutputError(f"{written[key]} and {job.source} would both be written to {target}; "
                                   "rename one of them")
             written[key] = job.source
+            if key in references or sources.get(key, job) is not job:
+                raise OutputError(f"{target}: is an input and would be replaced by the output of {job.source}")
             if target.is_dir():
                 raise OutputError(f"{target}: is a directory")
-            if target.exists() and not overwrite:
-                same = any(os.path.samefile(target, j.source) for j in jobs if j.source.exists())
-                what = "is an input image" if same else "already exists"
-                raise OutputError(f"{target}: {what} (use --overwrite to replace it)")
+            if os.path.lexists(target):
+                existing.append((target, job))
+    if existing and not overwrite:
+        target, job = existing[0]
+        more = f" (and {len(existing) - 1} more outputs)" if len(existing) > 1 else ""
+        if target.exists() and os.path.samefile(target, job.source):
+            raise OutputError(f"{target}: is the input itself{more}; use --overwrite (-y) to replace it")
+        raise OutputError(f"{target}: exists{more}; use --overwrite (-y) to replace it")
+
+
+def _check_source(source: Path) -> None:
+    width, height = image_size(source)
+    if min(width, height) < 5:
+        raise InputError(f"{source}: too small ({width}x{height}); at least 5x5 pixels")
 
 
 def _match(folder: Path, relative: Path) -> Path | None:
@@ -168,25 +276,37 @@ def run_upscale(
     *,
     compare: bool = False,
     on_done: Callable[[UpscaleJob, str], None] | None = None,
+    tile_px: int = TILE_PX,
 ) -> Iterator[UpscaleJob]:
-    """Upscale each job's image, writing the output (and its comparison figure) atomically."""
+    """Upscale each job's image, writing the output (and its comparison figure) atomically.
+
+    PNG outputs keep alpha (RGBA) and 16 bits (a 16-bit PNG/TIFF in gives a 16-bit PNG out) and
+    are streamed a strip at a time; JPEG and BMP are 8-bit RGB, written whole.
+    """
     from .metrics import psnr
 
     scale = backend.scale
     for job in jobs:
-        rgb, alpha, notes = read_image(job.source)
-        if min(rgb.shape[:2]) < 5:
-            raise InputError(f"{job.source}: too small ({rgb.shape[1]}x{rgb.shape[0]}); at least 5x5 pixels")
-        sr = upscale_rgb(rgb, backend)
-        if alpha is not None:
-            if job.target.suffix.lower() in (".jpg", ".jpeg", ".bmp"):
-                notes.append(f"transparency dropped: {job.target.suffix} files have none (use .png)")
-            else:
-                sr = np.concatenate([sr, upscale_alpha(alpha, scale)[..., None]], axis=2)
-        write_image(job.target, sr)
-        sr = sr[..., :3]
-        note = "; ".join(notes)
+        picture = read_picture(job.source)
+        if min(picture.rgb.shape[:2]) < 5:
+            raise InputError(f"{job.source}: too small ({picture.width}x{picture.height}); at least 5x5 pixels")
+        out_w, out_h = picture.width * scale, picture.height * scale
+        streamed = job.target.suffix.lower() in (".png", "") and not compare
+        if streamed:
+            write_png_rows(job.target, out_w, out_h, upscale_strips(picture, backend, tile_px=tile_px))
+            if on_done is not None:
+                on_done(job, "")
+            yield job
+            continue
+        sr_full = upscale_picture(picture, backend, tile_px=tile_px)
+        if job.target.suffix.lower() in (".png", ""):
+            write_png_rows(job.target, out_w, out_h, [sr_full])
+        else:
+            write_image(job.target, _as_uint8(sr_full[..., :3]))
+        note = ""
         if compare:
+            sr = _as_uint8(sr_full[..., :3])
+            rgb = _as_uint8(picture.rgb)
             bicubic = bicubic_rgb(rgb, scale)
             panels = [("nearest", nearest_rgb(rgb, scale)), ("bicubic", bicubic), ("vsr", sr)]
             if job.reference is not None:
@@ -197,8 +317,12 @@ def run_upscale(
                 panels[1] = (f"bicubic {db_bicubic:.2f} dB", bicubic)
                 panels[2] = (f"vsr {db_vsr:.2f} dB", sr)
                 panels.append(("original", ref))
-                note = "; ".join(notes + [f"RGB PSNR vs reference: bicubic {db_bicubic:.2f} dB, vsr {db_vsr:.2f} dB"])
+                note = f"RGB PSNR vs reference: bicubic {db_bicubic:.2f} dB, vsr {db_vsr:.2f} dB"
             write_image(compare_path(job.target), comparison_figure(panels))
         if on_done is not None:
             on_done(job, note)
         yield job
+
+
+def _as_uint8(values: np.ndarray) -> np.ndarray:
+    return np.rint(values / 257.0).astype(np.uint8) if values.dtype == np.uint16 else values
