@@ -28,17 +28,11 @@ CLIPS = {"360p->1080p": "car_traffic_640x360.mp4", "720p->4K": "cockatoo_1280x72
 
 
 def machine(device: str) -> dict:
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    info = {"cpu": cpu, "cpu_cores": len(os.sched_getaffinity(0)), "python": platform.python_version()}
-    if device.startswith("cuda"):
-        import torch
+    from vsr.bench import machine_info
 
-        info["gpus"] = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+    info = machine_info(device)
+    info["cpu_cores"] = len(os.sched_getaffinity(0))
+    info["python"] = platform.python_version()
     return info
 
 
@@ -93,7 +87,7 @@ def main() -> None:
     tag = ("cuda" if args.device.startswith("cuda") else "cpu") + ("_segment_seconds" if len(args.segment_seconds) > 1 else "")
     results = HERE / "results"
     (results / f"segments_{tag}.json").write_text(json.dumps({"machine": info, "runs": rows}, indent=1) + "\n")
-    where = info["cpu"] + f", {info['cpu_cores']} cores" + (f", {', '.join(info['gpus'])}" if "gpus" in info else "")
+    where = info["cpu"] + f", {info['cpu_cores']} cores" + (f", {info['gpu']}" if "gpu" in info else "")
     lines = [f"# `vsr run` fps against --workers ({where})", "",
              "Whole process, start-up and join included; `python benchmarks/segments.py "
              + " ".join(sys.argv[1:]) + "`.", "",

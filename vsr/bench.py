@@ -139,7 +139,8 @@ def synthetic_frames(width: int, height: int, count: int) -> list[YuvFrame]:
     return frames
 
 
-def _machine(device: str) -> dict:
+def machine_info(device: str) -> dict:
+    """The CPU (model name, cores) and, on CUDA, the GPU a figure was measured on."""
     cpu = platform.processor() or platform.machine()
     try:
         with open("/proc/cpuinfo") as f:
@@ -362,7 +363,7 @@ def run_bench(config: BenchConfig, *, on_upscaled: Callable[[YuvFrame], None] | 
     stage_fps = {stage: (count / stage_seconds[stage] if stage_seconds.get(stage) else None) for stage in STAGE_ORDER}
     return BenchReport(
         config={k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(config).items()},
-        machine=_machine(config.device), versions=_versions(config.device),
+        machine=machine_info(config.device), versions=_versions(config.device),
         input_hw=(frames[0].height, frames[0].width),
         output_hw=(frames[0].height * config.scale, frames[0].width * config.scale),
         frames=count, backend=upscaler.name, engine_only_fps=engine_fps, engine_note=engine_note,

@@ -1,6 +1,7 @@
 """Image files: finding, reading and writing them (Pillow), and the LR degradations."""
 from __future__ import annotations
 
+import contextlib
 import os
 import struct
 import tempfile
@@ -8,7 +9,7 @@ import warnings
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Iterator
 
 import numpy as np
 
@@ -226,10 +227,18 @@ def write_image(path: os.PathLike | str, rgb: np.ndarray) -> None:
         raise OutputError(f"{path}: unsupported image extension {suffix!r} (use .png, .jpg or .bmp)")
     if path.is_dir():
         raise OutputError(f"{path}: is a directory")
+    with _replacing(path) as handle:
+        Image.fromarray(rgb).save(handle, format=fmt)
+
+
+@contextlib.contextmanager
+def _replacing(path: Path) -> Iterator:
+    """An open temporary file beside ``path`` that replaces it when the block ends without an
+    error, and is deleted otherwise: ``path`` never holds a truncated file."""
     tmp = atomic_target(path)
     try:
         with open(tmp, "wb") as handle:
-            Image.fromarray(rgb).save(handle, format=fmt)
+            yield handle
         os.replace(tmp, path)
     except OSError as exc:
         os.unlink(tmp)
@@ -251,43 +260,34 @@ def write_png_rows(
     path = Path(path)
     if path.is_dir():
         raise OutputError(f"{path}: is a directory")
-    tmp = atomic_target(path)
-    try:
-        with open(tmp, "wb") as handle:
-            rows_done, compressor = 0, zlib.compressobj(compress_level)
-            for strip in strips:
-                if rows_done == 0:
-                    channels, bit_depth = strip.shape[2], 16 if strip.dtype == np.uint16 else 8
-                    color_type = {3: 2, 4: 6}[channels]
-                    handle.write(b"\x89PNG\r\n\x1a\n")
-                    handle.write(_png_chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, bit_depth,
-                                                                 color_type, 0, 0, 0)))
-                    bytes_per_px = channels * bit_depth // 8
-                if strip.shape[1:] != (width, channels):
-                    raise ValueError(f"strip shaped {strip.shape}, expected (rows, {width}, {channels})")
-                raw = np.ascontiguousarray(strip, dtype=">u2" if bit_depth == 16 else np.uint8)
-                raw = raw.view(np.uint8).reshape(len(strip), -1)
-                # PNG filter 1 ("Sub", the difference from the pixel to the left) compresses
-                # photographs about as well as Pillow's choice and costs one subtraction.
-                filtered = np.empty((len(strip), raw.shape[1] + 1), dtype=np.uint8)
-                filtered[:, 0] = 1
-                filtered[:, 1 : 1 + bytes_per_px] = raw[:, :bytes_per_px]
-                np.subtract(raw[:, bytes_per_px:], raw[:, :-bytes_per_px], out=filtered[:, 1 + bytes_per_px :])
-                data = compressor.compress(filtered.data)
-                if data:
-                    handle.write(_png_chunk(b"IDAT", data))
-                rows_done += len(strip)
-            if rows_done != height:
-                raise ValueError(f"got {rows_done} rows for a {height}-row PNG")
-            handle.write(_png_chunk(b"IDAT", compressor.flush()))
-            handle.write(_png_chunk(b"IEND", b""))
-        os.replace(tmp, path)
-    except OSError as exc:
-        os.unlink(tmp)
-        raise OutputError(f"{path}: cannot write ({exc.strerror or exc})") from None
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    with _replacing(path) as handle:
+        rows_done, compressor = 0, zlib.compressobj(compress_level)
+        for strip in strips:
+            if rows_done == 0:
+                channels, bit_depth = strip.shape[2], 16 if strip.dtype == np.uint16 else 8
+                color_type = {3: 2, 4: 6}[channels]
+                handle.write(b"\x89PNG\r\n\x1a\n")
+                handle.write(_png_chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, bit_depth,
+                                                             color_type, 0, 0, 0)))
+                bytes_per_px = channels * bit_depth // 8
+            if strip.shape[1:] != (width, channels):
+                raise ValueError(f"strip shaped {strip.shape}, expected (rows, {width}, {channels})")
+            raw = np.ascontiguousarray(strip, dtype=">u2" if bit_depth == 16 else np.uint8)
+            raw = raw.view(np.uint8).reshape(len(strip), -1)
+            # PNG filter 1 ("Sub", the difference from the pixel to the left) compresses
+            # photographs about as well as Pillow's choice and costs one subtraction.
+            filtered = np.empty((len(strip), raw.shape[1] + 1), dtype=np.uint8)
+            filtered[:, 0] = 1
+            filtered[:, 1 : 1 + bytes_per_px] = raw[:, :bytes_per_px]
+            np.subtract(raw[:, bytes_per_px:], raw[:, :-bytes_per_px], out=filtered[:, 1 + bytes_per_px :])
+            data = compressor.compress(filtered.data)
+            if data:
+                handle.write(_png_chunk(b"IDAT", data))
+            rows_done += len(strip)
+        if rows_done != height:
+            raise ValueError(f"got {rows_done} rows for a {height}-row PNG")
+        handle.write(_png_chunk(b"IDAT", compressor.flush()))
+        handle.write(_png_chunk(b"IEND", b""))
 
 
 def modcrop(image: np.ndarray, scale: int) -> np.ndarray:
