@@ -181,11 +181,10 @@ def run_segmented(
             else:
                 results = run_local_jobs(jobs, workers, on_event=on_event)
         except KeyboardInterrupt:
-            work.release()
+            note = _keep_or_remove(work)
             return RunStats(frames=sum(frames_done.values()), wall_seconds=time.perf_counter() - started,
                             backend=spec.backend, busy_seconds={}, interrupted=True, output_path=None,
-                            input_size=(info.width, info.height), output_size=out_size,
-                            notes=(f"finished segments kept in {work.path}: run again with --resume to continue",))
+                            input_size=(info.width, info.height), output_size=out_size, notes=(note,))
         if mismatch:
             # Keyframes that are not clean cut points (or a damaged index): one stream is the safe way.
             work.remove()
@@ -204,7 +203,7 @@ def run_segmented(
             raise InputError(f"{config.input_path}: joined {joined.frames} frames, expected {plan.num_frames}")
         work.remove()
     except BaseException:
-        work.release()
+        _keep_or_remove(work)
         raise
     busy: dict[str, float] = {}
     for result in results.values():
@@ -223,6 +222,16 @@ def _decode_notes(results: dict) -> list[str]:
     for index in sorted(results):
         notes += [note for note in results[index].notes if note not in notes]
     return notes
+
+
+def _keep_or_remove(work) -> str:
+    """After a stop: keep the work folder when it holds finished segments (for --resume), else
+    remove it, so a run that failed at once (a wrong Ray address) leaves nothing behind."""
+    if work.done_indices():
+        work.release()
+        return f"finished segments kept in {work.path}: run again with --resume to continue"
+    work.remove()
+    return "no segment was finished: nothing kept"
 
 
 def run_local_jobs(jobs: list[SegmentJob], workers: int, *, on_event) -> dict[int, SegmentResult]:

@@ -7,9 +7,14 @@ own node and returns the file's bytes (a segment is a few seconds of video, a fe
 driver writes them into the work folder under a temporary name and renames them into place,
 so ``--resume`` and the join work exactly as with local workers.
 
-Progress crosses the cluster as small messages to one actor, which the driver polls; a task
-never calls back into the driver. Ray is optional (``pip install -e ".[ray]"``): it is imported
-only here, only when ``--ray`` is given.
+Progress crosses the cluster as small messages to one actor (a task says when it starts, on
+which node, and then its frame count at most 4 times a second); the driver polls the actor
+between ``ray.wait`` calls of 0.25 s and turns what it finds into the same events as the local
+pool. A task never calls back into the driver. A task killed by a cancel leaves its folder
+behind; the next task on that node removes it.
+
+Ray is optional (``pip install -e ".[ray]"``): it is imported only here, only when ``--ray``
+is given.
 """
 from __future__ import annotations
 
@@ -21,12 +26,14 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from ..errors import BackendUnavailable, VsrError
+from ..errors import BackendUnavailable, InputError, VsrError
 from .pool import PROGRESS_INTERVAL_SECONDS, WorkerFailed
 from .worker import SegmentJob, SegmentResult, available_cpus
 
 #: Seconds the driver waits for a finished task before it polls progress again.
 POLL_SECONDS = 0.25
+#: A task's folder on its node: ``vsr-ray-<pid of the Ray worker>-XXXXXXXX`` in the temporary folder.
+TASK_FOLDER_PREFIX = "vsr-ray-"
 
 
 def _import_ray():
@@ -41,6 +48,12 @@ def _connect(ray, address: str) -> bool:
     """Start a local instance ("local") or join a cluster; True when this call started Ray."""
     if ray.is_initialized():
         return False
+    if address.startswith("ray://"):
+        try:
+            import grpc  # noqa: F401  (Ray Client; plain `pip install ray` lacks it)
+        except ImportError:
+            raise BackendUnavailable(f'Ray Client ({address}) needs grpcio: pip install -e ".[ray]" '
+                                     '(or pip install "ray[client]")') from None
     if address not in ("local", "auto"):
         _check_reachable(address)
     quiet = dict(include_dashboard=False, log_to_driver=False, logging_level="ERROR", configure_logging=True)
@@ -51,8 +64,14 @@ def _connect(ray, address: str) -> bool:
         else:
             quiet.pop("include_dashboard")
             ray.init(address=address, **quiet)
-    except (ConnectionError, RuntimeError, ValueError) as exc:
-        raise WorkerFailed(f"cannot reach Ray at {address!r}: {exc}") from None
+    except Exception as exc:  # ConnectionError, RuntimeError ... and a bare Exception when a new node times out
+        if ray.is_initialized():
+            ray.shutdown()
+        lines = str(exc).strip().splitlines()
+        detail = lines[0] if lines else type(exc).__name__
+        if address == "local":
+            raise WorkerFailed(f"cannot start a local Ray instance: {detail}") from None
+        raise WorkerFailed(f"cannot reach Ray at {address!r}: {detail}") from None
     return True
 
 
@@ -76,7 +95,12 @@ def _run_task(job: SegmentJob, progress) -> tuple[SegmentResult, bytes]:
 
     from .worker import encode_segment
 
-    folder = tempfile.mkdtemp(prefix="vsr-ray-")
+    node = ray.get_runtime_context().get_node_id()
+    progress.started.remote(job.segment.index, node)
+    if not os.path.isfile(job.input_path):
+        raise InputError(f"{job.input_path} is not on Ray node {ray.util.get_node_ip_address()}: the input must be "
+                         "on a filesystem every node sees, at the same path")
+    folder = _task_folder()
     try:
         local = dataclasses.replace(job, output_path=os.path.join(folder, Path(job.output_path).name))
         last = [0.0]
@@ -91,21 +115,65 @@ def _run_task(job: SegmentJob, progress) -> tuple[SegmentResult, bytes]:
         data = Path(local.output_path).read_bytes()
     finally:
         shutil.rmtree(folder, ignore_errors=True)
-    return dataclasses.replace(result, worker=ray.get_runtime_context().get_node_id()), data
+    return dataclasses.replace(result, worker=node), data
+
+
+def _task_folder() -> str:
+    """A new folder for one task's segment file, in the node's temporary folder, named after
+    this worker process; folders of processes that no longer exist (tasks killed by a cancel
+    or a crash, whose own cleanup never ran) are removed first."""
+    root = tempfile.gettempdir()
+    _sweep_task_folders(root)
+    return tempfile.mkdtemp(prefix=f"{TASK_FOLDER_PREFIX}{os.getpid()}-", dir=root)
+
+
+def _sweep_task_folders(root: str) -> None:
+    try:
+        entries = list(os.scandir(root))
+    except OSError:
+        return
+    for entry in entries:
+        pid = entry.name[len(TASK_FOLDER_PREFIX):].split("-", 1)[0]
+        if entry.name.startswith(TASK_FOLDER_PREFIX) and pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(entry.path, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # another user's process
+        return True
+    return True
 
 
 class _ProgressBox:
-    """A Ray actor holding the newest frame count of each segment until the driver takes them."""
+    """A Ray actor holding which segments started (on which node) and the newest frame count
+    of each, until the driver takes them."""
 
     def __init__(self) -> None:
+        self._started: dict[int, str] = {}
         self._latest: dict[int, int] = {}
+
+    def started(self, index: int, node: str) -> None:
+        self._started[index] = node
 
     def report(self, index: int, frames_done: int) -> None:
         self._latest[index] = frames_done
 
-    def take(self) -> dict[int, int]:
-        latest, self._latest = self._latest, {}
-        return latest
+    def take(self) -> tuple[dict[int, str], dict[int, int]]:
+        taken = self._started, self._latest
+        self._started, self._latest = {}, {}
+        return taken
+
+
+def _take_progress(ray, progress) -> tuple[dict[int, str], dict[int, int]]:
+    """What the actor holds; nothing if it is unreachable (progress is news, not results)."""
+    try:
+        return ray.get(progress.take.remote(), timeout=10)
+    except Exception:  # the actor's node went away, a slow cluster: the tasks' results still count
+        return {}, {}
 
 
 def run_ray(
@@ -137,10 +205,20 @@ def run_ray(
             ref = task.options(**options).remote(dataclasses.replace(job, engine=engine), progress)
             pending[ref] = job.segment.index
         results: dict[int, SegmentResult] = {}
+        started: set[int] = set()
+
+        def start(index: int, worker: str) -> None:
+            if index not in started:
+                started.add(index)
+                on_event(("start", index, worker))
+
         while pending:
             ready, _ = ray.wait(list(pending), num_returns=1, timeout=POLL_SECONDS)
-            for index, frames_done in ray.get(progress.take.remote()).items():
-                if index not in results:
+            starts, latest = _take_progress(ray, progress)
+            for index, node in starts.items():
+                start(index, node)
+            for index, frames_done in latest.items():
+                if index not in results and index in started:
                     on_event(("progress", index, frames_done))
             for ref in ready:
                 index = pending.pop(ref)
@@ -158,7 +236,7 @@ def run_ray(
                     raise WorkerFailed(f"{what}: its Ray worker died ({type(exc).__name__})") from None
                 _write_atomic(Path(by_index[index].output_path), data)
                 results[index] = dataclasses.replace(result, path=by_index[index].output_path)
-                on_event(("start", index, result.worker))
+                start(index, result.worker)
                 on_event(("progress", index, result.frames))
                 on_event(("done", index, results[index]))
         return results
