@@ -246,8 +246,8 @@ def _video_input(text: str) -> Path | str:
 @click.option("--batch-size", type=click.IntRange(1, 64), default=1, show_default=True,
               help="Frames per network call.")
 @click.option("--workers", "workers_text", default="auto", show_default=True, metavar="N|auto",
-              help="Processes upscaling keyframe-aligned segments side by side. auto: one per 2 CPU cores "
-                   "(so one stream on a 2-core machine), up to 8 per GPU with --device cuda; 1: one stream.")
+              help="Processes upscaling keyframe-aligned segments side by side. auto: one per CPU core, "
+                   "up to 8 per GPU with --device cuda; 1: one stream.")
 @click.option("--segment-seconds", type=click.FloatRange(min=0.1), default=5.0, show_default=True,
               help="Segment length: each segment ends at the first keyframe this far from its start.")
 @click.option("--resume", is_flag=True, help="Continue an interrupted segmented run from its finished segments.")

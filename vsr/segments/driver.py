@@ -18,9 +18,10 @@ from ..pipeline.pipeline import RunConfig, RunStats, check_output, check_run, ru
 from .plan import SegmentPlan, plan_segments
 from .worker import SegmentJob, SegmentResult, available_cpus, thread_budget
 
-#: On CPUs each worker needs about two cores to keep its engine and its encoder busy:
-#: measured on the 2-core AMD EPYC (benchmarks/results/segments_cpu.md).
-CPU_CORES_PER_WORKER = 2
+#: One worker per core: on the 2-core AMD EPYC, 2 workers beat 1 in every paired round on both
+#: clips (360p->1080p 20.8 vs 19.3 fps, 720p->4K 5.28 vs 5.11 at best), and 4 did no better
+#: than 2 (benchmarks/results/segments_cpu.md). Each gets a one-thread share of everything.
+CPU_CORES_PER_WORKER = 1
 #: With a GPU the workers' CPU side (decode, chroma, encode) is the limit: one worker per two
 #: cores, as many as 8 per GPU (16 libx264 encoders reached 885 fps at 1080p on a 16-core
 #: H100 machine, issue #10), so a 16-core machine runs 8.
