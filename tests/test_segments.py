@@ -457,8 +457,15 @@ def test_sigterm_on_a_single_stream_finishes_a_playable_shorter_file(tmp_path):
     src, out = tmp_path / "long.mp4", tmp_path / "out.mp4"
     make_clip(src, frames=600, width=160, height=96)
     proc = _vsr("run", src, out, "--scale", 3, "--workers", 1, "--backend", "onnxruntime")
-    # Some frames are encoded once the temporary file has grown past the header.
-    _wait_for(lambda: any(p.stat().st_size > 50_000 for p in tmp_path.glob(".vsr-*.partial.mp4")), 120)
+
+    def some_frames_encoded() -> bool:  # the temporary file has grown past the header
+        try:
+            return any(p.stat().st_size > 50_000 for p in tmp_path.glob(".vsr-*.partial.mp4"))
+        except FileNotFoundError:  # renamed between glob and stat: the run just finished
+            return False
+
+    _wait_for(lambda: some_frames_encoded() or proc.poll() is not None, 120)
+    assert proc.poll() is None, proc.communicate()[1]  # still running when signalled
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
-from ..errors import InputError
 
 
 @dataclass(frozen=True)
@@ -57,11 +56,12 @@ def plan_segments(path: os.PathLike | str, *, segment_seconds: float, max_frames
         return _whole(Fraction(1, 1), 0, "the input is not a regular file (no seeking)")
     try:
         container = av.open(path_text, "r")
-    except av.error.FFmpegError as exc:
-        raise InputError(f"{path}: cannot be opened as a video ({exc})") from None
+    except (av.error.FFmpegError, OSError, UnicodeDecodeError):
+        # The single stream's reader says what is wrong with such a file, in its own words.
+        return _whole(Fraction(1, 1), 0, "the input cannot be read")
     with container:
         if not container.streams.video:
-            raise InputError(f"{path}: has no video stream")
+            return _whole(Fraction(1, 1), 0, "the input has no video stream")
         stream = container.streams.video[0]
         time_base = stream.time_base or Fraction(1, 90000)
         pts_list: list[int] = []
