@@ -117,8 +117,10 @@ def test_ctrl_c_keeps_the_frames_done_as_a_playable_file(tmp_path):
     sleep, so the run is always mid-way (it cannot have finished, nor not yet started)."""
     src, out = tmp_path / "long.mp4", tmp_path / "out.mp4"
     make_clip(src, frames=400, width=160, height=96)
+    # The default SIGINT disposition, as under a shell: an ignored one would be inherited from pytest.
     proc = subprocess.Popen([sys.executable, "-m", "vsr", "run", str(src), str(out), "--scale", "3",
-                             "--backend", "onnxruntime", "--workers", "1"], stderr=subprocess.PIPE, text=True)
+                             "--backend", "onnxruntime", "--workers", "1"], stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 120
     while not any(p.stat().st_size > 0 for p in tmp_path.glob(".vsr-*.partial.mp4")):
         assert proc.poll() is None and time.monotonic() < deadline, "the run ended before writing frames"

@@ -262,9 +262,15 @@ def test_auto_workers_follow_cores_and_gpus():
 
 # -- the CLI in a real process: signals, kills, resume ---------------------------------------
 
+def _as_from_a_shell() -> None:
+    """A terminal's child gets Ctrl-C; a test's child inherits whatever SIGINT disposition the
+    test process has (an ignored SIGINT stays ignored across exec), so restore the default."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _vsr(*args: object, **kwargs) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "vsr.cli", *map(str, args)], stderr=subprocess.PIPE,
-                            stdout=subprocess.PIPE, text=True, **kwargs)
+                            stdout=subprocess.PIPE, text=True, preexec_fn=_as_from_a_shell, **kwargs)
 
 
 def _children(pid: int) -> list[int]:

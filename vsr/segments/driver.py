@@ -195,11 +195,17 @@ def run_segmented(
         end_seconds = None
         if config.max_frames is not None and plan.segments[-1].end_pts is not None:
             end_seconds = float(plan.segments[-1].end_pts * plan.time_base)
-        joined = join_segments(
-            parts, output, first_pts=[s.first_pts for s in plan.segments], time_base=info.time_base, rotation_degrees=info.rotation_degrees,
-            audio_from=config.input_path if config.encode.audio and (info.has_audio or info.has_subtitles) else None,
-            end_seconds=end_seconds,
-        )
+        try:
+            joined = join_segments(
+                parts, output, first_pts=[s.first_pts for s in plan.segments], time_base=info.time_base,
+                rotation_degrees=info.rotation_degrees, end_seconds=end_seconds,
+                audio_from=config.input_path if config.encode.audio and (info.has_audio or info.has_subtitles) else None,
+            )
+        except KeyboardInterrupt:  # every segment is done: --resume only has the join left to do
+            return RunStats(frames=sum(frames_done.values()), wall_seconds=time.perf_counter() - started,
+                            backend=spec.backend, busy_seconds={}, interrupted=True, output_path=None,
+                            input_size=(info.width, info.height), output_size=out_size,
+                            notes=(_keep_or_remove(work),))
         if joined.frames != plan.num_frames:
             raise InputError(f"{config.input_path}: joined {joined.frames} frames, expected {plan.num_frames}")
         work.remove()
