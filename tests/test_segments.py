@@ -461,12 +461,12 @@ def test_sigterm_on_a_single_stream_finishes_a_playable_shorter_file(tmp_path):
     from .conftest import decode_all
 
     src, out = tmp_path / "long.mp4", tmp_path / "out.mp4"
-    make_clip(src, frames=600, width=160, height=96)
+    make_clip(src, frames=1500, width=160, height=96)
     proc = _vsr("run", src, out, "--scale", 3, "--workers", 1, "--backend", "onnxruntime")
 
-    def some_frames_encoded() -> bool:  # the temporary file has grown past the header
+    def some_frames_encoded() -> bool:  # the first mux writes the header with the first frame
         try:
-            return any(p.stat().st_size > 50_000 for p in tmp_path.glob(".vsr-*.partial.mp4"))
+            return any(p.stat().st_size > 0 for p in tmp_path.glob(".vsr-*.partial.mp4"))
         except FileNotFoundError:  # renamed between glob and stat: the run just finished
             return False
 
@@ -476,7 +476,7 @@ def test_sigterm_on_a_single_stream_finishes_a_playable_shorter_file(tmp_path):
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
     assert "Traceback" not in err and not list(tmp_path.glob(".vsr-*"))
-    assert 0 < len(decode_all(out)[0]) < 600
+    assert 0 < len(decode_all(out)[0]) < 1500
 
 
 @pytest.mark.needs_cuda
