@@ -108,7 +108,7 @@ def run_segmented(
     on_frame: Callable[[int], None] | None = None,
 ) -> RunStats:
     from ..media.decode import VideoReader
-    from ..media.encode import VideoSpec, output_layout
+    from ..media.encode import output_layout
     from ..media.mux import join_segments
     from .workdir import WorkFolder, input_identity
 
@@ -126,9 +126,6 @@ def run_segmented(
     spec = replace(spec, num_threads=budget)
     encode = replace(config.encode, encoder_threads=budget)
     out_size = (info.width * config.scale, info.height * config.scale)
-    video = VideoSpec(time_base=info.time_base, average_fps=info.average_fps, color_range=info.color_range,
-                      colorspace=info.colorspace, color_primaries=info.color_primaries, color_trc=info.color_trc,
-                      rotation_degrees=info.rotation_degrees, sample_aspect_ratio=info.sample_aspect_ratio)
     manifest = {
         "input": input_identity(Path(config.input_path)),
         "engine": _engine_identity(spec),
@@ -150,7 +147,7 @@ def run_segmented(
                      plan.num_frames)
         jobs = [SegmentJob(
             input_path=str(config.input_path), segment=segment, output_path=str(work.segment_path(segment.index)),
-            engine=spec, encode=encode, video=video, layout=info.layout, out_layout=out_layout, out_size=out_size,
+            engine=spec, encode=encode, video=info, layout=info.layout, out_layout=out_layout, out_size=out_size,
             decoder_threads=budget, queue_depth=config.queue_depth,
             in_size=(info.width, info.height), deinterlace=config.deinterlace and info.interlaced,
         ) for segment in plan.segments if segment.index not in done]

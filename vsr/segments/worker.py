@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Callable
 
 from ..backends import EngineSpec
+from ..media.decode import StreamInfo
 from ..media.encode import EncodeOptions, VideoSpec
 from .plan import Segment
 
@@ -22,7 +23,7 @@ class SegmentJob:
     """Everything a worker needs for one segment; every field pickles.
 
     ``layout`` is the source's chroma layout (frames are decoded to it), ``out_layout`` the
-    output's; ``video`` carries the timing, colour tags and rotation the encoder writes.
+    output's; ``video`` (the probed StreamInfo, or a VideoSpec) carries the timing, colour tags and rotation the encoder writes.
     ``encode`` is identical for every segment, so the joined stream has one set of settings.
     """
 
@@ -31,7 +32,7 @@ class SegmentJob:
     output_path: str
     engine: EngineSpec
     encode: EncodeOptions
-    video: VideoSpec
+    video: StreamInfo | VideoSpec
     layout: str
     out_layout: str
     out_size: tuple[int, int]
