@@ -41,14 +41,30 @@ def main() -> None:
     """vsr: real-time super-resolution of video and images with ESPCN."""
 
 
+def _model_option(command):
+    """--model, shared by every command that runs or trains a network."""
+    return click.option("--model", "model_name", default="espcn", show_default=True, metavar="NAME",
+                        help="Which model of the ladder (`vsr models` lists them).")(command)
+
+
 @main.command()
 @click.argument("data", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--scale", type=SCALES, required=True, help="Upscaling factor.")
+@_model_option
 @click.option("--epochs", type=click.IntRange(min=1), default=100, show_default=True)
+@click.option("--sampling", type=click.Choice(["grid", "random"]), default="grid", show_default=True,
+              help="grid: the paper's patch grid, one epoch = every patch once; random: random crops gathered on "
+                   "the device from images kept there (fast on GPUs), --steps-per-epoch batches per epoch.")
+@click.option("--steps-per-epoch", type=click.IntRange(min=1), default=500, show_default=True,
+              help="Batches per epoch with --sampling random.")
+@click.option("--loss", type=click.Choice(["l2", "l1", "l1-l2"]), default="l2", show_default=True,
+              help="l1-l2: L1 for the first 80% of the run, then MSE.")
+@click.option("--budget-minutes", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Stop after this much training time; the cosine schedule then follows the clock.")
 @click.option("--val", "val_dirs", multiple=True, type=click.Path(path_type=Path),
               help="Validation images (folder or file; repeatable). Default: every 20th training image, held out.")
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), default=Path("runs"), show_default=True,
-              help="Folder for checkpoints (espcn_xN.pt = best, espcn_xN_last.pt = for --resume) and the log.")
+              help="Folder for checkpoints (MODEL_xN.pt = best, MODEL_xN_last.pt = for --resume) and the log.")
 @click.option("--degradation", type=click.Choice(["bicubic", "gaussian"]), default="bicubic", show_default=True,
               help="How LR inputs are made: MATLAB antialiased bicubic, or the paper's Gaussian blur + subsample.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
@@ -72,7 +88,7 @@ def main() -> None:
 @click.option("--ema", "ema_decay", type=click.FloatRange(0, 1, max_open=True), default=0.999, show_default=True,
               help="Decay of the moving average of the weights that is validated and saved (0: raw weights).")
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--resume", is_flag=True, help="Continue from OUT/espcn_xN_last.pt.")
+@click.option("--resume", is_flag=True, help="Continue from OUT/MODEL_xN_last.pt.")
 @click.option("--init", type=click.Path(path_type=Path), default=None,
               help="Start from these weights (layers whose shapes match, e.g. another scale's).")
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N.")
@@ -82,14 +98,17 @@ def main() -> None:
               help="CPU threads (default: one per core). Two 1-thread runs beat one 2-thread run on 2 cores.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar or epoch lines.")
 @_reports_errors
-def train(data, scale, epochs, val_dirs, out_dir, degradation, batch_size, jitter, patch_px, stride_px, lr, schedule,
-          min_lr, patience, ema_decay, seed, resume, init, device, mixed_precision, threads, quiet):
-    """Train ESPCN on folders of HR images (PNG/JPG/BMP, searched recursively)."""
+def train(data, scale, model_name, epochs, sampling, steps_per_epoch, loss, budget_minutes, val_dirs, out_dir,
+          degradation, batch_size, jitter, patch_px, stride_px, lr, schedule, min_lr, patience, ema_decay, seed,
+          resume, init, device, mixed_precision, threads, quiet):
+    """Train a model of the ladder on folders of HR images (PNG/JPG/BMP, searched recursively)."""
     from .train import TrainConfig
     from .train import train as run_training
 
     config = TrainConfig(
         data_dirs=tuple(data), scale=int(scale), out_dir=out_dir, epochs=epochs, val_dirs=tuple(val_dirs),
+        model=model_name, sampling=sampling, steps_per_epoch=steps_per_epoch, loss=loss,
+        time_budget_s=(budget_minutes or 0) * 60,
         degradation=degradation, batch_size=batch_size, jitter=jitter, patch_px=patch_px, stride_px=stride_px,
         lr=lr, schedule=schedule, min_lr=min_lr, patience=patience, ema_decay=ema_decay, seed=seed, resume=resume,
         init=init, device=device, mixed_precision=mixed_precision, num_threads=threads,

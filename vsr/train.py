@@ -1,9 +1,15 @@
-"""Training ESPCN on folders of HR images (``vsr train``).
+"""Training any model of the ladder on folders of HR images (``vsr train``).
 
-Patches as in the paper: the target is a 17r x 17r HR patch, taken on a grid with a
-stride of 14 LR pixels (17 minus one per odd kernel); the LR input carries the 4 pixels
-of context the unpadded network consumes, mirrored where the patch meets the image
-border, exactly as ``ESPCN.forward`` mirrors whole frames at inference.
+Two ways to take patches (``TrainConfig.sampling``):
+
+- ``grid``: the ESPCN paper's. The target is a 17r x 17r HR patch, taken on a grid with a
+  stride of 14 LR pixels (17 minus one per odd kernel), shifted at random each epoch.
+- ``random``: random aligned crops gathered on the device from whole images kept there
+  (``RandomCrops``): no per-step host work, any batch size, so a GPU is never left waiting.
+
+Either way the LR input carries the context an unpadded network consumes (``context_px``:
+4 for ESPCN, 0 for padded networks), mirrored where the patch meets the image border,
+exactly as the network's ``forward`` mirrors whole frames at inference.
 """
 from __future__ import annotations
 
@@ -22,7 +28,7 @@ from .color import rgb_to_y
 from .errors import InputError, OutputError
 from .images import DEGRADATIONS, degrade, find_images, modcrop, read_rgb
 from .metrics import psnr
-from .models.espcn import ESPCN
+from .models.registry import DEFAULT_MODEL, get_model
 from .models.weights import check_scale, load_checkpoint
 
 
@@ -46,6 +52,18 @@ class TrainConfig:
     scale: int
     out_dir: Path
     epochs: int = 100
+    #: Which model of the ladder (``vsr models``) to train.
+    model: str = DEFAULT_MODEL
+    #: "grid": the paper's patch grid (one epoch = every patch once); "random": random crops
+    #: gathered on the device, ``steps_per_epoch`` batches per epoch.
+    sampling: str = "grid"
+    steps_per_epoch: int = 500
+    #: "l2" (MSE, what PSNR measures), "l1" (converges faster on deep networks), or "l1-l2":
+    #: L1 for the first 80% of the run, then MSE to polish PSNR.
+    loss: str = "l2"
+    #: Stop after this much training time (seconds, 0: no limit), with the cosine schedule
+    #: then following time instead of epochs, so a fixed budget still ends at ``min_lr``.
+    time_budget_s: float = 0.0
     val_dirs: tuple[Path, ...] = ()
     degradation: str = "bicubic"
     batch_size: int = 64
@@ -66,7 +84,6 @@ class TrainConfig:
     #: bf16 for the two feature layers (2x faster on CPUs with AMX, and on GPUs); the last layer,
     #: the loss and the weights stay fp32, so the final precision is not limited by bf16.
     mixed_precision: bool = True
-    head_lr_factor: float = 1.0
     #: Validate and keep an exponential moving average of the weights (0: the raw weights). The
     #: average removes most of the step-to-step noise of small batches without lowering the rate.
     ema_decay: float = 0.999
@@ -86,12 +103,12 @@ class TrainResult:
 
 
 def degraded_images(
-    paths: list[Path], scale: int, degradation: str, progress: bool = False
+    paths: list[Path], scale: int, degradation: str, progress: bool = False, context_px: int = 4,
 ) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Each image as (LR luma with 4 mirrored pixels of context, float32; HR luma, uint8)."""
+    """Each image as (LR luma with ``context_px`` mirrored pixels of context, float32; HR luma, uint8)."""
     from tqdm import tqdm
 
-    context = ESPCN.CONTEXT_PX
+    context = context_px
     pairs = []
     for path in tqdm(paths, desc=f"degrading x{scale}", unit="img", disable=not progress, leave=False):
         hr = modcrop(rgb_to_y(read_rgb(path)), scale)
@@ -102,18 +119,20 @@ def degraded_images(
 
 
 SCHEDULES = ("plateau", "cosine")
+SAMPLINGS = ("grid", "random")
+LOSSES = ("l2", "l1", "l1-l2")
 
 
 def grid_patches(
     pairs: list[tuple[np.ndarray, np.ndarray]], scale: int, patch_px: int, stride_px: int,
-    origin_px: tuple[int, int] = (0, 0),
+    origin_px: tuple[int, int] = (0, 0), context_px: int = 4,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """LR patches with context (N, P+8, P+8) float32 and HR targets (N, P*s, P*s) uint8.
+    """LR patches with context (N, P+2c, P+2c) float32 and HR targets (N, P*s, P*s) uint8.
 
     The grid starts at ``origin_px`` (LR rows, columns): shifting it between epochs shows the
     network other patches of the same images at the paper's stride.
     """
-    context = ESPCN.CONTEXT_PX
+    context = context_px
     lr_patches, hr_patches = [], []
     for lr_ctx, hr in pairs:
         h_lr, w_lr = lr_ctx.shape[0] - 2 * context, lr_ctx.shape[1] - 2 * context
@@ -155,21 +174,85 @@ def _torch_upscaler(model, device):
     return upscale
 
 
+class RandomCrops:
+    """Random aligned (LR with context, HR) patches gathered on the device from whole images
+    kept there, as flat tensors with per-image offsets: a batch is two index computations and
+    two gathers, with no host work and no host-device copy per step.
+
+    Every LR position whose patch fits is equally likely (images are drawn by their number of
+    positions), so large images are not under-sampled as a per-image draw would do.
+    """
+
+    def __init__(self, pairs, scale: int, patch_px: int, context_px: int, device, seed: int) -> None:
+        import torch
+
+        usable = [(lr, hr) for lr, hr in pairs if min(lr.shape) - 2 * context_px >= patch_px]
+        if not usable:
+            raise InputError(f"no training patches: every image is smaller than {patch_px * scale}px")
+        self.scale, self.patch_px, self.context_px = scale, patch_px, context_px
+        as_long = lambda values: torch.tensor(values, dtype=torch.int64, device=device)  # noqa: E731
+        lr_sizes = [lr.size for lr, _ in usable]
+        hr_sizes = [hr.size for _, hr in usable]
+        self.lr_flat = torch.from_numpy(np.concatenate([lr.ravel() for lr, _ in usable])).to(device)
+        self.hr_flat = torch.from_numpy(np.concatenate([hr.ravel() for _, hr in usable])).to(device)
+        self.lr_offset = as_long(np.cumsum([0] + lr_sizes[:-1]).tolist())
+        self.hr_offset = as_long(np.cumsum([0] + hr_sizes[:-1]).tolist())
+        self.lr_width = as_long([lr.shape[1] for lr, _ in usable])
+        self.hr_width = as_long([hr.shape[1] for _, hr in usable])
+        rows = [lr.shape[0] - 2 * context_px - patch_px + 1 for lr, _ in usable]
+        cols = [lr.shape[1] - 2 * context_px - patch_px + 1 for lr, _ in usable]
+        self.rows, self.cols = as_long(rows), as_long(cols)
+        self.weights = torch.tensor([r * c for r, c in zip(rows, cols)], dtype=torch.float32, device=device)
+        side = patch_px + 2 * context_px
+        self.lr_grid = torch.arange(side, device=device)
+        self.hr_grid = torch.arange(patch_px * scale, device=device)
+        self.generator = torch.Generator(device=device).manual_seed(seed)
+        self.images = len(usable)
+
+    def batch(self, n: int):
+        """(LR (n, 1, P+2c, P+2c) float32, HR (n, 1, P*s, P*s) float32 in [0, 1])."""
+        import torch
+
+        g = self.generator
+        image = torch.multinomial(self.weights, n, replacement=True, generator=g)
+        top = (torch.rand(n, device=self.weights.device, generator=g) * self.rows[image]).long()
+        left = (torch.rand(n, device=self.weights.device, generator=g) * self.cols[image]).long()
+        lr_index = (self.lr_offset[image, None, None]
+                    + (top[:, None, None] + self.lr_grid[None, :, None]) * self.lr_width[image, None, None]
+                    + left[:, None, None] + self.lr_grid[None, None, :])
+        s = self.scale
+        hr_index = (self.hr_offset[image, None, None]
+                    + (top[:, None, None] * s + self.hr_grid[None, :, None]) * self.hr_width[image, None, None]
+                    + left[:, None, None] * s + self.hr_grid[None, None, :])
+        return self.lr_flat[lr_index][:, None], self.hr_flat[hr_index][:, None].float().div_(255.0)
+
+
+def _cosine(progress: float, floor: float) -> float:
+    return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+
+
 def train(config: TrainConfig) -> TrainResult:
     import torch
     from tqdm import tqdm
 
     check_scale(config.scale)
-    if config.degradation not in DEGRADATIONS:
-        raise InputError(f"degradation must be one of {', '.join(DEGRADATIONS)}")
-    if config.schedule not in SCHEDULES:
-        raise InputError(f"schedule must be one of {', '.join(SCHEDULES)}")
+    info = get_model(config.model)
+    if config.scale not in info.scales:
+        raise InputError(f"model {info.name} has no x{config.scale}")
+    for value, allowed, what in ((config.degradation, DEGRADATIONS, "degradation"),
+                                 (config.schedule, SCHEDULES, "schedule"), (config.sampling, SAMPLINGS, "sampling"),
+                                 (config.loss, LOSSES, "loss")):
+        if value not in allowed:
+            raise InputError(f"{what} must be one of {', '.join(allowed)}")
+    if config.time_budget_s and config.schedule != "cosine":
+        raise InputError("a time budget needs the cosine schedule (a plateau schedule has no end to aim at)")
     stride_px = config.stride_px or max(1, config.patch_px - 3)
     if config.device.startswith("cuda") and not torch.cuda.is_available():
         raise InputError("--device cuda: no CUDA GPU is visible to torch")
     device = torch.device(config.device)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed patch shapes: pick the fastest kernels once
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
     out_dir = Path(config.out_dir)
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -182,6 +265,7 @@ def train(config: TrainConfig) -> TrainResult:
     np.random.seed(config.seed)
     torch.manual_seed(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
+    context_px = info.context_px
 
     train_paths = find_images(*config.data_dirs)
     if not train_paths:
@@ -192,44 +276,46 @@ def train(config: TrainConfig) -> TrainResult:
         # Hold out every 20th image so validation measures generalisation, not memory.
         val_paths = train_paths[::20]
         train_paths = [p for p in train_paths if p not in set(val_paths)] or val_paths
-    log = _Logger(out_dir / f"espcn_x{config.scale}_log.jsonl", config.progress)
-    log.say(f"x{config.scale}: {len(train_paths)} training images, {len(val_paths)} validation images")
+    stem = f"{info.name}_x{config.scale}"
+    log = _Logger(out_dir / f"{stem}_log.jsonl", config.progress)
+    log.say(f"{info.name} x{config.scale}: {len(train_paths)} training images, {len(val_paths)} validation images")
 
-    pairs = degraded_images(train_paths, config.scale, config.degradation, config.progress)
-    too_small = sum(min(lr.shape) - 2 * ESPCN.CONTEXT_PX < config.patch_px for lr, _ in pairs)
+    pairs = degraded_images(train_paths, config.scale, config.degradation, config.progress, context_px)
+    too_small = sum(min(lr.shape) - 2 * context_px < config.patch_px for lr, _ in pairs)
     if too_small:
         log.say(f"{too_small} image(s) smaller than a {config.patch_px * config.scale}px patch: not used")
     validate = _Validator(val_paths, config.scale, config.degradation)
 
-    def patches(origin_px):
-        lr_np, hr_np = grid_patches(pairs, config.scale, config.patch_px, stride_px, origin_px)
-        # The whole epoch's patches live on the device (tens of MB): on a GPU, batches are then
-        # gathered there instead of copied over PCIe at every step.
-        return torch.from_numpy(lr_np)[:, None].to(device), torch.from_numpy(hr_np)[:, None].to(device)
+    if config.sampling == "grid":
+        def patches(origin_px):
+            lr_np, hr_np = grid_patches(pairs, config.scale, config.patch_px, stride_px, origin_px, context_px)
+            # The whole epoch's patches live on the device (tens of MB): on a GPU, batches are then
+            # gathered there instead of copied over PCIe at every step.
+            return torch.from_numpy(lr_np)[:, None].to(device), torch.from_numpy(hr_np)[:, None].to(device)
 
-    lr_all, hr_all = patches((0, 0))
-    log.say(
-        f"{len(lr_all)} patches of {config.patch_px * config.scale}px ({config.degradation} degradation)"
-        + (", grid shifted at random each epoch" if config.jitter else "")
-    )
+        lr_all, hr_all = patches((0, 0))
+        crops = None
+        log.say(
+            f"{len(lr_all)} patches of {config.patch_px * config.scale}px ({config.degradation} degradation)"
+            + (", grid shifted at random each epoch" if config.jitter else "")
+        )
+    else:
+        crops = RandomCrops(pairs, config.scale, config.patch_px, context_px, device, config.seed)
+        del pairs  # on the device now
+        log.say(f"random {config.patch_px * config.scale}px crops of {crops.images} images on {device}, "
+                f"{config.steps_per_epoch} batches of {config.batch_size} per epoch ({config.degradation} degradation)")
 
-    # channels_last: oneDNN's convolutions (forward and backward) run ~1.6x faster in it on CPUs.
-    model = ESPCN(config.scale).to(device, memory_format=torch.channels_last)
+    # channels_last: oneDNN's and cuDNN's convolutions (forward and backward) run faster in it.
+    model = info.build(config.scale).to(device, memory_format=torch.channels_last)
     if config.init is not None:
         _transfer(model, load_checkpoint(config.init)["state_dict"])
     ema = copy.deepcopy(model) if config.ema_decay else model
-    head_params = list(model.conv3.parameters())
-    feature_params = [p for p in model.parameters() if all(p is not q for q in head_params)]
-    optimizer = torch.optim.Adam(
-        [{"params": feature_params, "lr": config.lr}, {"params": head_params, "lr": config.lr * config.head_lr_factor}]
-    )
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    floor = min(config.min_lr / config.lr, 1.0)
     if config.schedule == "cosine":
-        # Closed form in the epoch number (LambdaLR saves no curve): a run resumed with a larger
+        # Closed form in the progress (LambdaLR saves no curve): a run resumed with a larger
         # --epochs follows the longer cosine from where it stands.
-        floor = min(config.min_lr / config.lr, 1.0)
-        scheduler = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lambda epoch: floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * min(epoch / config.epochs, 1)))
-        )
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda epoch: _cosine(epoch / config.epochs, floor))
     else:
         scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
             optimizer,
@@ -240,8 +326,8 @@ def train(config: TrainConfig) -> TrainResult:
             threshold_mode="abs",
             min_lr=config.min_lr,
         )
-    last_path = out_dir / f"espcn_x{config.scale}_last.pt"
-    best_path = out_dir / f"espcn_x{config.scale}.pt"
+    last_path = out_dir / f"{stem}_last.pt"
+    best_path = out_dir / f"{stem}.pt"
     start_epoch, best_psnr, best_epoch, wall_before, steps = 0, -math.inf, 0, 0.0, 0
     if config.resume and last_path.exists():
         state = torch.load(last_path, map_location="cpu", weights_only=False)
@@ -252,6 +338,8 @@ def train(config: TrainConfig) -> TrainResult:
         scheduler.load_state_dict(state["scheduler"])
         generator.set_state(state["generator"])
         torch.set_rng_state(state["torch_rng"])
+        if crops is not None and "crops_rng" in state:
+            crops.generator.set_state(state["crops_rng"])
         start_epoch, best_psnr, best_epoch = state["epoch"], state["best_val_psnr_db"], state["best_epoch"]
         wall_before = state["wall_seconds"]
         steps = state.get("steps", 0)
@@ -259,18 +347,30 @@ def train(config: TrainConfig) -> TrainResult:
     elif config.resume:
         log.say(f"--resume: no {last_path.name} in {out_dir}, starting afresh")
 
+    def progress_now() -> float:
+        """How far through the run (0..1): epochs, or the time budget if that ends first."""
+        wall = wall_before + time.perf_counter() - started
+        by_epochs = (epoch - 1 + b / max(batches, 1)) / config.epochs
+        return max(by_epochs, wall / config.time_budget_s) if config.time_budget_s else by_epochs
+
+    def loss_fn(output, target):
+        l2 = config.loss == "l2" or (config.loss == "l1-l2" and progress_now() >= 0.8)
+        return torch.nn.functional.mse_loss(output, target) if l2 else torch.nn.functional.l1_loss(output, target)
+
     model_params, ema_params = list(model.parameters()), list(ema.parameters())
     started = time.perf_counter()
-    n = len(lr_all)
-    batches = -(-n // config.batch_size)
+    epoch = start_epoch
     for epoch in range(start_epoch + 1, config.epochs + 1):
         model.train()
-        if config.jitter and epoch > 1:
-            origin = torch.randint(0, stride_px, (2,), generator=generator).tolist()
-            lr_all, hr_all = patches(tuple(origin))
+        if crops is None:
+            if config.jitter and epoch > 1:
+                origin = torch.randint(0, stride_px, (2,), generator=generator).tolist()
+                lr_all, hr_all = patches(tuple(origin))
             n = len(lr_all)
             batches = -(-n // config.batch_size)
-        order = torch.randperm(n, generator=generator).to(device)
+            order = torch.randperm(n, generator=generator).to(device)
+        else:
+            batches = config.steps_per_epoch
         flips = torch.randint(0, 8, (batches,), generator=generator).tolist()
         # Summed on the device: reading the loss back at every step would make a GPU wait for it.
         total_loss = torch.zeros((), dtype=torch.float64, device=device)
@@ -279,13 +379,20 @@ def train(config: TrainConfig) -> TrainResult:
             disable=not config.progress, leave=False, file=sys.stderr,
         )
         for b in bar:
-            idx = order[b * config.batch_size : (b + 1) * config.batch_size]
+            if crops is None:
+                idx = order[b * config.batch_size : (b + 1) * config.batch_size]
+                x, y = lr_all[idx], hr_all[idx].float().div_(255.0)
+            else:
+                x, y = crops.batch(config.batch_size)
             k = flips[b]
-            x = _dihedral(lr_all[idx], k).contiguous(memory_format=torch.channels_last)
-            y = _dihedral(hr_all[idx], k).float().div_(255.0)
+            x = _dihedral(x, k).contiguous(memory_format=torch.channels_last)
+            y = _dihedral(y, k)
+            if config.time_budget_s:
+                for group in optimizer.param_groups:
+                    group["lr"] = config.lr * _cosine(progress_now(), floor)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.mixed_precision):
-                features = model.features(x)
-            loss = torch.nn.functional.mse_loss(model.head(features.float()), y)
+                output = model.body(x)
+            loss = loss_fn(output.float(), y)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -298,17 +405,25 @@ def train(config: TrainConfig) -> TrainResult:
             total_loss += loss.detach()
             if config.progress and b % 50 == 0:
                 bar.set_postfix(loss=f"{total_loss.item() / (b + 1):.2e}", best=f"{best_psnr:.2f}dB")
+            if config.time_budget_s and progress_now() >= 1.0:
+                batches = b + 1
+                break
         model.eval()
         val_psnr = validate(_torch_upscaler(ema, device))
         if config.schedule == "cosine":
             scheduler.step()
+            if config.time_budget_s:
+                for group in optimizer.param_groups:
+                    group["lr"] = config.lr * _cosine(progress_now(), floor)
         else:
             scheduler.step(val_psnr)
         improved = val_psnr > best_psnr
         if improved:
             best_psnr, best_epoch = val_psnr, epoch
             _save(best_path, {
-                "arch": "espcn",
+                "arch": info.arch,
+                "model": info.name,
+                "options": dict(info.options),
                 "scale": config.scale,
                 "state_dict": ema.state_dict(),
                 "epoch": epoch,
@@ -318,12 +433,14 @@ def train(config: TrainConfig) -> TrainResult:
         wall = wall_before + time.perf_counter() - started
         _save(last_path, {
             "scale": config.scale,
+            "model": info.name,
             "state_dict": model.state_dict(),
             "ema_state_dict": ema.state_dict(),
             "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict(),
             "generator": generator.get_state(),
             "torch_rng": torch.get_rng_state(),
+            **({"crops_rng": crops.generator.get_state()} if crops is not None else {}),
             "epoch": epoch,
             "best_val_psnr_db": best_psnr,
             "best_epoch": best_epoch,
@@ -340,7 +457,10 @@ def train(config: TrainConfig) -> TrainResult:
             wall_seconds=round(wall, 1),
             best="*" if improved else "",
         )
-    return TrainResult(best_path, best_psnr, best_epoch, config.epochs, wall_before + time.perf_counter() - started)
+        if config.time_budget_s and wall >= config.time_budget_s:
+            log.say(f"time budget of {config.time_budget_s:.0f}s spent after epoch {epoch}")
+            break
+    return TrainResult(best_path, best_psnr, best_epoch, epoch, wall_before + time.perf_counter() - started)
 
 
 class _Validator:

@@ -59,5 +59,11 @@ class ESPCN(nn.Module):
         return torch.tanh(self.conv2(torch.tanh(self.conv1(luma_with_context - 0.5))))
 
     def head(self, features: torch.Tensor) -> torch.Tensor:
-        """The sub-pixel convolution layer and the pixel shuffle."""
-        return self.shuffle(self.conv3(features)) + 0.5
+        """The sub-pixel convolution layer and the pixel shuffle, in the weights' precision even
+        under autocast: its output is the picture itself, and bf16 would round it to ~1/256."""
+        with torch.autocast(features.device.type, enabled=False):
+            return self.shuffle(self.conv3(features.to(self.conv3.weight.dtype))) + 0.5
+
+    @property
+    def receptive_px(self) -> int:
+        return self.CONTEXT_PX

@@ -1,4 +1,4 @@
-"""Loading ESPCN weights: the shipped ones (through importlib.resources) or a user's file."""
+"""Loading model weights: the shipped ones (through importlib.resources) or a user's file."""
 from __future__ import annotations
 
 import os
@@ -19,16 +19,20 @@ def check_scale(scale: int) -> int:
     return scale
 
 
-def shipped_weights(scale: int, kind: str = "onnx") -> Path:
-    """Path of the weights shipped inside the package for ``scale`` (``kind``: 'pt' or 'onnx')."""
+def shipped_weights(scale: int, kind: str = "onnx", model: str = "espcn") -> Path:
+    """Path of the weights of ``model`` shipped inside the package for ``scale`` (``kind``: 'pt' or 'onnx')."""
+    from .registry import get_model
+
     check_scale(scale)
     if kind not in WEIGHT_KINDS:
         raise ValueError(f"kind must be one of {WEIGHT_KINDS}, got {kind!r}")
-    resource = resources.files("vsr.models") / "weights" / f"espcn_x{scale}.{kind}"
+    info = get_model(model)
+    if scale not in info.scales:
+        raise UnsupportedScale(f"model {model} has no x{scale} weights (it has {', '.join(f'x{s}' for s in info.scales)})")
     # The package is installed as plain files (not zipped), so the resource is a real path.
-    path = Path(str(resource))
+    path = info.weights_path(scale, kind)
     if not path.is_file():
-        raise InputError(f"shipped weights for x{scale} are missing from the installation ({path})")
+        raise InputError(f"shipped weights of {model} for x{scale} are missing from the installation ({path})")
     return path
 
 
@@ -48,14 +52,38 @@ def load_checkpoint(path: os.PathLike | str) -> dict:
     return checkpoint
 
 
-def load_espcn(scale: int, weights: os.PathLike | str | None = None):
-    """An ``ESPCN`` in eval mode with the shipped weights for ``scale``, or those in ``weights``."""
-    from .espcn import ESPCN
+def checkpoint_model(checkpoint: dict):
+    """The ``ModelInfo`` a checkpoint was trained as: its ``model`` name, or, for a user's run of
+    an architecture with other options, a one-off entry built from ``arch`` and ``options``."""
+    from dataclasses import replace
+
+    from .registry import MODELS, get_model
+
+    name = checkpoint.get("model") or checkpoint.get("arch", "espcn")
+    if name in MODELS and "options" not in checkpoint:
+        return MODELS[name]
+    options = tuple(sorted(checkpoint.get("options", {}).items()))
+    base = next((m for m in MODELS.values() if m.arch == checkpoint.get("arch", "espcn")), get_model("espcn"))
+    return replace(get_model(name) if name in MODELS else base, options=options or base.options)
+
+
+def load_model(scale: int, weights: os.PathLike | str | None = None, model: str = "espcn"):
+    """The network in eval mode (fp32) with the shipped weights of ``model`` for ``scale``, or
+    those in ``weights`` (whose checkpoint says which architecture they are; ``model`` is then
+    not needed)."""
+    import torch
 
     check_scale(scale)
-    checkpoint = load_checkpoint(weights if weights is not None else shipped_weights(scale, "pt"))
+    path = weights if weights is not None else shipped_weights(scale, "pt", model)
+    checkpoint = load_checkpoint(path)
     if checkpoint["scale"] != scale:
-        raise UnsupportedScale(f"{weights}: weights are for x{checkpoint['scale']}, not x{scale}")
-    model = ESPCN(scale)
-    model.load_state_dict(checkpoint["state_dict"])
-    return model.eval()
+        raise UnsupportedScale(f"{path}: weights are for x{checkpoint['scale']}, not x{scale}")
+    network = checkpoint_model(checkpoint).build(scale)
+    # Shipped weights may be stored in fp16 (half the size, < 0.01 dB): computed in fp32.
+    network.load_state_dict({k: v.to(torch.float32) for k, v in checkpoint["state_dict"].items()})
+    return network.eval()
+
+
+def load_espcn(scale: int, weights: os.PathLike | str | None = None):
+    """An ``ESPCN`` in eval mode with the shipped weights for ``scale``, or those in ``weights``."""
+    return load_model(scale, weights, "espcn")

@@ -1,0 +1,71 @@
+"""Train rungs of the model ladder side by side on one machine (how the shipped weights were made).
+
+    python benchmarks/train_ladder.py --data DIR --out DIR --device cuda --budget-minutes 7 \
+        --runs quality:2 quality:3 quality:4 balanced:3 ...
+
+Each run is one `vsr train` process with the recipe below; on a GPU they share the device
+(small networks leave most of an H100 idle when trained alone, so side by side costs each
+little). Every command line is written to OUT/commands.txt and each run's output to
+OUT/MODEL_xN.out, so a model card can quote exactly what made its weights. A run that
+outlives its budget by --grace-s is stopped; its best checkpoint so far is kept.
+"""
+from __future__ import annotations
+
+import argparse
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+#: Per model: the `vsr train` options (besides data, scale, model, out, device, budget).
+#: Residual networks: L1 then MSE, Adam with a cosine decay, random 48 px crops sampled on the
+#: device; the seven-layer ESPCN is tanh like ESPCN and trains best on MSE throughout.
+RECIPES = {
+    "espcn": "--sampling random --patch-px 32 --batch-size 128 --loss l2 --lr 1e-3",
+    "espcn7": "--sampling random --patch-px 32 --batch-size 128 --loss l2 --lr 1e-3",
+    "balanced": "--sampling random --patch-px 48 --batch-size 64 --loss l1-l2 --lr 1e-3",
+    "quality": "--sampling random --patch-px 48 --batch-size 64 --loss l1-l2 --lr 5e-4",
+}
+COMMON = "--schedule cosine --min-lr 1e-6 --epochs 100000 --steps-per-epoch 400 --ema 0.999 -q"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, required=True, help="Training images (HR).")
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--runs", nargs="+", required=True, metavar="MODEL:SCALE")
+    parser.add_argument("--device", default="cuda")
+    parser.add_argument("--budget-minutes", type=float, required=True)
+    parser.add_argument("--grace-s", type=float, default=60.0)
+    parser.add_argument("--extra", default="", help="More `vsr train` options for every run.")
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    procs, lines = [], []
+    for run in args.runs:
+        model, scale = run.split(":")
+        cmd = (f"vsr train {args.data} --scale {scale} --model {model} --out {args.out} --device {args.device} "
+               f"--budget-minutes {args.budget_minutes:g} {RECIPES[model]} {COMMON} {args.extra}").strip()
+        lines.append(cmd)
+        argv = [sys.executable, "-m", "vsr", *shlex.split(cmd)[1:]]
+        log = open(args.out / f"{model}_x{scale}.out", "w")
+        procs.append((run, subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT), log))
+    (args.out / "commands.txt").write_text("\n".join(lines) + "\n")
+    deadline = time.monotonic() + args.budget_minutes * 60 + args.grace_s
+    failed = 0
+    for run, proc, log in procs:
+        try:
+            proc.wait(timeout=max(1.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            print(f"{run}: stopped after the grace period", flush=True)
+        log.close()
+        failed += proc.returncode != 0
+        print(f"{run}: exit {proc.returncode}; {(args.out / (run.replace(':', '_x') + '.out')).read_text()[-300:]}",
+              flush=True)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,101 @@
+"""Every shipped model, by name: what it is, how to build it, and where its weights are.
+
+Torch-free, so ``vsr models`` and the ONNX-only backends never import torch. The ladder runs
+from fastest to best: ``espcn`` (the default) < ``espcn7`` < ``balanced`` < ``quality``; each
+rung costs more arithmetic per pixel and restores more detail. ``degradation`` says what
+input the model was trained for: "bicubic" is clean downscaled input (the literature's
+benchmark), "compressed" is video that went through a lossy codec at low resolution.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+from ..errors import InputError
+
+DEFAULT_MODEL = "espcn"
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """One model of the ladder. ``arch`` and ``options`` build the network (``build``);
+    ``rank`` orders the ladder by quality (higher: better and slower)."""
+
+    name: str
+    arch: str
+    summary: str
+    rank: int
+    options: tuple[tuple[str, int | float], ...] = ()
+    scales: tuple[int, ...] = (2, 3, 4)
+    degradation: str = "bicubic"
+    #: Pixels of context the network's ``body`` consumes around each output pixel.
+    context_px: int = 0
+    #: How far one input pixel influences the output (LR pixels): the overlap tiles need.
+    receptive_px: int = 4
+    aliases: tuple[str, ...] = field(default=())
+
+    def build(self, scale: int):
+        """The untrained network for ``scale`` (imports torch)."""
+        from .espcn import ESPCN
+        from .nets import ESPCN7, ResidualSR
+
+        classes = {"espcn": ESPCN, "espcn7": ESPCN7, "residual": ResidualSR}
+        return classes[self.arch](scale, **dict(self.options))
+
+    def weights_path(self, scale: int, kind: str = "onnx") -> Path:
+        """Where the shipped weights for ``scale`` are (they may be missing from an installation)."""
+        return Path(str(resources.files("vsr.models") / "weights" / f"{self.name}_x{scale}.{kind}"))
+
+    def card_scores(self) -> dict[int, dict]:
+        """Set5 results recorded next to the weights by ``vsr eval --json`` (scale -> mean scores)."""
+        scores = {}
+        for scale in self.scales:
+            path = self.weights_path(scale).parent / f"{self.name}_set5_x{scale}.json"
+            if self.name == "espcn" and not path.is_file():
+                path = path.parent / f"set5_x{scale}.json"  # espcn's results predate the ladder
+            if path.is_file():
+                scores[scale] = json.loads(path.read_text())["mean"]
+        return scores
+
+    def params(self, scale: int) -> int:
+        """Trainable parameters at ``scale``, counted from the architecture (no torch needed)."""
+        o = dict(self.options)
+        r2 = scale * scale
+        if self.arch == "espcn":
+            return (25 * 64 + 64) + (9 * 64 * 32 + 32) + (9 * 32 * r2 + r2)
+        if self.arch == "espcn7":
+            c = o.get("channels", 32)
+            return (25 * 64 + 64) + (9 * 64 * c + c) + 4 * (9 * c * c + c) + (9 * c * r2 + r2)
+        c, blocks = o["channels"], o["blocks"]
+        conv = 9 * c * c + c
+        return (9 * c + c) + blocks * 2 * conv + conv + (9 * c * r2 + r2)
+
+
+MODELS: dict[str, ModelInfo] = {
+    m.name: m
+    for m in (
+        ModelInfo("espcn", "espcn", "ESPCN (Shi et al. 2016): 3 layers, tanh; the fastest", rank=0,
+                  context_px=4, receptive_px=4),
+        ModelInfo("espcn7", "espcn7", "seven-layer ESPCN: 7 unpadded layers, tanh", rank=1,
+                  context_px=8, receptive_px=8),
+        ModelInfo("balanced", "residual", "residual network, 32 channels x 6 blocks, bicubic skip", rank=2,
+                  options=(("channels", 32), ("blocks", 6)), receptive_px=15),
+        ModelInfo("quality", "residual", "residual network, 64 channels x 8 blocks, bicubic skip", rank=3,
+                  options=(("channels", 64), ("blocks", 8)), receptive_px=19),
+    )
+}
+
+
+def get_model(name: str) -> ModelInfo:
+    """The model called ``name``; an unknown name is one clear line listing the known ones."""
+    try:
+        return MODELS[name]
+    except KeyError:
+        raise InputError(f"unknown model {name!r}: choose one of {', '.join(MODELS)} (see `vsr models`)") from None
+
+
+def shipped_models() -> list[ModelInfo]:
+    """The models whose weights are in this installation, fastest first."""
+    return sorted((m for m in MODELS.values() if m.weights_path(m.scales[0]).is_file()), key=lambda m: m.rank)
