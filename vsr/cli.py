@@ -513,5 +513,37 @@ def live(source, scale, backend, device, weights, record, headless, as_fast_as_p
     click.echo(report.summary(), err=True)
 
 
+@main.group()
+def data() -> None:
+    """Download training data sets."""
+
+
+@data.command("div2k")
+@click.argument("dest", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--only", type=click.Choice(["train", "valid"]), default=None,
+              help="Fetch one split (800 train or 100 valid HR images); default both.")
+@click.option("--keep-archives/--remove-archives", default=False, show_default=True,
+              help="Keep the verified .zip files next to the unpacked folders.")
+@click.option("--base-url", default=None, metavar="URL",
+              help="Fetch the same archives from a mirror (sizes and SHA-256 are still checked).")
+@click.option("--manifest", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              hidden=True, help="JSON archive specs replacing the built-in ones (tests, other mirrors).")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+@_reports_errors
+def div2k(dest, only, keep_archives, base_url, manifest, quiet):
+    """Download, verify and unpack the DIV2K HR archives into DEST/DIV2K_{train,valid}_HR.
+
+    A broken download resumes where it stopped on the next run; a finished one is skipped.
+    """
+    from .data import FetchOptions, div2k_archives, fetch_div2k
+
+    options = FetchOptions(dest=dest, splits=(only,) if only else ("train", "valid"),
+                           keep_archives=keep_archives, progress=not quiet and sys.stderr.isatty())
+    specs = div2k_archives(base_url=base_url, manifest=manifest)
+    for result in fetch_div2k(specs, options, say=lambda line: click.echo(line, err=True)):
+        state = "already there" if result.skipped else "verified and unpacked"
+        click.echo(f"{result.name}: {result.image_count} images in {result.folder} ({state})")
+
+
 if __name__ == "__main__":
     main()
