@@ -40,6 +40,7 @@ class _Server:
         self.files: dict[str, bytes] = {}
         self.requests: list[tuple[str, str | None]] = []  # (path, Range header)
         self.drop_after_bytes: int | None = None
+        self.honour_range = True
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -54,7 +55,7 @@ class _Server:
                     self.send_error(404)
                     return
                 start = 0
-                if range_header:
+                if range_header and server.honour_range:
                     start = int(range_header.removeprefix("bytes=").split("-")[0])
                     if start >= len(body):
                         self.send_response(416)
@@ -161,6 +162,18 @@ def test_broken_download_resumes_with_range(server, tmp_path):
     assert server.archive_requests("DIV2K_valid_HR.zip")[-1] == ("/DIV2K_valid_HR.zip", f"bytes={drop_bytes}-")
     assert (dest / "DIV2K_valid_HR.zip").read_bytes() == body
     assert len(list((dest / "DIV2K_valid_HR").glob("*.png"))) == 3
+
+
+def test_server_without_range_support_restarts_from_zero(server, tmp_path):
+    manifest = _publish(server, tmp_path, {"valid": 2})
+    server.honour_range = False
+    server.drop_after_bytes = 1000
+    dest = tmp_path / "div2k"
+    assert _run(manifest, dest, "--only", "valid").exit_code == 1
+    result = _run(manifest, dest, "--only", "valid")
+    assert result.exit_code == 0, result.output
+    assert server.archive_requests("DIV2K_valid_HR.zip")[-1][1] == "bytes=1000-"  # asked, got 200, rewrote
+    assert len(list((dest / "DIV2K_valid_HR").glob("*.png"))) == 2
 
 
 def test_complete_partial_answered_416_is_verified(server, tmp_path):

@@ -149,8 +149,8 @@ class _disk_errors:
     def __exit__(self, kind, exc, tb):
         if isinstance(exc, OSError) and not isinstance(exc, (urllib.error.URLError, ConnectionError,
                                                                socket.timeout)):
-            if exc.errno == errno.ENOSPC:
-                raise OutputError(f"disk full while writing under {self.dest}") from None
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+                raise OutputError(f"disk full while writing under {self.dest} ({exc.strerror})") from None
             if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
                 raise OutputError(f"cannot write under {self.dest}: {exc.strerror}") from None
         return False
@@ -179,9 +179,12 @@ def _download(spec: ArchiveSpec, partial: Path, progress: bool) -> None:
         raise InputError(f"cannot reach {spec.url}: {exc}") from None
 
     with response:
-        if response.status == 206 and _range_start(response) == offset_bytes:
+        if response.status == 206:
+            if _range_start(response) != offset_bytes:
+                raise InputError(f"{spec.url} answered a range other than bytes={offset_bytes}- "
+                                 f"({response.headers.get('Content-Range')})")
             mode = "ab"
-        else:  # 200 (no Range support) or a range we did not ask for: start over
+        else:  # 200: the server ignores Range, so the whole file comes again
             offset_bytes, mode = 0, "wb"
         length = response.headers.get("Content-Length")
         total_bytes = offset_bytes + int(length) if length is not None else spec.size_bytes
