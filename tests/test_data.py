@@ -4,6 +4,10 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
+import resource
+import subprocess
+import sys
 import threading
 import zipfile
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -247,3 +251,28 @@ def test_builtin_specs_match_published_figures():
     mirrored = div2k_archives(base_url="http://mirror.example/div2k")
     assert mirrored["valid"].url == "http://mirror.example/div2k/DIV2K_valid_HR.zip"
     assert mirrored["valid"].sha256 == DIV2K_ARCHIVES["valid"].sha256
+
+
+def test_no_room_to_write_is_an_output_error_and_the_partial_resumes(server, tmp_path):
+    """A file-size limit on the child process makes its writes fail like a full disk (EFBIG)."""
+    manifest = _publish(server, tmp_path, {"valid": 2})
+    dest = tmp_path / "div2k"
+    limit_bytes = 4096
+
+    def limit_file_size():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit_bytes, limit_bytes))
+
+    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
+    command = [sys.executable, "-m", "vsr.cli", "data", "div2k", str(dest), "--only", "valid", "-q",
+               "--manifest", str(manifest)]
+    child = subprocess.run(command, capture_output=True, text=True, env=env, preexec_fn=limit_file_size,
+                           cwd=Path(__file__).resolve().parents[1], timeout=120)
+    assert child.returncode == 1, child.stderr
+    assert child.stderr.strip().splitlines() == [f"Error: cannot write under {dest}: File too large"]
+    assert not (dest / "DIV2K_valid_HR").exists()
+
+    rerun = subprocess.run(command, capture_output=True, text=True, env=env,
+                           cwd=Path(__file__).resolve().parents[1], timeout=120)
+    assert rerun.returncode == 0, rerun.stderr
+    assert server.archive_requests("DIV2K_valid_HR.zip")[-1][1] == f"bytes={limit_bytes}-"
+    assert len(list((dest / "DIV2K_valid_HR").glob("*.png"))) == 2

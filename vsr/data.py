@@ -149,9 +149,7 @@ class _disk_errors:
     def __exit__(self, kind, exc, tb):
         if isinstance(exc, OSError) and not isinstance(exc, (urllib.error.URLError, ConnectionError,
                                                                socket.timeout)):
-            if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
-                raise OutputError(f"disk full while writing under {self.dest} ({exc.strerror})") from None
-            if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EACCES, errno.EPERM, errno.EROFS):
                 raise OutputError(f"cannot write under {self.dest}: {exc.strerror}") from None
         return False
 
