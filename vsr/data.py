@@ -130,8 +130,9 @@ def fetch_archive(spec: ArchiveSpec, options: FetchOptions,
             _download(spec, partial, options.progress)
             _verify(partial, spec)
             os.replace(partial, archive)
-        count = _unpack(archive, spec, folder)
-        marker.write_text((spec.sha256 or "") + "\n")
+        for stale in dest.glob(f".{spec.name}.*.unpacking"):  # left by a run that was killed
+            shutil.rmtree(stale, ignore_errors=True)
+        count = _unpack(archive, spec, folder, marker)
         if not options.keep_archives:
             archive.unlink()
     return FetchResult(spec.name, folder, count, skipped=False)
@@ -245,8 +246,11 @@ def _safe_member(name: str) -> bool:
     return ".." not in PurePosixPath(name).parts
 
 
-def _unpack(archive: Path, spec: ArchiveSpec, folder: Path) -> int:
-    """Extract into a temporary sibling of ``folder`` and rename it into place when complete."""
+def _unpack(archive: Path, spec: ArchiveSpec, folder: Path, marker: Path) -> int:
+    """Extract into a temporary sibling of ``folder`` and rename it into place when complete.
+
+    The marker is written just before the rename: a run killed between the two leaves a marker
+    without a folder, which a rerun treats as not done, never a folder without its marker."""
     staging = Path(tempfile.mkdtemp(prefix=f".{spec.name}.", suffix=".unpacking", dir=folder.parent))
     try:
         try:
@@ -266,6 +270,7 @@ def _unpack(archive: Path, spec: ArchiveSpec, folder: Path) -> int:
         count = _count_images(content)
         if spec.member_count is not None and count != spec.member_count:
             raise InputError(f"{archive.name} holds {count} images, expected {spec.member_count}")
+        marker.write_text((spec.sha256 or "") + "\n")
         os.replace(content, folder)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
