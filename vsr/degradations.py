@@ -216,8 +216,9 @@ def _video_round_trip(frames: list[np.ndarray], codec: str, quality: int, preset
     elif codec == "hevc":
         encoder.options = {"crf": str(quality), "preset": preset,
                            "x265-params": "log-level=none:pools=none:frame-threads=1"}
-    else:  # MPEG-4 part 2 has no CRF: a fixed quantiser is how it is run at a quality
-        encoder.options = {"qscale": str(quality)}
+    else:  # MPEG-4 part 2 has no CRF: a fixed quantiser is how it is run at a quality (ffmpeg -q:v).
+        # qmin = qmax pins it; the "qscale" option alone is ignored here and the 200 kbit/s default rules.
+        encoder.options = {"qmin": str(quality), "qmax": str(quality)}
     grey = np.full((height // 2, width), 128, np.uint8)  # the two half-size chroma planes, stacked
     packets = []
     for index, luma in enumerate(frames):
