@@ -81,13 +81,13 @@ class CompressedDegradation:
     mpeg4_qscale: tuple[int, int] = (3, 20)
     #: JPEG quality (OpenCV / libjpeg scale), 30 is strongly blocky, 95 nearly clean.
     jpeg_quality: tuple[int, int] = (30, 95)
-    #: x264 / x265 preset. What a CRF does depends on the preset: on the shared clips at CRF 30,
-    #: ultrafast and superfast kept the LR 3-4 dB closer to the original than medium (they turn
-    #: off mb-tree and adaptive quantisation, and ultrafast the deblocking filter), while
-    #: veryfast stayed within about 1 dB of medium at a fraction of its cost
-    #: (benchmarks/results/degradation_throughput.md). So the CRF ranges mean what they mean
-    #: for real (medium-preset) encodes.
-    video_preset: str = "veryfast"
+    #: x264 / x265 preset. What a CRF does depends on the preset and the clip length, so this
+    #: is chosen for the training clips (``frames_per_clip`` frames) to look like real,
+    #: long, medium-preset encodes at the same CRF: on the shared clips (x3 LR, CRF 23-37)
+    #: superfast over 8-frame clips kept the LR within 1 dB of medium over 64 frames (mean
+    #: +0.06 dB), ultrafast was 0.05-2.9 dB milder (and drops the deblocking filter), veryfast
+    #: 0.7-2.3 dB harsher (benchmarks/results/degradation_throughput.md).
+    video_preset: str = "superfast"
     #: Frames in each sequence (the first is intra, the rest inter-predicted).
     frames_per_clip: int = 8
     #: Sequences tiled into one mosaic clip (one encoder run): more is faster per patch.
@@ -240,7 +240,7 @@ def _video_round_trip(frames: list[np.ndarray], codec: str, quality: int, preset
     return [np.ascontiguousarray(f.to_ndarray()[:height]) for f in decoded]
 
 
-def codec_round_trip(frames: list[np.ndarray], codec: str, quality: int, preset: str = "veryfast") -> list[np.ndarray]:
+def codec_round_trip(frames: list[np.ndarray], codec: str, quality: int, preset: str = "superfast") -> list[np.ndarray]:
     """uint8 luma frames of one clip through ``codec`` and back. ``quality``: CRF (h264, hevc),
     quantiser (mpeg4) or JPEG quality; ignored for "none". Odd sizes are padded (replicated)
     to the even sizes 4:2:0 needs and cropped back."""
