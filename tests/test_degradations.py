@@ -175,3 +175,35 @@ def test_pool_producer_reports_a_worker_failure(tmp_path):
     with PoolProducer([path], 3, 48, 4, pool_size=8, seed=0, workers=1) as producer:
         with pytest.raises(RuntimeError, match="smaller than 168px"):
             producer.get(timeout_s=120)
+
+
+@pytest.mark.needs_data
+@pytest.mark.parametrize("codec", ["h264", "hevc", "mpeg4"])
+def test_codec_round_trip_on_real_video_frames(data_dir, codec):
+    """Real camera frames at x3 LR size: a heavy setting loses far more than a light one."""
+    import cv2
+
+    from vsr.media.decode import VideoReader
+
+    with VideoReader(data_dir / "video" / "car_traffic_640x360.mp4") as reader:
+        lumas = [f.luma for f in reader.frames(8)]
+    lr = [cv2.resize(y[:360, :636], (212, 120), interpolation=cv2.INTER_AREA) for y in lumas]
+    good, bad = LOW_HIGH[codec]
+    psnr_good = np.mean([psnr(a, b) for a, b in zip(lr, codec_round_trip(lr, codec, good))])
+    psnr_bad = np.mean([psnr(a, b) for a, b in zip(lr, codec_round_trip(lr, codec, bad))])
+    assert psnr_good > 40 and psnr_bad < 34 and psnr_good - psnr_bad > 8, (psnr_good, psnr_bad)
+
+
+@pytest.mark.needs_data
+def test_patch_pool_from_real_photos(data_dir):
+    from vsr.degradations import read_luma_images
+    from vsr.images import find_images
+
+    images = read_luma_images(find_images(data_dir / "set5"))
+    lr, hr = make_patch_pool(images, 4, 24, 4, count=32, seed=0)
+    assert lr.shape == (32, 32, 32) and hr.shape == (32, 96, 96)
+    # The LR centre still follows its HR target (alignment survives blur, noise and codec).
+    centre = lr[:, 4:28, 4:28].reshape(32, -1)
+    target = hr.reshape(32, 24, 4, 24, 4).mean(axis=(2, 4)).reshape(32, -1) / 255
+    correlation = [np.corrcoef(a, b)[0, 1] for a, b in zip(centre, target) if b.std() > 0.02]
+    assert np.median(correlation) > 0.9, correlation
