@@ -87,8 +87,8 @@ class CompressedDegradation:
     #: is chosen for the training clips (``frames_per_clip`` frames) to look like real,
     #: long, medium-preset encodes at the same CRF: on the shared clips (x3 LR, CRF 23-37)
     #: superfast over 8-frame clips kept the LR within 1 dB of medium over 64 frames (mean
-    #: +0.06 dB), ultrafast was 0.05-2.9 dB milder (and drops the deblocking filter), veryfast
-    #: 0.7-2.3 dB harsher (benchmarks/results/degradation_throughput.md).
+    #: +0.07 dB), ultrafast was 0.03-2.9 dB milder (and drops the deblocking filter), veryfast
+    #: 0.7-2.4 dB harsher (benchmarks/results/degradation_throughput.md).
     video_preset: str = "superfast"
     #: Frames in each sequence (the first is intra, the rest inter-predicted).
     frames_per_clip: int = 8
