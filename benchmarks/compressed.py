@@ -1,0 +1,237 @@
+"""Super-resolution of compressed low-resolution video: the shared real clips, downscaled x3
+and re-encoded with libx264, upscaled by bicubic and by each model; PSNR / SSIM on Y against
+the original frames.
+
+    python benchmarks/compressed.py                        # bicubic + every shipped model
+    python benchmarks/compressed.py --model espcn --model NAME --weights run/best.pt
+
+For each clip in ``--data`` (default ../shared/data/video), its first ``--frames`` frames:
+the original luma, cropped to a multiple of 6 (so the x3 LR has the even sizes 4:2:0
+needs), is the reference. The frame (luma and chroma) is downscaled x3 with area averaging
+(cv2.INTER_AREA), encoded with libx264 at each ``--crf`` (yuv420p, ``--preset`` medium, the
+clip's nominal frame rate) through PyAV, decoded, and its luma upscaled by MATLAB bicubic
+(``vsr.evaluate.bicubic_uint8``) and by each model. Scores: PSNR / SSIM on Y after shaving 3
+px, per frame, averaged per clip; the mean over clips. Writes results/compressed.json and .md
+(``--out`` to name them otherwise).
+"""
+from __future__ import annotations
+
+import argparse
+import inspect
+import json
+import time
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+SCALE = 3
+
+
+def clip_frames(path: Path, max_frames: int) -> tuple[list, float]:
+    """The first ``max_frames`` frames (YuvFrame) of a clip and its nominal frame rate."""
+    from vsr.media.decode import VideoReader
+
+    with VideoReader(path) as reader:
+        frames = list(reader.frames(max_frames))
+        fps = float(reader.info.average_fps or 25)
+    return frames, fps
+
+
+def reference_luma(frame) -> np.ndarray:
+    """The reference: original luma cropped to a multiple of 2 * SCALE."""
+    m = 2 * SCALE
+    h, w = frame.luma.shape
+    return frame.luma[: h - h % m, : w - w % m]
+
+
+def downscale_frame(frame) -> np.ndarray:
+    """Area-downscaled x3 frame as one yuv420p buffer ((3/2 h, w) uint8, as PyAV takes it)."""
+    import cv2
+
+    luma = reference_luma(frame)
+    h, w = luma.shape[0] // SCALE, luma.shape[1] // SCALE
+    y = cv2.resize(luma, (w, h), interpolation=cv2.INTER_AREA)
+    # Chroma planes of any layout, cropped in proportion, straight to the LR's 4:2:0 size.
+    sub_y, sub_x = frame.luma.shape[0] // frame.chroma_u.shape[0], frame.luma.shape[1] // frame.chroma_u.shape[1]
+    planes = []
+    for plane in (frame.chroma_u, frame.chroma_v):
+        plane = plane[: luma.shape[0] // sub_y, : luma.shape[1] // sub_x]
+        planes.append(cv2.resize(plane, (w // 2, h // 2), interpolation=cv2.INTER_AREA))
+    return np.concatenate([y, planes[0].reshape(h // 4, w), planes[1].reshape(h // 4, w)])
+
+
+def encode_decode(lr_frames: list[np.ndarray], crf: int, preset: str, fps: float) -> tuple[list[np.ndarray], int]:
+    """yuv420p buffers through libx264 at ``crf`` and back (PyAV, in memory): the decoded buffers, encoded bytes."""
+    import av
+
+    height, width = lr_frames[0].shape[0] * 2 // 3, lr_frames[0].shape[1]
+    encoder = av.CodecContext.create("libx264", "w")
+    encoder.width, encoder.height, encoder.pix_fmt = width, height, "yuv420p"
+    rate = Fraction(fps).limit_denominator(1001)
+    encoder.framerate, encoder.time_base = rate, 1 / rate
+    encoder.options = {"crf": str(crf), "preset": preset}
+    packets = []
+    for index, buffer in enumerate(lr_frames):
+        frame = av.VideoFrame.from_ndarray(buffer, format="yuv420p")
+        frame.pts = index
+        packets.extend(encoder.encode(frame))
+    packets.extend(encoder.encode(None))
+    decoder = av.CodecContext.create("h264", "r")
+    out = []
+    for packet in packets:
+        out.extend(decoder.decode(packet))
+    out.extend(decoder.decode(None))
+    assert len(out) == len(lr_frames), (len(out), len(lr_frames))
+    return [f.to_ndarray() for f in out], sum(p.size for p in packets)
+
+
+def make_upscaler(model: str | None, weights: Path | None, backend: str):
+    """A backend for ``model`` (a registry name) or ``weights`` (.pt / .onnx)."""
+    from vsr.backends import create_backend
+
+    if weights is not None:
+        return create_backend(backend, SCALE, weights=weights)
+    if "model" in inspect.signature(create_backend).parameters:
+        return create_backend(backend, SCALE, model=model)
+    # Until create_backend takes a model name: the registry says where its weights are.
+    from vsr.models.registry import get_model
+
+    return create_backend(backend, SCALE, weights=None if model == "espcn" else get_model(model).weights_path(SCALE))
+
+
+def upscale_uint8(backend, lr_luma: np.ndarray) -> np.ndarray:
+    from vsr.color import to_uint8
+
+    out = backend.upscale_luma(lr_luma.astype(np.float32)[None, None] / np.float32(255))
+    return to_uint8(np.asarray(out[0, 0], dtype=np.float64) * 255)
+
+
+def default_models() -> list[str]:
+    from vsr.models.registry import shipped_models
+
+    return [m.name for m in shipped_models()]
+
+
+def run(args) -> dict:
+    from vsr.bench import machine_info
+    from vsr.evaluate import bicubic_uint8
+    from vsr.metrics import psnr, ssim
+
+    methods: list[tuple[str, object]] = [("bicubic", None)]
+    for name in args.model or ([] if args.weights else default_models()):
+        methods.append((name, make_upscaler(name, None, args.backend)))
+    for path in args.weights or []:
+        methods.append((Path(path).stem, make_upscaler(None, Path(path), args.backend)))
+    clips = sorted(p for p in Path(args.data).iterdir() if p.suffix in (".mp4", ".mkv", ".mov"))
+    results: dict = {}
+    started = time.perf_counter()
+    for clip in clips:
+        frames, fps = clip_frames(clip, args.frames)
+        references = [reference_luma(f) for f in frames]
+        lr_buffers = [downscale_frame(f) for f in frames]
+        h_lr = references[0].shape[0] // SCALE
+        results[clip.name] = {"frames": len(frames), "size": f"{references[0].shape[1]}x{references[0].shape[0]}",
+                              "crf": {}}
+        for crf in args.crf:
+            decoded, encoded_bytes = encode_decode(lr_buffers, crf, args.preset, fps)
+            scores = {name: {"psnr_db": [], "ssim": []} for name, _ in methods}
+            lr_psnr = []
+            for reference, lr_buffer, buffer in zip(references, lr_buffers, decoded):
+                lr = buffer[:h_lr]
+                lr_psnr.append(psnr(lr_buffer[:h_lr], lr))
+                for name, backend in methods:
+                    sr = bicubic_uint8(lr / 255.0, SCALE) if backend is None else upscale_uint8(backend, lr)
+                    scores[name]["psnr_db"].append(psnr(reference, sr, border_px=SCALE))
+                    scores[name]["ssim"].append(ssim(reference, sr, border_px=SCALE))
+            results[clip.name]["crf"][str(crf)] = {
+                "lr_psnr_db_vs_uncompressed": round(float(np.mean(lr_psnr)), 3),
+                "kbit_per_frame": round(encoded_bytes * 8 / 1000 / len(frames), 2),
+                **{name: {k: round(float(np.mean(v)), 4) for k, v in s.items()} for name, s in scores.items()},
+            }
+            row = results[clip.name]["crf"][str(crf)]
+            print(f"{clip.name} CRF {crf}: " + ", ".join(f"{n} {row[n]['psnr_db']:.2f} dB" for n, _ in methods),
+                  flush=True)
+    for _, backend in methods:
+        if backend is not None:
+            backend.close()
+    mean = {}
+    for crf in map(str, args.crf):
+        mean[crf] = {}
+        for name, _ in methods:
+            p = float(np.mean([results[c]["crf"][crf][name]["psnr_db"] for c in results]))
+            s = float(np.mean([results[c]["crf"][crf][name]["ssim"] for c in results]))
+            mean[crf][name] = {"psnr_db": round(p, 4), "ssim": round(s, 4)}
+        for name, _ in methods:
+            mean[crf][name]["gain_db"] = round(mean[crf][name]["psnr_db"] - mean[crf]["bicubic"]["psnr_db"], 3)
+    for clip in results.values():
+        for row in clip["crf"].values():
+            for name, _ in methods:
+                row[name]["gain_db"] = round(row[name]["psnr_db"] - row["bicubic"]["psnr_db"], 3)
+    return {
+        "what": "x3 SR of compressed LR video: area downscale, libx264 re-encode, PSNR/SSIM on Y vs original, "
+                f"{SCALE}px shaved",
+        "machine": machine_info("cpu"),
+        "settings": {"scale": SCALE, "frames_per_clip": args.frames, "crf": args.crf, "preset": args.preset,
+                     "pix_fmt": "yuv420p", "downscale": "cv2.INTER_AREA", "backend": args.backend,
+                     "methods": [n for n, _ in methods]},
+        "clips": results,
+        "mean": mean,
+        "wall_s": round(time.perf_counter() - started, 1),
+    }
+
+
+def to_markdown(report: dict) -> str:
+    s = report["settings"]
+    methods = s["methods"]
+    clips = list(report["clips"])
+    lines = [
+        f"# Compressed low-resolution video, x{s['scale']}",
+        "",
+        f"`python benchmarks/compressed.py` — first {s['frames_per_clip']} frames of each shared clip, "
+        f"downscaled x{s['scale']} ({s['downscale']}), libx264 {s['pix_fmt']} preset {s['preset']}, "
+        f"upscaled on {s['backend']}; PSNR (dB) / SSIM on Y against the original frames, {s['scale']} px shaved. "
+        f"Gain: dB over bicubic. Measured on {report['machine']['device']}.",
+        "",
+        "| CRF | method | " + " | ".join(c.split("_")[0] for c in clips) + " | mean | gain |",
+        "|---|---|" + "---:|" * (len(clips) + 2),
+    ]
+    for crf, row in report["mean"].items():
+        for name in methods:
+            cells = [f"{report['clips'][c]['crf'][crf][name]['psnr_db']:.2f} / {report['clips'][c]['crf'][crf][name]['ssim']:.4f}"
+                     for c in clips]
+            lines.append(f"| {crf} | {name} | " + " | ".join(cells)
+                         + f" | **{row[name]['psnr_db']:.2f}** / {row[name]['ssim']:.4f} | {row[name]['gain_db']:+.2f} |")
+    lines += ["", "The codec's loss: PSNR (dB) of the decoded LR luma against the uncompressed LR, and kbit per frame:", "",
+              "| CRF | " + " | ".join(c.split("_")[0] for c in clips) + " |", "|---|" + "---:|" * len(clips)]
+    for crf in report["mean"]:
+        lines.append(f"| {crf} | " + " | ".join(
+            f"{report['clips'][c]['crf'][crf]['lr_psnr_db_vs_uncompressed']:.2f} dB, "
+            f"{report['clips'][c]['crf'][crf]['kbit_per_frame']:.1f} kbit" for c in clips) + " |")
+    lines.append("")
+    lines.append("Clips: " + ", ".join(f"{c} ({v['size']} reference, {v['frames']} frames)"
+                                       for c, v in report["clips"].items()) + ".")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data" / "video")
+    parser.add_argument("--frames", type=int, default=90)
+    parser.add_argument("--crf", type=int, nargs="+", default=[23, 30, 37])
+    parser.add_argument("--preset", default="medium")
+    parser.add_argument("--model", action="append", help="a model name (repeatable); default: every shipped model")
+    parser.add_argument("--weights", action="append", type=Path, help="a .pt / .onnx to score too (repeatable)")
+    parser.add_argument("--backend", default="onnxruntime", help="fp32 ONNX Runtime: bf16 would blur the comparison")
+    parser.add_argument("--out", type=Path, default=HERE / "results" / "compressed")
+    args = parser.parse_args()
+    report = run(args)
+    args.out.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
+    args.out.with_suffix(".md").write_text(to_markdown(report))
+    print(to_markdown(report))
+
+
+if __name__ == "__main__":
+    main()
