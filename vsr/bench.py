@@ -41,6 +41,7 @@ class BenchConfig:
     ``batch_size`` mean what they mean to ``vsr run`` (see ``EngineSpec``)."""
 
     scale: int = 3
+    model: str = "espcn"
     backend: str = "onnxruntime"
     device: str = "cpu"
     weights: Path | None = None
@@ -65,8 +66,8 @@ class BenchConfig:
         """The ``EngineSpec`` `vsr run` would get for these options."""
         from .backends import EngineSpec
 
-        return EngineSpec(scale=self.scale, backend=self.backend, device=self.device, weights=self.weights,
-                          num_threads=self.num_threads, batch_size=self.batch_size)
+        return EngineSpec(scale=self.scale, model=self.model, backend=self.backend, device=self.device,
+                          weights=self.weights, num_threads=self.num_threads, batch_size=self.batch_size)
 
 
 @dataclass

@@ -6,6 +6,7 @@ Heavy modules (torch, onnxruntime, PyAV) are imported inside the commands so tha
 from __future__ import annotations
 
 import contextlib
+import json
 import functools
 import signal
 import sys
@@ -41,10 +42,45 @@ def main() -> None:
     """vsr: real-time super-resolution of video and images with ESPCN."""
 
 
-def _model_option(command):
-    """--model, shared by every command that runs or trains a network."""
-    return click.option("--model", "model_name", default="espcn", show_default=True, metavar="NAME",
-                        help="Which model of the ladder (`vsr models` lists them).")(command)
+def _model_option(command=None, *, auto: bool = False):
+    """--model, shared by every command that runs or trains a network; ``auto``: the command
+    also takes "auto" (with --target-fps: the best model that keeps up)."""
+
+    def decorate(command):
+        help_text = "Which model of the ladder (`vsr models` lists them)."
+        if auto:
+            help_text += (" auto: the best one that keeps up with --target-fps (default: the input's own "
+                          "frame rate), timed once on this machine.")
+        return click.option("--model", "model_name", default="espcn", show_default=True, metavar="NAME",
+                            callback=_check_model_name, help=help_text)(command)
+
+    return decorate(command) if command is not None else decorate
+
+
+def _check_model_name(ctx, param, value: str) -> str:
+    from .models.registry import MODELS
+
+    accepts_auto = "target_fps" in {p.name for p in ctx.command.params}
+    if value in MODELS or (value == "auto" and accepts_auto):
+        return value
+    known = ", ".join(MODELS) + (", auto" if accepts_auto else "")
+    raise click.BadParameter(f"unknown model {value!r}: choose one of {known} (see `vsr models`)")
+
+
+def _target_fps_option(command):
+    return click.option("--target-fps", type=click.FloatRange(min=0, min_open=True), default=None, metavar="FPS",
+                        help="Pick the best model that holds FPS frames per second here (implies --model auto).")(command)
+
+
+def _pick_model(model_name: str, target_fps: float | None, weights) -> str:
+    """--target-fps means --model auto; either conflicts with --weights, which names one model."""
+    if target_fps is not None:
+        if model_name not in ("auto", "espcn"):
+            raise click.UsageError(f"--target-fps picks the model: drop --model {model_name}")
+        model_name = "auto"
+    if model_name == "auto" and weights is not None:
+        raise click.UsageError("--weights names one model: it cannot be combined with --model auto / --target-fps")
+    return model_name
 
 
 @main.command()
@@ -124,11 +160,12 @@ def train(data, scale, model_name, epochs, sampling, steps_per_epoch, loss, budg
 BACKEND_CHOICE = click.Choice(["auto", "openvino", "onnxruntime", "torch", "tensorrt"])
 
 
-def _engine_options(default_backend: str, backend_help: str = ""):
-    """--backend, --device and --weights, shared by every command that runs the model."""
+def _engine_options(default_backend: str, backend_help: str = "", *, auto_model: bool = False):
+    """--model, --backend, --device and --weights, shared by every command that runs the model."""
 
     def decorate(command):
         for option in reversed([
+            _model_option(auto=auto_model),
             click.option("--backend", type=BACKEND_CHOICE, default=default_backend, show_default=True,
                          help=backend_help or None),
             click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N."),
@@ -148,12 +185,12 @@ def _engine_options(default_backend: str, backend_help: str = ""):
 @_engine_options("onnxruntime")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 @_reports_errors
-def eval_(data_dirs, scale, backend, device, weights, as_json):
+def eval_(data_dirs, scale, model_name, backend, device, weights, as_json):
     """PSNR / SSIM on Y of vsr against bicubic (crop, MATLAB bicubic downscale, shave the border)."""
     from .backends import create_backend
     from .evaluate import evaluate
 
-    engine = create_backend(backend, int(scale), weights=weights, device=device)
+    engine = create_backend(backend, int(scale), model=model_name, weights=weights, device=device)
     try:
         report = evaluate(list(data_dirs), int(scale), lambda luma: engine.upscale_luma(luma)[0, 0],
                           backend_name=engine.name)
@@ -174,7 +211,8 @@ def eval_(data_dirs, scale, backend, device, weights, as_json):
 @click.option("--overwrite", "-y", is_flag=True, help="Replace outputs that exist (the input itself included).")
 @click.option("--quiet", "-q", is_flag=True)
 @_reports_errors
-def upscale(input_path, output_path, scale, backend, device, weights, compare, reference, overwrite, quiet):
+def upscale(input_path, output_path, scale, model_name, backend, device, weights, compare, reference, overwrite,
+            quiet):
     """Upscale an image, or every image in a folder, to PNG (or the .jpg/.bmp OUTPUT names).
 
     OUTPUT is a file for one image, or a folder (created if needed) that gets the same names.
@@ -188,7 +226,7 @@ def upscale(input_path, output_path, scale, backend, device, weights, compare, r
     from .upscale import plan_jobs, run_upscale
 
     jobs = plan_jobs(input_path, output_path, reference, overwrite=overwrite, compare=compare)
-    engine = create_backend(backend, int(scale), weights=weights, device=device)
+    engine = create_backend(backend, int(scale), model=model_name, weights=weights, device=device)
     try:
         # A bar redrawn in a log file is noise: only on a terminal.
         bar = tqdm(total=len(jobs), unit="img", file=sys.stderr,
@@ -207,18 +245,48 @@ def upscale(input_path, output_path, scale, backend, device, weights, compare, r
 
 
 @main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (a list of objects) instead of a table.")
+def models(as_json):
+    """The shipped models, fastest first: parameters, training input and Set5 PSNR per scale."""
+    from .models.registry import DEFAULT_MODEL, shipped_models
+
+    rows = []
+    for info in shipped_models():
+        scores = info.card_scores()
+        rows.append({
+            "name": info.name, "arch": info.arch, "summary": info.summary, "default": info.name == DEFAULT_MODEL,
+            "scales": list(info.scales), "params": {str(s): info.params(s) for s in info.scales},
+            "degradation": info.degradation, "receptive_px": info.receptive_px,
+            "set5_psnr_db": {str(s): round(scores[s]["vsr_psnr_db"], 2) for s in info.scales if s in scores},
+            "set5_bicubic_psnr_db": {str(s): round(scores[s]["bicubic_psnr_db"], 2) for s in info.scales if s in scores},
+        })
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    header = f"{'model':<20} {'arch':<9} {'params x3':>9}  {'input':<10} {'Set5 PSNR dB x2 / x3 / x4':<26} summary"
+    click.echo(header)
+    click.echo("-" * len(header))
+    for row in rows:
+        psnr = " / ".join(f"{row['set5_psnr_db'].get(str(s), float('nan')):.2f}" for s in (2, 3, 4))
+        name = row["name"] + (" (default)" if row["default"] else "")
+        click.echo(f"{name:<20} {row['arch']:<9} {row['params'].get('3', 0):>9,}  {row['degradation']:<10} "
+                   f"{psnr:<26} {row['summary']}")
+
+
+@main.command()
 @click.argument("output_path", metavar="OUTPUT", type=click.Path(path_type=Path))
 @click.option("--scale", type=SCALES, required=True)
+@_model_option
 @click.option("--weights", type=click.Path(path_type=Path), default=None,
-              help="A .pt checkpoint (default: the shipped weights).")
+              help="A .pt checkpoint (default: the shipped weights of --model).")
 @click.option("--opset", type=click.IntRange(13, 23), default=17, show_default=True)
 @_reports_errors
-def export(output_path, scale, weights, opset):
-    """Export ESPCN to ONNX with dynamic batch, height and width."""
+def export(output_path, scale, model_name, weights, opset):
+    """Export a model to ONNX with dynamic batch, height and width."""
     from .export import export_onnx
-    from .models.weights import load_espcn
+    from .models.weights import load_model
 
-    path = export_onnx(load_espcn(int(scale), weights), output_path, opset=opset)
+    path = export_onnx(load_model(int(scale), weights, model_name), output_path, opset=opset)
     click.echo(f"wrote {path}")
 
 
@@ -249,7 +317,8 @@ def _video_input(text: str) -> Path | str:
 @click.argument("input_path", metavar="INPUT", type=_video_input)
 @click.argument("output_path", metavar="OUTPUT", type=click.Path(path_type=Path))
 @click.option("--scale", type=SCALES, default="3", show_default=True)
-@_engine_options("auto", "auto picks the fastest one available here and says which.")
+@_engine_options("auto", "auto picks the fastest one available here and says which.", auto_model=True)
+@_target_fps_option
 @click.option("--codec", type=click.Choice(["libx264", "libx265", "libsvtav1", "mpeg4", "h264_nvenc"]),
               default=None, help="Video encoder. Default: libx264, or libsvtav1 for .webm (which holds only "
                                  "VP8/VP9/AV1).")
@@ -282,7 +351,7 @@ def _video_input(text: str) -> Path | str:
 @click.option("--overwrite", "-y", is_flag=True, help="Replace OUTPUT if it exists.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar and no summary.")
 @_reports_errors
-def run(input_path, output_path, scale, backend, device, weights, codec, crf, preset, pix_fmt, no_audio, max_frames,
+def run(input_path, output_path, scale, model_name, target_fps, backend, device, weights, codec, crf, preset, pix_fmt, no_audio, max_frames,
         batch_size, workers_text, segment_seconds, resume, ray_address, strict, deinterlace, out_format, overwrite,
         quiet):
     """Upscale a video (or every video in a folder): PyAV decode -> ESPCN on luma + bicubic
@@ -309,7 +378,8 @@ def run(input_path, output_path, scale, backend, device, weights, codec, crf, pr
                                    "(--workers 1, no --resume or --ray)")
         workers = 1
     config = RunConfig(
-        input_path=input_path, output_path=output_path, scale=int(scale), backend=backend, device=device,
+        input_path=input_path, output_path=output_path, scale=int(scale),
+        model=_pick_model(model_name, target_fps, weights), target_fps=target_fps, backend=backend, device=device,
         weights=weights, encode=EncodeOptions(codec=codec, crf=crf, preset=preset, pix_fmt=pix_fmt,
                                               audio=not no_audio),
         max_frames=max_frames, overwrite=overwrite, batch_size=batch_size, workers=workers,
@@ -406,6 +476,7 @@ def _size(text: str | None) -> tuple[int, int] | None:
               help="A clip to decode (its first --frames frames). Default: synthetic frames of --size.")
 @click.option("--size", default=None, metavar="WxH", help="Synthetic frame size when no --input [default: 640x360].")
 @click.option("--scale", type=SCALES, default="3", show_default=True)
+@_model_option
 @click.option("--backend", type=BACKEND_CHOICE, default="auto",
               show_default=True, help="auto or torch with --device cuda: the GPU-resident frame path, as vsr run.")
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N.")
@@ -421,14 +492,14 @@ def _size(text: str | None) -> tuple[int, int] | None:
 @click.option("--json", "json_path", type=click.Path(path_type=Path), default=Path("vsr-bench.json"),
               show_default=True, help="Where to write the results as JSON.")
 @_reports_errors
-def bench(input_path, size, scale, backend, device, weights, batch_size, threads, frames, warmup, preset, json_path):
+def bench(input_path, size, scale, model_name, backend, device, weights, batch_size, threads, frames, warmup, preset, json_path):
     """Frames per second: the engine alone, each stage (decode, upload, engine, chroma, download,
     encode) and end to end, next to the ESPCN paper's target (1080p at x3 in 0.038 s on a K2)."""
     from .bench import BenchConfig, run_bench
 
     if input_path is not None and size is not None:
         raise click.UsageError("give --input or --size, not both")
-    config = BenchConfig(scale=int(scale), backend=backend, device=device, weights=weights, batch_size=batch_size,
+    config = BenchConfig(scale=int(scale), model=model_name, backend=backend, device=device, weights=weights, batch_size=batch_size,
                          num_threads=threads, input=input_path,
                          size=None if input_path is not None else (_size(size) or (640, 360)),
                          frames=frames, warmup_frames=warmup, encoder_preset=preset)
@@ -444,6 +515,7 @@ def bench(input_path, size, scale, backend, device, weights, batch_size, threads
 @click.option("--min-size", default=None, metavar="WxH", help="Smallest size the plan accepts [default: --size].")
 @click.option("--max-size", default=None, metavar="WxH", help="Largest size the plan accepts [default: --size].")
 @click.option("--precision", type=click.Choice(["fp16", "fp32"]), default="fp16", show_default=True)
+@_model_option
 @click.option("--weights", type=click.Path(path_type=Path), default=None,
               help="A .pt checkpoint or .onnx model instead of the shipped weights.")
 @click.option("--device", default="cuda", show_default=True)
@@ -451,7 +523,7 @@ def bench(input_path, size, scale, backend, device, weights, batch_size, threads
 @click.option("--engine-dir", type=click.Path(path_type=Path), default=None,
               help="Plan cache folder [default: $VSR_ENGINE_DIR or engines/].")
 @_reports_errors
-def build_engine(scale, size, min_size, max_size, precision, weights, device, workspace_mib, engine_dir):
+def build_engine(scale, size, min_size, max_size, precision, model_name, weights, device, workspace_mib, engine_dir):
     """Build (or find cached) the TensorRT plan for a frame size, so the first video starts at once."""
     from .backends import _onnx_for
     from .backends.engine_cache import ShapeRange
@@ -467,7 +539,7 @@ def build_engine(scale, size, min_size, max_size, precision, weights, device, wo
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None
     options = TensorRTOptions(precision=precision, device=device, workspace_mib=workspace_mib, engine_dir=engine_dir)
-    with TensorRTBackend(int(scale), _onnx_for(int(scale), weights), options) as engine:
+    with TensorRTBackend(int(scale), _onnx_for(int(scale), weights, model_name), options) as engine:
         cached = engine.plan_path(shapes).is_file()
         path = engine.build(shapes)
     click.echo(f"{'cached' if cached else 'built'}: {path}")
@@ -477,7 +549,8 @@ def build_engine(scale, size, min_size, max_size, precision, weights, device, wo
 @click.option("--source", default="0", show_default=True,
               help="Camera index (0), a device (/dev/video0), a video file, or an rtsp:// / http:// URL.")
 @click.option("--scale", type=SCALES, default="3", show_default=True, help="Upscaling factor.")
-@_engine_options("auto", "auto picks the fastest that runs here.")
+@_engine_options("auto", "auto picks the fastest that runs here.", auto_model=True)
+@_target_fps_option
 @click.option("--record", type=click.Path(path_type=Path), default=None,
               help="Also record the upscaled stream to this file (H.264, e.g. out.mp4).")
 @click.option("--headless", is_flag=True,
@@ -493,7 +566,7 @@ def build_engine(scale, size, min_size, max_size, precision, weights, device, wo
 @click.option("--screenshot-at-frame", type=click.IntRange(min=1), default=None,
               help="Save a screenshot of the view after processing frame N (works headless too).")
 @_reports_errors
-def live(source, scale, backend, device, weights, record, headless, as_fast_as_possible, max_frames, full_view,
+def live(source, scale, model_name, target_fps, backend, device, weights, record, headless, as_fast_as_possible, max_frames, full_view,
          divider, screenshot_dir, screenshot_at_frame):
     """Upscale a camera, file or stream live, in a window: bicubic | vsr with a movable divider.
 
@@ -505,7 +578,8 @@ def live(source, scale, backend, device, weights, record, headless, as_fast_as_p
     from .live import LiveConfig, run_live
 
     config = LiveConfig(
-        source=source, scale=int(scale), backend=backend, weights=weights, device=device, record=record,
+        source=source, scale=int(scale), model=_pick_model(model_name, target_fps, weights), target_fps=target_fps,
+        backend=backend, weights=weights, device=device, record=record,
         headless=headless, as_fast_as_possible=as_fast_as_possible, max_frames=max_frames, split=not full_view,
         divider=divider, screenshot_dir=screenshot_dir, screenshot_at_frame=screenshot_at_frame,
     )

@@ -12,7 +12,7 @@ OPSET = 17
 
 
 def export_onnx(model, path: os.PathLike | str, *, opset: int = OPSET) -> Path:
-    """Write ``model`` (an ESPCN) as ONNX with input ``luma`` (N, 1, H, W) and output ``upscaled``."""
+    """Write ``model`` (any network of the ladder) as ONNX with input ``luma`` (N, 1, H, W) and output ``upscaled``."""
     import torch
 
     from .images import atomic_target
@@ -53,12 +53,13 @@ def cached_onnx_export(weights: os.PathLike | str, scale: int) -> Path:
         import torch  # noqa: F401
     except ImportError:
         raise BackendUnavailable("running .pt weights with onnxruntime needs torch to export them") from None
-    from .models.weights import load_espcn
+    from .models.weights import checkpoint_model, load_checkpoint, load_model
 
+    name = checkpoint_model(load_checkpoint(weights)).name
     digest = hashlib.sha256(Path(weights).read_bytes()).hexdigest()[:16]
     cache = Path(os.environ.get("VSR_CACHE_DIR", Path.home() / ".cache" / "vsr")) / "onnx"
     cache.mkdir(parents=True, exist_ok=True)
     from .cache import cached_file
 
-    return cached_file(cache / f"espcn_x{scale}_{digest}.onnx",
-                       lambda target: export_onnx(load_espcn(scale, weights), target))
+    return cached_file(cache / f"{name}_x{scale}_{digest}.onnx",
+                       lambda target: export_onnx(load_model(scale, weights), target))

@@ -56,6 +56,9 @@ class LiveConfig:
 
     source: str = "0"
     scale: int = 3
+    #: A model of the ladder, or "auto": the best that holds ``target_fps`` (None: the source's rate, else 30).
+    model: str = "espcn"
+    target_fps: float | None = None
     backend: str = "auto"
     weights: Path | None = None
     device: str = "cpu"
@@ -413,8 +416,17 @@ def run_live(config: LiveConfig, *, status: Callable[[str], None] | None = None,
         stack.callback(close_source)
         info = source.info
         if backend is None:
-            upscaler = create_frame_upscaler(EngineSpec(scale=config.scale, backend=config.backend,
-                                                        device=config.device, weights=config.weights),
+            model = config.model
+            if model == "auto":
+                from .models.choose import choose_model
+
+                choice = choose_model(EngineSpec(scale=config.scale, backend=config.backend, device=config.device),
+                                      info.width, info.height, config.target_fps or info.fps or 30.0)
+                model = choice.model
+                status(choice.reason)
+            upscaler = create_frame_upscaler(EngineSpec(scale=config.scale, model=model,
+                                                        backend=config.backend, device=config.device,
+                                                        weights=config.weights),
                                              out_layout="yuv420p")
             stack.callback(upscaler.close)
         elif hasattr(backend, "upscale_frames"):

@@ -40,6 +40,9 @@ class EngineSpec:
     """
 
     scale: int = 3
+    #: Which model of the ladder (``vsr models``); ignored when ``weights`` is given (a
+    #: checkpoint names its own architecture).
+    model: str = "espcn"
     backend: str = "auto"
     device: str = "cpu"
     weights: Path | None = None
@@ -48,6 +51,10 @@ class EngineSpec:
 
     def __post_init__(self) -> None:
         check_device(self.device)
+        if self.weights is None:
+            from ..models.registry import get_model
+
+            get_model(self.model)  # an unknown name fails here, in the driver, not in every worker
 
     @property
     def cuda(self) -> bool:
@@ -55,15 +62,16 @@ class EngineSpec:
 
 
 def create_backend(
-    name: str, scale: int, *, weights: os.PathLike | str | None = None, device: str = "cpu", num_threads: int = 0
+    name: str, scale: int, *, model: str = "espcn", weights: os.PathLike | str | None = None, device: str = "cpu",
+    num_threads: int = 0
 ) -> Backend:
-    """A ready backend for ``scale``: shipped weights, or ``weights`` (.pt checkpoint or .onnx).
-    ``num_threads`` caps the CPU threads of the engine (0: the library's default)."""
+    """A ready backend for ``scale``: the shipped weights of ``model``, or ``weights`` (.pt
+    checkpoint or .onnx). ``num_threads`` caps the CPU threads of the engine (0: the library's default)."""
     from ..models.weights import check_scale
 
     check_scale(scale)
     check_device(device)
-    backend = _create(name, scale, weights=weights, device=device, num_threads=num_threads)
+    backend = _create(name, scale, model=model, weights=weights, device=device, num_threads=num_threads)
     if weights is not None and name != "tensorrt" and backend.name != "tensorrt":
         _check_weights_scale(backend, scale, weights)
     return backend
@@ -83,48 +91,49 @@ def _check_weights_scale(backend: Backend, scale: int, weights: os.PathLike | st
         raise UnsupportedScale(f"{weights}: these weights upscale x{factor:g}, not x{scale} (--scale)")
 
 
-def _create(name: str, scale: int, *, weights, device: str, num_threads: int) -> Backend:
+def _create(name: str, scale: int, *, model: str, weights, device: str, num_threads: int) -> Backend:
     if name == "auto":
         reasons = []
         for candidate in AUTO_ORDER["cuda" if device.startswith("cuda") else "cpu"]:
             try:
-                return _create(candidate, scale, weights=weights, device=device, num_threads=num_threads)
+                return _create(candidate, scale, model=model, weights=weights, device=device, num_threads=num_threads)
             except BackendUnavailable as exc:
                 reasons.append(f"{candidate}: {exc}")
         raise BackendUnavailable("no backend can run here: " + "; ".join(reasons))
     if name == "openvino":
         from .openvino import OpenVinoBackend, OpenVinoOptions
 
-        return OpenVinoBackend(scale, _onnx_for(scale, weights), OpenVinoOptions(device=device, num_threads=num_threads))
+        return OpenVinoBackend(scale, _onnx_for(scale, weights, model), OpenVinoOptions(device=device, num_threads=num_threads))
     if name == "onnxruntime":
         from .onnxruntime import OnnxRuntimeBackend, OrtOptions
 
-        return OnnxRuntimeBackend(scale, _onnx_for(scale, weights), OrtOptions(device=device,
+        return OnnxRuntimeBackend(scale, _onnx_for(scale, weights, model), OrtOptions(device=device,
                                                                                intra_op_threads=num_threads))
     if name == "torch" and device.startswith("cuda") and (weights is None or Path(weights).suffix != ".onnx"):
         from .torch_cuda import TorchCudaBackend, TorchCudaOptions
 
-        return TorchCudaBackend(scale, weights, TorchCudaOptions(device=device))
+        return TorchCudaBackend(scale, weights, TorchCudaOptions(device=device), model=model)
     if name == "torch":
         from .torch import TorchBackend
 
         if weights is not None and Path(weights).suffix == ".onnx":
             raise BackendUnavailable("the torch backend needs .pt weights, not .onnx")
-        return TorchBackend(scale, weights, device=device, num_threads=num_threads)
+        return TorchBackend(scale, weights, device=device, num_threads=num_threads, model=model)
     if name == "tensorrt":
         from .tensorrt import TensorRTBackend, TensorRTOptions
 
-        return TensorRTBackend(scale, _onnx_for(scale, weights), TensorRTOptions(device=device))
+        return TensorRTBackend(scale, _onnx_for(scale, weights, model), TensorRTOptions(device=device))
     raise BackendUnavailable(f"unknown backend {name!r}: choose auto or one of {', '.join(BACKENDS)}")
 
 
-def _onnx_for(scale: int, weights: os.PathLike | str | None) -> Path:
-    """The ONNX file to run: shipped, given, or exported once from a .pt checkpoint into a cache."""
+def _onnx_for(scale: int, weights: os.PathLike | str | None, model: str = "espcn") -> Path:
+    """The ONNX file to run: ``model``'s shipped one, the given one, or one exported once from a
+    .pt checkpoint into a cache."""
     from ..errors import InputError
     from ..models.weights import shipped_weights
 
     if weights is None:
-        return shipped_weights(scale, "onnx")
+        return shipped_weights(scale, "onnx", model)
     weights = Path(weights)
     if not weights.is_file():
         raise InputError(f"{weights}: no such weights file")

@@ -27,8 +27,9 @@ class GpuFrameUpscaler:
     """
 
     def __init__(self, scale: int, weights: os.PathLike | str | None = None,
-                 options: TorchCudaOptions = TorchCudaOptions(), out_layout: str | None = None) -> None:
-        self.backend = TorchCudaBackend(scale, weights, options)
+                 options: TorchCudaOptions = TorchCudaOptions(), out_layout: str | None = None,
+                 model: str = "espcn") -> None:
+        self.backend = TorchCudaBackend(scale, weights, options, model=model)
         self.scale, self.out_layout = scale, out_layout
         self.name = "torch"
         self.description = f"torch ({options.device}, {'fp16' if options.fp16 else 'fp32'}, GPU-resident frames)"

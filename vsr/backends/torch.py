@@ -12,12 +12,12 @@ class TorchBackend:
     name = "torch"
 
     def __init__(self, scale: int, weights: os.PathLike | str | None = None, device: str = "cpu",
-                 num_threads: int = 0) -> None:
+                 num_threads: int = 0, model: str = "espcn") -> None:
         try:
             import torch
         except ImportError:
             raise BackendUnavailable("torch is not installed (pip install torch)") from None
-        from ..models.weights import load_espcn
+        from ..models.weights import load_model
 
         if device.startswith("cuda") and not torch.cuda.is_available():
             raise BackendUnavailable("torch sees no CUDA GPU")
@@ -26,7 +26,7 @@ class TorchBackend:
         self._torch = torch
         self.scale = scale
         self.device = device
-        self._model = load_espcn(scale, weights).to(device)
+        self._model = load_model(scale, weights, model).to(device)
 
     def upscale_luma(self, luma: np.ndarray) -> np.ndarray:
         torch = self._torch

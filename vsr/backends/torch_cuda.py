@@ -63,12 +63,12 @@ class TorchCudaBackend:
     name = "torch"
 
     def __init__(self, scale: int, weights: os.PathLike | str | None = None,
-                 options: TorchCudaOptions = TorchCudaOptions()) -> None:
+                 options: TorchCudaOptions = TorchCudaOptions(), model: str = "espcn") -> None:
         try:
             import torch
         except ImportError:
             raise BackendUnavailable("torch is not installed (pip install torch)") from None
-        from ..models.weights import load_espcn
+        from ..models.weights import load_model
 
         self.cuda = options.device.startswith("cuda")
         if self.cuda and not torch.cuda.is_available():
@@ -76,7 +76,7 @@ class TorchCudaBackend:
         self._torch, self.options, self.scale, self.device = torch, options, scale, torch.device(options.device)
         self.dtype = torch.float16 if options.fp16 else torch.float32
         self._format = torch.channels_last if options.channels_last else torch.contiguous_format
-        model = load_espcn(scale, weights).to(self.device, self.dtype)
+        model = load_model(scale, weights, model).to(self.device, self.dtype)
         self._model = model.to(memory_format=self._format).eval()
         # Copies run on their own stream so they can overlap compute queued by other callers.
         self.copy_stream = torch.cuda.Stream(self.device) if self.cuda else None

@@ -34,6 +34,10 @@ class RunConfig:
     input_path: Path
     output_path: Path
     scale: int = 3
+    #: A model of the ladder, or "auto": the best one that holds ``target_fps`` (see ``models.choose``).
+    model: str = "espcn"
+    #: With ``model`` "auto": the frame rate to hold (None: the input's own).
+    target_fps: float | None = None
     backend: str = "auto"
     device: str = "cpu"
     weights: Path | None = None
@@ -53,8 +57,8 @@ class RunConfig:
 
     @property
     def engine(self) -> EngineSpec:
-        return EngineSpec(scale=self.scale, backend=self.backend, device=self.device, weights=self.weights,
-                          batch_size=self.batch_size)
+        return EngineSpec(scale=self.scale, model=self.model, backend=self.backend, device=self.device,
+                          weights=self.weights, batch_size=self.batch_size)
 
 
 @dataclass(frozen=True)

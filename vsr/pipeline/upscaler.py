@@ -68,9 +68,10 @@ def create_frame_upscaler(spec: EngineSpec, *, out_layout: str | None = None) ->
         from ..backends.gpu_frames import GpuFrameUpscaler
         from ..backends.torch_cuda import TorchCudaOptions
 
-        return GpuFrameUpscaler(spec.scale, spec.weights, TorchCudaOptions(device=spec.device), out_layout=out_layout)
+        return GpuFrameUpscaler(spec.scale, spec.weights, TorchCudaOptions(device=spec.device), out_layout=out_layout,
+                                model=spec.model)
     from ..backends import create_backend
 
-    backend = create_backend(spec.backend, spec.scale, weights=spec.weights, device=spec.device,
+    backend = create_backend(spec.backend, spec.scale, model=spec.model, weights=spec.weights, device=spec.device,
                              num_threads=spec.num_threads)
     return HostFrameUpscaler(backend, out_layout=out_layout, batch_size=spec.batch_size)

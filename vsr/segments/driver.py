@@ -58,6 +58,36 @@ def upscale_video(
     Workers are started with multiprocessing's "spawn": a script that calls this must do so
     under ``if __name__ == "__main__":`` (the ``vsr`` command does).
     """
+    notes: tuple[str, ...] = ()
+    if config.model == "auto":
+        config, note = _choose_model(config)
+        notes = (note,)
+    stats = _upscale_video(config, on_start=on_start, on_frame=on_frame)
+    return replace(stats, notes=notes + stats.notes)
+
+
+def _choose_model(config: RunConfig) -> tuple[RunConfig, str]:
+    """``config`` with ``model`` "auto" replaced by the best model that holds the target frame
+    rate (the input's own unless ``target_fps`` says otherwise), and the line that says why."""
+    from ..media.decode import VideoReader
+    from ..models.choose import choose_model
+    from ..pipeline.pipeline import can_reopen
+
+    if not can_reopen(config.input_path):
+        raise InputError("--model auto times the models on the input's frame size: it needs a file, "
+                         "not a stream or pipe (name a model with --model)")
+    with VideoReader(config.input_path) as reader:
+        info = reader.info
+    target_fps = config.target_fps or info.average_fps
+    if not target_fps:
+        raise InputError(f"{config.input_path}: no frame rate to keep up with: give --target-fps")
+    spec = EngineSpec(scale=config.scale, backend=config.backend, device=config.device,
+                      batch_size=config.batch_size)
+    choice = choose_model(spec, info.width, info.height, target_fps)
+    return replace(config, model=choice.model), choice.reason
+
+
+def _upscale_video(config: RunConfig, *, on_start, on_frame) -> RunStats:
     workers = config.workers or auto_workers(config.engine)
     if workers == 1 and not config.resume and config.ray_address is None:
         return run_video(config, on_start=on_start, on_frame=on_frame)
@@ -76,7 +106,7 @@ def _engine_identity(spec: EngineSpec) -> dict:
     else:
         from .. import __version__
 
-        identity["weights"] = f"shipped with vsr {__version__}"
+        identity["weights"] = f"{spec.model} shipped with vsr {__version__}"
     return identity
 
 
@@ -92,7 +122,7 @@ def _resolve_engine(spec: EngineSpec) -> tuple[EngineSpec, str]:
 
             raise BackendUnavailable("torch sees no CUDA GPU")
         return replace(spec, backend="torch"), f"torch ({spec.device}, fp16, GPU-resident frames)"
-    backend = create_backend(spec.backend, spec.scale, weights=spec.weights, device=spec.device)
+    backend = create_backend(spec.backend, spec.scale, model=spec.model, weights=spec.weights, device=spec.device)
     try:
         return replace(spec, backend=backend.name), f"{backend.name} ({getattr(backend, 'device', 'cpu')})"
     finally:

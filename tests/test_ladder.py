@@ -1,0 +1,189 @@
+"""The model ladder: the registry agrees with the networks, every shipped model runs on every
+CPU backend through ``model=`` / ``--model`` and matches the torch reference, ``vsr models``
+reports what is shipped, and ``--model auto`` / ``--target-fps`` picks by measured speed."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from tests.conftest import make_clip, synthetic_rgb
+from vsr.backends import BackendUnavailable, EngineSpec, create_backend
+from vsr.color import rgb_to_y
+from vsr.models.registry import MODELS, shipped_models
+from vsr.models.weights import load_model
+
+SHIPPED = [m.name for m in shipped_models()]
+
+
+def _vsr(*args, env=None, cwd=None):
+    return subprocess.run([sys.executable, "-m", "vsr", *map(str, args)], capture_output=True, text=True,
+                          env=env, cwd=cwd)
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+@pytest.mark.parametrize("scale", [2, 4])
+def test_registry_matches_the_network(name, scale):
+    """``ModelInfo`` keeps parameter counts and receptive fields torch-free: they must be what
+    the network really has. Receptive field: a change to one input pixel moves output pixels
+    no further than ``receptive_px`` LR pixels away, and does move one that far (within one)."""
+    info = MODELS[name]
+    network = info.build(scale).eval()
+    assert info.params(scale) == sum(p.numel() for p in network.parameters())
+    assert getattr(network, "CONTEXT_PX", 0) == info.context_px
+    torch.manual_seed(0)
+    for p in network.parameters():  # zero-initialised tails would hide the reach
+        torch.nn.init.normal_(p, std=0.3)
+    x = torch.rand(1, 1, 64, 64)
+    bumped = x.clone()
+    bumped[..., 32, 32] += 0.5
+    with torch.no_grad():
+        changed = (network(bumped) - network(x)).abs()[0, 0] > 1e-6
+    rows = torch.nonzero(changed.any(dim=1)).flatten()
+    reach_px = max(32 - int(rows.min()) // scale, int(rows.max()) // scale - 32)
+    assert info.receptive_px - 1 <= reach_px <= info.receptive_px
+
+
+def _luma(height=60, width=84):
+    return (rgb_to_y(synthetic_rgb(height, width, seed=3)) / 255.0).astype(np.float32)
+
+
+#: Tolerances against the torch fp32 reference (max and mean abs, on [0, 1] luma): ONNX Runtime
+#: runs the same fp32 graph (float reassociation only: measured <= 2e-6); OpenVINO runs bf16
+#: where the CPU has it (AVX-512 BF16, AMX), whose 8-bit mantissa cost up to 5e-3 max and 9e-4
+#: mean (about 1.3 and 0.25 of an 8-bit level) on every model on the AMD EPYC.
+TOLERANCE = {"onnxruntime": (1e-5, 1e-6), "openvino": (1e-2, 2e-3)}
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+@pytest.mark.parametrize("backend", ["onnxruntime", "openvino"])
+@pytest.mark.parametrize("scale", [2, 3, 4])
+def test_every_shipped_model_matches_torch_on_each_backend(name, backend, scale):
+    luma = _luma()
+    reference = create_backend("torch", scale, model=name)
+    try:
+        expected = reference.upscale_luma(luma)
+    finally:
+        reference.close()
+    try:
+        engine = create_backend(backend, scale, model=name)
+    except BackendUnavailable as exc:
+        pytest.skip(f"{backend}: {exc}")
+    try:
+        out = engine.upscale_luma(luma)
+    finally:
+        engine.close()
+    assert out.shape == (1, 1, 60 * scale, 84 * scale)
+    diff = np.abs(out - expected)
+    max_diff, mean_diff = TOLERANCE[backend]
+    assert diff.max() <= max_diff, f"{name} x{scale} on {backend}: max |diff| {diff.max():.2e}"
+    assert diff.mean() <= mean_diff, f"{name} x{scale} on {backend}: mean |diff| {diff.mean():.2e}"
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_models_are_distinct_and_better_than_bicubic(name):
+    """Each rung's own weights load (not ESPCN's by accident) and beat bicubic on a real-like image."""
+    from vsr.imresize import imresize
+    from vsr.metrics import psnr
+
+    hr = rgb_to_y(synthetic_rgb(96, 96, seed=7)).astype(np.float64) / 255.0
+    lr = np.clip(imresize(hr, 1 / 3), 0, 1).astype(np.float32)
+    network = load_model(3, model=name)
+    assert type(network).__name__ == {"espcn": "ESPCN", "espcn7": "ESPCN7", "residual": "ResidualSR"}[MODELS[name].arch]
+    with torch.inference_mode():
+        sr = network(torch.from_numpy(lr)[None, None]).clamp(0, 1)[0, 0].numpy()
+    bicubic = np.clip(imresize(lr.astype(np.float64), 3), 0, 1)
+    assert psnr(sr[3:-3, 3:-3], hr[3:-3, 3:-3]) > psnr(bicubic[3:-3, 3:-3], hr[3:-3, 3:-3]) + 0.3
+
+
+def test_vsr_models_json_lists_every_shipped_model():
+    result = _vsr("models", "--json")
+    assert result.returncode == 0, result.stderr
+    rows = json.loads(result.stdout)
+    assert [r["name"] for r in rows] == SHIPPED and "espcn" in SHIPPED
+    for row in rows:
+        info = MODELS[row["name"]]
+        assert row["arch"] == info.arch and row["degradation"] == info.degradation
+        assert row["params"]["3"] == info.params(3)
+        # The card's Set5 scores are those `vsr eval --json` recorded beside the weights.
+        for scale, score in info.card_scores().items():
+            assert row["set5_psnr_db"][str(scale)] == round(score["vsr_psnr_db"], 2)
+            assert score["vsr_psnr_db"] > score["bicubic_psnr_db"]
+    table = _vsr("models")
+    assert table.returncode == 0 and all(name in table.stdout for name in SHIPPED)
+
+
+def test_unknown_model_is_one_clear_line():
+    result = _vsr("upscale", "nothing.png", "out.png", "--model", "nope")
+    assert result.returncode == 2
+    assert "unknown model 'nope'" in result.stderr and "Traceback" not in result.stderr
+    # auto is for commands that keep up with a frame rate, not for images.
+    result = _vsr("upscale", "nothing.png", "out.png", "--model", "auto")
+    assert result.returncode == 2 and "unknown model 'auto'" in result.stderr
+
+
+@pytest.mark.parametrize("name", [n for n in SHIPPED if n != "espcn"][:1] or ["espcn"])
+def test_run_and_upscale_with_model(tmp_path, name, image_dir):
+    """--model reaches the engine: the output differs from espcn's and has the right size."""
+    import av
+    from PIL import Image
+
+    clip = tmp_path / "in.mp4"
+    make_clip(clip, width=64, height=48, frames=6)
+    out = tmp_path / "out.mp4"
+    result = _vsr("run", clip, out, "--scale", "2", "--model", name, "--workers", "1", "-q")
+    assert result.returncode == 0, result.stderr
+    with av.open(str(out)) as container:
+        frame = next(container.decode(video=0))
+        assert (frame.width, frame.height) == (128, 96)
+    ours = tmp_path / f"{name}.png"
+    base = tmp_path / "espcn.png"
+    source = sorted(image_dir.iterdir())[0]
+    assert _vsr("upscale", source, ours, "--model", name, "-q").returncode == 0
+    assert _vsr("upscale", source, base, "-q").returncode == 0
+    a, b = np.asarray(Image.open(ours)), np.asarray(Image.open(base))
+    assert a.shape == b.shape
+    assert name == "espcn" or np.abs(a.astype(int) - b.astype(int)).mean() > 0.05
+
+
+def test_choose_model_climbs_the_ladder_and_caches(tmp_path, monkeypatch):
+    """Real timings on a small frame: an easy target gets the best rung, an impossible one the
+    fastest with a reason; the second call reads the cache instead of timing again."""
+    from vsr.models import choose
+
+    monkeypatch.setenv("VSR_CACHE_DIR", str(tmp_path))
+    timed = []
+
+    def measure(spec, width_px, height_px):
+        timed.append(spec.model)
+        return choose.measure_engine_fps(spec, width_px, height_px)
+
+    spec = EngineSpec(scale=3, backend="onnxruntime")
+    easy = choose.choose_model(spec, 48, 32, target_fps=0.5, measure=measure)
+    assert easy.model == SHIPPED[-1] and list(easy.engine_fps) == SHIPPED
+    assert f"model {SHIPPED[-1]}: the best that holds 0.5 fps" in easy.reason
+    assert timed == SHIPPED
+    hard = choose.choose_model(spec, 48, 32, target_fps=1e7, measure=measure)
+    assert hard.model == "espcn" and "cannot hold" in hard.reason
+    assert timed == SHIPPED  # all from the cache
+    assert (tmp_path / "calibration.json").is_file()
+    # Rungs are slower the higher they are (what climbing and stopping early relies on).
+    fps = list(easy.engine_fps.values())
+    assert fps[0] > fps[-1]
+
+
+def test_run_target_fps_says_which_model_and_why(tmp_path):
+    clip = tmp_path / "in.mp4"
+    make_clip(clip, width=64, height=48, frames=4)
+    env = {**os.environ, "VSR_CACHE_DIR": str(tmp_path / "cache")}
+    result = _vsr("run", clip, tmp_path / "out.mp4", "--scale", "3", "--target-fps", "1", "--workers", "1",
+                  "--backend", "onnxruntime", env=env)
+    assert result.returncode == 0, result.stderr
+    assert f"note: model {SHIPPED[-1]}: the best that holds 1 fps at 64x48 x3" in result.stderr
+    conflict = _vsr("run", clip, tmp_path / "o2.mp4", "--target-fps", "30", "--weights", "w.pt", env=env)
+    assert conflict.returncode == 2 and "cannot be combined" in conflict.stderr

@@ -1,0 +1,137 @@
+"""``--model auto`` / ``--target-fps``: the best model of the ladder that keeps up.
+
+Each clean-input model (``vsr models``) is timed on a luma plane of the input's size with the
+run's backend, device and threads: a few untimed calls, then calls for about half a second.
+The ladder is climbed from the fastest rung and stops at the first that is too slow (every
+rung costs more per pixel than the one below it), so calibrating is quick and a model that
+cannot keep up is timed at most once. Results are cached per machine, backend, device, size,
+scale and model (``$VSR_CACHE_DIR/calibration.json``): later runs decide without timing.
+
+The engine is only part of a run: decode, chroma and encode share the machine. A model is
+chosen only if the engine alone is ``HEADROOM`` times faster than the target.
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from ..errors import InputError
+from .registry import get_model, shipped_models
+
+#: Engine-only fps over the target fps a model needs: on the 2-core AMD EPYC the engine alone
+#: ran at 25 fps where the whole `vsr run` ran at 23 fps, and at 4K on an H100 decode and
+#: encode cost more than the network; 1.3 leaves room for both.
+HEADROOM = 1.3
+#: Timed seconds per model (at least two calls are timed, however long they take).
+CALIBRATION_SECONDS = 0.5
+WARMUP_CALLS = 2
+
+
+@dataclass(frozen=True)
+class Choice:
+    """The chosen model, the fps each timed model reached (engine only), and why, in one line."""
+
+    model: str
+    engine_fps: dict[str, float]
+    reason: str
+
+
+def machine_name(device: str) -> str:
+    """What the calibration is valid on: the GPU's name for CUDA, else the CPU model and cores."""
+    if device.startswith("cuda"):
+        import torch
+
+        return f"{torch.cuda.get_device_name(torch.device(device))}"
+    cpu = platform.processor() or ""
+    try:
+        with open("/proc/cpuinfo") as info:
+            fields = dict(line.split(":", 1) for line in info if ":" in line)
+        cpu = " ".join(fields.get(k, "").strip() for k in ("model name", "cpu family", "model", "stepping"))
+    except OSError:
+        pass
+    return f"{cpu} ({os.cpu_count()} cpus)"
+
+
+def _cache_path() -> Path:
+    return Path(os.environ.get("VSR_CACHE_DIR", Path.home() / ".cache" / "vsr")) / "calibration.json"
+
+
+def _read_cache() -> dict:
+    try:
+        return json.loads(_cache_path().read_text())
+    except (OSError, ValueError):
+        return {}  # no cache yet, or a damaged one: calibrate again
+
+
+def _write_cache(cache: dict) -> None:
+    from ..cache import write_atomic
+
+    path = _cache_path()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(path, json.dumps(cache, indent=1, sort_keys=True).encode())
+    except OSError:
+        pass  # a read-only home only costs a calibration next time
+
+
+def measure_engine_fps(spec, width_px: int, height_px: int) -> float:
+    """Frames per second of ``spec``'s engine alone on (batch, 1, height, width) luma planes."""
+    import numpy as np
+
+    from ..backends import create_backend
+
+    backend = create_backend(spec.backend, spec.scale, model=spec.model, device=spec.device,
+                             num_threads=spec.num_threads)
+    try:
+        rng = np.random.default_rng(0)
+        luma = rng.random((spec.batch_size, 1, height_px, width_px), dtype=np.float32)
+        for _ in range(WARMUP_CALLS):
+            backend.upscale_luma(luma)
+        calls, started = 0, time.perf_counter()
+        while calls < 2 or time.perf_counter() - started < CALIBRATION_SECONDS:
+            backend.upscale_luma(luma)
+            calls += 1
+        return calls * spec.batch_size / (time.perf_counter() - started)
+    finally:
+        backend.close()
+
+
+def choose_model(spec, width_px: int, height_px: int, target_fps: float, *, measure=measure_engine_fps) -> Choice:
+    """The highest model of the ladder whose engine holds ``target_fps`` x ``HEADROOM`` on
+    ``spec`` (its ``model`` is ignored) for frames of ``width_px`` x ``height_px``."""
+    if not target_fps > 0:
+        raise InputError(f"--target-fps must be above 0, got {target_fps:g}")
+    ladder = [m for m in shipped_models() if m.degradation == "bicubic" and spec.scale in m.scales]
+    if not ladder:
+        raise InputError(f"no shipped model upscales x{spec.scale}")
+    needed_fps = target_fps * HEADROOM
+    cache = _read_cache()
+    machine = machine_name(spec.device)
+    fps: dict[str, float] = {}
+    chosen = None
+    for info in ladder:
+        key = "|".join(map(str, (machine, spec.backend, spec.device, spec.num_threads, spec.batch_size,
+                                 f"{width_px}x{height_px}", f"x{spec.scale}", info.name)))
+        if key not in cache:
+            cache[key] = round(measure(replace(spec, model=info.name), width_px, height_px), 2)
+            _write_cache(cache)
+        fps[info.name] = cache[key]
+        if fps[info.name] < needed_fps:
+            break
+        chosen = info.name
+    timed = ", ".join(f"{name} {value:.0f}" for name, value in fps.items())
+    size = f"{width_px}x{height_px} x{spec.scale} on {spec.backend} ({spec.device})"
+    if chosen is None:
+        chosen = ladder[0].name
+        reason = (f"model {chosen}: even the fastest model cannot hold {target_fps:g} fps at {size} "
+                  f"(engine fps: {timed}; needs {needed_fps:.0f} with room for decode and encode)")
+    else:
+        above = [m.name for m in ladder if m.rank > get_model(chosen).rank]
+        reason = (f"model {chosen}: the best that holds {target_fps:g} fps at {size} "
+                  f"(engine fps: {timed}; needs {needed_fps:.0f} with room for decode and encode"
+                  + (f"; {above[0]} is too slow" if above and above[0] in fps else "") + ")")
+    return Choice(model=chosen, engine_fps=fps, reason=reason)
