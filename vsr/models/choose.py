@@ -49,8 +49,12 @@ def machine_name(device: str) -> str:
     cpu = platform.processor() or ""
     try:
         with open("/proc/cpuinfo") as info:
-            fields = dict(line.split(":", 1) for line in info if ":" in line)
-        cpu = " ".join(fields.get(k, "").strip() for k in ("model name", "cpu family", "model", "stepping"))
+            fields = {}
+            for line in info:
+                key, _, value = line.partition(":")
+                fields.setdefault(key.strip(), value.strip())  # the first core's
+        cpu = "{} family {} model {} stepping {}".format(
+            *(fields.get(k, "?") for k in ("model name", "cpu family", "model", "stepping")))
     except OSError:
         pass
     return f"{cpu} ({os.cpu_count()} cpus)"
