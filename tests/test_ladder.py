@@ -187,3 +187,23 @@ def test_run_target_fps_says_which_model_and_why(tmp_path):
     assert f"note: model {SHIPPED[-1]}: the best that holds 1 fps at 64x48 x3" in result.stderr
     conflict = _vsr("run", clip, tmp_path / "o2.mp4", "--target-fps", "30", "--weights", "w.pt", env=env)
     assert conflict.returncode == 2 and "cannot be combined" in conflict.stderr
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_image_tiles_overlap_by_each_models_reach(name):
+    """`vsr upscale` works in tiles: each model's tiles overlap by its own receptive field (the
+    residual rungs reach 15-19 px, ESPCN 4), so tiled output equals whole-image output."""
+    from vsr.images import Picture
+    from vsr.upscale import overlap_px_for, upscale_strips
+
+    engine = create_backend("onnxruntime", 2, model=name)
+    try:
+        picture = Picture(synthetic_rgb(100, 130, seed=9))
+        whole = np.concatenate(list(upscale_strips(picture, engine, tile_px=10_000))).astype(int)
+        tiled = np.concatenate(list(upscale_strips(picture, engine, tile_px=40))).astype(int)
+        assert np.abs(tiled - whole).max() <= 1
+        assert overlap_px_for(engine) == MODELS[name].receptive_px + 4
+        bare = np.concatenate(list(upscale_strips(picture, engine, tile_px=40, overlap_px=0)))
+        assert np.abs(bare.astype(int) - whole).max() > 1  # the check can fail
+    finally:
+        engine.close()

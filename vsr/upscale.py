@@ -29,10 +29,16 @@ from .images import (
 #: LR tile side: big enough that the network runs efficiently, small enough that a tile's float
 #: planes (and the dense weight matrix imresize builds for each tile size) stay a few tens of MB.
 TILE_PX = 512
-#: LR pixels of context around each tile. ESPCN sees 4 pixels around each output pixel
-#: (convolutions 5x5, 3x3, 3x3) and bicubic chroma 2, so 8 makes tiled output equal to
-#: whole-image output up to float rounding: no seams.
-OVERLAP_PX = 8
+#: LR pixels of context around each tile beyond the network's receptive radius (the backend's
+#: ``receptive_px``: ESPCN sees 4 pixels around each output pixel, the residual rungs up to 19).
+#: Bicubic chroma needs 2; 4 makes tiled output equal to whole-image output up to float
+#: rounding: no seams.
+OVERLAP_MARGIN_PX = 4
+
+
+def overlap_px_for(backend: Backend) -> int:
+    """Context around each tile for ``backend``'s network (8 for ESPCN)."""
+    return getattr(backend, "receptive_px", 4) + OVERLAP_MARGIN_PX
 
 
 @lru_cache(maxsize=64)
@@ -83,12 +89,13 @@ def _quantise(values: np.ndarray, peak: int) -> np.ndarray:
 
 
 def upscale_strips(
-    picture: Picture, backend: Backend, *, tile_px: int = TILE_PX, overlap_px: int = OVERLAP_PX
+    picture: Picture, backend: Backend, *, tile_px: int = TILE_PX, overlap_px: int | None = None
 ) -> Iterator[np.ndarray]:
     """Upscale in overlapping tiles, yielding the output a strip of rows at a time, top to bottom:
     (rows, W * s, 3 or 4) in the picture's dtype (RGBA when it has alpha). Memory stays bounded
     by the input and one strip, whatever the image size."""
     scale, peak = backend.scale, picture.peak
+    overlap_px = overlap_px_for(backend) if overlap_px is None else overlap_px
     height, width = picture.height, picture.width
     channels = 3 if picture.alpha is None else 4
     for y0 in range(0, height, tile_px):

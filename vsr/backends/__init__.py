@@ -74,7 +74,25 @@ def create_backend(
     backend = _create(name, scale, model=model, weights=weights, device=device, num_threads=num_threads)
     if weights is not None and name != "tensorrt" and backend.name != "tensorrt":
         _check_weights_scale(backend, scale, weights)
+    backend.receptive_px = _receptive_px(model, weights)
     return backend
+
+
+def _receptive_px(model: str, weights: os.PathLike | str | None) -> int:
+    """How far (LR pixels) one input pixel reaches in the output of the network that runs: what
+    tiles must overlap by. An .onnx says nothing about it: the widest model of the ladder's."""
+    from ..models.registry import MODELS, get_model
+
+    if weights is None:
+        return get_model(model).receptive_px
+    if Path(weights).suffix == ".pt":
+        from ..models.weights import checkpoint_model, load_checkpoint
+
+        try:
+            return checkpoint_model(load_checkpoint(weights)).receptive_px
+        except Exception:  # torch missing or an odd file: the backend already loaded it, so be safe
+            pass
+    return max(m.receptive_px for m in MODELS.values())
 
 
 def _check_weights_scale(backend: Backend, scale: int, weights: os.PathLike | str) -> None:
