@@ -233,3 +233,22 @@ def test_every_shipped_model_matches_torch_on_the_gpu(name, backend):
     finally:
         engine.close()
     assert diff.max() <= GPU_TOLERANCE[0] and diff.mean() <= GPU_TOLERANCE[1], (name, backend, diff.max())
+
+
+@pytest.mark.parametrize("name", [n for n in SHIPPED if MODELS[n].min_input_px > 5])
+def test_pictures_smaller_than_the_models_context_are_one_clear_line(tmp_path, name):
+    """The seven-layer ESPCN mirrors 8 pixels around its input: 6x6 is too small for it (one
+    line, exit 1, nothing written), and large enough for ESPCN."""
+    from PIL import Image
+
+    Image.fromarray(synthetic_rgb(6, 6)).save(tmp_path / "tiny.png")
+    result = _vsr("upscale", tmp_path / "tiny.png", tmp_path / "out.png", "--model", name)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert f"at least {MODELS[name].min_input_px}x{MODELS[name].min_input_px}" in result.stderr
+    assert not (tmp_path / "out.png").exists()
+    assert _vsr("upscale", tmp_path / "tiny.png", tmp_path / "out.png", "-q").returncode == 0
+    clip = tmp_path / "tiny.mp4"
+    make_clip(clip, width=8, height=8, frames=2)
+    result = _vsr("run", clip, tmp_path / "out.mp4", "--model", name, "--workers", "1")
+    assert result.returncode == 1 and f"model {name} needs at least" in result.stderr
+    assert not (tmp_path / "out.mp4").exists()

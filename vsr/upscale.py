@@ -295,8 +295,10 @@ def run_upscale(
     scale = backend.scale
     for job in jobs:
         picture = read_picture(job.source)
-        if min(picture.rgb.shape[:2]) < 5:
-            raise InputError(f"{job.source}: too small ({picture.width}x{picture.height}); at least 5x5 pixels")
+        min_px = getattr(backend, "min_input_px", 5)
+        if min(picture.rgb.shape[:2]) < min_px:
+            raise InputError(f"{job.source}: too small ({picture.width}x{picture.height}); "
+                             f"at least {min_px}x{min_px} pixels")
         out_w, out_h = picture.width * scale, picture.height * scale
         streamed = job.target.suffix.lower() in (".png", "") and not compare
         if streamed:

@@ -74,25 +74,32 @@ def create_backend(
     backend = _create(name, scale, model=model, weights=weights, device=device, num_threads=num_threads)
     if weights is not None and name != "tensorrt" and backend.name != "tensorrt":
         _check_weights_scale(backend, scale, weights)
-    backend.receptive_px = _receptive_px(model, weights)
+    # What callers that cut or check pictures need to know of the network (tiles' overlap, the
+    # smallest input); an .onnx says nothing of it, so the most demanding model's values hold.
+    info = model_info(model, weights)
+    backend.receptive_px = info.receptive_px if info else max(m.receptive_px for m in _ladder())
+    backend.min_input_px = info.min_input_px if info else max(m.min_input_px for m in _ladder())
     return backend
 
 
-def _receptive_px(model: str, weights: os.PathLike | str | None) -> int:
-    """How far (LR pixels) one input pixel reaches in the output of the network that runs: what
-    tiles must overlap by. An .onnx says nothing about it: the widest model of the ladder's."""
-    from ..models.registry import MODELS, get_model
+def _ladder():
+    from ..models.registry import MODELS
+
+    return MODELS.values()
+
+
+def model_info(model: str, weights: os.PathLike | str | None = None):
+    """The ``ModelInfo`` of what runs: ``model``, or the architecture a .pt checkpoint names;
+    None for an .onnx file (it does not say)."""
+    from ..models.registry import get_model
 
     if weights is None:
-        return get_model(model).receptive_px
-    if Path(weights).suffix == ".pt":
-        from ..models.weights import checkpoint_model, load_checkpoint
+        return get_model(model)
+    if Path(weights).suffix == ".onnx":
+        return None
+    from ..models.weights import checkpoint_model, load_checkpoint
 
-        try:
-            return checkpoint_model(load_checkpoint(weights)).receptive_px
-        except Exception:  # torch missing or an odd file: the backend already loaded it, so be safe
-            pass
-    return max(m.receptive_px for m in MODELS.values())
+    return checkpoint_model(load_checkpoint(weights))
 
 
 def _check_weights_scale(backend: Backend, scale: int, weights: os.PathLike | str) -> None:
@@ -102,10 +109,11 @@ def _check_weights_scale(backend: Backend, scale: int, weights: os.PathLike | st
 
     from ..errors import UnsupportedScale
 
-    out = backend.upscale_luma(np.zeros((1, 1, 8, 8), np.float32))
-    if out.shape[-2:] != (8 * scale, 8 * scale):
+    side_px = 16  # above every model's mirrored context
+    out = backend.upscale_luma(np.zeros((1, 1, side_px, side_px), np.float32))
+    if out.shape[-2:] != (side_px * scale, side_px * scale):
         backend.close()
-        factor = out.shape[-1] / 8
+        factor = out.shape[-1] / side_px
         raise UnsupportedScale(f"{weights}: these weights upscale x{factor:g}, not x{scale} (--scale)")
 
 

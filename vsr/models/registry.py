@@ -36,6 +36,12 @@ class ModelInfo:
     receptive_px: int = 4
     aliases: tuple[str, ...] = field(default=())
 
+    @property
+    def min_input_px(self) -> int:
+        """The smallest input side the network takes: its mirrored context must fit inside the
+        picture (reflect padding needs a side above the pad), and never under vsr's 5 px."""
+        return max(5, self.context_px + 1)
+
     def build(self, scale: int):
         """The untrained network for ``scale`` (imports torch)."""
         from .espcn import ESPCN

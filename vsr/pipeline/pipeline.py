@@ -229,6 +229,13 @@ def check_run(config: RunConfig, info, *, workers: int = 1) -> None:
     if info.width < MIN_FRAME_SIZE or info.height < MIN_FRAME_SIZE:
         raise InputError(f"{config.input_path}: frames are {info.width}x{info.height}; "
                          f"they must be at least {MIN_FRAME_SIZE}x{MIN_FRAME_SIZE}")
+    if config.model != "auto":
+        from ..backends import model_info
+
+        model = model_info(config.model, config.weights)
+        if model is not None and min(info.width, info.height) < model.min_input_px:
+            raise InputError(f"{config.input_path}: frames are {info.width}x{info.height}; model {model.name} "
+                             f"needs at least {model.min_input_px}x{model.min_input_px}")
     out_w, out_h = info.width * config.scale, info.height * config.scale
     check_encode_options(config.encode, out_w, out_h)
     needed = estimated_memory_bytes(info.width, info.height, config.scale, output_layout(config.encode),
