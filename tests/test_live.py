@@ -509,3 +509,17 @@ def _window_problem(screen: np.ndarray) -> str | None:
     if yellow(window[: window.shape[0] // 5, : window.shape[1] // 2]).sum() <= 30:
         return "no overlay text (yellow) at the window's top left"
     return None
+
+
+def test_live_target_fps_picks_a_model_and_says_why(clip, tmp_path, monkeypatch):
+    """--model auto in live: timed on the source's own frame size, chosen before the first frame."""
+    from vsr.live import LiveConfig, run_live
+    from vsr.models.registry import shipped_models
+
+    monkeypatch.setenv("VSR_CACHE_DIR", str(tmp_path))
+    lines = []
+    report = run_live(LiveConfig(source=str(clip), scale=2, model="auto", target_fps=0.1, backend="onnxruntime",
+                                 headless=True, as_fast_as_possible=True, max_frames=2), status=lines.append)
+    best = shipped_models()[-1].name
+    assert any(line.startswith(f"model {best}: the best that holds 0.1 fps at 200x150 x2") for line in lines), lines
+    assert report.frames_processed == 2

@@ -12,7 +12,7 @@ __all__ = ["Backend", "BackendUnavailable", "as_batch"]
 
 @runtime_checkable
 class Backend(Protocol):
-    """Runs ESPCN on luma.
+    """Runs a model of the ladder (ESPCN by default) on luma.
 
     ``upscale_luma`` takes float32 luma in [0, 1] shaped (N, 1, H, W) and returns float32
     (N, 1, H * scale, W * scale), clipped to [0, 1]. Backends own their device memory;

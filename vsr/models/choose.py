@@ -127,15 +127,15 @@ def choose_model(spec, width_px: int, height_px: int, target_fps: float, *, meas
         if fps[info.name] < needed_fps:
             break
         chosen = info.name
-    timed = ", ".join(f"{name} {value:.0f}" for name, value in fps.items())
+    timed = ", ".join(f"{name} {value:.3g}" for name, value in fps.items())
     size = f"{width_px}x{height_px} x{spec.scale} on {spec.backend} ({spec.device})"
     if chosen is None:
         chosen = ladder[0].name
         reason = (f"model {chosen}: even the fastest model cannot hold {target_fps:g} fps at {size} "
-                  f"(engine fps: {timed}; needs {needed_fps:.0f} with room for decode and encode)")
+                  f"(engine fps: {timed}; needs {needed_fps:.3g} with room for decode and encode)")
     else:
         above = [m.name for m in ladder if m.rank > get_model(chosen).rank]
         reason = (f"model {chosen}: the best that holds {target_fps:g} fps at {size} "
-                  f"(engine fps: {timed}; needs {needed_fps:.0f} with room for decode and encode"
+                  f"(engine fps: {timed}; needs {needed_fps:.3g} with room for decode and encode"
                   + (f"; {above[0]} is too slow" if above and above[0] in fps else "") + ")")
     return Choice(model=chosen, engine_fps=fps, reason=reason)
