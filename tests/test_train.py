@@ -158,3 +158,11 @@ def test_resuming_a_cosine_run_with_more_epochs_follows_the_longer_curve(image_d
     assert rates[0] == pytest.approx(1e-5 + (2e-3 - 1e-5) * 0.5 * (1 + np.cos(np.pi / 2)))  # epoch 1 of 2
     assert rates[2] == pytest.approx(1e-5 + (2e-3 - 1e-5) * 0.5 * (1 + np.cos(np.pi * 3 / 4)))  # epoch 3 of 4
     assert rates[3] == pytest.approx(1e-5)
+
+
+def test_result_and_log_count_the_steps_and_the_time_inside_the_step_loop(image_dir, tmp_path):
+    result = train(_config(image_dir, tmp_path, epochs=2, sampling="random", steps_per_epoch=3, patch_px=8))
+    rows = _log(tmp_path)
+    assert [row["steps"] for row in rows] == [3, 3] and result.steps_run == 6
+    assert 0 < result.train_seconds <= result.wall_seconds  # validation and saving are not counted
+    assert result.train_seconds == pytest.approx(sum(row["train_seconds"] for row in rows), abs=2e-3)

@@ -100,6 +100,11 @@ class TrainResult:
     best_epoch: int
     epochs_run: int
     wall_seconds: float
+    #: Optimizer steps taken by this call, and the seconds they took: time inside the step loops
+    #: only (batch sampling, forward, backward, update), without loading or degrading images,
+    #: building grid patches, validating or saving (what ``benchmarks/train_throughput.py`` reports).
+    steps_run: int = 0
+    train_seconds: float = 0.0
 
 
 def degraded_images(
@@ -358,6 +363,7 @@ def train(config: TrainConfig) -> TrainResult:
         return torch.nn.functional.mse_loss(output, target) if l2 else torch.nn.functional.l1_loss(output, target)
 
     model_params, ema_params = list(model.parameters()), list(ema.parameters())
+    steps_run, train_seconds = 0, 0.0
     started = time.perf_counter()
     epoch = start_epoch
     for epoch in range(start_epoch + 1, config.epochs + 1):
@@ -378,6 +384,7 @@ def train(config: TrainConfig) -> TrainResult:
             range(batches), desc=f"epoch {epoch}/{config.epochs}", unit="batch",
             disable=not config.progress, leave=False, file=sys.stderr,
         )
+        loop_started = time.perf_counter()
         for b in bar:
             if crops is None:
                 idx = order[b * config.batch_size : (b + 1) * config.batch_size]
@@ -396,8 +403,8 @@ def train(config: TrainConfig) -> TrainResult:
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
+            steps += 1
             if ema is not model:
-                steps += 1
                 # Warm-up: a short memory at first, so the average does not drag in the initial weights.
                 decay = min(config.ema_decay, (1 + steps) / (10 + steps))
                 with torch.no_grad():
@@ -408,6 +415,11 @@ def train(config: TrainConfig) -> TrainResult:
             if config.time_budget_s and progress_now() >= 1.0:
                 batches = b + 1
                 break
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)  # a GPU runs behind the host: time the work, not the queueing
+        epoch_train_seconds = time.perf_counter() - loop_started
+        steps_run += batches
+        train_seconds += epoch_train_seconds
         model.eval()
         val_psnr = validate(_torch_upscaler(ema, device))
         if config.schedule == "cosine":
@@ -455,12 +467,15 @@ def train(config: TrainConfig) -> TrainResult:
             val_bicubic_psnr_db=round(validate.bicubic_psnr_db, 4),
             lr=optimizer.param_groups[0]["lr"],
             wall_seconds=round(wall, 1),
+            steps=batches,
+            train_seconds=round(epoch_train_seconds, 3),
             best="*" if improved else "",
         )
         if config.time_budget_s and wall >= config.time_budget_s:
             log.say(f"time budget of {config.time_budget_s:.0f}s spent after epoch {epoch}")
             break
-    return TrainResult(best_path, best_psnr, best_epoch, epoch, wall_before + time.perf_counter() - started)
+    return TrainResult(best_path, best_psnr, best_epoch, epoch, wall_before + time.perf_counter() - started,
+                       steps_run, train_seconds)
 
 
 class _Validator:
