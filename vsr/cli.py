@@ -108,8 +108,8 @@ def _pick_model(model_name: str, target_fps: float | None, weights) -> str:
               help="Shift the patch grid by a random offset each epoch (more distinct patches, same stride).")
 @click.option("--patch-px", type=click.IntRange(min=1), default=17, show_default=True,
               help="LR side of a training patch (the paper's 17). Larger patches spend less of each step on the 4 "
-                   "pixels of context around them: 32 at batch 16 trains 1.4x the pixels per second of 17 at batch 64 "
-                   "on a CPU (benchmarks/results/train_throughput.md).")
+                   "pixels of context around them: 32 at batch 16 trains 1.1x-1.4x the pixels per second of 17 at "
+                   "batch 64 on a CPU (benchmarks/results/train_throughput.md).")
 @click.option("--stride-px", type=click.IntRange(min=1), default=None,
               help="Grid step between patches, LR pixels.  [default: patch - 3, the paper's 14 for 17]")
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=1e-3, show_default=True,

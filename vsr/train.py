@@ -44,8 +44,8 @@ class TrainConfig:
 
     ``patch_px`` is the LR side of a patch (the paper's 17). Each patch also carries 4 pixels of
     context on every side, so larger patches spend less of each step on context (32 px at batch
-    16: 1.4x the output pixels per second of 17 px at batch 64 on a CPU, see
-    ``benchmarks/train_throughput.py``). Images smaller than a patch are skipped.
+    16: 1.1x-1.4x the output pixels per second of 17 px at batch 64 on CPUs, see
+    ``benchmarks/results/train_throughput.md``). Images smaller than a patch are skipped.
     """
 
     data_dirs: tuple[Path, ...]
