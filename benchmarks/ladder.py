@@ -138,7 +138,9 @@ def main() -> int:
     parser.add_argument("--backends", nargs="+", default=None,
                         help="[default: openvino onnxruntime torch on cpu; torch tensorrt onnxruntime on cuda]")
     parser.add_argument("--set5", type=Path, default=SET5)
-    parser.add_argument("--skip-quality", action="store_true", help="Keep the quality numbers in the JSON.")
+    parser.add_argument("--measure-quality", action="store_true",
+                        help="Run Set5 again instead of reading the `vsr eval --json` results shipped beside the "
+                             "weights (the same convention and backend).")
     parser.add_argument("--chart-only", action="store_true")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
@@ -148,7 +150,11 @@ def main() -> int:
     json_path = args.out / "ladder.json"
     results = json.loads(json_path.read_text()) if json_path.is_file() else {"quality": {}, "speed": {}}
     if not args.chart_only:
-        if not args.skip_quality:
+        if not args.measure_quality:
+            results["quality"] = {m.name: {str(s): {"psnr_db": v["vsr_psnr_db"], "ssim": v["vsr_ssim"],
+                                                    "bicubic_psnr_db": v["bicubic_psnr_db"]}
+                                           for s, v in m.card_scores().items()} for m in models}
+        else:
             if not args.set5.is_dir():
                 print(f"{args.set5}: Set5 not found (give --set5)", file=sys.stderr)
                 return 1
