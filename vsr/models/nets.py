@@ -25,7 +25,7 @@ def _check(scale: int) -> int:
 class ESPCN7(nn.Module):
     """ESPCN with seven convolutions (the seed project's deeper ESPCN): 5x5 1->64, 3x3 64->32,
     four 3x3 32->32, 3x3 32->scale**2, tanh between them, pixel shuffle; unpadded like ESPCN,
-    the input mirrored by ``CONTEXT_PX`` in ``forward``. About 56k parameters at x3: the rung
+    the input mirrored by ``CONTEXT_PX`` in ``forward``. About 60k parameters at x3: the rung
     between ESPCN (22k) and the residual networks, with the same border handling as ESPCN.
     """
 
