@@ -1,7 +1,7 @@
 """Look at it: one frame of a shared clip, downscaled x3 and re-encoded with libx264 (CRF 30),
 as bicubic | clean model | compressed-input model | original, side by side.
 
-    python benchmarks/compressed_crops.py --clean espcn --compressed NAME
+    python benchmarks/compressed_crops.py --clean espcn --compressed balanced-compressed
     python benchmarks/compressed_crops.py --compressed-weights run/best.pt
     python benchmarks/compressed_crops.py        # no compressed-input model yet: bicubic | clean | original
 

@@ -101,8 +101,18 @@ def _pick_model(model_name: str, target_fps: float | None, weights) -> str:
               help="Validation images (folder or file; repeatable). Default: every 20th training image, held out.")
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), default=Path("runs"), show_default=True,
               help="Folder for checkpoints (MODEL_xN.pt = best, MODEL_xN_last.pt = for --resume) and the log.")
-@click.option("--degradation", type=click.Choice(["bicubic", "gaussian"]), default="bicubic", show_default=True,
-              help="How LR inputs are made: MATLAB antialiased bicubic, or the paper's Gaussian blur + subsample.")
+@click.option("--degradation", type=click.Choice(["bicubic", "gaussian", "compressed"]), default="bicubic",
+              show_default=True,
+              help="How LR inputs are made: MATLAB antialiased bicubic, the paper's Gaussian blur + subsample, or "
+                   "compressed video (blur, resize kernels, noise, H.264/HEVC/MPEG-4/JPEG round trips; needs "
+                   "--sampling random).")
+@click.option("--clean-fraction", type=click.FloatRange(0, 1), default=0.25, show_default=True,
+              help="With --degradation compressed: share of each batch that is clean bicubic patches, so the "
+                   "model keeps its skill on clean input.")
+@click.option("--pool-patches", type=click.IntRange(min=1), default=4096, show_default=True,
+              help="With --degradation compressed: patches per degraded pool (each served about once).")
+@click.option("--pool-workers", type=click.IntRange(min=1), default=1, show_default=True,
+              help="With --degradation compressed: processes making the pools ahead of the trainer.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
 @click.option("--jitter/--fixed-grid", default=True, show_default=True,
               help="Shift the patch grid by a random offset each epoch (more distinct patches, same stride).")
@@ -135,8 +145,8 @@ def _pick_model(model_name: str, target_fps: float | None, weights) -> str:
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar or epoch lines.")
 @_reports_errors
 def train(data, scale, model_name, epochs, sampling, steps_per_epoch, loss, budget_minutes, val_dirs, out_dir,
-          degradation, batch_size, jitter, patch_px, stride_px, lr, schedule, min_lr, patience, ema_decay, seed,
-          resume, init, device, mixed_precision, threads, quiet):
+          degradation, clean_fraction, pool_patches, pool_workers, batch_size, jitter, patch_px, stride_px, lr,
+          schedule, min_lr, patience, ema_decay, seed, resume, init, device, mixed_precision, threads, quiet):
     """Train a model of the ladder on folders of HR images (PNG/JPG/BMP, searched recursively)."""
     from .train import TrainConfig
     from .train import train as run_training
@@ -145,7 +155,8 @@ def train(data, scale, model_name, epochs, sampling, steps_per_epoch, loss, budg
         data_dirs=tuple(data), scale=int(scale), out_dir=out_dir, epochs=epochs, val_dirs=tuple(val_dirs),
         model=model_name, sampling=sampling, steps_per_epoch=steps_per_epoch, loss=loss,
         time_budget_s=(budget_minutes or 0) * 60,
-        degradation=degradation, batch_size=batch_size, jitter=jitter, patch_px=patch_px, stride_px=stride_px,
+        degradation=degradation, clean_fraction=clean_fraction, pool_patches=pool_patches,
+        pool_workers=pool_workers, batch_size=batch_size, jitter=jitter, patch_px=patch_px, stride_px=stride_px,
         lr=lr, schedule=schedule, min_lr=min_lr, patience=patience, ema_decay=ema_decay, seed=seed, resume=resume,
         init=init, device=device, mixed_precision=mixed_precision, num_threads=threads,
         progress=not quiet,

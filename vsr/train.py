@@ -7,6 +7,11 @@ Two ways to take patches (``TrainConfig.sampling``):
 - ``random``: random aligned crops gathered on the device from whole images kept there
   (``RandomCrops``): no per-step host work, any batch size, so a GPU is never left waiting.
 
+With ``degradation`` "compressed" (``vsr.degradations``: blur, random downscale kernels, noise
+and a real codec round trip), degraded patches come from pools made ahead in worker processes
+(``PoolBatches``), and ``clean_fraction`` of every batch stays clean MATLAB-bicubic random crops,
+so the model still serves clean input.
+
 Either way the LR input carries the context an unpadded network consumes (``context_px``:
 4 for ESPCN, 0 for padded networks), mirrored where the patch meets the image border,
 exactly as the network's ``forward`` mirrors whole frames at inference.
@@ -65,7 +70,17 @@ class TrainConfig:
     #: then following time instead of epochs, so a fixed budget still ends at ``min_lr``.
     time_budget_s: float = 0.0
     val_dirs: tuple[Path, ...] = ()
+    #: "bicubic", "gaussian" (LR made once per image) or "compressed" (codec-degraded patch
+    #: pools, needs ``sampling`` "random"; validation then scores the compressed LR).
     degradation: str = "bicubic"
+    #: With "compressed": the share of each batch that is clean MATLAB-bicubic crops. A CPU
+    #: fine-tune of espcn on compressed pools alone lost ~1 dB on clean Set5
+    #: (benchmarks/results/compressed_cpu_finetune.md); a quarter clean keeps the clean skill.
+    clean_fraction: float = 0.25
+    #: With "compressed": patches per pool, and the processes making pools ahead. A pool is
+    #: replaced after it has served as many patches as it holds (each seen about once).
+    pool_patches: int = 4096
+    pool_workers: int = 1
     batch_size: int = 64
     lr: float = 1e-3
     min_lr: float = 1e-5
@@ -123,6 +138,7 @@ def degraded_images(
     return pairs
 
 
+TRAIN_DEGRADATIONS = (*DEGRADATIONS, "compressed")
 SCHEDULES = ("plateau", "cosine")
 SAMPLINGS = ("grid", "random")
 LOSSES = ("l2", "l1", "l1-l2")
@@ -232,6 +248,47 @@ class RandomCrops:
         return self.lr_flat[lr_index][:, None], self.hr_flat[hr_index][:, None].float().div_(255.0)
 
 
+class PoolBatches:
+    """Random batches from the current codec-degraded patch pool of a ``PoolProducer``.
+
+    The next pool replaces the current one once it has served ``swap_after`` patches, always
+    at the same step, so a run is reproducible from its seed whatever the workers' speed; the
+    producer has made it meanwhile, so the wait is normally nil (``waited_s`` says; the first
+    pool's wait, while the workers start and read the images, is ``first_pool_s``).
+    """
+
+    def __init__(self, producer, device, seed: int, swap_after: int | None = None) -> None:
+        import torch
+
+        self.producer, self.device = producer, device
+        self.generator = torch.Generator().manual_seed(seed)
+        self.pools = 0
+        self.waited_s = 0.0
+        self._load()
+        self.first_pool_s, self.waited_s = self.waited_s, 0.0
+        self.swap_after = swap_after or len(self.lr)
+
+    def _load(self) -> None:
+        import torch
+
+        started = time.perf_counter()
+        lr, hr = self.producer.get()
+        self.waited_s += time.perf_counter() - started
+        self.lr = torch.from_numpy(lr)[:, None].to(self.device)
+        self.hr = torch.from_numpy(hr)[:, None].to(self.device)
+        self.served, self.pools = 0, self.pools + 1
+
+    def batch(self, n: int):
+        """(LR (n, 1, P+2c, P+2c) float32, HR (n, 1, P*s, P*s) float32 in [0, 1])."""
+        import torch
+
+        if self.served >= self.swap_after:
+            self._load()
+        self.served += n
+        index = torch.randint(len(self.lr), (n,), generator=self.generator).to(self.device)
+        return self.lr[index], self.hr[index].float().div_(255.0)
+
+
 def _cosine(progress: float, floor: float) -> float:
     return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
 
@@ -244,11 +301,16 @@ def train(config: TrainConfig) -> TrainResult:
     info = get_model(config.model)
     if config.scale not in info.scales:
         raise InputError(f"model {info.name} has no x{config.scale}")
-    for value, allowed, what in ((config.degradation, DEGRADATIONS, "degradation"),
+    for value, allowed, what in ((config.degradation, TRAIN_DEGRADATIONS, "degradation"),
                                  (config.schedule, SCHEDULES, "schedule"), (config.sampling, SAMPLINGS, "sampling"),
                                  (config.loss, LOSSES, "loss")):
         if value not in allowed:
             raise InputError(f"{what} must be one of {', '.join(allowed)}")
+    compressed = config.degradation == "compressed"
+    if compressed and config.sampling != "random":
+        raise InputError("--degradation compressed needs --sampling random (patches come from pools, not a grid)")
+    if not 0.0 <= config.clean_fraction <= 1.0:
+        raise InputError("clean_fraction must be in [0, 1]")
     if config.time_budget_s and config.schedule != "cosine":
         raise InputError("a time budget needs the cosine schedule (a plateau schedule has no end to aim at)")
     stride_px = config.stride_px or max(1, config.patch_px - 3)
@@ -285,11 +347,14 @@ def train(config: TrainConfig) -> TrainResult:
     log = _Logger(out_dir / f"{stem}_log.jsonl", config.progress)
     log.say(f"{info.name} x{config.scale}: {len(train_paths)} training images, {len(val_paths)} validation images")
 
-    pairs = degraded_images(train_paths, config.scale, config.degradation, config.progress, context_px)
+    # With "compressed", the whole images serve the clean share of each batch.
+    clean_degradation = "bicubic" if compressed else config.degradation
+    pairs = degraded_images(train_paths, config.scale, clean_degradation, config.progress, context_px)
     too_small = sum(min(lr.shape) - 2 * context_px < config.patch_px for lr, _ in pairs)
     if too_small:
         log.say(f"{too_small} image(s) smaller than a {config.patch_px * config.scale}px patch: not used")
-    validate = _Validator(val_paths, config.scale, config.degradation)
+    validate = _Validator(val_paths, config.scale, config.degradation, config.seed)
+    validate_clean = _Validator(val_paths, config.scale, "bicubic") if compressed else None
 
     if config.sampling == "grid":
         def patches(origin_px):
@@ -309,6 +374,36 @@ def train(config: TrainConfig) -> TrainResult:
         del pairs  # on the device now
         log.say(f"random {config.patch_px * config.scale}px crops of {crops.images} images on {device}, "
                 f"{config.steps_per_epoch} batches of {config.batch_size} per epoch ({config.degradation} degradation)")
+    n_clean = round(config.batch_size * config.clean_fraction) if compressed else config.batch_size
+    pools = None
+    if compressed:
+        from .degradations import PoolProducer
+
+        producer = PoolProducer(train_paths, config.scale, config.patch_px, context_px, config.pool_patches,
+                                config.seed, workers=config.pool_workers)
+        try:
+            pools = PoolBatches(producer, device, config.seed)
+        except BaseException:
+            producer.close()
+            raise
+        log.say(f"compressed pools of {config.pool_patches} patches from {config.pool_workers} worker(s), "
+                f"the first after {pools.first_pool_s:.1f}s; {n_clean} of each {config.batch_size} clean bicubic")
+    try:
+        return _run(config, info, device, crops, pools, n_clean, validate, validate_clean, stride_px, generator,
+                    log, out_dir, stem, patches if crops is None else None,
+                    (lr_all, hr_all) if crops is None else (None, None))
+    finally:
+        if pools is not None:
+            pools.producer.close()
+
+
+def _run(config, info, device, crops, pools, n_clean, validate, validate_clean, stride_px, generator, log,
+         out_dir, stem, patches, grid_data):
+    """The training loop proper (``train`` prepares the data and owns the pool workers)."""
+    import torch
+    from tqdm import tqdm
+
+    lr_all, hr_all = grid_data
 
     # channels_last: oneDNN's and cuDNN's convolutions (forward and backward) run faster in it.
     model = info.build(config.scale).to(device, memory_format=torch.channels_last)
@@ -389,8 +484,13 @@ def train(config: TrainConfig) -> TrainResult:
             if crops is None:
                 idx = order[b * config.batch_size : (b + 1) * config.batch_size]
                 x, y = lr_all[idx], hr_all[idx].float().div_(255.0)
-            else:
+            elif pools is None:
                 x, y = crops.batch(config.batch_size)
+            else:
+                parts = [crops.batch(n_clean)] if n_clean else []
+                if n_clean < config.batch_size:
+                    parts.append(pools.batch(config.batch_size - n_clean))
+                x, y = torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
             k = flips[b]
             x = _dihedral(x, k).contiguous(memory_format=torch.channels_last)
             y = _dihedral(y, k)
@@ -422,6 +522,10 @@ def train(config: TrainConfig) -> TrainResult:
         train_seconds += epoch_train_seconds
         model.eval()
         val_psnr = validate(_torch_upscaler(ema, device))
+        extra = {}
+        if validate_clean is not None:
+            extra = {"val_clean_psnr_db": round(validate_clean(_torch_upscaler(ema, device)), 4),
+                     "pools": pools.pools, "pool_wait_s": round(pools.waited_s, 2)}
         if config.schedule == "cosine":
             scheduler.step()
             if config.time_budget_s:
@@ -470,6 +574,7 @@ def train(config: TrainConfig) -> TrainResult:
             steps=batches,
             train_seconds=round(epoch_train_seconds, 3),
             best="*" if improved else "",
+            **extra,
         )
         if config.time_budget_s and wall >= config.time_budget_s:
             log.say(f"time budget of {config.time_budget_s:.0f}s spent after epoch {epoch}")
@@ -482,11 +587,14 @@ class _Validator:
     """Mean PSNR on Y of a luma upscaler over the validation images, exactly as ``vsr eval``
     scores it; the images are degraded and the bicubic baseline scored once, not every epoch."""
 
-    def __init__(self, paths: list[Path], scale: int, degradation: str) -> None:
+    def __init__(self, paths: list[Path], scale: int, degradation: str, seed: int = 0) -> None:
         from .evaluate import bicubic_uint8, luma_pairs
 
         self.scale = scale
-        self.pairs = [(hr, lr) for _, hr, lr in luma_pairs(paths, scale, degradation)]
+        if degradation == "compressed":
+            self.pairs = _compressed_pairs(paths, scale, seed)
+        else:
+            self.pairs = [(hr, lr) for _, hr, lr in luma_pairs(paths, scale, degradation)]
         self.bicubic_psnr_db = float(np.mean([
             psnr(hr, bicubic_uint8(lr, scale), border_px=scale) for hr, lr in self.pairs
         ]))
@@ -497,6 +605,20 @@ class _Validator:
         return float(np.mean([
             psnr(hr, upscaled_uint8(upscale_luma, lr), border_px=self.scale) for hr, lr in self.pairs
         ]))
+
+
+def _compressed_pairs(paths: list[Path], scale: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(HR luma uint8, LR float64) with the LR made by the compressed recipe, each image a
+    one-frame clip with its own seeded draw: the same validation set for every epoch and run."""
+    from .degradations import degrade_compressed, read_luma_images
+
+    pairs = []
+    for index, luma in enumerate(read_luma_images(paths)):
+        hr = modcrop(luma, scale)
+        # A stream apart from the pools' (which are seeded [seed, pool index]).
+        rng = np.random.default_rng((seed & 0xFFFFFFFF, 1, index))
+        pairs.append((hr, degrade_compressed([hr], scale, rng)[0].astype(np.float64)))
+    return pairs
 
 
 def _transfer(model, state_dict) -> None:

@@ -88,6 +88,9 @@ MODELS: dict[str, ModelInfo] = {
                   context_px=8, receptive_px=8),
         ModelInfo("balanced", "residual", "residual network, 32 channels x 6 blocks, bicubic skip", rank=2,
                   options=(("channels", 32), ("blocks", 6)), receptive_px=15),
+        ModelInfo("balanced-compressed", "residual", "balanced, fine-tuned for compressed video (codec-degraded "
+                  "low-resolution input)", rank=2, options=(("channels", 32), ("blocks", 6)),
+                  degradation="compressed", receptive_px=15),
         ModelInfo("quality", "residual", "residual network, 64 channels x 8 blocks, bicubic skip", rank=3,
                   options=(("channels", 64), ("blocks", 8)), receptive_px=19),
     )
