@@ -182,7 +182,8 @@ def main() -> None:
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu", help="cpu or cuda[:N] (as `vsr train --device`).")
-    parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
+    parser.add_argument("--models", nargs="+", default=[m for m in MODELS if MODELS[m].degradation == "bicubic"],
+                        choices=[m for m in MODELS if MODELS[m].degradation == "bicubic"])
     parser.add_argument("--seconds", type=float, default=8.0, help="Training budget per configuration.")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads.")
     parser.add_argument("--scale", type=int, default=3)
