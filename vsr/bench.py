@@ -46,6 +46,7 @@ class BenchConfig:
     weights: Path | None = None
     num_threads: int = 0
     batch_size: int = 1
+    precision: str = "auto"
     input: Path | None = None
     size: tuple[int, int] | None = (640, 360)
     frames: int = 60
@@ -66,7 +67,7 @@ class BenchConfig:
         from .backends import EngineSpec
 
         return EngineSpec(scale=self.scale, backend=self.backend, device=self.device, weights=self.weights,
-                          num_threads=self.num_threads, batch_size=self.batch_size)
+                          num_threads=self.num_threads, batch_size=self.batch_size, precision=self.precision)
 
 
 @dataclass

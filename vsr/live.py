@@ -67,6 +67,8 @@ class LiveConfig:
     divider: float = 0.5
     screenshot_dir: Path = Path(".")
     screenshot_at_frame: int | None = None
+    #: auto, fp32, bf16 or int8 (``backends.PRECISIONS``).
+    precision: str = "auto"
 
 
 @dataclass
@@ -414,7 +416,8 @@ def run_live(config: LiveConfig, *, status: Callable[[str], None] | None = None,
         info = source.info
         if backend is None:
             upscaler = create_frame_upscaler(EngineSpec(scale=config.scale, backend=config.backend,
-                                                        device=config.device, weights=config.weights),
+                                                        device=config.device, weights=config.weights,
+                                                        precision=config.precision),
                                              out_layout="yuv420p")
             stack.callback(upscaler.close)
         elif hasattr(backend, "upscale_frames"):

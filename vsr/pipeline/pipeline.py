@@ -50,11 +50,13 @@ class RunConfig:
     strict: bool = False
     #: Deinterlace (yadif) an interlaced input; progressive input is never touched.
     deinterlace: bool = True
+    #: auto, fp32, bf16 or int8 (``backends.PRECISIONS``).
+    precision: str = "auto"
 
     @property
     def engine(self) -> EngineSpec:
         return EngineSpec(scale=self.scale, backend=self.backend, device=self.device, weights=self.weights,
-                          batch_size=self.batch_size)
+                          batch_size=self.batch_size, precision=self.precision)
 
 
 @dataclass(frozen=True)

@@ -70,7 +70,7 @@ def upscale_video(
 
 def _engine_identity(spec: EngineSpec) -> dict:
     identity = {"scale": spec.scale, "backend": spec.backend, "device": "cuda" if spec.cuda else "cpu",
-                "batch_size": spec.batch_size}
+                "batch_size": spec.batch_size, "precision": spec.precision}
     if spec.weights is not None:
         identity["weights_sha256"] = hashlib.sha256(Path(spec.weights).read_bytes()).hexdigest()
     else:
@@ -92,9 +92,14 @@ def _resolve_engine(spec: EngineSpec) -> tuple[EngineSpec, str]:
 
             raise BackendUnavailable("torch sees no CUDA GPU")
         return replace(spec, backend="torch"), f"torch ({spec.device}, fp16, GPU-resident frames)"
-    backend = create_backend(spec.backend, spec.scale, weights=spec.weights, device=spec.device)
+    backend = create_backend(spec.backend, spec.scale, weights=spec.weights, device=spec.device,
+                             precision=spec.precision)
+    # Precision too: auto is timed once, here, and every worker runs what it chose.
+    precision = getattr(backend, "precision", spec.precision)
     try:
-        return replace(spec, backend=backend.name), f"{backend.name} ({getattr(backend, 'device', 'cpu')})"
+        return (replace(spec, backend=backend.name, precision=precision),
+                f"{backend.name}{f' {precision}' if hasattr(backend, 'precision') else ''} "
+                f"({getattr(backend, 'device', 'cpu')})")
     finally:
         backend.close()
 
