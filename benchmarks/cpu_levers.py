@@ -93,6 +93,20 @@ def main() -> None:
         print(f"{name}: {row['fps']} fps  busy {row['busy_seconds']}", flush=True)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(results, indent=2) + "\n")
+        args.out.with_suffix(".table.md").write_text(_markdown(results))
+
+
+def _markdown(results: dict) -> str:
+    """The measured rows as a table (cpu_levers.md quotes it, with the reading)."""
+    lines = [f"CPU: {results['cpu']}. Clip: `{results['clip']}`, x3 to 1920x1080, whole process per variant.", "",
+             "| variant | frames | wall s | fps | busy s: decode / engine / encode | measured |",
+             "|---|---:|---:|---:|---|---|"]
+    for key, row in results["rows"].items():
+        busy = row["busy_seconds"]
+        lines.append(f"| `{key}`: {row['change']} | {row['frames']} | {row['wall_seconds']} | **{row['fps']}** | "
+                     f"{busy.get('decode', 0)} / {busy.get('engine', 0)} / {busy.get('encode', 0)} | "
+                     f"{row.get('measured_at', '')} |")
+    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":
