@@ -120,6 +120,15 @@ def set5_quality() -> list[dict]:
     return rows
 
 
+def other_load() -> dict:
+    """What else ran on the machine: a shared 2-core machine makes every figure here slower."""
+    proc = subprocess.run(["ps", "-eo", "pid,pcpu,stat,args", "--sort=-pcpu"], capture_output=True, text=True)
+    mine = {str(os.getpid())}
+    running = [line.strip()[:120] for line in proc.stdout.splitlines()[1:]
+               if line.split()[2].startswith("R") and line.split()[0] not in mine and " ps " not in line][:4]
+    return {"loadavg": Path("/proc/loadavg").read_text().split()[:3], "running": running}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--clip", type=Path, default=DATA / "video" / "car_traffic_640x360.mp4")
@@ -152,6 +161,7 @@ def main() -> None:
         "target_fps": {"required": 30, "goal": 40},
         "target_speedup_over_peer": {"required": 6, "goal": 8},
     }
+    results["conditions_before"] = other_load()
     print("engine only ...", flush=True)
     results["engine_only"] = engine_only(args.clip)
     print("vsr run ...", flush=True)
@@ -165,6 +175,7 @@ def main() -> None:
         print(f"  {label}: {row['fps']} fps", flush=True)
     print("opencv peer ...", flush=True)
     results["opencv_peer"] = opencv_peer(args.clip, args.peer_frames)
+    results["conditions_after"] = other_load()
     default_fps = results["vsr_run"][0]["fps"]
     results["speedup_over_peer"] = {row["variant"]: round(row["fps"] / results["opencv_peer"]["fps"], 2)
                                     for row in results["vsr_run"]}
@@ -197,6 +208,10 @@ def _markdown(r: dict) -> str:
               for row in r["engine_only"]]
     lines += ["", "## Quality of the fast path (Set5 x3, PSNR on Y)", "", "| backend | dB |", "|---|---:|"]
     lines += [f"| {row['backend']} | {row['set5_x3_psnr_db']} |" for row in r.get("quality", [])]
+    for when in ("conditions_before", "conditions_after"):
+        if when in r:
+            lines += ["", f"{when.replace('_', ' ').capitalize()}: load average {' '.join(r[when]['loadavg'])}; "
+                      "running: " + ("; ".join(f"`{p}`" for p in r[when]["running"]) or "nothing else")]
     lines += ["", "Versions: " + ", ".join(f"{k} {v}" for k, v in r["machine"].items()
                                             if k not in ("cpu", "cores", "cpu_identity"))]
     return "\n".join(lines) + "\n"
