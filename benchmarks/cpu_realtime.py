@@ -137,6 +137,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=HERE / "results" / "cpu_realtime")
     parser.add_argument("--no-quality", action="store_true", help="skip Set5 (untimed: run it with --quality-only)")
     parser.add_argument("--quality-only", action="store_true", help="only add Set5 quality to an existing result")
+    parser.add_argument("--note", default=None, help="a sentence on the conditions, printed atop the results")
     args = parser.parse_args()
     sys.path.insert(0, str(REPO))
     if args.quality_only:
@@ -161,6 +162,8 @@ def main() -> None:
         "target_fps": {"required": 30, "goal": 40},
         "target_speedup_over_peer": {"required": 6, "goal": 8},
     }
+    if args.note:
+        results["note"] = args.note
     results["conditions_before"] = other_load()
     print("engine only ...", flush=True)
     results["engine_only"] = engine_only(args.clip)
@@ -191,6 +194,7 @@ def main() -> None:
 
 def _markdown(r: dict) -> str:
     lines = [f"# CPU real-time benchmark ({r['machine']['cpu']}, {r['machine']['cores']} cores)", "",
+             *([f"**{r['note']}**", ""] if r.get("note") else []),
              f"CPU: {r['machine']['cpu_identity']}.", "",
              f"Clip: `{r['clip']}` (640x360 -> 1920x1080, x3). Target: >= {r['target_fps']['required']} fps "
              f"(goal {r['target_fps']['goal']}), >= {r['target_speedup_over_peer']['required']}x the OpenCV peer "
