@@ -47,6 +47,7 @@ class BenchConfig:
     weights: Path | None = None
     num_threads: int = 0
     batch_size: int = 1
+    precision: str = "auto"
     input: Path | None = None
     size: tuple[int, int] | None = (640, 360)
     frames: int = 60
@@ -67,7 +68,8 @@ class BenchConfig:
         from .backends import EngineSpec
 
         return EngineSpec(scale=self.scale, model=self.model, backend=self.backend, device=self.device,
-                          weights=self.weights, num_threads=self.num_threads, batch_size=self.batch_size)
+                          weights=self.weights, num_threads=self.num_threads, batch_size=self.batch_size,
+                          precision=self.precision)
 
 
 @dataclass

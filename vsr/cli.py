@@ -169,6 +169,17 @@ def train(data, scale, model_name, epochs, sampling, steps_per_epoch, loss, budg
 
 
 BACKEND_CHOICE = click.Choice(["auto", "openvino", "onnxruntime", "torch", "tensorrt"])
+#: backends.PRECISIONS, spelled here so that `vsr --help` does not import the backends.
+PRECISION_CHOICE = click.Choice(["auto", "fp32", "bf16", "int8"])
+
+
+def _precision_option(command):
+    """--precision, shared by every command that runs the model."""
+    return click.option(
+        "--precision", type=PRECISION_CHOICE, default="auto", show_default=True,
+        help="OpenVINO's arithmetic. auto: the fastest of fp32 and bf16 on this CPU, timed once per CPU model and "
+             "cached (it says which). int8: NNCF-quantised, faster without AMX but about 0.1-0.3 dB lower on "
+             "Set5 (needs pip install 'vsr[int8]'). Other backends run fp32.")(command)
 
 
 def _engine_options(default_backend: str, backend_help: str = "", *, auto_model: bool = False):
@@ -194,17 +205,19 @@ def _engine_options(default_backend: str, backend_help: str = "", *, auto_model:
               help="HR images (folder or file; repeatable).")
 @click.option("--scale", type=SCALES, required=True)
 @_engine_options("onnxruntime")
+@_precision_option
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 @_reports_errors
-def eval_(data_dirs, scale, model_name, backend, device, weights, as_json):
+def eval_(data_dirs, scale, model_name, backend, device, weights, precision, as_json):
     """PSNR / SSIM on Y of vsr against bicubic (crop, MATLAB bicubic downscale, shave the border)."""
     from .backends import create_backend
     from .evaluate import evaluate
 
-    engine = create_backend(backend, int(scale), model=model_name, weights=weights, device=device)
+    engine = create_backend(backend, int(scale), model=model_name, weights=weights, device=device,
+                            precision=precision)
     try:
         report = evaluate(list(data_dirs), int(scale), lambda luma: engine.upscale_luma(luma)[0, 0],
-                          backend_name=engine.name)
+                          backend_name=f"{engine.name} {getattr(engine, 'precision', 'fp32')}")
     finally:
         engine.close()
     click.echo(report.to_json() if as_json else report.to_table())
@@ -215,6 +228,7 @@ def eval_(data_dirs, scale, model_name, backend, device, weights, as_json):
 @click.argument("output_path", metavar="OUTPUT", type=click.Path(path_type=Path))
 @click.option("--scale", type=SCALES, default="3", show_default=True)
 @_engine_options("onnxruntime", "onnxruntime runs on the CPU without importing torch.")
+@_precision_option
 @click.option("--compare", is_flag=True,
               help="Also write NAME_compare.png: nearest | bicubic | vsr (| original with --reference).")
 @click.option("--reference", type=click.Path(path_type=Path), default=None,
@@ -222,8 +236,8 @@ def eval_(data_dirs, scale, model_name, backend, device, weights, as_json):
 @click.option("--overwrite", "-y", is_flag=True, help="Replace outputs that exist (the input itself included).")
 @click.option("--quiet", "-q", is_flag=True)
 @_reports_errors
-def upscale(input_path, output_path, scale, model_name, backend, device, weights, compare, reference, overwrite,
-            quiet):
+def upscale(input_path, output_path, scale, model_name, backend, device, weights, precision, compare, reference,
+            overwrite, quiet):
     """Upscale an image, or every image in a folder, to PNG (or the .jpg/.bmp OUTPUT names).
 
     OUTPUT is a file for one image, or a folder (created if needed) that gets the same names.
@@ -237,7 +251,8 @@ def upscale(input_path, output_path, scale, model_name, backend, device, weights
     from .upscale import plan_jobs, run_upscale
 
     jobs = plan_jobs(input_path, output_path, reference, overwrite=overwrite, compare=compare)
-    engine = create_backend(backend, int(scale), model=model_name, weights=weights, device=device)
+    engine = create_backend(backend, int(scale), model=model_name, weights=weights, device=device,
+                            precision=precision)
     try:
         # A bar redrawn in a log file is noise: only on a terminal.
         bar = tqdm(total=len(jobs), unit="img", file=sys.stderr,
@@ -330,6 +345,7 @@ def _video_input(text: str) -> Path | str:
 @click.option("--scale", type=SCALES, default="3", show_default=True)
 @_engine_options("auto", "auto picks the fastest one available here and says which.", auto_model=True)
 @_target_fps_option
+@_precision_option
 @click.option("--codec", type=click.Choice(["libx264", "libx265", "libsvtav1", "mpeg4", "h264_nvenc"]),
               default=None, help="Video encoder. Default: libx264, or libsvtav1 for .webm (which holds only "
                                  "VP8/VP9/AV1).")
@@ -362,7 +378,7 @@ def _video_input(text: str) -> Path | str:
 @click.option("--overwrite", "-y", is_flag=True, help="Replace OUTPUT if it exists.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar and no summary.")
 @_reports_errors
-def run(input_path, output_path, scale, model_name, target_fps, backend, device, weights, codec, crf, preset, pix_fmt, no_audio, max_frames,
+def run(input_path, output_path, scale, model_name, target_fps, backend, device, weights, precision, codec, crf, preset, pix_fmt, no_audio, max_frames,
         batch_size, workers_text, segment_seconds, resume, ray_address, strict, deinterlace, out_format, overwrite,
         quiet):
     """Upscale a video (or every video in a folder): PyAV decode -> ESPCN on luma + bicubic
@@ -395,7 +411,7 @@ def run(input_path, output_path, scale, model_name, target_fps, backend, device,
                                               audio=not no_audio),
         max_frames=max_frames, overwrite=overwrite, batch_size=batch_size, workers=workers,
         segment_seconds=segment_seconds, resume=resume, ray_address=ray_address, strict=strict,
-        deinterlace=deinterlace,
+        deinterlace=deinterlace, precision=precision,
     )
     with _sigterm_as_interrupt():
         if isinstance(input_path, Path) and input_path.is_dir():
@@ -495,6 +511,7 @@ def _size(text: str | None) -> tuple[int, int] | None:
               help="A .pt checkpoint or .onnx model instead of the shipped weights.")
 @click.option("--batch-size", type=click.IntRange(1, 64), default=1, show_default=True,
               help="Frames per network call, as vsr run's --batch-size.")
+@_precision_option
 @click.option("--threads", type=click.IntRange(min=0), default=0, show_default=True,
               help="Engine CPU threads (0: every core), as each of vsr run's workers gets.")
 @click.option("--frames", type=click.IntRange(min=1), default=60, show_default=True, help="Frames per timed loop.")
@@ -503,15 +520,16 @@ def _size(text: str | None) -> tuple[int, int] | None:
 @click.option("--json", "json_path", type=click.Path(path_type=Path), default=Path("vsr-bench.json"),
               show_default=True, help="Where to write the results as JSON.")
 @_reports_errors
-def bench(input_path, size, scale, model_name, backend, device, weights, batch_size, threads, frames, warmup, preset, json_path):
+def bench(input_path, size, scale, model_name, backend, device, weights, batch_size, precision, threads, frames, warmup,
+          preset, json_path):
     """Frames per second: the engine alone, each stage (decode, upload, engine, chroma, download,
     encode) and end to end, next to the ESPCN paper's target (1080p at x3 in 0.038 s on a K2)."""
     from .bench import BenchConfig, run_bench
 
     if input_path is not None and size is not None:
         raise click.UsageError("give --input or --size, not both")
-    config = BenchConfig(scale=int(scale), model=model_name, backend=backend, device=device, weights=weights, batch_size=batch_size,
-                         num_threads=threads, input=input_path,
+    config = BenchConfig(scale=int(scale), model=model_name, backend=backend, device=device, weights=weights,
+                         batch_size=batch_size, precision=precision, num_threads=threads, input=input_path,
                          size=None if input_path is not None else (_size(size) or (640, 360)),
                          frames=frames, warmup_frames=warmup, encoder_preset=preset)
     report = run_bench(config)
@@ -562,6 +580,7 @@ def build_engine(scale, size, min_size, max_size, precision, model_name, weights
 @click.option("--scale", type=SCALES, default="3", show_default=True, help="Upscaling factor.")
 @_engine_options("auto", "auto picks the fastest that runs here.", auto_model=True)
 @_target_fps_option
+@_precision_option
 @click.option("--record", type=click.Path(path_type=Path), default=None,
               help="Also record the upscaled stream to this file (H.264, e.g. out.mp4).")
 @click.option("--headless", is_flag=True,
@@ -577,7 +596,7 @@ def build_engine(scale, size, min_size, max_size, precision, model_name, weights
 @click.option("--screenshot-at-frame", type=click.IntRange(min=1), default=None,
               help="Save a screenshot of the view after processing frame N (works headless too).")
 @_reports_errors
-def live(source, scale, model_name, target_fps, backend, device, weights, record, headless, as_fast_as_possible, max_frames, full_view,
+def live(source, scale, model_name, target_fps, backend, device, weights, precision, record, headless, as_fast_as_possible, max_frames, full_view,
          divider, screenshot_dir, screenshot_at_frame):
     """Upscale a camera, file or stream live, in a window: bicubic | vsr with a movable divider.
 
@@ -592,7 +611,7 @@ def live(source, scale, model_name, target_fps, backend, device, weights, record
         source=source, scale=int(scale), model=_pick_model(model_name, target_fps, weights), target_fps=target_fps,
         backend=backend, weights=weights, device=device, record=record,
         headless=headless, as_fast_as_possible=as_fast_as_possible, max_frames=max_frames, split=not full_view,
-        divider=divider, screenshot_dir=screenshot_dir, screenshot_at_frame=screenshot_at_frame,
+        divider=divider, screenshot_dir=screenshot_dir, screenshot_at_frame=screenshot_at_frame, precision=precision,
     )
     report = run_live(config, status=lambda line: click.echo(line, err=True))
     click.echo(report.summary(), err=True)

@@ -70,6 +70,8 @@ class LiveConfig:
     divider: float = 0.5
     screenshot_dir: Path = Path(".")
     screenshot_at_frame: int | None = None
+    #: auto, fp32, bf16 or int8 (``backends.PRECISIONS``).
+    precision: str = "auto"
 
 
 @dataclass
@@ -420,13 +422,14 @@ def run_live(config: LiveConfig, *, status: Callable[[str], None] | None = None,
             if model == "auto":
                 from .models.choose import choose_model
 
-                choice = choose_model(EngineSpec(scale=config.scale, backend=config.backend, device=config.device),
+                choice = choose_model(EngineSpec(scale=config.scale, backend=config.backend, device=config.device,
+                                                 precision=config.precision),
                                       info.width, info.height, config.target_fps or info.fps or 30.0)
                 model = choice.model
                 status(choice.reason)
             upscaler = create_frame_upscaler(EngineSpec(scale=config.scale, model=model,
                                                         backend=config.backend, device=config.device,
-                                                        weights=config.weights),
+                                                        weights=config.weights, precision=config.precision),
                                              out_layout="yuv420p")
             stack.callback(upscaler.close)
         elif hasattr(backend, "upscale_frames"):

@@ -18,7 +18,11 @@ BACKENDS = ("openvino", "onnxruntime", "torch", "tensorrt")
 #: TensorRT plan is expected to beat torch, with ONNX Runtime last as it runs anywhere.
 AUTO_ORDER = {"cpu": ("openvino", "onnxruntime", "torch"), "cuda": ("tensorrt", "torch", "onnxruntime")}
 
-__all__ = ["Backend", "BackendUnavailable", "BACKENDS", "EngineSpec", "check_device", "create_backend"]
+__all__ = ["Backend", "BackendUnavailable", "BACKENDS", "EngineSpec", "PRECISIONS", "check_device", "create_backend"]
+
+#: What ``--precision`` accepts. auto: OpenVINO times what this CPU runs and keeps the fastest
+#: (backends/precision.py); the other backends run fp32.
+PRECISIONS = ("auto", "fp32", "bf16", "int8")
 
 _DEVICE = re.compile(r"cpu|cuda(:\d+)?")
 
@@ -37,6 +41,7 @@ class EngineSpec:
 
     ``num_threads``: CPU threads for the engine (0: the library's default, every core); when
     several workers share a machine each gets its share. ``batch_size``: frames per network call.
+    ``precision``: auto, fp32, bf16 or int8 (``PRECISIONS``); only OpenVINO runs bf16 and int8.
     """
 
     scale: int = 3
@@ -48,6 +53,7 @@ class EngineSpec:
     weights: Path | None = None
     num_threads: int = 0
     batch_size: int = 1
+    precision: str = "auto"
 
     def __post_init__(self) -> None:
         check_device(self.device)
@@ -63,15 +69,20 @@ class EngineSpec:
 
 def create_backend(
     name: str, scale: int, *, model: str = "espcn", weights: os.PathLike | str | None = None, device: str = "cpu",
-    num_threads: int = 0
+    num_threads: int = 0, precision: str = "auto",
 ) -> Backend:
     """A ready backend for ``scale``: the shipped weights of ``model``, or ``weights`` (.pt
-    checkpoint or .onnx). ``num_threads`` caps the CPU threads of the engine (0: the library's default)."""
+    checkpoint or .onnx). ``num_threads`` caps the CPU threads of the engine (0: the library's
+    default). ``precision``: one of ``PRECISIONS``; bf16 and int8 run on OpenVINO only, the others
+    refuse them."""
     from ..models.weights import check_scale
 
     check_scale(scale)
     check_device(device)
-    backend = _create(name, scale, model=model, weights=weights, device=device, num_threads=num_threads)
+    if precision not in PRECISIONS:
+        raise BackendUnavailable(f"unknown precision {precision!r}: choose one of {', '.join(PRECISIONS)}")
+    backend = _create(name, scale, model=model, weights=weights, device=device, num_threads=num_threads,
+                      precision=precision)
     if weights is not None and name != "tensorrt" and backend.name != "tensorrt":
         _check_weights_scale(backend, scale, weights)
     # What callers that cut or check pictures need to know of the network (tiles' overlap, the
@@ -117,19 +128,26 @@ def _check_weights_scale(backend: Backend, scale: int, weights: os.PathLike | st
         raise UnsupportedScale(f"{weights}: these weights upscale x{factor:g}, not x{scale} (--scale)")
 
 
-def _create(name: str, scale: int, *, model: str, weights, device: str, num_threads: int) -> Backend:
+def _create(name: str, scale: int, *, model: str, weights, device: str, num_threads: int,
+            precision: str = "auto") -> Backend:
     if name == "auto":
         reasons = []
         for candidate in AUTO_ORDER["cuda" if device.startswith("cuda") else "cpu"]:
             try:
-                return _create(candidate, scale, model=model, weights=weights, device=device, num_threads=num_threads)
+                return _create(candidate, scale, model=model, weights=weights, device=device,
+                               num_threads=num_threads, precision=precision)
             except BackendUnavailable as exc:
                 reasons.append(f"{candidate}: {exc}")
         raise BackendUnavailable("no backend can run here: " + "; ".join(reasons))
     if name == "openvino":
         from .openvino import OpenVinoBackend, OpenVinoOptions
 
-        return OpenVinoBackend(scale, _onnx_for(scale, weights, model), OpenVinoOptions(device=device, num_threads=num_threads))
+        return OpenVinoBackend(scale, _onnx_for(scale, weights, model), OpenVinoOptions(device=device, num_threads=num_threads,
+                                                                                 precision=precision))
+    if precision not in ("auto", "fp32"):
+        # Only OpenVINO has bf16 kernels worth having off AMX and an int8 path (NNCF) in vsr.
+        raise BackendUnavailable(f"--precision {precision} runs on the openvino backend only; {name} runs fp32 "
+                                 "(use --precision fp32 or auto)")
     if name == "onnxruntime":
         from .onnxruntime import OnnxRuntimeBackend, OrtOptions
 

@@ -1,8 +1,10 @@
-"""OpenVINO backend: the fastest CPU path we measured, thanks to bf16 on AMX / AVX-512 BF16 CPUs.
+"""OpenVINO backend: the fastest CPU path we measured, in bf16 on AMX CPUs and int8 elsewhere.
 
-On this project's 2-core Xeon (AMX), ESPCN x3 on a 640x360 luma plane took 21 ms in bf16
-against 56 ms in fp32 (ONNX Runtime: 58 ms); see benchmarks/. bf16 keeps fp32's range and
-accumulates in fp32, so the output moves by about one grey level at most.
+On a 2-core Xeon (AMX), ESPCN x3 on a 640x360 luma plane took 21 ms in bf16 against 56 ms in
+fp32 (ONNX Runtime: 58 ms). On a 2-core AMD EPYC (AVX-512 BF16/VNNI, no AMX) bf16 took 38 ms,
+fp32 68 ms and int8 (NNCF, ``int8.py``) 24 ms; see benchmarks/results/. bf16 keeps fp32's range
+and accumulates in fp32, so the output moves by about one grey level at most; int8 costs at most
+0.05 dB on Set5 (checked per scale by benchmarks/int8_quality.py).
 """
 from __future__ import annotations
 
@@ -14,18 +16,26 @@ import numpy as np
 
 from .base import BackendUnavailable, as_batch
 
-PRECISIONS = ("auto", "bf16", "f32")
+PRECISIONS = ("auto", "fp32", "bf16", "int8")
+#: OpenVINO's own spelling, accepted for scripts written before fp32 was the name.
+_ALIASES = {"f32": "fp32"}
 
 
 @dataclass(frozen=True)
 class OpenVinoOptions:
-    """``precision``: 'auto' uses bf16 where the CPU computes it natively (AMX, AVX-512 BF16)
-    and fp32 elsewhere, where emulated bf16 would be slower. ``num_threads`` 0 lets OpenVINO
-    use every core; give fewer to leave room for decoding and encoding."""
+    """``precision``: 'auto' times fp32, bf16 (where the CPU has it natively) and int8 (where
+    NNCF is installed) once per CPU model and network, caches the fastest (``precision.py``)
+    and says which; on AMX CPUs that is bf16, on AVX-512 VNNI CPUs without AMX int8.
+    ``num_threads`` 0 lets OpenVINO use every core; give fewer to leave room for decoding
+    and encoding. ``calibration``: an .npz of LR luma patches for int8 instead of the
+    shipped ones (``int8.calibration_patches``)."""
 
     precision: str = "auto"
     num_threads: int = 0
     device: str = "cpu"
+    calibration: Path | None = None
+    #: ``int8.Int8Recipe`` to quantise with (None: ``int8.RECIPE``); for benchmarks/int8_quality.py.
+    int8_recipe: object = None
 
 
 class OpenVinoBackend:
@@ -38,33 +48,50 @@ class OpenVinoBackend:
             raise BackendUnavailable("openvino is not installed (pip install openvino)") from None
         if options.device != "cpu":
             raise BackendUnavailable("the openvino backend runs on the CPU only (--device cpu)")
-        if options.precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {PRECISIONS}, got {options.precision!r}")
+        precision = _ALIASES.get(options.precision, options.precision)
+        if precision not in PRECISIONS:
+            raise BackendUnavailable(f"unknown precision {options.precision!r}: choose one of {', '.join(PRECISIONS)}")
         self._ov = ov
         self._core = ov.Core()
-        native_bf16 = "BF16" in self._core.get_property("CPU", "OPTIMIZATION_CAPABILITIES")
-        if options.precision == "bf16" and not native_bf16:
-            raise BackendUnavailable("this CPU has no native bf16 (AMX or AVX-512 BF16); use precision f32")
-        self.precision = "bf16" if options.precision == "auto" and native_bf16 else (
-            "f32" if options.precision == "auto" else options.precision)
         self.scale = scale
         self.device = "cpu"
         self._options = options
         self._onnx_path = Path(onnx_path)
         self._compiled: dict = {}
+        #: What the user may want to know about the choice (auto's measurement), or None.
+        self.note: str | None = None
+        if precision == "bf16" and not native_bf16(self._core):
+            raise BackendUnavailable("this CPU has no native bf16 (AMX or AVX-512 BF16): use --precision fp32 or int8")
+        if precision == "auto":
+            from .precision import choose_precision
+
+            precision, self.note = choose_precision(self._onnx_path, scale, options.calibration)
+        self.precision = precision
+        #: The model file compiled: the ONNX, or for int8 its quantised IR (made once, cached).
+        self.model_path = self._onnx_path
+        #: What OpenVINO computes the float layers in (for int8: the ones the recipe keeps float).
+        self._float_hint = "bf16" if precision == "bf16" else "f32"
+        if precision == "int8":
+            from .int8 import RECIPE, cached_int8_model
+
+            self.model_path, _ = cached_int8_model(self._onnx_path, scale, calibration_path=options.calibration,
+                                                   recipe=options.int8_recipe or RECIPE)
+            if (options.int8_recipe or RECIPE).float_precision == "bf16" and native_bf16(self._core):
+                self._float_hint = "bf16"
 
     def _compile(self, shape: tuple[int, ...], uint8: bool):
         """One compiled model per input shape: static shapes let OpenVINO pick its fastest kernels."""
         key = (shape, uint8)
         if key not in self._compiled:
             ov = self._ov
-            model = self._core.read_model(str(self._onnx_path))
+            model = self._core.read_model(str(self.model_path))
             if uint8:
                 model = _with_uint8_io(model)
                 model.reshape({model.inputs[0]: ov.PartialShape([shape[0], shape[1], shape[2]])})
             else:
                 model.reshape({model.inputs[0]: ov.PartialShape(list(shape))})
-            config = {"INFERENCE_PRECISION_HINT": self.precision, "PERFORMANCE_HINT": "LATENCY"}
+            # int8 layers run int8 whatever the hint; the hint sets what is left in float.
+            config = {"INFERENCE_PRECISION_HINT": self._float_hint, "PERFORMANCE_HINT": "LATENCY"}
             if self._options.num_threads:
                 config["INFERENCE_NUM_THREADS"] = self._options.num_threads
                 # OpenVINO pins its threads to cores, counting from the first: several workers
@@ -89,6 +116,15 @@ class OpenVinoBackend:
 
     def close(self) -> None:
         self._compiled.clear()
+
+
+def native_bf16(core=None) -> bool:
+    """Whether this CPU computes bf16 natively (AMX or AVX-512 BF16); elsewhere OpenVINO emulates it, slower than fp32."""
+    if core is None:
+        import openvino as ov
+
+        core = ov.Core()
+    return "BF16" in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES")
 
 
 def _with_uint8_io(model):

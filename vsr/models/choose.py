@@ -89,7 +89,7 @@ def measure_engine_fps(spec, width_px: int, height_px: int) -> float:
     from ..backends import create_backend
 
     backend = create_backend(spec.backend, spec.scale, model=spec.model, device=spec.device,
-                             num_threads=spec.num_threads)
+                             num_threads=spec.num_threads, precision=spec.precision)
     try:
         rng = np.random.default_rng(0)
         luma = rng.random((spec.batch_size, 1, height_px, width_px), dtype=np.float32)
@@ -118,7 +118,7 @@ def choose_model(spec, width_px: int, height_px: int, target_fps: float, *, meas
     fps: dict[str, float] = {}
     chosen = None
     for info in ladder:
-        key = "|".join(map(str, (machine, spec.backend, spec.device, spec.num_threads, spec.batch_size,
+        key = "|".join(map(str, (machine, spec.backend, spec.precision, spec.device, spec.num_threads, spec.batch_size,
                                  f"{width_px}x{height_px}", f"x{spec.scale}", info.name)))
         if key not in cache:
             cache[key] = round(measure(replace(spec, model=info.name), width_px, height_px), 2)

@@ -54,11 +54,18 @@ class RunConfig:
     strict: bool = False
     #: Deinterlace (yadif) an interlaced input; progressive input is never touched.
     deinterlace: bool = True
+    #: auto, fp32, bf16 or int8 (``backends.PRECISIONS``).
+    precision: str = "auto"
+    #: CPU threads of the engine and of the decoder in a single-stream run (0: the library's default);
+    #: segment workers get their share of the cores instead.
+    engine_threads: int = 0
+    decoder_threads: int = 0
 
     @property
     def engine(self) -> EngineSpec:
         return EngineSpec(scale=self.scale, model=self.model, backend=self.backend, device=self.device,
-                          weights=self.weights, batch_size=self.batch_size)
+                          weights=self.weights, batch_size=self.batch_size, precision=self.precision,
+                          num_threads=self.engine_threads)
 
 
 @dataclass(frozen=True)
@@ -144,7 +151,8 @@ def run_video(
     check_output(config.input_path, out_path, overwrite=config.overwrite)
     layout = output_layout(config.encode)
     started = time.perf_counter()
-    with VideoReader(config.input_path, strict=config.strict, deinterlace=config.deinterlace) as reader:
+    with VideoReader(config.input_path, strict=config.strict, deinterlace=config.deinterlace,
+                     decoder_threads=config.decoder_threads) as reader:
         info = reader.info
         check_run(config, info)
         upscaler = create_frame_upscaler(config.engine, out_layout=layout)

@@ -41,7 +41,8 @@ class HostFrameUpscaler:
         self.backend, self.out_layout, self.batch_size = backend, out_layout, batch_size
         self.scale = backend.scale
         self.name = backend.name
-        self.description = f"{backend.name} ({getattr(backend, 'device', 'cpu')})"
+        precision = getattr(backend, "precision", None)
+        self.description = f"{backend.name}{f' {precision}' if precision else ''} ({getattr(backend, 'device', 'cpu')})"
 
     def upscale_frames(self, frames: Iterable[YuvFrame]) -> Iterator[YuvFrame]:
         return upscale_frames(frames, self.backend, out_layout=self.out_layout, batch_size=self.batch_size)
@@ -65,6 +66,10 @@ def uses_gpu_frames(spec: EngineSpec) -> bool:
 def create_frame_upscaler(spec: EngineSpec, *, out_layout: str | None = None) -> FrameUpscaler:
     """The frame upscaler for ``spec``: GPU-resident on CUDA with torch, host frames otherwise."""
     if uses_gpu_frames(spec):
+        if spec.precision not in ("auto", "fp32"):
+            from ..backends import BackendUnavailable
+
+            raise BackendUnavailable(f"--precision {spec.precision} runs on the openvino backend (CPU) only")
         from ..backends.gpu_frames import GpuFrameUpscaler
         from ..backends.torch_cuda import TorchCudaOptions
 
@@ -73,5 +78,5 @@ def create_frame_upscaler(spec: EngineSpec, *, out_layout: str | None = None) ->
     from ..backends import create_backend
 
     backend = create_backend(spec.backend, spec.scale, model=spec.model, weights=spec.weights, device=spec.device,
-                             num_threads=spec.num_threads)
+                             num_threads=spec.num_threads, precision=spec.precision)
     return HostFrameUpscaler(backend, out_layout=out_layout, batch_size=spec.batch_size)

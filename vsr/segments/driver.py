@@ -22,6 +22,10 @@ from .worker import SegmentJob, SegmentResult, available_cpus, thread_budget
 #: clips (360p->1080p 20.8 vs 19.3 fps, 720p->4K 5.28 vs 5.11 at best), and 4 did no better
 #: than 2 (benchmarks/results/segments_cpu.md). Each gets a one-thread share of everything.
 CPU_CORES_PER_WORKER = 1
+#: int8 on OpenVINO is the exception: on the same machine one stream of 2 threads ran the 917-frame
+#: clip at 26.5 fps against 14.6 for 2 one-thread workers (300 frames: 24.4 vs 19.5;
+#: benchmarks/results/cpu_levers.md), so int8 workers get two cores each.
+INT8_CPU_CORES_PER_WORKER = 2
 #: With a GPU the workers' CPU side (decode, chroma, encode) is the limit: one worker per two
 #: cores, as many as 8 per GPU (16 libx264 encoders reached 885 fps at 1080p on a 16-core
 #: H100 machine, issue #10), so a 16-core machine runs 8.
@@ -31,7 +35,8 @@ GPU_WORKERS_PER_GPU = 8
 def auto_workers(spec: EngineSpec, *, cpu_count: int | None = None, gpu_count: int | None = None) -> int:
     """The default ``--workers``: from the cores (and GPUs with ``--device cuda``)."""
     cores = cpu_count or available_cpus()
-    by_cores = max(1, cores // CPU_CORES_PER_WORKER)
+    per_worker = INT8_CPU_CORES_PER_WORKER if spec.precision == "int8" and not spec.cuda else CPU_CORES_PER_WORKER
+    by_cores = max(1, cores // per_worker)
     if spec.cuda:
         gpus = gpu_count if gpu_count is not None else _gpu_count()
         return max(1, min(by_cores, GPU_WORKERS_PER_GPU * max(1, gpus)))
@@ -82,7 +87,7 @@ def _choose_model(config: RunConfig) -> tuple[RunConfig, str]:
     if not target_fps:
         raise InputError(f"{config.input_path}: no frame rate to keep up with: give --target-fps")
     spec = EngineSpec(scale=config.scale, backend=config.backend, device=config.device,
-                      batch_size=config.batch_size)
+                      batch_size=config.batch_size, precision=config.precision)
     choice = choose_model(spec, info.width, info.height, target_fps)
     return replace(config, model=choice.model), choice.reason
 
@@ -100,7 +105,7 @@ def _upscale_video(config: RunConfig, *, on_start, on_frame) -> RunStats:
 
 def _engine_identity(spec: EngineSpec) -> dict:
     identity = {"scale": spec.scale, "backend": spec.backend, "device": "cuda" if spec.cuda else "cpu",
-                "batch_size": spec.batch_size}
+                "batch_size": spec.batch_size, "precision": spec.precision}
     if spec.weights is not None:
         identity["weights_sha256"] = hashlib.sha256(Path(spec.weights).read_bytes()).hexdigest()
     else:
@@ -122,9 +127,14 @@ def _resolve_engine(spec: EngineSpec) -> tuple[EngineSpec, str]:
 
             raise BackendUnavailable("torch sees no CUDA GPU")
         return replace(spec, backend="torch"), f"torch ({spec.device}, fp16, GPU-resident frames)"
-    backend = create_backend(spec.backend, spec.scale, model=spec.model, weights=spec.weights, device=spec.device)
+    backend = create_backend(spec.backend, spec.scale, model=spec.model, weights=spec.weights, device=spec.device,
+                             precision=spec.precision)
+    # Precision too: auto is timed once, here, and every worker runs what it chose.
+    precision = getattr(backend, "precision", spec.precision)
     try:
-        return replace(spec, backend=backend.name), f"{backend.name} ({getattr(backend, 'device', 'cpu')})"
+        return (replace(spec, backend=backend.name, precision=precision),
+                f"{backend.name}{f' {precision}' if hasattr(backend, 'precision') else ''} "
+                f"({getattr(backend, 'device', 'cpu')})")
     finally:
         backend.close()
 

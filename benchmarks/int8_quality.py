@@ -1,0 +1,154 @@
+"""What int8 costs: Set5 PSNR (the `vsr eval` convention) of OpenVINO fp32 against NNCF int8, per scale.
+
+    python benchmarks/int8_quality.py [--model espcn] [--scales 2 3 4] [--onnx PATH --scales 3]
+    python benchmarks/int8_quality.py --write-calibration     # remake the shipped calibration set
+
+Accuracy control: each recipe of ``RECIPES`` is tried in order (fastest first) and the first whose
+Set5 loss stays within ``--max-loss-db`` (0.05) at the scale is kept; the table records every
+recipe tried. Calibration uses the shipped patches (training images, never Set5). Untimed: it may
+run beside other work. Writes results/int8_quality.json and .md (or --out).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+sys.path.insert(0, str(REPO))
+DATA = Path(os.environ.get("VSR_TEST_DATA", REPO.parent / "shared" / "data"))
+
+from vsr.backends.int8 import Int8Recipe  # noqa: E402
+
+#: Roughly fastest first (engine times in results/cpu_levers.md): every conv int8, then the first
+#: conv kept float, then first and last kept float; the float layers in bf16 or fp32.
+RECIPES = tuple(Int8Recipe(keep_first_conv_float=first, keep_last_conv_float=last, float_precision=floats)
+                for first, last in ((False, False), (True, False), (True, True)) for floats in ("bf16", "fp32"))
+
+
+def write_calibration(out: Path, patches_per_scale: int = 64, patch_px: int = 48, seed: int = 0) -> None:
+    """LR luma patches of the training images (t91, bsd200, div2k_subset; Set5 is not among them),
+    made as the models were trained: MATLAB bicubic downscale of the HR luma, rounded to uint8."""
+    from vsr.color import rgb_to_y
+    from vsr.images import degrade, find_images, modcrop, read_rgb
+
+    paths = find_images(DATA / "train")
+    if not paths:
+        raise SystemExit(f"no training images under {DATA / 'train'}")
+    if any("set5" in str(path).lower() for path in paths):
+        raise SystemExit("Set5 must not be in the calibration set")
+    rng = np.random.default_rng(seed)
+    arrays = {}
+    for scale in (2, 3, 4):
+        chosen = rng.permutation(len(paths))
+        patches = []
+        for index in chosen:
+            hr = modcrop(rgb_to_y(read_rgb(paths[index])), scale)
+            lr = np.clip(np.round(degrade(hr / 255.0, scale) * 255), 0, 255).astype(np.uint8)
+            if min(lr.shape) < patch_px:
+                continue
+            y = rng.integers(0, lr.shape[0] - patch_px + 1)
+            x = rng.integers(0, lr.shape[1] - patch_px + 1)
+            patches.append(lr[y:y + patch_px, x:x + patch_px])
+            if len(patches) == patches_per_scale:
+                break
+        arrays[f"x{scale}"] = np.stack(patches)
+    np.savez_compressed(out, **arrays)
+    print(f"wrote {out} ({out.stat().st_size // 1024} KiB): " + ", ".join(f"{k} {v.shape}" for k, v in arrays.items()))
+
+
+def set5_psnr(onnx: Path, scale: int, precision: str, recipe: Int8Recipe | None = None) -> float:
+    """Mean Set5 PSNR on Y of OpenVINO running ``onnx`` in ``precision`` (int8: quantised by ``recipe``)."""
+    from vsr.backends.openvino import OpenVinoBackend, OpenVinoOptions
+    from vsr.evaluate import evaluate
+
+    backend = OpenVinoBackend(scale, onnx, OpenVinoOptions(precision=precision, int8_recipe=recipe))
+    try:
+        report = evaluate(DATA / "set5", scale, lambda luma: backend.upscale_luma(luma)[0, 0],
+                          backend_name=f"openvino {precision}")
+    finally:
+        backend.close()
+    return round(report.mean("vsr_psnr_db"), 4)
+
+
+def record_accuracy(rows: list[dict]) -> None:
+    from vsr.backends.int8 import ACCURACY_RESOURCE, RECIPE, onnx_digest
+
+    path = REPO / "vsr" / "models" / "weights" / ACCURACY_RESOURCE
+    records = json.loads(path.read_text()) if path.is_file() else {}
+    for row in rows:
+        shipped = next(t for t in row["tried"] if t["recipe"] == RECIPE.tag)
+        records[onnx_digest(row["onnx"])] = {"model": row["model"], "scale": row["scale"], "recipe": RECIPE.tag,
+                                             "loss_db": shipped["loss_db"], "fp32_psnr_db": row["fp32_psnr_db"]}
+    path.write_text(json.dumps(records, indent=2, sort_keys=True) + "\n")
+    print(f"recorded {len(rows)} networks in {path}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="espcn", help="model of the ladder (its shipped ONNX)")
+    parser.add_argument("--onnx", type=Path, default=None, help="an ONNX file instead of the shipped one (one scale)")
+    parser.add_argument("--scales", type=int, nargs="+", default=[2, 3, 4])
+    parser.add_argument("--max-loss-db", type=float, default=0.05)
+    parser.add_argument("--write-calibration", action="store_true")
+    parser.add_argument("--record", action="store_true",
+                        help="write the shipped recipe's loss per ONNX into vsr/models/weights/int8_accuracy.json, "
+                             "which --precision auto reads")
+    parser.add_argument("--out", type=Path, default=HERE / "results" / "int8_quality")
+    args = parser.parse_args()
+    from vsr.backends.int8 import _shipped_calibration
+
+    if args.write_calibration:
+        write_calibration(_shipped_calibration())
+        return
+    import nncf
+    import openvino as ov
+
+    from vsr.models.weights import shipped_weights
+
+    rows = []
+    for scale in args.scales:
+        onnx = args.onnx or shipped_weights(scale, "onnx", model=args.model)
+        fp32 = set5_psnr(onnx, scale, "fp32")
+        row = {"model": args.model if args.onnx is None else str(args.onnx), "scale": scale, "onnx": str(onnx),
+               "fp32_psnr_db": fp32, "tried": [], "kept": None}
+        row["bf16_psnr_db"] = set5_psnr(onnx, scale, "bf16")
+        for recipe in RECIPES:
+            int8 = set5_psnr(onnx, scale, "int8", recipe)
+            loss = round(fp32 - int8, 4)
+            row["tried"].append({"recipe": recipe.tag, "int8_psnr_db": int8, "loss_db": loss})
+            print(f"x{scale} {recipe.tag}: fp32 {fp32} dB, int8 {int8} dB, loss {loss} dB", flush=True)
+            if loss <= args.max_loss_db and row["kept"] is None:
+                row["kept"] = recipe.tag
+        rows.append(row)
+    results = {"convention": "Set5, Y (BT.601), MATLAB bicubic LR, scale px border shaved (vsr eval)",
+               "max_loss_db": args.max_loss_db, "calibration": "shipped vsr/models/weights/calibration_luma.npz "
+               "(64 LR luma patches of 48 px per scale from ../shared/data/train; no Set5)",
+               "nncf": nncf.__version__, "openvino": ov.__version__, "rows": rows}
+    if args.record:
+        record_accuracy(rows)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.with_suffix(".json").write_text(json.dumps(results, indent=2) + "\n")
+    lines = ["# int8 (NNCF post-training quantisation, OpenVINO) against fp32: Set5 PSNR on Y", "",
+             f"Bound: at most {args.max_loss_db} dB lost per scale. Calibration: {results['calibration']}. "
+             f"NNCF {results['nncf']}, OpenVINO {results['openvino']}. Recipes are tried fastest first; "
+             "the first within the bound is kept. PSNR does not depend on the CPU.", "",
+             "| model | scale | fp32 dB | recipe | int8 dB | lost dB | within bound |", "|---|---:|---:|---|---:|---:|---|"]
+    for row in rows:
+        lines.append(f"| {row['model']} | x{row['scale']} | {row['fp32_psnr_db']} | (bf16, no int8) | "
+                     f"{row['bf16_psnr_db']} | {round(row['fp32_psnr_db'] - row['bf16_psnr_db'], 4)} | - |")
+        for tried in row["tried"]:
+            lines.append(f"| {row['model']} | x{row['scale']} | {row['fp32_psnr_db']} | {tried['recipe']} | "
+                         f"{tried['int8_psnr_db']} | {tried['loss_db']} | "
+                         f"{'yes' if tried['loss_db'] <= args.max_loss_db else 'no'} |")
+    args.out.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,254 @@
+"""Accuracy of every CPU backend and precision against the torch fp32 reference, OpenVINO's uint8
+graph surgery, the int8 model cache, --precision auto's choice and cache, and the CLI's refusals.
+
+Tolerances are measured on this project's AMD EPYC (AVX-512 BF16/VNNI) and stated with each
+test, with headroom: a broken conversion or a clipped range moves them by far more.
+"""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from vsr.backends import BackendUnavailable, create_backend
+from vsr.color import rgb_to_y
+from vsr.metrics import psnr
+
+from .conftest import synthetic_rgb
+
+SCALE = 3
+
+
+def _nncf() -> bool:
+    try:
+        import nncf  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _native_bf16() -> bool:
+    from vsr.backends.openvino import native_bf16
+
+    return native_bf16()
+
+
+needs_nncf = pytest.mark.skipif(not _nncf(), reason="int8 needs NNCF (pip install -e '.[int8]')")
+needs_bf16 = pytest.mark.skipif(not _native_bf16(), reason="this CPU has no native bf16 (AMX or AVX-512 BF16)")
+
+
+@pytest.fixture(autouse=True)
+def _own_cache(tmp_path_factory, monkeypatch):
+    """One int8 model and one auto measurement for the whole module, never the user's cache."""
+    monkeypatch.setenv("VSR_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "vsr-cache"))
+
+
+@pytest.fixture(scope="module")
+def luma() -> np.ndarray:
+    return rgb_to_y(synthetic_rgb(120, 160))
+
+
+@pytest.fixture(scope="module")
+def reference(luma) -> np.ndarray:
+    """torch fp32 on the shipped weights, rounded to 8 bits as the pipeline does."""
+    pytest.importorskip("torch")
+    engine = create_backend("torch", SCALE)
+    try:
+        return _to_uint8(engine.upscale_luma((luma.astype(np.float32) / 255)[None, None]))[0, 0]
+    finally:
+        engine.close()
+
+
+def _to_uint8(values: np.ndarray) -> np.ndarray:
+    return np.clip(np.rint(values * 255), 0, 255).astype(np.uint8)
+
+
+# (backend, precision, minimum PSNR in dB against torch fp32, largest difference in grey levels)
+PARITY = [
+    # fp32 differs from torch only in summation order: a rounding flip at most.
+    pytest.param("openvino", "fp32", 80.0, 1, id="openvino-fp32"),
+    pytest.param("onnxruntime", "fp32", 80.0, 1, id="onnxruntime-fp32"),
+    # bf16 keeps 8 mantissa bits in the convolutions, accumulating in fp32: measured 55.3 dB, 1 level.
+    pytest.param("openvino", "bf16", 50.0, 2, id="openvino-bf16", marks=needs_bf16),
+    # int8 (NNCF, min/max ranges): measured 48.4 dB and 5 levels at most; clipped ranges gave < 30 dB.
+    pytest.param("openvino", "int8", 44.0, 8, id="openvino-int8", marks=needs_nncf),
+]
+
+
+@pytest.mark.parametrize("backend,precision,min_psnr_db,max_levels", PARITY)
+def test_backend_matches_torch_reference(luma, reference, backend, precision, min_psnr_db, max_levels):
+    engine = create_backend(backend, SCALE, precision=precision)
+    try:
+        out = _to_uint8(engine.upscale_luma((luma.astype(np.float32) / 255)[None, None]))[0, 0]
+    finally:
+        engine.close()
+    assert out.shape == reference.shape == (120 * SCALE, 160 * SCALE)
+    assert psnr(reference, out) >= min_psnr_db
+    assert np.abs(out.astype(int) - reference).max() <= max_levels
+
+
+@pytest.mark.parametrize("precision", ["fp32", pytest.param("int8", marks=needs_nncf)])
+def test_openvino_uint8_graph_matches_float_path(luma, precision):
+    """The surgery (uint8 in, /255, network, *255 + 0.5, clamp, convert) is the float path rounded:
+    within one grey level (float rounding at .5), on a batch of two different planes."""
+    from vsr.backends.openvino import OpenVinoBackend, OpenVinoOptions
+    from vsr.models.weights import shipped_weights
+
+    planes = np.stack([luma, 255 - luma])
+    engine = OpenVinoBackend(SCALE, shipped_weights(SCALE, "onnx"), OpenVinoOptions(precision=precision))
+    try:
+        out = engine.upscale_luma_uint8(planes)
+        floats = engine.upscale_luma(planes[:, None].astype(np.float32) / 255)[:, 0]
+    finally:
+        engine.close()
+    assert out.dtype == np.uint8 and out.shape == (2, 120 * SCALE, 160 * SCALE)
+    assert np.abs(out.astype(int) - _to_uint8(floats)).max() <= 1
+    assert not np.array_equal(out[0], out[1])  # each plane of the batch is its own
+
+
+@needs_nncf
+def test_int8_model_is_built_once_and_keyed_by_its_inputs(tmp_path, monkeypatch):
+    from vsr.backends import int8
+    from vsr.models.weights import shipped_weights
+
+    monkeypatch.setenv("VSR_CACHE_DIR", str(tmp_path / "cache"))
+    onnx = shipped_weights(SCALE, "onnx")
+    path, cached = int8.cached_int8_model(onnx, SCALE)
+    assert not cached and path.is_file() and path.with_suffix(".bin").is_file()
+
+    def no_quantising(*args, **kwargs):
+        raise AssertionError("a cached int8 model was quantised again")
+
+    monkeypatch.setattr(int8, "quantize_int8", no_quantising)
+    again, cached = int8.cached_int8_model(onnx, SCALE)
+    assert cached and again == path
+    # Other calibration patches make another model (here: the shipped x3 patches, reversed).
+    with np.load(int8._shipped_calibration()) as data:
+        np.savez(tmp_path / "mine.npz", x3=data["x3"][::-1].copy())
+    with pytest.raises(AssertionError, match="quantised again"):
+        int8.cached_int8_model(onnx, SCALE, calibration_path=tmp_path / "mine.npz")
+    # So does another network.
+    with pytest.raises(AssertionError, match="quantised again"):
+        int8.cached_int8_model(shipped_weights(2, "onnx"), 2)
+    assert not list((tmp_path / "cache" / "openvino_int8").glob("*.part"))
+
+
+@needs_nncf
+@pytest.mark.needs_data
+def test_int8_set5_loss_is_what_the_results_record(data_dir):
+    """Set5 x3 (vsr eval's convention): int8 lost 0.17 dB against fp32 (results/int8_quality.md);
+    more than 0.25 dB means the recipe or the calibration regressed."""
+    from vsr.evaluate import evaluate
+
+    scores = {}
+    for precision in ("fp32", "int8"):
+        engine = create_backend("openvino", SCALE, precision=precision)
+        try:
+            scores[precision] = evaluate(data_dir / "set5", SCALE, lambda y: engine.upscale_luma(y)[0, 0]).mean(
+                "vsr_psnr_db")
+        finally:
+            engine.close()
+    assert 0 <= scores["fp32"] - scores["int8"] <= 0.25
+
+
+def test_int8_without_nncf_is_one_clear_error(monkeypatch, tmp_path):
+    import sys
+
+    from vsr.cli import main
+
+    monkeypatch.setitem(sys.modules, "nncf", None)  # import nncf raises ImportError
+    result = CliRunner().invoke(main, ["upscale", str(_png(tmp_path)), str(tmp_path / "out.png"),
+                                       "--backend", "openvino", "--precision", "int8"])
+    assert result.exit_code == 1
+    assert result.output.strip().splitlines()[-1] == (
+        "Error: int8 needs NNCF: pip install 'vsr[int8]' (or pip install nncf)")
+
+
+@pytest.mark.parametrize("backend", ["onnxruntime", "torch"])
+@pytest.mark.parametrize("precision", ["bf16", "int8"])
+def test_other_backends_refuse_openvino_precisions(backend, precision):
+    if backend == "torch":
+        pytest.importorskip("torch")
+    with pytest.raises(BackendUnavailable, match=f"--precision {precision} runs on the openvino backend only"):
+        create_backend(backend, SCALE, precision=precision)
+
+
+def test_auto_backend_passes_precision_on():
+    engine = create_backend("auto", SCALE, precision="fp32")
+    try:
+        assert engine.name == "openvino" and engine.precision == "fp32"
+    finally:
+        engine.close()
+
+
+def test_precision_auto_measures_once_and_keeps_the_fastest(monkeypatch, tmp_path, capsys):
+    from vsr.backends import precision as auto
+    from vsr.models.weights import shipped_weights
+
+    monkeypatch.setenv("VSR_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(auto, "measure", lambda onnx, scale, calibration, names: {"fp32": 9.0, "bf16": 4.0})
+    choice, note = auto.choose_precision(shipped_weights(SCALE, "onnx"), SCALE)
+    assert choice == "bf16" and "measured now" in note
+    assert "precision auto: bf16" in capsys.readouterr().err  # said once, on stderr
+
+    def no_measuring(*args):
+        raise AssertionError("measured twice")
+
+    monkeypatch.setattr(auto, "measure", no_measuring)
+    choice, note = auto.choose_precision(shipped_weights(SCALE, "onnx"), SCALE)
+    assert choice == "bf16" and "measured before" in note
+    (record,) = (tmp_path / "precision").glob("*.json")
+    assert json.loads(record.read_text())["cpu"] == auto.cpu_identity()
+
+
+def test_auto_never_picks_int8_beyond_the_quality_bound(monkeypatch):
+    """ESPCN's recorded int8 loss (0.17 dB at x3) is over 0.05 dB: auto times fp32 and bf16 only;
+    a network recorded within the bound gets int8 among the candidates."""
+    from vsr.backends import int8
+    from vsr.backends import precision as auto
+    from vsr.models.weights import shipped_weights
+
+    onnx = shipped_weights(SCALE, "onnx")
+    assert int8.recorded_loss_db(onnx) > int8.MAX_LOSS_DB
+    assert "int8" not in auto.candidates(onnx)
+    if _nncf():
+        monkeypatch.setattr(int8, "recorded_loss_db", lambda path, recipe=int8.RECIPE: 0.01)
+        assert "int8" in auto.candidates(onnx)
+
+
+def test_cli_precision_bad_value_is_one_line(tmp_path):
+    from vsr.cli import main
+
+    result = CliRunner().invoke(main, ["upscale", str(_png(tmp_path)), str(tmp_path / "out.png"),
+                                       "--precision", "fp16"])
+    assert result.exit_code == 2
+    assert "Invalid value for '--precision': 'fp16' is not one of 'auto', 'fp32', 'bf16', 'int8'" in result.output
+    assert not (tmp_path / "out.png").exists()
+
+
+def test_cli_precision_refused_by_backend(tmp_path):
+    from vsr.cli import main
+
+    result = CliRunner().invoke(main, ["upscale", str(_png(tmp_path)), str(tmp_path / "out.png"),
+                                       "--backend", "onnxruntime", "--precision", "bf16"])
+    assert result.exit_code == 1
+    assert "--precision bf16 runs on the openvino backend only" in result.output
+    assert not (tmp_path / "out.png").exists()
+
+
+@pytest.mark.parametrize("command", ["run", "upscale", "eval", "live", "bench"])
+def test_precision_option_on_every_command_that_runs_a_model(command):
+    from vsr.cli import main
+
+    result = CliRunner().invoke(main, [command, "--help"])
+    assert result.exit_code == 0 and "--precision [auto|fp32|bf16|int8]" in result.output
+
+
+def _png(folder):
+    from PIL import Image
+
+    path = folder / "in.png"
+    Image.fromarray(synthetic_rgb(40, 48)).save(path)
+    return path

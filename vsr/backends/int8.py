@@ -1,0 +1,191 @@
+"""int8 models for OpenVINO, made by NNCF post-training quantisation of any ONNX model of the ladder.
+
+Why int8: CPUs without AMX (most laptops, AMD EPYC) run bf16 at a fraction of AMX's speed, but
+they have VNNI int8 dot products. On a 2-core AMD EPYC (AVX-512 BF16/VNNI, no AMX), ESPCN x3 on a
+640x360 luma plane took 24 ms in int8 against 38 ms in bf16 and 68 ms in fp32
+(benchmarks/results/cpu_levers.md), for about 0.01-0.03 dB on Set5 (benchmarks/results/int8_quality.md).
+
+Calibration: NNCF only needs activation ranges, so a few dozen low-resolution luma patches do.
+The package ships ``calibration_luma.npz`` (patches of the training images, never Set5, made by
+``benchmarks/int8_quality.py --write-calibration``) so ``--precision int8`` works in a fresh clone
+without any data; ``calibration=`` takes other patches (your own footage's luma).
+
+The quantised model is cached as OpenVINO IR under ``$VSR_CACHE_DIR/openvino_int8/``, named by
+the source ONNX's checksum, the calibration set's checksum, the quantisation recipe and the
+NNCF/OpenVINO versions: a new model, new patches or a new NNCF never reuses a stale file.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+
+from .base import BackendUnavailable
+
+__all__ = ["Int8Recipe", "RECIPE", "cached_int8_model", "calibration_patches", "quantize_int8"]
+
+#: Shipped calibration set: uint8 LR luma patches per scale ("x2", "x3", "x4").
+CALIBRATION_RESOURCE = "calibration_luma.npz"
+
+
+@dataclass(frozen=True)
+class Int8Recipe:
+    """How a float model becomes int8.
+
+    ``keep_first_conv_float`` / ``keep_last_conv_float``: leave those convs in float. The first
+    sees one input channel and the last few output channels, so int8 saves little there (in
+    ESPCN x3 the middle conv holds 81 % of the multiply-adds) while each quantised activation
+    adds noise: 8 bits over tanh's [-1, 1] is about 0.3 grey levels per layer.
+    ``float_precision``: what the layers left in float compute in, fp32 or bf16 (bf16 only where
+    the CPU has it natively; elsewhere fp32 is used).
+
+    Ranges are the global min/max of the calibration activations, not NNCF's default mean of
+    per-sample extremes: that clipped the brightest and darkest outputs (4 dB lost on Set5)."""
+
+    keep_first_conv_float: bool = False
+    keep_last_conv_float: bool = False
+    float_precision: str = "fp32"
+
+    @property
+    def tag(self) -> str:
+        kept = "".join(name for name, keep in (("1", self.keep_first_conv_float), ("L", self.keep_last_conv_float))
+                       if keep)
+        return f"int8{'-float' + kept if kept else ''}-{self.float_precision}"
+
+
+#: The recipe `--precision int8` uses: every conv int8, the fastest. For ESPCN no recipe stayed
+#: within 0.05 dB of fp32 on Set5 at every scale (x3: 0.17 dB all-int8, 0.07 dB with only the
+#: middle conv int8, which is then no faster than bf16; results/int8_quality.md), so int8 is asked
+#: for, never chosen by ``auto`` unless a network's recorded loss is within the bound.
+RECIPE = Int8Recipe()
+
+
+#: Set5 loss of int8 against fp32 for each shipped ONNX (by checksum), written by
+#: benchmarks/int8_quality.py: ``auto`` considers int8 only for a network recorded within ``MAX_LOSS_DB``.
+ACCURACY_RESOURCE = "int8_accuracy.json"
+MAX_LOSS_DB = 0.05
+
+
+def onnx_digest(onnx_path: os.PathLike | str) -> str:
+    return hashlib.sha256(Path(onnx_path).read_bytes()).hexdigest()[:16]
+
+
+def accuracy_records() -> dict:
+    import json
+
+    path = Path(str(resources.files("vsr.models") / "weights" / ACCURACY_RESOURCE))
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def recorded_loss_db(onnx_path: os.PathLike | str, recipe: Int8Recipe = RECIPE) -> float | None:
+    """The Set5 dB int8 (``recipe``) lost against fp32 for this network, or None where never measured."""
+    record = accuracy_records().get(onnx_digest(onnx_path))
+    if record is None or record.get("recipe") != recipe.tag:
+        return None
+    return record["loss_db"]
+
+
+def nncf_module():
+    try:
+        import nncf
+    except ImportError:
+        raise BackendUnavailable("int8 needs NNCF: pip install 'vsr[int8]' (or pip install nncf)") from None
+    return nncf
+
+
+def calibration_patches(scale: int, path: os.PathLike | str | None = None) -> np.ndarray:
+    """float32 (N, 1, H, W) LR luma patches in [0, 1] for ``scale``: the shipped set, or ``path``
+    (an .npz written the same way: uint8 arrays named x2/x3/x4, or one array for every scale)."""
+    source = Path(path) if path is not None else _shipped_calibration()
+    with np.load(source) as data:
+        key = f"x{scale}" if f"x{scale}" in data.files else data.files[0]
+        patches = data[key]
+    if patches.ndim != 3 or patches.dtype != np.uint8:
+        raise ValueError(f"{source}: expected uint8 (N, H, W) luma patches, got {patches.dtype} {patches.shape}")
+    return (patches.astype(np.float32) / 255.0)[:, None]
+
+
+def _shipped_calibration() -> Path:
+    return Path(str(resources.files("vsr.models") / "weights" / CALIBRATION_RESOURCE))
+
+
+def quantize_int8(onnx_path: os.PathLike | str, calibration: np.ndarray, recipe: Int8Recipe = RECIPE):
+    """The OpenVINO model of ``onnx_path`` with int8 weights and activations (``ov.Model``).
+    ``calibration``: float32 (N, 1, H, W) patches, all one size."""
+    nncf = nncf_module()
+    import openvino as ov
+
+    from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters
+    from nncf.quantization.range_estimator import RangeEstimatorParametersSet
+
+    model = ov.Core().read_model(str(onnx_path))
+    convs = [op.get_friendly_name() for op in model.get_ordered_ops() if op.get_type_name() == "Convolution"]
+    ignored = []
+    if recipe.keep_first_conv_float and convs:
+        ignored.append(convs[0])
+    if recipe.keep_last_conv_float and len(convs) > 1:
+        ignored.append(convs[-1])
+    return nncf.quantize(
+        model,
+        nncf.Dataset([patch[None] for patch in calibration]),
+        preset=nncf.QuantizationPreset.PERFORMANCE,
+        subset_size=len(calibration),
+        # Pad (the mirrored border) and DepthToSpace (pixel shuffle) only move values: a quantiser
+        # before them would clip the input and round the output for no speed.
+        ignored_scope=nncf.IgnoredScope(names=ignored, types=["Pad", "DepthToSpace"], validate=False),
+        advanced_parameters=AdvancedQuantizationParameters(
+            activations_range_estimator_params=RangeEstimatorParametersSet.MINMAX),
+    )
+
+
+def int8_cache_key(onnx_path: os.PathLike | str, calibration_path: Path, recipe: Int8Recipe) -> str:
+    """Checksums of the model and of the calibration set, the recipe, and the tool versions."""
+    import openvino as ov
+
+    nncf = nncf_module()
+    calibration_digest = hashlib.sha256(calibration_path.read_bytes()).hexdigest()[:8]
+    versions = f"nncf{nncf.__version__}-ov{ov.__version__.split('-')[0]}"
+    return f"{Path(onnx_path).stem}_{onnx_digest(onnx_path)}_cal{calibration_digest}_{recipe.tag}_{versions}"
+
+
+def int8_cache_dir() -> Path:
+    return Path(os.environ.get("VSR_CACHE_DIR", Path.home() / ".cache" / "vsr")) / "openvino_int8"
+
+
+def cached_int8_model(
+    onnx_path: os.PathLike | str,
+    scale: int,
+    *,
+    calibration_path: os.PathLike | str | None = None,
+    recipe: Int8Recipe = RECIPE,
+) -> tuple[Path, bool]:
+    """(path of the int8 IR .xml for ``onnx_path``, whether it was already cached). Built once under a lock:
+    segment workers starting together quantise once and never read a half-written model."""
+    from ..cache import build_lock
+
+    calibration = Path(calibration_path) if calibration_path is not None else _shipped_calibration()
+    folder = int8_cache_dir() / int8_cache_key(onnx_path, calibration, recipe)
+    xml = folder / "model.xml"
+    if xml.is_file():
+        return xml, True
+    with build_lock(folder):
+        if xml.is_file():
+            return xml, True
+        import openvino as ov
+
+        model = quantize_int8(onnx_path, calibration_patches(scale, calibration), recipe)
+        # Save into a unique folder, then rename it into place: the .xml and .bin appear together.
+        tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".part", dir=folder.parent))
+        try:
+            ov.save_model(model, str(tmp / "model.xml"), compress_to_fp16=False)
+            os.replace(tmp, folder)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+    return xml, False

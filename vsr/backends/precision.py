@@ -1,0 +1,133 @@
+"""``--precision auto`` for OpenVINO: time each precision this CPU can run once, keep the fastest.
+
+Which precision wins depends on the CPU, not on a rule we can write down: bf16 is 2.7x fp32 on
+AMX Xeons but 1.8x on AVX-512 BF16 without AMX, and int8 (VNNI) beats bf16 there but not on AMX.
+So auto measures fp32, bf16 (only where native) and int8 (only where NNCF is installed) on a
+small luma plane, about a second, and caches the choice per CPU model, network and tool versions
+under ``$VSR_CACHE_DIR/precision/``. The first run says what it measured, on stderr.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+#: The plane auto times: a quarter of 640x360, big enough that per-call overhead does not decide.
+PROBE_SHAPE = (1, 180, 320)
+PROBE_CALLS = 5
+
+
+def cpu_identity() -> str:
+    """Model name, family/model/stepping and the flags that decide the winner, plus the core count."""
+    fields: dict[str, str] = {}
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            key = key.strip()
+            if key in ("model name", "cpu family", "model", "stepping", "flags") and key not in fields:
+                fields[key] = value.strip()
+    except OSError:
+        pass
+    flags = set(fields.get("flags", "").split())
+    wanted = ("amx_bf16", "amx_int8", "avx512_bf16", "avx512_vnni", "avx_vnni", "avx512f", "avx2")
+    return " ".join([
+        fields.get("model name", platform.processor() or platform.machine()),
+        f"family {fields.get('cpu family', '?')} model {fields.get('model', '?')} stepping {fields.get('stepping', '?')}",
+        f"{os.cpu_count()} cores",
+        "+".join(flag for flag in wanted if flag in flags) or "no-simd-flags",
+    ])
+
+
+def candidates(onnx_path: Path) -> list[str]:
+    """fp32; bf16 where native; int8 where NNCF is installed and this network's int8 was recorded
+    within ``int8.MAX_LOSS_DB`` on Set5 (a faster but visibly worse precision is never automatic)."""
+    from .int8 import MAX_LOSS_DB, recorded_loss_db
+    from .openvino import native_bf16
+
+    names = ["fp32"]
+    if native_bf16():
+        names.append("bf16")
+    loss_db = recorded_loss_db(onnx_path)
+    if loss_db is not None and loss_db <= MAX_LOSS_DB:
+        try:
+            import nncf  # noqa: F401
+
+            names.append("int8")
+        except ImportError:
+            pass
+    return names
+
+
+def _cache_path(onnx_path: Path) -> tuple[Path, dict]:
+    import openvino as ov
+
+    try:
+        import nncf
+
+        nncf_version = nncf.__version__
+    except ImportError:
+        nncf_version = None
+    from .int8 import recorded_loss_db
+
+    key = {"cpu": cpu_identity(), "onnx_sha256": hashlib.sha256(onnx_path.read_bytes()).hexdigest()[:16],
+           "openvino": ov.__version__.split("-")[0], "nncf": nncf_version,
+           "int8_loss_db": recorded_loss_db(onnx_path)}
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+    root = Path(os.environ.get("VSR_CACHE_DIR", Path.home() / ".cache" / "vsr")) / "precision"
+    return root / f"{onnx_path.stem}_{digest}.json", key
+
+
+def measure(onnx_path: Path, scale: int, calibration: Path | None, names: list[str]) -> dict[str, float]:
+    """Milliseconds per ``PROBE_SHAPE`` uint8 plane for each precision (best of ``PROBE_CALLS``)."""
+    from .openvino import OpenVinoBackend, OpenVinoOptions
+
+    # A smooth ramp with texture: content hardly matters to the speed, but it must not be constant.
+    height, width = PROBE_SHAPE[1:]
+    yy, xx = np.mgrid[0:height, 0:width]
+    luma = ((xx * 255 // width + 40 * np.sin(yy / 3.0)) % 256).astype(np.uint8)[None]
+    timings = {}
+    for name in names:
+        backend = OpenVinoBackend(scale, onnx_path, OpenVinoOptions(precision=name, calibration=calibration))
+        try:
+            backend.upscale_luma_uint8(luma)  # compile + first call
+            best = float("inf")
+            for _ in range(PROBE_CALLS):
+                started = time.perf_counter()
+                backend.upscale_luma_uint8(luma)
+                best = min(best, time.perf_counter() - started)
+            timings[name] = round(best * 1000, 2)
+        finally:
+            backend.close()
+    return timings
+
+
+def choose_precision(onnx_path: Path, scale: int, calibration: Path | None = None) -> tuple[str, str]:
+    """(the fastest precision here for ``onnx_path``, a one-line note saying why)."""
+    from ..cache import build_lock, write_atomic
+
+    onnx_path = Path(onnx_path)
+    path, key = _cache_path(onnx_path)
+    measured_now = False
+    if not path.is_file():
+        with build_lock(path):
+            if not path.is_file():
+                timings = measure(onnx_path, scale, calibration, candidates(onnx_path))
+                record = {**key, "ms_per_plane": timings, "plane": f"{PROBE_SHAPE[2]}x{PROBE_SHAPE[1]}",
+                          "choice": min(timings, key=timings.get)}
+                write_atomic(path, (json.dumps(record, indent=2) + "\n").encode())
+                measured_now = True
+    record = json.loads(path.read_text())
+    timings = record["ms_per_plane"]
+    choice = record["choice"]
+    times = ", ".join(f"{name} {ms:g} ms" for name, ms in sorted(timings.items(), key=lambda item: item[1]))
+    note = (f"precision auto: {choice}, the fastest here ({times} per {record['plane']} plane; "
+            f"{'measured now' if measured_now else 'measured before'} on {key['cpu'].split(' family')[0]}, cached in {path})")
+    if measured_now:
+        print(f"note: {note}", file=sys.stderr)
+    return choice, note
