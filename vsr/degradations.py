@@ -246,10 +246,15 @@ def _video_round_trip(frames: list[np.ndarray], codec: str, quality: int, preset
     return [np.ascontiguousarray(f.to_ndarray()[:height]) for f in decoded]
 
 
+#: The smallest frame side handed to a video encoder (x265's coding tree unit); smaller clips are
+#: padded by replication and cropped back after decoding.
+MIN_VIDEO_SIDE_PX = 64
+
+
 def codec_round_trip(frames: list[np.ndarray], codec: str, quality: int, preset: str = "superfast") -> list[np.ndarray]:
     """uint8 luma frames of one clip through ``codec`` and back. ``quality``: CRF (h264, hevc),
-    quantiser (mpeg4) or JPEG quality; ignored for "none". Odd sizes are padded (replicated)
-    to the even sizes 4:2:0 needs and cropped back."""
+    quantiser (mpeg4) or JPEG quality; ignored for "none". Odd sizes, and sides under
+    ``MIN_VIDEO_SIDE_PX``, are padded (replicated) and cropped back."""
     import cv2
 
     if codec == "none":
@@ -265,7 +270,10 @@ def codec_round_trip(frames: list[np.ndarray], codec: str, quality: int, preset:
     if codec not in VIDEO_CODECS:
         raise ValueError(f"unknown codec {codec!r}: choose from {', '.join(CODECS)}")
     height, width = frames[0].shape
-    pad_h, pad_w = height % 2, width % 2
+    # 4:2:0 needs even sizes; x265 also needs a frame of at least one 64 px coding tree unit:
+    # smaller ones (32x32 test crops) corrupted the heap inside libx265 (free(): invalid next size).
+    pad_h = max(height % 2, MIN_VIDEO_SIDE_PX - height)
+    pad_w = max(width % 2, MIN_VIDEO_SIDE_PX - width)
     if pad_h or pad_w:
         frames = [cv2.copyMakeBorder(f, 0, pad_h, 0, pad_w, cv2.BORDER_REPLICATE) for f in frames]
     return [f[:height, :width] for f in _video_round_trip(frames, codec, quality, preset)]
