@@ -121,15 +121,7 @@ def write_table(results: dict, path: Path) -> None:
 def machine_label(device: str) -> str:
     from vsr.models.choose import machine_name
 
-    name = machine_name(device)
-    if device == "cpu":
-        import os
-
-        flags = open("/proc/cpuinfo").read() if Path("/proc/cpuinfo").exists() else ""
-        isa = [f for f in ("avx512_bf16", "avx512_vnni", "amx_bf16") if f in flags]
-        name += f", {os.cpu_count()} cores, " + (", ".join(isa) if isa else "no AVX-512 BF16") + \
-            ("" if "amx_bf16" in flags else ", no AMX")
-    return name
+    return machine_name(device)
 
 
 def main() -> int:

@@ -12,6 +12,12 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 
+def cache_dir(kind: str) -> Path:
+    """vsr's cache folder for one ``kind`` of file (``$VSR_CACHE_DIR/KIND``, by default under
+    ``~/.cache/vsr``); callers create it when they write."""
+    return Path(os.environ.get("VSR_CACHE_DIR", Path.home() / ".cache" / "vsr")) / kind
+
+
 @contextlib.contextmanager
 def build_lock(target: Path) -> Iterator[None]:
     """Hold an exclusive lock named after ``target`` (``.NAME.lock`` beside it) while building it."""

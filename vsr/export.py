@@ -6,6 +6,7 @@ import os
 import warnings
 from pathlib import Path
 
+from .cache import cache_dir
 from .errors import BackendUnavailable, OutputError
 
 OPSET = 17
@@ -57,7 +58,7 @@ def cached_onnx_export(weights: os.PathLike | str, scale: int) -> Path:
 
     name = checkpoint_model(load_checkpoint(weights)).name
     digest = hashlib.sha256(Path(weights).read_bytes()).hexdigest()[:16]
-    cache = Path(os.environ.get("VSR_CACHE_DIR", Path.home() / ".cache" / "vsr")) / "onnx"
+    cache = cache_dir("onnx")
     cache.mkdir(parents=True, exist_ok=True)
     from .cache import cached_file
 

@@ -18,7 +18,7 @@ BACKENDS = ("openvino", "onnxruntime", "torch", "tensorrt")
 #: TensorRT plan is expected to beat torch, with ONNX Runtime last as it runs anywhere.
 AUTO_ORDER = {"cpu": ("openvino", "onnxruntime", "torch"), "cuda": ("tensorrt", "torch", "onnxruntime")}
 
-__all__ = ["Backend", "BackendUnavailable", "BACKENDS", "EngineSpec", "PRECISIONS", "check_device", "create_backend"]
+__all__ = ["Backend", "BackendUnavailable", "BACKENDS", "EngineSpec", "PRECISIONS", "check_device", "create_backend", "describe"]
 
 #: What ``--precision`` accepts. auto: OpenVINO times what this CPU runs and keeps the fastest
 #: (backends/precision.py); the other backends run fp32.
@@ -91,6 +91,12 @@ def create_backend(
     backend.receptive_px = info.receptive_px if info else max(m.receptive_px for m in _ladder())
     backend.min_input_px = info.min_input_px if info else max(m.min_input_px for m in _ladder())
     return backend
+
+
+def describe(backend: Backend) -> str:
+    """The backend as the user reads it: name, precision where it has one, device ("openvino bf16 (cpu)")."""
+    precision = getattr(backend, "precision", None)
+    return f"{backend.name}{f' {precision}' if precision else ''} ({getattr(backend, 'device', 'cpu')})"
 
 
 def _ladder():

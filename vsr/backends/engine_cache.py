@@ -13,6 +13,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..cache import cache_dir
+
 #: ``engines/`` of a source checkout (or editable install); absent once installed as a wheel.
 _CHECKOUT_ENGINE_DIR = Path(__file__).resolve().parents[2] / "engines"
 PRECISIONS = ("fp16", "fp32")
@@ -104,4 +106,4 @@ def engine_dir() -> Path:
         return Path(configured)
     if _CHECKOUT_ENGINE_DIR.is_dir():
         return _CHECKOUT_ENGINE_DIR
-    return Path(os.environ.get("VSR_CACHE_DIR", Path.home() / ".cache" / "vsr")) / "engines"
+    return cache_dir("engines")

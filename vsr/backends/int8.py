@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..cache import cache_dir
 from .base import BackendUnavailable
 
 __all__ = ["Int8Recipe", "RECIPE", "cached_int8_model", "calibration_patches", "quantize_int8"]
@@ -155,7 +156,7 @@ def int8_cache_key(onnx_path: os.PathLike | str, calibration_path: Path, recipe:
 
 
 def int8_cache_dir() -> Path:
-    return Path(os.environ.get("VSR_CACHE_DIR", Path.home() / ".cache" / "vsr")) / "openvino_int8"
+    return cache_dir("openvino_int8")
 
 
 def cached_int8_model(

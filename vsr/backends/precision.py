@@ -18,6 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..cache import cache_dir
+
 #: The plane auto times: a quarter of 640x360, big enough that per-call overhead does not decide.
 PROBE_SHAPE = (1, 180, 320)
 PROBE_CALLS = 5
@@ -79,7 +81,7 @@ def _cache_path(onnx_path: Path) -> tuple[Path, dict]:
            "openvino": ov.__version__.split("-")[0], "nncf": nncf_version,
            "int8_loss_db": recorded_loss_db(onnx_path)}
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
-    root = Path(os.environ.get("VSR_CACHE_DIR", Path.home() / ".cache" / "vsr")) / "precision"
+    root = cache_dir("precision")
     return root / f"{onnx_path.stem}_{digest}.json", key
 
 

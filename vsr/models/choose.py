@@ -13,8 +13,6 @@ chosen only if the engine alone is ``HEADROOM`` times faster than the target.
 from __future__ import annotations
 
 import json
-import os
-import platform
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -41,27 +39,21 @@ class Choice:
 
 
 def machine_name(device: str) -> str:
-    """What the calibration is valid on: the GPU's name for CUDA, else the CPU model and cores."""
+    """What the calibration is valid on: the GPU's name for CUDA, else the CPU (model, cores and
+    the instruction sets that decide speed, as ``--precision auto`` keys its cache)."""
     if device.startswith("cuda"):
         import torch
 
         return f"{torch.cuda.get_device_name(torch.device(device))}"
-    cpu = platform.processor() or ""
-    try:
-        with open("/proc/cpuinfo") as info:
-            fields = {}
-            for line in info:
-                key, _, value = line.partition(":")
-                fields.setdefault(key.strip(), value.strip())  # the first core's
-        cpu = "{} family {} model {} stepping {}".format(
-            *(fields.get(k, "?") for k in ("model name", "cpu family", "model", "stepping")))
-    except OSError:
-        pass
-    return f"{cpu} ({os.cpu_count()} cpus)"
+    from ..backends.precision import cpu_identity
+
+    return cpu_identity()
 
 
 def _cache_path() -> Path:
-    return Path(os.environ.get("VSR_CACHE_DIR", Path.home() / ".cache" / "vsr")) / "calibration.json"
+    from ..cache import cache_dir
+
+    return cache_dir("calibration.json")
 
 
 def _read_cache() -> dict:

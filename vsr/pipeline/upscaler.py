@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Iterable, Iterator, Protocol
 
-from ..backends import EngineSpec
+from ..backends import EngineSpec, describe
 from ..backends.base import Backend
 from ..frames import YuvFrame
 from .stages import upscale_frames
@@ -41,8 +41,7 @@ class HostFrameUpscaler:
         self.backend, self.out_layout, self.batch_size = backend, out_layout, batch_size
         self.scale = backend.scale
         self.name = backend.name
-        precision = getattr(backend, "precision", None)
-        self.description = f"{backend.name}{f' {precision}' if precision else ''} ({getattr(backend, 'device', 'cpu')})"
+        self.description = describe(backend)
 
     def upscale_frames(self, frames: Iterable[YuvFrame]) -> Iterator[YuvFrame]:
         return upscale_frames(frames, self.backend, out_layout=self.out_layout, batch_size=self.batch_size)

@@ -118,7 +118,7 @@ def _engine_identity(spec: EngineSpec) -> dict:
 def _resolve_engine(spec: EngineSpec) -> tuple[EngineSpec, str]:
     """Pick the backend once in the driver (so every worker runs the same one, and an
     unavailable backend fails before any worker starts); returns the spec and its description."""
-    from ..backends import create_backend
+    from ..backends import create_backend, describe
     from ..pipeline.upscaler import uses_gpu_frames
 
     if uses_gpu_frames(spec):
@@ -132,9 +132,7 @@ def _resolve_engine(spec: EngineSpec) -> tuple[EngineSpec, str]:
     # Precision too: auto is timed once, here, and every worker runs what it chose.
     precision = getattr(backend, "precision", spec.precision)
     try:
-        return (replace(spec, backend=backend.name, precision=precision),
-                f"{backend.name}{f' {precision}' if hasattr(backend, 'precision') else ''} "
-                f"({getattr(backend, 'device', 'cpu')})")
+        return replace(spec, backend=backend.name, precision=precision), describe(backend)
     finally:
         backend.close()
 
