@@ -1,12 +1,17 @@
 """What int8 costs: Set5 PSNR (the `vsr eval` convention) of OpenVINO fp32 against NNCF int8, per scale.
 
-    python benchmarks/int8_quality.py [--model espcn] [--scales 2 3 4] [--onnx PATH --scales 3]
+    python benchmarks/int8_quality.py [--models espcn balanced] [--scales 2 3 4] [--recipes all] [--record]
+    python benchmarks/int8_quality.py --onnx PATH --scales 3
     python benchmarks/int8_quality.py --write-calibration     # remake the shipped calibration set
 
-Accuracy control: each recipe of ``RECIPES`` is tried in order (fastest first) and the first whose
-Set5 loss stays within ``--max-loss-db`` (0.05) at the scale is kept; the table records every
-recipe tried. Calibration uses the shipped patches (training images, never Set5). Untimed: it may
-run beside other work. Writes results/int8_quality.json and .md (or --out).
+For each model and scale: Set5 PSNR of the shipped fp32 ONNX on OpenVINO fp32 and bf16, and of
+its int8 model (NNCF, the shipped calibration patches: training images, never Set5), quantised
+from the network ``--precision int8`` quantises (``int8.int8_source``: the int8-aware fine-tune
+``NAME_xS.int8.onnx`` where one ships, else the fp32 ONNX). With ``--recipes all``, accuracy
+control: the recipes of ``RECIPES`` are tried fastest first and the first within
+``--max-loss-db`` (0.05) is marked kept. ``--record`` writes the shipped recipe's loss per network
+into vsr/models/weights/int8_accuracy.json, which ``--precision auto`` reads. Untimed: it may run
+beside other work. Writes results/int8_quality.json and .md (or --out).
 """
 from __future__ import annotations
 
@@ -29,6 +34,7 @@ from vsr.backends.int8 import Int8Recipe  # noqa: E402
 #: conv kept float, then first and last kept float; the float layers in bf16 or fp32.
 RECIPES = tuple(Int8Recipe(keep_first_conv_float=first, keep_last_conv_float=last, float_precision=floats)
                 for first, last in ((False, False), (True, False), (True, True)) for floats in ("bf16", "fp32"))
+RECIPES = (*RECIPES, Int8Recipe(quantize_elementwise=True))
 
 
 def write_calibration(out: Path, patches_per_scale: int = 64, patch_px: int = 48, seed: int = 0) -> None:
@@ -63,7 +69,8 @@ def write_calibration(out: Path, patches_per_scale: int = 64, patch_px: int = 48
 
 
 def set5_psnr(onnx: Path, scale: int, precision: str, recipe: Int8Recipe | None = None) -> float:
-    """Mean Set5 PSNR on Y of OpenVINO running ``onnx`` in ``precision`` (int8: quantised by ``recipe``)."""
+    """Mean Set5 PSNR on Y of OpenVINO running ``onnx`` in ``precision`` (int8: ``int8_source(onnx)``
+    quantised by ``recipe``)."""
     from vsr.backends.openvino import OpenVinoBackend, OpenVinoOptions
     from vsr.evaluate import evaluate
 
@@ -77,24 +84,30 @@ def set5_psnr(onnx: Path, scale: int, precision: str, recipe: Int8Recipe | None 
 
 
 def record_accuracy(rows: list[dict]) -> None:
-    from vsr.backends.int8 import ACCURACY_RESOURCE, RECIPE, onnx_digest
+    from vsr.backends.int8 import ACCURACY_RESOURCE, RECIPE, int8_source, onnx_digest
 
     path = REPO / "vsr" / "models" / "weights" / ACCURACY_RESOURCE
     records = json.loads(path.read_text()) if path.is_file() else {}
+    # Records of networks no longer shipped (an older fine-tune, an older recipe) go.
+    shipped_digests = {onnx_digest(p) for p in (REPO / "vsr" / "models" / "weights").glob("*.onnx")}
+    records = {k: v for k, v in records.items() if k in shipped_digests and v.get("recipe") == RECIPE.tag}
     for row in rows:
         shipped = next(t for t in row["tried"] if t["recipe"] == RECIPE.tag)
-        records[onnx_digest(row["onnx"])] = {"model": row["model"], "scale": row["scale"], "recipe": RECIPE.tag,
-                                             "loss_db": shipped["loss_db"], "fp32_psnr_db": row["fp32_psnr_db"]}
+        records[onnx_digest(int8_source(row["onnx"]))] = {
+            "model": row["model"], "scale": row["scale"], "recipe": RECIPE.tag, "int8_source": row["int8_source"],
+            "loss_db": shipped["loss_db"], "fp32_psnr_db": row["fp32_psnr_db"]}
     path.write_text(json.dumps(records, indent=2, sort_keys=True) + "\n")
     print(f"recorded {len(rows)} networks in {path}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default="espcn", help="model of the ladder (its shipped ONNX)")
+    parser.add_argument("--models", nargs="+", default=["espcn"], help="models of the ladder (their shipped ONNX)")
     parser.add_argument("--onnx", type=Path, default=None, help="an ONNX file instead of the shipped one (one scale)")
     parser.add_argument("--scales", type=int, nargs="+", default=[2, 3, 4])
     parser.add_argument("--max-loss-db", type=float, default=0.05)
+    parser.add_argument("--recipes", choices=["shipped", "all"], default="shipped",
+                        help="shipped: only the recipe --precision int8 uses; all: every recipe of RECIPES")
     parser.add_argument("--write-calibration", action="store_true")
     parser.add_argument("--record", action="store_true",
                         help="write the shipped recipe's loss per ONNX into vsr/models/weights/int8_accuracy.json, "
@@ -109,23 +122,27 @@ def main() -> None:
     import nncf
     import openvino as ov
 
+    from vsr.backends.int8 import RECIPE, int8_source
     from vsr.models.weights import shipped_weights
 
+    recipes = RECIPES if args.recipes == "all" else (RECIPE,)
     rows = []
-    for scale in args.scales:
-        onnx = args.onnx or shipped_weights(scale, "onnx", model=args.model)
-        fp32 = set5_psnr(onnx, scale, "fp32")
-        row = {"model": args.model if args.onnx is None else str(args.onnx), "scale": scale, "onnx": str(onnx),
-               "fp32_psnr_db": fp32, "tried": [], "kept": None}
-        row["bf16_psnr_db"] = set5_psnr(onnx, scale, "bf16")
-        for recipe in RECIPES:
-            int8 = set5_psnr(onnx, scale, "int8", recipe)
-            loss = round(fp32 - int8, 4)
-            row["tried"].append({"recipe": recipe.tag, "int8_psnr_db": int8, "loss_db": loss})
-            print(f"x{scale} {recipe.tag}: fp32 {fp32} dB, int8 {int8} dB, loss {loss} dB", flush=True)
-            if loss <= args.max_loss_db and row["kept"] is None:
-                row["kept"] = recipe.tag
-        rows.append(row)
+    for model in ([None] if args.onnx else args.models):
+        for scale in args.scales:
+            onnx = args.onnx or shipped_weights(scale, "onnx", model=model)
+            fp32 = set5_psnr(onnx, scale, "fp32")
+            row = {"model": model or str(args.onnx), "scale": scale, "onnx": str(onnx),
+                   "int8_source": int8_source(onnx).name, "fp32_psnr_db": fp32, "tried": [], "kept": None}
+            row["bf16_psnr_db"] = set5_psnr(onnx, scale, "bf16")
+            for recipe in recipes:
+                int8 = set5_psnr(onnx, scale, "int8", recipe)
+                loss = round(fp32 - int8, 4)
+                row["tried"].append({"recipe": recipe.tag, "int8_psnr_db": int8, "loss_db": loss})
+                print(f"{row['model']} x{scale} {recipe.tag} ({row['int8_source']}): fp32 {fp32} dB, "
+                      f"int8 {int8} dB, loss {loss} dB", flush=True)
+                if loss <= args.max_loss_db and row["kept"] is None:
+                    row["kept"] = recipe.tag
+            rows.append(row)
     results = {"convention": "Set5, Y (BT.601), MATLAB bicubic LR, scale px border shaved (vsr eval)",
                "max_loss_db": args.max_loss_db, "calibration": "shipped vsr/models/weights/calibration_luma.npz "
                "(64 LR luma patches of 48 px per scale from ../shared/data/train; no Set5)",
@@ -137,14 +154,16 @@ def main() -> None:
     lines = ["# int8 (NNCF post-training quantisation, OpenVINO) against fp32: Set5 PSNR on Y", "",
              f"Bound: at most {args.max_loss_db} dB lost per scale. Calibration: {results['calibration']}. "
              f"NNCF {results['nncf']}, OpenVINO {results['openvino']}. Recipes are tried fastest first; "
-             "the first within the bound is kept. PSNR does not depend on the CPU.", "",
-             "| model | scale | fp32 dB | recipe | int8 dB | lost dB | within bound |", "|---|---:|---:|---|---:|---:|---|"]
+             "the first within the bound is kept. int8 network: the int8-aware fine-tune (`.int8.onnx`) where one "
+             "ships, else the fp32 ONNX itself. PSNR does not depend on the CPU.", "",
+             "| model | scale | fp32 dB | recipe | int8 network | int8 dB | lost dB | within bound |",
+             "|---|---:|---:|---|---|---:|---:|---|"]
     for row in rows:
-        lines.append(f"| {row['model']} | x{row['scale']} | {row['fp32_psnr_db']} | (bf16, no int8) | "
+        lines.append(f"| {row['model']} | x{row['scale']} | {row['fp32_psnr_db']} | (bf16, no int8) | - | "
                      f"{row['bf16_psnr_db']} | {round(row['fp32_psnr_db'] - row['bf16_psnr_db'], 4)} | - |")
         for tried in row["tried"]:
             lines.append(f"| {row['model']} | x{row['scale']} | {row['fp32_psnr_db']} | {tried['recipe']} | "
-                         f"{tried['int8_psnr_db']} | {tried['loss_db']} | "
+                         f"{row['int8_source']} | {tried['int8_psnr_db']} | {tried['loss_db']} | "
                          f"{'yes' if tried['loss_db'] <= args.max_loss_db else 'no'} |")
     args.out.with_suffix(".md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

@@ -142,11 +142,15 @@ def _pick_model(model_name: str, target_fps: float | None, weights) -> str:
               help="bf16 for the two feature layers (about 2x faster on AMX CPUs and GPUs).")
 @click.option("--threads", type=click.IntRange(min=1), default=None,
               help="CPU threads (default: one per core). Two 1-thread runs beat one 2-thread run on 2 cores.")
+@click.option("--int8-aware", is_flag=True,
+              help="Fine-tune for --precision int8: the convolutions see int8 rounding while training, so the "
+                   "NNCF-quantised model loses less. Start from --init (the float weights) with a low --lr; "
+                   "runs in fp32.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar or epoch lines.")
 @_reports_errors
 def train(data, scale, model_name, epochs, sampling, steps_per_epoch, loss, budget_minutes, val_dirs, out_dir,
           degradation, clean_fraction, pool_patches, pool_workers, batch_size, jitter, patch_px, stride_px, lr,
-          schedule, min_lr, patience, ema_decay, seed, resume, init, device, mixed_precision, threads, quiet):
+          schedule, min_lr, patience, ema_decay, seed, resume, init, device, mixed_precision, threads, int8_aware, quiet):
     """Train a model of the ladder on folders of HR images (PNG/JPG/BMP, searched recursively)."""
     from .train import TrainConfig
     from .train import train as run_training
@@ -158,7 +162,7 @@ def train(data, scale, model_name, epochs, sampling, steps_per_epoch, loss, budg
         degradation=degradation, clean_fraction=clean_fraction, pool_patches=pool_patches,
         pool_workers=pool_workers, batch_size=batch_size, jitter=jitter, patch_px=patch_px, stride_px=stride_px,
         lr=lr, schedule=schedule, min_lr=min_lr, patience=patience, ema_decay=ema_decay, seed=seed, resume=resume,
-        init=init, device=device, mixed_precision=mixed_precision, num_threads=threads,
+        init=init, device=device, mixed_precision=mixed_precision, num_threads=threads, int8_aware=int8_aware,
         progress=not quiet,
     )
     result = run_training(config)

@@ -104,6 +104,10 @@ class TrainConfig:
     ema_decay: float = 0.999
     #: CPU threads for torch (None: torch's default, one per core).
     num_threads: int | None = None
+    #: Fine-tune for int8: every convolution sees its input and weights rounded as NNCF's int8
+    #: model for OpenVINO rounds them (``models/int8_aware.py``), so the quantised network loses
+    #: less. Meant with ``init`` (the float weights) and a low ``lr``; computes in fp32.
+    int8_aware: bool = False
     progress: bool = True
     extra: dict = field(default_factory=dict)
 
@@ -295,7 +299,6 @@ def _cosine(progress: float, floor: float) -> float:
 
 def train(config: TrainConfig) -> TrainResult:
     import torch
-    from tqdm import tqdm
 
     check_scale(config.scale)
     info = get_model(config.model)
@@ -409,6 +412,21 @@ def _run(config, info, device, crops, pools, n_clean, validate, validate_clean, 
     model = info.build(config.scale).to(device, memory_format=torch.channels_last)
     if config.init is not None:
         _transfer(model, load_checkpoint(config.init)["state_dict"])
+    if config.int8_aware:
+        from .models.int8_aware import make_int8_aware
+
+        def calibration_batches(count: int = 8):
+            for i in range(count):
+                if crops is None:
+                    yield lr_all[i * config.batch_size:(i + 1) * config.batch_size]
+                else:
+                    yield crops.batch(config.batch_size)[0]
+
+        ranges = make_int8_aware(model, calibration_batches())
+        log.say("int8-aware: input ranges " + ", ".join(
+            f"{name} {'±' if signed else '0..'}{amax:.3g}" for name, (amax, signed) in ranges.items()))
+    # The int8 simulation rounds in fp32; bf16 autocast would add a second, different rounding.
+    mixed_precision = config.mixed_precision and not config.int8_aware
     ema = copy.deepcopy(model) if config.ema_decay else model
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     floor = min(config.min_lr / config.lr, 1.0)
@@ -497,7 +515,7 @@ def _run(config, info, device, crops, pools, n_clean, validate, validate_clean, 
             if config.time_budget_s:
                 for group in optimizer.param_groups:
                     group["lr"] = config.lr * _cosine(progress_now(), floor)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.mixed_precision):
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=mixed_precision):
                 output = model.body(x)
             loss = loss_fn(output.float(), y)
             optimizer.zero_grad(set_to_none=True)
@@ -545,6 +563,7 @@ def _run(config, info, device, crops, pools, n_clean, validate, validate_clean, 
                 "epoch": epoch,
                 "val_psnr_db": val_psnr,
                 "degradation": config.degradation,
+                "int8_aware": config.int8_aware,
             })
         wall = wall_before + time.perf_counter() - started
         _save(last_path, {

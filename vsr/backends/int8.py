@@ -10,6 +10,16 @@ The package ships ``calibration_luma.npz`` (patches of the training images, neve
 ``benchmarks/int8_quality.py --write-calibration``) so ``--precision int8`` works in a fresh clone
 without any data; ``calibration=`` takes other patches (your own footage's luma).
 
+What is quantised: the convolutions (weights and inputs), nothing else. Additions, the residual
+scale and the bicubic skip of the residual networks stay float: NNCF's default also rounds both
+inputs of the final ``detail + bicubic`` sum to 8 bits, i.e. the picture itself to about two grey
+levels, which cost ``balanced`` x3 0.10 dB on Set5 where convolutions alone cost 0.02 dB, for no
+speed (element-wise work is memory-bound).
+
+int8-aware weights: where a model ships ``NAME_xS.int8.onnx`` beside ``NAME_xS.onnx`` (a short
+fine-tune with the int8 rounding simulated, ``vsr train --int8-aware``), that network is the one
+quantised; the tanh networks need it to stay within 0.05 dB of fp32 (``int8_source``).
+
 The quantised model is cached as OpenVINO IR under ``$VSR_CACHE_DIR/openvino_int8/``, named by
 the source ONNX's checksum, the calibration set's checksum, the quantisation recipe and the
 NNCF/OpenVINO versions: a new model, new patches or a new NNCF never reuses a stale file.
@@ -52,18 +62,29 @@ class Int8Recipe:
     keep_first_conv_float: bool = False
     keep_last_conv_float: bool = False
     float_precision: str = "fp32"
+    #: Also quantise additions, multiplications and the bicubic skip (NNCF's default placement).
+    quantize_elementwise: bool = False
 
     @property
     def tag(self) -> str:
         kept = "".join(name for name, keep in (("1", self.keep_first_conv_float), ("L", self.keep_last_conv_float))
                        if keep)
-        return f"int8{'-float' + kept if kept else ''}-{self.float_precision}"
+        placement = "all" if self.quantize_elementwise else "convs"
+        return f"int8-{placement}{'-float' + kept if kept else ''}-{self.float_precision}"
+
+    @property
+    def ignored_types(self) -> list[str]:
+        """OpenVINO op types NNCF must not put a quantiser before. Pad (the mirrored border) and
+        DepthToSpace (pixel shuffle) only move values: a quantiser there would clip and round
+        for no speed."""
+        moved = ["Pad", "DepthToSpace"]
+        return moved if self.quantize_elementwise else [*moved, "Add", "Multiply", "Interpolate"]
 
 
-#: The recipe `--precision int8` uses: every conv int8, the fastest. For ESPCN no recipe stayed
-#: within 0.05 dB of fp32 on Set5 at every scale (x3: 0.17 dB all-int8, 0.07 dB with only the
-#: middle conv int8, which is then no faster than bf16; results/int8_quality.md), so int8 is asked
-#: for, never chosen by ``auto`` unless a network's recorded loss is within the bound.
+#: The recipe `--precision int8` uses: every convolution int8, the rest float. ``auto`` chooses
+#: int8 only for a network whose recorded Set5 loss is within ``MAX_LOSS_DB``
+#: (results/int8_quality.md): post-training, ESPCN lost 0.17 dB at x3 and espcn7 8.5 dB (its
+#: int8-aware weights: see ``int8_source``).
 RECIPE = Int8Recipe()
 
 
@@ -77,6 +98,17 @@ def onnx_digest(onnx_path: os.PathLike | str) -> str:
     return hashlib.sha256(Path(onnx_path).read_bytes()).hexdigest()[:16]
 
 
+INT8_SUFFIX = ".int8.onnx"
+
+
+def int8_source(onnx_path: os.PathLike | str) -> Path:
+    """The network int8 quantises for ``onnx_path``: its int8-aware fine-tune ``STEM.int8.onnx``
+    where one lies beside it (the shipped models; a user's own too), else the file itself."""
+    onnx_path = Path(onnx_path)
+    aware = onnx_path.with_name(onnx_path.stem + INT8_SUFFIX)
+    return aware if not onnx_path.name.endswith(INT8_SUFFIX) and aware.is_file() else onnx_path
+
+
 def accuracy_records() -> dict:
     import json
 
@@ -85,8 +117,9 @@ def accuracy_records() -> dict:
 
 
 def recorded_loss_db(onnx_path: os.PathLike | str, recipe: Int8Recipe = RECIPE) -> float | None:
-    """The Set5 dB int8 (``recipe``) lost against fp32 for this network, or None where never measured."""
-    record = accuracy_records().get(onnx_digest(onnx_path))
+    """The Set5 dB int8 (``recipe``) lost against fp32 for this network (its fp32 ``onnx_path``
+    against the int8 of ``int8_source``), or None where never measured."""
+    record = accuracy_records().get(onnx_digest(int8_source(onnx_path)))
     if record is None or record.get("recipe") != recipe.tag:
         return None
     return record["loss_db"]
@@ -137,9 +170,7 @@ def quantize_int8(onnx_path: os.PathLike | str, calibration: np.ndarray, recipe:
         nncf.Dataset([patch[None] for patch in calibration]),
         preset=nncf.QuantizationPreset.PERFORMANCE,
         subset_size=len(calibration),
-        # Pad (the mirrored border) and DepthToSpace (pixel shuffle) only move values: a quantiser
-        # before them would clip the input and round the output for no speed.
-        ignored_scope=nncf.IgnoredScope(names=ignored, types=["Pad", "DepthToSpace"], validate=False),
+        ignored_scope=nncf.IgnoredScope(names=ignored, types=recipe.ignored_types, validate=False),
         advanced_parameters=AdvancedQuantizationParameters(
             activations_range_estimator_params=RangeEstimatorParametersSet.MINMAX),
     )
@@ -171,6 +202,7 @@ def cached_int8_model(
     from ..cache import build_lock
 
     calibration = Path(calibration_path) if calibration_path is not None else _shipped_calibration()
+    onnx_path = int8_source(onnx_path)
     folder = int8_cache_dir() / int8_cache_key(onnx_path, calibration, recipe)
     xml = folder / "model.xml"
     if xml.is_file():

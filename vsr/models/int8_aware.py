@@ -1,0 +1,99 @@
+"""Quantisation-aware fine-tuning: train a network while its convolutions see int8 rounding.
+
+Why: NNCF's post-training int8 of the tanh networks (ESPCN, espcn7) rounds each tanh output to
+8 bits (a step of 2/255 over [-1, 1]); the layers after it were trained on exact values, and on
+Set5 that alone costs 0.07-0.27 dB (benchmarks/results/int8_quality.md). A short fine-tune with
+the rounding in the forward pass lets the weights settle where it does not hurt; NNCF then
+quantises the fine-tuned float network as before (``vsr.backends.int8``).
+
+The simulation follows the int8 model NNCF builds for OpenVINO (read back from its FakeQuantize
+nodes and weight scales): every convolution's input per tensor on 256 levels, symmetric around
+zero (signed: [-a * 128 / 127, a], a step of a / 127; unsigned after a ReLU: [0, a], a / 255),
+``a`` the largest magnitude seen on the calibration batches; the weights per output channel,
+symmetric, 255 levels ([-127, 127] times max|w| / 127). Everything else (additions, the bicubic
+skip, the pixel shuffle) stays float, as the recipe in ``vsr.backends.int8`` leaves it.
+
+Rounding passes gradients straight through (the straight-through estimator); the ranges are
+measured once, before training, and then held: NNCF measures them again on the result.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import torch
+from torch import nn
+
+__all__ = ["Int8AwareConv2d", "make_int8_aware", "is_int8_aware"]
+
+
+def _round_ste(x: torch.Tensor) -> torch.Tensor:
+    return x + (torch.round(x) - x).detach()
+
+
+def fake_quantize_activation(x: torch.Tensor, amax: float, signed: bool) -> torch.Tensor:
+    """``x`` rounded to the 256 levels of NNCF's symmetric per-tensor activation quantiser."""
+    if signed:
+        step = amax / 127.0
+        return _round_ste(x / step).clamp(-128, 127) * step
+    step = amax / 255.0
+    return _round_ste(x / step).clamp(0, 255) * step
+
+
+def fake_quantize_weight(weight: torch.Tensor) -> torch.Tensor:
+    """``weight`` (out, in, kh, kw) rounded per output channel to 255 symmetric levels."""
+    step = weight.detach().abs().amax(dim=(1, 2, 3), keepdim=True).clamp_min(1e-12) / 127.0
+    return _round_ste(weight / step).clamp(-127, 127) * step
+
+
+class Int8AwareConv2d(nn.Conv2d):
+    """A ``Conv2d`` whose input and weights are rounded as the int8 model will round them.
+    Same parameters and state_dict as the plain convolution (a checkpoint loads into either);
+    the input range is an attribute, not a buffer, so saved weights carry nothing extra."""
+
+    input_amax: float
+    input_signed: bool
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = fake_quantize_activation(x, self.input_amax, self.input_signed)
+        return self._conv_forward(x, fake_quantize_weight(self.weight), self.bias)
+
+
+def is_int8_aware(model: nn.Module) -> bool:
+    return any(isinstance(m, Int8AwareConv2d) for m in model.modules())
+
+
+@torch.no_grad()
+def make_int8_aware(model: nn.Module, batches: Iterable[torch.Tensor], forward=None) -> dict[str, tuple[float, bool]]:
+    """Turn every ``Conv2d`` of ``model`` into an ``Int8AwareConv2d`` in place, its input range
+    measured on ``batches`` (LR inputs as ``forward`` takes them; default ``model.body``).
+    Returns {conv name: (range, signed)}."""
+    forward = forward or model.body
+    convs = {name: m for name, m in model.named_modules() if type(m) is nn.Conv2d}
+    seen: dict[str, list[float]] = {name: [0.0, 0.0] for name in convs}  # [min, max]
+
+    def observer(name):
+        def hook(module, args):
+            x = args[0].detach()
+            seen[name][0] = min(seen[name][0], float(x.min()))
+            seen[name][1] = max(seen[name][1], float(x.max()))
+        return hook
+
+    handles = [m.register_forward_pre_hook(observer(name)) for name, m in convs.items()]
+    was_training = model.training
+    model.eval()
+    try:
+        for batch in batches:
+            forward(batch)
+    finally:
+        for handle in handles:
+            handle.remove()
+        model.train(was_training)
+    ranges = {}
+    for name, conv in convs.items():
+        low, high = seen[name]
+        signed = low < 0
+        conv.__class__ = Int8AwareConv2d
+        conv.input_amax = max(abs(low), abs(high), 1e-6)
+        conv.input_signed = signed
+        ranges[name] = (conv.input_amax, signed)
+    return ranges
