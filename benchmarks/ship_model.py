@@ -10,6 +10,10 @@ Writes, for the checkpoint's model and scale, into vsr/models/weights/:
 - NAME_set5_xS.json: `vsr eval --json` of the .onnx on onnxruntime (what `vsr models` shows).
 
 ``--ema``: take the moving average from a `_last.pt` resume file (its ``ema_state_dict``).
+``--int8-aware``: the checkpoint is an int8-aware fine-tune (``vsr train --int8-aware``, e.g.
+``benchmarks/train_ladder.py --int8-aware``); write only NAME_xS.int8.onnx, the network
+``--precision int8`` quantises in place of NAME_xS.onnx (``vsr.backends.int8.int8_source``; its
+Set5 cost is measured by ``benchmarks/int8_quality.py``).
 Set5 is only measured here, never used to choose anything during training.
 """
 from __future__ import annotations
@@ -48,6 +52,7 @@ def main() -> int:
     parser.add_argument("--set5", type=Path, required=True)
     parser.add_argument("--name", default=None, help="Shipped name (default: the checkpoint's model).")
     parser.add_argument("--ema", action="store_true", help="Use the checkpoint's ema_state_dict.")
+    parser.add_argument("--int8-aware", action="store_true", help="Write only NAME_xS.int8.onnx (see above).")
     parser.add_argument("--out", type=Path, default=WEIGHTS_DIR)
     args = parser.parse_args()
 
@@ -57,6 +62,13 @@ def main() -> int:
     state = checkpoint["ema_state_dict"] if args.ema else checkpoint["state_dict"]
     network = info.build(scale).eval()
     network.load_state_dict({k: v.float() for k, v in state.items()})
+    if args.int8_aware:
+        if not checkpoint.get("int8_aware"):
+            print(f"{args.checkpoint}: not an int8-aware fine-tune (vsr train --int8-aware)", file=sys.stderr)
+            return 1
+        onnx = export_onnx(network, args.out / f"{name}_x{scale}.int8.onnx")
+        print(f"wrote {onnx} (int8-aware weights of {args.checkpoint.name}, epoch {checkpoint.get('epoch')})")
+        return 0
     fp32_db = _set5_psnr(network, scale, args.set5)
     half = {k: v.half() for k, v in network.state_dict().items()}
     network.load_state_dict({k: v.float() for k, v in half.items()})

@@ -416,11 +416,12 @@ def _run(config, info, device, crops, pools, n_clean, validate, validate_clean, 
         from .models.int8_aware import make_int8_aware
 
         def calibration_batches(count: int = 8):
+            """Up to ``count`` training batches (fewer where the grid holds fewer patches)."""
             for i in range(count):
-                if crops is None:
-                    yield lr_all[i * config.batch_size:(i + 1) * config.batch_size]
-                else:
+                if crops is not None:
                     yield crops.batch(config.batch_size)[0]
+                elif i * config.batch_size < len(lr_all):
+                    yield lr_all[i * config.batch_size:(i + 1) * config.batch_size]
 
         ranges = make_int8_aware(model, calibration_batches())
         log.say("int8-aware: input ranges " + ", ".join(
