@@ -5,6 +5,8 @@
 Measures, on one machine in one run:
   * whole-process `vsr run CLIP out.mp4 --scale 3` (start-up included), default settings
     (--precision auto: what it chose is in the summary), and with --precision int8;
+  * the same for the `balanced` rung (its first --rung-frames frames), --precision auto (which
+    may pick int8 there: its int8 is recorded within 0.05 dB of fp32) against bf16;
   * engine-only time per 640x360 -> 1920x1080 luma plane for each backend / precision;
   * the OpenCV peer: cv2.dnn_superres ESPCN x3 `upsample` per frame with VideoCapture/VideoWriter;
   * the quality cost of the fast path: Set5 x3 PSNR of each backend (`vsr eval`).
@@ -30,6 +32,7 @@ DATA = Path(os.environ.get("VSR_TEST_DATA", REPO.parent / "shared" / "data"))
 
 
 def whole_process(clip: Path, extra: list[str], max_frames: int | None) -> dict:
+    """One `vsr run` in a fresh process, timed from outside (start-up included)."""
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "out.mp4"
         cmd = [sys.executable, "-m", "vsr", "run", str(clip), str(out), "--scale", "3", *extra]
@@ -134,6 +137,7 @@ def main() -> None:
     parser.add_argument("--clip", type=Path, default=DATA / "video" / "car_traffic_640x360.mp4")
     parser.add_argument("--max-frames", type=int, default=None, help="frames for vsr run (default: all)")
     parser.add_argument("--peer-frames", type=int, default=120)
+    parser.add_argument("--rung-frames", type=int, default=150, help="frames for the balanced rows (0: skip them)")
     parser.add_argument("--out", type=Path, default=HERE / "results" / "cpu_realtime")
     parser.add_argument("--no-quality", action="store_true", help="skip Set5 (untimed: run it with --quality-only)")
     parser.add_argument("--quality-only", action="store_true", help="only add Set5 quality to an existing result")
@@ -171,8 +175,11 @@ def main() -> None:
     levers = [("default (--precision auto, libx264 ultrafast, batch 1)", []),
               ("--precision int8 (NNCF)", ["--precision", "int8"])]
     results["vsr_run"] = []
+    if args.rung_frames:
+        levers += [("--model balanced (--precision auto)", ["--model", "balanced"]),
+                   ("--model balanced --precision bf16", ["--model", "balanced", "--precision", "bf16"])]
     for label, extra in levers:
-        row = whole_process(args.clip, extra, args.max_frames)
+        row = whole_process(args.clip, extra, args.rung_frames if "balanced" in extra else args.max_frames)
         row["variant"] = label
         results["vsr_run"].append(row)
         print(f"  {label}: {row['fps']} fps", flush=True)

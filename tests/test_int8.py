@@ -116,7 +116,8 @@ def test_int8_aware_conv_keeps_the_plain_state_dict():
 
 def test_train_int8_aware_fine_tunes_from_init(image_dir, tmp_path):
     """`vsr train --int8-aware --init W`: the log names the measured input ranges, the run trains
-    in fp32 and the checkpoint says it is int8-aware and loads into the plain network."""
+    in fp32 towards the float network's output, and the checkpoint says it is int8-aware and loads
+    into the plain network."""
     from click.testing import CliRunner
 
     from vsr.cli import main
@@ -137,6 +138,18 @@ def test_train_int8_aware_fine_tunes_from_init(image_dir, tmp_path):
     shipped = load_model(3)
     moved = max((a - b).abs().max().item() for a, b in zip(network.parameters(), shipped.parameters()))
     assert 0 < moved < 0.05  # fine-tuned, not retrained
+
+
+def test_train_int8_aware_without_init_is_one_clear_error(image_dir, tmp_path):
+    from click.testing import CliRunner
+
+    from vsr.cli import main
+
+    result = CliRunner().invoke(main, ["train", str(image_dir), "--scale", "3", "--int8-aware",
+                                       "--out", str(tmp_path / "run")])
+    assert result.exit_code == 1
+    assert result.output.strip().splitlines()[-1] == (
+        "Error: --int8-aware fine-tunes a trained network: give its weights with --init")
 
 
 def test_int8_source_is_the_int8_aware_file_beside_the_model(tmp_path):

@@ -143,9 +143,9 @@ def _pick_model(model_name: str, target_fps: float | None, weights) -> str:
 @click.option("--threads", type=click.IntRange(min=1), default=None,
               help="CPU threads (default: one per core). Two 1-thread runs beat one 2-thread run on 2 cores.")
 @click.option("--int8-aware", is_flag=True,
-              help="Fine-tune for --precision int8: the convolutions see int8 rounding while training, so the "
-                   "NNCF-quantised model loses less. Start from --init (the float weights) with a low --lr; "
-                   "runs in fp32.")
+              help="Fine-tune the --init network for --precision int8: its convolutions see int8 rounding while "
+                   "it learns to reproduce the float network's output, so the NNCF-quantised model loses less. "
+                   "Use a low --lr; runs in fp32.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar or epoch lines.")
 @_reports_errors
 def train(data, scale, model_name, epochs, sampling, steps_per_epoch, loss, budget_minutes, val_dirs, out_dir,
@@ -181,9 +181,11 @@ def _precision_option(command):
     """--precision, shared by every command that runs the model."""
     return click.option(
         "--precision", type=PRECISION_CHOICE, default="auto", show_default=True,
-        help="OpenVINO's arithmetic. auto: the fastest of fp32 and bf16 on this CPU, timed once per CPU model and "
-             "cached (it says which). int8: NNCF-quantised, faster without AMX but about 0.1-0.3 dB lower on "
-             "Set5 (needs pip install 'vsr[int8]'). Other backends run fp32.")(command)
+        help="OpenVINO's arithmetic. auto: the fastest of fp32, bf16 (where native) and int8 (where its Set5 "
+             "loss is recorded within 0.05 dB: the residual models) on this CPU, timed once per CPU model and cached "
+             "(it says which). int8: NNCF-quantised, faster without AMX; 0.01-0.04 dB lower on Set5 for the "
+             "residual models, 0.1-0.5 dB for espcn and espcn7 (needs pip install 'vsr[int8]'). Other backends "
+             "run fp32.")(command)
 
 
 def _engine_options(default_backend: str, backend_help: str = "", *, auto_model: bool = False):

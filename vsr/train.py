@@ -105,8 +105,10 @@ class TrainConfig:
     #: CPU threads for torch (None: torch's default, one per core).
     num_threads: int | None = None
     #: Fine-tune for int8: every convolution sees its input and weights rounded as NNCF's int8
-    #: model for OpenVINO rounds them (``models/int8_aware.py``), so the quantised network loses
-    #: less. Meant with ``init`` (the float weights) and a low ``lr``; computes in fp32.
+    #: model for OpenVINO rounds them (``models/int8_aware.py``), and the target is the output of
+    #: the float network in ``init`` (distillation), not the HR patch: int8 is judged by how
+    #: little it departs from its float self, and fitting HR let the weights wander off
+    #: (validation fell after the first 400 steps on the H100). Needs ``init``; computes in fp32.
     int8_aware: bool = False
     progress: bool = True
     extra: dict = field(default_factory=dict)
@@ -316,6 +318,8 @@ def train(config: TrainConfig) -> TrainResult:
         raise InputError("clean_fraction must be in [0, 1]")
     if config.time_budget_s and config.schedule != "cosine":
         raise InputError("a time budget needs the cosine schedule (a plateau schedule has no end to aim at)")
+    if config.int8_aware and config.init is None:
+        raise InputError("--int8-aware fine-tunes a trained network: give its weights with --init")
     stride_px = config.stride_px or max(1, config.patch_px - 3)
     if config.device.startswith("cuda") and not torch.cuda.is_available():
         raise InputError("--device cuda: no CUDA GPU is visible to torch")
@@ -412,8 +416,11 @@ def _run(config, info, device, crops, pools, n_clean, validate, validate_clean, 
     model = info.build(config.scale).to(device, memory_format=torch.channels_last)
     if config.init is not None:
         _transfer(model, load_checkpoint(config.init)["state_dict"])
+    teacher = None
     if config.int8_aware:
         from .models.int8_aware import make_int8_aware
+
+        teacher = copy.deepcopy(model).eval().requires_grad_(False)  # the float network to reproduce
 
         def calibration_batches(count: int = 8):
             """Up to ``count`` training batches (fewer where the grid holds fewer patches)."""
@@ -518,6 +525,9 @@ def _run(config, info, device, crops, pools, n_clean, validate, validate_clean, 
                     group["lr"] = config.lr * _cosine(progress_now(), floor)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=mixed_precision):
                 output = model.body(x)
+            if teacher is not None:
+                with torch.no_grad():
+                    y = teacher.body(x)
             loss = loss_fn(output.float(), y)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
