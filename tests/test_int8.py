@@ -116,8 +116,7 @@ def test_int8_aware_conv_keeps_the_plain_state_dict():
 
 def test_train_int8_aware_fine_tunes_from_init(image_dir, tmp_path):
     """`vsr train --int8-aware --init W`: the log names the measured input ranges, the run trains
-    in fp32 towards the float network's output, and the checkpoint says it is int8-aware and loads
-    into the plain network."""
+    in fp32, and the checkpoint says it is int8-aware and loads into the plain network."""
     from click.testing import CliRunner
 
     from vsr.cli import main

@@ -144,8 +144,7 @@ def _pick_model(model_name: str, target_fps: float | None, weights) -> str:
               help="CPU threads (default: one per core). Two 1-thread runs beat one 2-thread run on 2 cores.")
 @click.option("--int8-aware", is_flag=True,
               help="Fine-tune the --init network for --precision int8: its convolutions see int8 rounding while "
-                   "it learns to reproduce the float network's output, so the NNCF-quantised model loses less. "
-                   "Use a low --lr; runs in fp32.")
+                   "training, so the NNCF-quantised model loses less. Use a low --lr; runs in fp32.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar or epoch lines.")
 @_reports_errors
 def train(data, scale, model_name, epochs, sampling, steps_per_epoch, loss, budget_minutes, val_dirs, out_dir,

@@ -105,10 +105,10 @@ class TrainConfig:
     #: CPU threads for torch (None: torch's default, one per core).
     num_threads: int | None = None
     #: Fine-tune for int8: every convolution sees its input and weights rounded as NNCF's int8
-    #: model for OpenVINO rounds them (``models/int8_aware.py``), and the target is the output of
-    #: the float network in ``init`` (distillation), not the HR patch: int8 is judged by how
-    #: little it departs from its float self, and fitting HR let the weights wander off
-    #: (validation fell after the first 400 steps on the H100). Needs ``init``; computes in fp32.
+    #: model for OpenVINO rounds them (``models/int8_aware.py``), so the quantised network loses
+    #: less. Needs ``init`` (the float weights); meant with a low ``lr``; computes in fp32.
+    #: (Distilling from the float network instead of fitting HR was tried on the H100 and gained
+    #: nothing: training/int8_aware/README.md.)
     int8_aware: bool = False
     progress: bool = True
     extra: dict = field(default_factory=dict)
@@ -416,11 +416,8 @@ def _run(config, info, device, crops, pools, n_clean, validate, validate_clean, 
     model = info.build(config.scale).to(device, memory_format=torch.channels_last)
     if config.init is not None:
         _transfer(model, load_checkpoint(config.init)["state_dict"])
-    teacher = None
     if config.int8_aware:
         from .models.int8_aware import make_int8_aware
-
-        teacher = copy.deepcopy(model).eval().requires_grad_(False)  # the float network to reproduce
 
         def calibration_batches(count: int = 8):
             """Up to ``count`` training batches (fewer where the grid holds fewer patches)."""
@@ -525,9 +522,6 @@ def _run(config, info, device, crops, pools, n_clean, validate, validate_clean, 
                     group["lr"] = config.lr * _cosine(progress_now(), floor)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=mixed_precision):
                 output = model.body(x)
-            if teacher is not None:
-                with torch.no_grad():
-                    y = teacher.body(x)
             loss = loss_fn(output.float(), y)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
