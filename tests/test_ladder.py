@@ -72,8 +72,15 @@ def test_every_shipped_model_matches_torch_on_each_backend(name, backend, scale)
         expected = reference.upscale_luma(luma)
     finally:
         reference.close()
+    # OpenVINO in bf16 where native (else fp32), not auto: auto may pick int8 for the residual
+    # rungs, whose Set5 cost tests/test_int8.py checks against the record.
+    precision = "fp32"
+    if backend == "openvino":
+        from vsr.backends.openvino import native_bf16
+
+        precision = "bf16" if native_bf16() else "fp32"
     try:
-        engine = create_backend(backend, scale, model=name)
+        engine = create_backend(backend, scale, model=name, precision=precision)
     except BackendUnavailable as exc:
         pytest.skip(f"{backend}: {exc}")
     try:
