@@ -123,8 +123,13 @@ def test_vsr_models_json_lists_every_shipped_model():
         for scale, score in info.card_scores().items():
             assert row["set5_psnr_db"][str(scale)] == round(score["vsr_psnr_db"], 2)
             assert score["vsr_psnr_db"] > score["bicubic_psnr_db"]
+        # What int8 costs, as recorded for --precision auto (every shipped network is measured).
+        from vsr.backends.int8 import recorded_loss_db
+
+        assert row["int8_set5_loss_db"] == {str(s): recorded_loss_db(info.weights_path(s)) for s in info.scales}
     table = _vsr("models")
     assert table.returncode == 0 and all(name in table.stdout for name in SHIPPED)
+    assert "int8 -dB x2/x3/x4" in table.stdout
 
 
 def test_unknown_model_is_one_clear_line():

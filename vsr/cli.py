@@ -278,30 +278,37 @@ def upscale(input_path, output_path, scale, model_name, backend, device, weights
 @main.command()
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (a list of objects) instead of a table.")
 def models(as_json):
-    """The shipped models, fastest first: parameters, training input and Set5 PSNR per scale."""
+    """The shipped models, fastest first: parameters, training input, Set5 PSNR per scale, and what
+    --precision int8 costs on Set5 (auto runs int8 only within 0.05 dB)."""
+    from .backends.int8 import recorded_loss_db
     from .models.registry import DEFAULT_MODEL, shipped_models
 
     rows = []
     for info in shipped_models():
         scores = info.card_scores()
+        int8_loss = {str(s): recorded_loss_db(info.weights_path(s)) for s in info.scales}
         rows.append({
             "name": info.name, "arch": info.arch, "summary": info.summary, "default": info.name == DEFAULT_MODEL,
             "scales": list(info.scales), "params": {str(s): info.params(s) for s in info.scales},
             "degradation": info.degradation, "receptive_px": info.receptive_px,
             "set5_psnr_db": {str(s): round(scores[s]["vsr_psnr_db"], 2) for s in info.scales if s in scores},
             "set5_bicubic_psnr_db": {str(s): round(scores[s]["bicubic_psnr_db"], 2) for s in info.scales if s in scores},
+            "int8_set5_loss_db": {s: loss for s, loss in int8_loss.items() if loss is not None},
         })
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
-    header = f"{'model':<20} {'arch':<9} {'params x3':>9}  {'input':<10} {'Set5 PSNR dB x2 / x3 / x4':<26} summary"
+    header = (f"{'model':<20} {'arch':<9} {'params x3':>9}  {'input':<10} {'Set5 PSNR dB x2 / x3 / x4':<26} "
+              f"{'int8 -dB x2/x3/x4':<18} summary")
     click.echo(header)
     click.echo("-" * len(header))
     for row in rows:
         psnr = " / ".join(f"{row['set5_psnr_db'].get(str(s), float('nan')):.2f}" for s in (2, 3, 4))
+        losses = row["int8_set5_loss_db"]
+        int8 = "/".join(f"{losses[str(s)]:.2f}" if str(s) in losses else "?" for s in (2, 3, 4))
         name = row["name"] + (" (default)" if row["default"] else "")
         click.echo(f"{name:<20} {row['arch']:<9} {row['params'].get('3', 0):>9,}  {row['degradation']:<10} "
-                   f"{psnr:<26} {row['summary']}")
+                   f"{psnr:<26} {int8:<18} {row['summary']}")
 
 
 @main.command()
