@@ -14,10 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
-
-import numpy as np
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
@@ -29,27 +26,6 @@ EXTRA_TANH = (Int8Recipe(keep_last_conv_float=True, float_precision="bf16"),
               Int8Recipe(keep_first_conv_float=True, keep_last_conv_float=True, float_precision="fp32"))
 
 
-def plane(height: int = 360, width: int = 640) -> np.ndarray:
-    yy, xx = np.mgrid[0:height, 0:width]
-    return ((xx * 255 // width + 40 * np.sin(yy / 3.0)) % 256).astype(np.uint8)[None]
-
-
-def time_ms(onnx: Path, scale: int, precision: str, recipe: Int8Recipe | None, luma: np.ndarray, calls: int) -> float:
-    from vsr.backends.openvino import OpenVinoBackend, OpenVinoOptions
-
-    backend = OpenVinoBackend(scale, onnx, OpenVinoOptions(precision=precision, int8_recipe=recipe))
-    try:
-        backend.upscale_luma_uint8(luma)
-        best = float("inf")
-        for _ in range(calls):
-            started = time.perf_counter()
-            backend.upscale_luma_uint8(luma)
-            best = min(best, time.perf_counter() - started)
-    finally:
-        backend.close()
-    return round(best * 1000, 1)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", nargs="+", default=["espcn", "espcn7", "balanced", "quality"])
@@ -59,12 +35,12 @@ def main() -> None:
     args = parser.parse_args()
     import openvino as ov
 
-    from vsr.backends.openvino import native_bf16
-    from vsr.backends.precision import cpu_identity
+    from vsr.backends.openvino import OpenVinoOptions, native_bf16
+    from vsr.backends.precision import cpu_identity, probe_plane, time_plane_ms
     from vsr.models.registry import get_model
     from vsr.models.weights import shipped_weights
 
-    luma = plane()
+    luma = probe_plane(360, 640)
     rows = []
     for name in args.models:
         onnx = shipped_weights(args.scale, "onnx", name)
@@ -75,7 +51,9 @@ def main() -> None:
         row = {"model": name, "scale": args.scale, "ms": {}}
         for precision, recipe in variants:
             label = recipe.tag if recipe is not None else precision
-            row["ms"][label] = time_ms(onnx, args.scale, precision, recipe, luma, args.calls)
+            row["ms"][label] = round(time_plane_ms(onnx, args.scale, OpenVinoOptions(precision=precision,
+                                                                                     int8_recipe=recipe),
+                                                   luma, args.calls), 1)
             print(f"{name} x{args.scale} {label}: {row['ms'][label]} ms", flush=True)
         rows.append(row)
     results = {"cpu": cpu_identity(), "openvino": ov.__version__, "plane": "640x360 uint8 luma", "rows": rows,

@@ -15,6 +15,7 @@ every run before its schedule ended), so the grace grows with the budget.
 from __future__ import annotations
 
 import argparse
+import re
 import shlex
 import subprocess
 import sys
@@ -59,9 +60,8 @@ def main() -> int:
             from vsr.models.weights import shipped_weights
 
             shipped = shipped_weights(int(scale), "pt", model).relative_to(Path.cwd())
-            recipe = (recipe.replace("--loss l1-l2", "--loss l2").replace(f"--lr {recipe.split('--lr ')[1].split()[0]}",
-                                                                          f"--lr {INT8_AWARE_LR[model]:g}")
-                      + f" --init {shipped} --int8-aware")
+            recipe = re.sub(r"--lr \S+", f"--lr {INT8_AWARE_LR[model]:g}", recipe.replace("--loss l1-l2", "--loss l2"))
+            recipe += f" --init {shipped} --int8-aware"
         cmd = (f"vsr train {args.data} --scale {scale} --model {model} --out {args.out} --device {args.device} "
                f"--budget-minutes {args.budget_minutes:g} {recipe} {COMMON} {args.extra}").strip()
         lines.append(cmd)

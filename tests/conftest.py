@@ -31,6 +31,17 @@ def _tensorrt_gpu() -> bool:
     return err == cudart.cudaError_t.cudaSuccess and count > 0
 
 
+def has_nncf() -> bool:
+    try:
+        import nncf  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+needs_nncf = pytest.mark.skipif(not has_nncf(), reason="int8 needs NNCF (pip install -e '.[int8]')")
+
+
 def pytest_collection_modifyitems(config, items):
     have_data = DATA.is_dir()
     have_cuda = None

@@ -12,20 +12,11 @@ import pytest
 
 from vsr.color import rgb_to_y
 
-from .conftest import synthetic_rgb
+from .conftest import has_nncf, needs_nncf, synthetic_rgb
 
 torch = pytest.importorskip("torch")
 
 
-def _nncf() -> bool:
-    try:
-        import nncf  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-needs_nncf = pytest.mark.skipif(not _nncf(), reason="int8 needs NNCF (pip install -e '.[int8]')")
 
 
 @pytest.fixture(autouse=True)
@@ -197,7 +188,7 @@ def test_every_shipped_network_has_a_recorded_int8_loss():
             assert loss is not None, f"{info.name} x{scale}: no recorded int8 loss"
             record = records[int8.onnx_digest(int8.int8_source(onnx))]
             assert record["model"] == info.name and record["scale"] == scale
-            if _nncf():
+            if has_nncf():
                 assert ("int8" in auto.candidates(onnx)) == (loss <= int8.MAX_LOSS_DB)
     assert int8.recorded_loss_db(info.weights_path(3)) is not None
     residual = [m for m in shipped_models() if m.arch == "residual"]

@@ -16,17 +16,9 @@ from vsr.backends import BackendUnavailable, create_backend
 from vsr.color import rgb_to_y
 from vsr.metrics import psnr
 
-from .conftest import synthetic_rgb
+from .conftest import has_nncf, needs_nncf, synthetic_rgb
 
 SCALE = 3
-
-
-def _nncf() -> bool:
-    try:
-        import nncf  # noqa: F401
-    except ImportError:
-        return False
-    return True
 
 
 def _native_bf16() -> bool:
@@ -35,7 +27,6 @@ def _native_bf16() -> bool:
     return native_bf16()
 
 
-needs_nncf = pytest.mark.skipif(not _nncf(), reason="int8 needs NNCF (pip install -e '.[int8]')")
 needs_bf16 = pytest.mark.skipif(not _native_bf16(), reason="this CPU has no native bf16 (AMX or AVX-512 BF16)")
 
 
@@ -195,7 +186,7 @@ def test_auto_never_picks_int8_beyond_the_quality_bound(monkeypatch):
     onnx = shipped_weights(SCALE, "onnx")
     assert int8.recorded_loss_db(onnx) > int8.MAX_LOSS_DB
     assert "int8" not in auto.candidates(onnx)
-    if _nncf():
+    if has_nncf():
         monkeypatch.setattr(int8, "recorded_loss_db", lambda path, recipe=int8.RECIPE: 0.01)
         assert "int8" in auto.candidates(onnx)
 

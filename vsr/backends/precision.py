@@ -76,9 +76,9 @@ def _cache_path(onnx_path: Path) -> tuple[Path, dict]:
         nncf_version = nncf.__version__
     except ImportError:
         nncf_version = None
-    from .int8 import recorded_loss_db
+    from .int8 import onnx_digest, recorded_loss_db
 
-    key = {"cpu": cpu_identity(), "onnx_sha256": hashlib.sha256(onnx_path.read_bytes()).hexdigest()[:16],
+    key = {"cpu": cpu_identity(), "onnx_sha256": onnx_digest(onnx_path),
            "openvino": ov.__version__.split("-")[0], "nncf": nncf_version,
            "int8_loss_db": recorded_loss_db(onnx_path)}
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
@@ -86,28 +86,38 @@ def _cache_path(onnx_path: Path) -> tuple[Path, dict]:
     return root / f"{onnx_path.stem}_{digest}.json", key
 
 
+def probe_plane(height: int = PROBE_SHAPE[1], width: int = PROBE_SHAPE[2]) -> np.ndarray:
+    """A uint8 (1, H, W) luma plane to time engines on: a smooth ramp with texture (content hardly
+    matters to the speed, but it must not be constant)."""
+    yy, xx = np.mgrid[0:height, 0:width]
+    return ((xx * 255 // width + 40 * np.sin(yy / 3.0)) % 256).astype(np.uint8)[None]
+
+
+def time_plane_ms(onnx_path: Path, scale: int, options, luma: np.ndarray, calls: int = PROBE_CALLS) -> float:
+    """Milliseconds per call of OpenVINO (``options``: ``OpenVinoOptions``) on the uint8 plane
+    ``luma``: the best of ``calls`` after one call that compiles."""
+    from .openvino import OpenVinoBackend
+
+    backend = OpenVinoBackend(scale, onnx_path, options)
+    try:
+        backend.upscale_luma_uint8(luma)
+        best = float("inf")
+        for _ in range(calls):
+            started = time.perf_counter()
+            backend.upscale_luma_uint8(luma)
+            best = min(best, time.perf_counter() - started)
+    finally:
+        backend.close()
+    return round(best * 1000, 2)
+
+
 def measure(onnx_path: Path, scale: int, calibration: Path | None, names: list[str]) -> dict[str, float]:
     """Milliseconds per ``PROBE_SHAPE`` uint8 plane for each precision (best of ``PROBE_CALLS``)."""
-    from .openvino import OpenVinoBackend, OpenVinoOptions
+    from .openvino import OpenVinoOptions
 
-    # A smooth ramp with texture: content hardly matters to the speed, but it must not be constant.
-    height, width = PROBE_SHAPE[1:]
-    yy, xx = np.mgrid[0:height, 0:width]
-    luma = ((xx * 255 // width + 40 * np.sin(yy / 3.0)) % 256).astype(np.uint8)[None]
-    timings = {}
-    for name in names:
-        backend = OpenVinoBackend(scale, onnx_path, OpenVinoOptions(precision=name, calibration=calibration))
-        try:
-            backend.upscale_luma_uint8(luma)  # compile + first call
-            best = float("inf")
-            for _ in range(PROBE_CALLS):
-                started = time.perf_counter()
-                backend.upscale_luma_uint8(luma)
-                best = min(best, time.perf_counter() - started)
-            timings[name] = round(best * 1000, 2)
-        finally:
-            backend.close()
-    return timings
+    luma = probe_plane()
+    return {name: time_plane_ms(onnx_path, scale, OpenVinoOptions(precision=name, calibration=calibration), luma)
+            for name in names}
 
 
 def choose_precision(onnx_path: Path, scale: int, calibration: Path | None = None) -> tuple[str, str]:
