@@ -2,7 +2,7 @@
 
 On a 2-core Xeon (AMX), ESPCN x3 on a 640x360 luma plane took 21 ms in bf16 against 56 ms in
 fp32 (ONNX Runtime: 58 ms). On a 2-core AMD EPYC (AVX-512 BF16/VNNI, no AMX) bf16 took 38 ms,
-fp32 63-68 ms and int8 (NNCF, ``int8.py``) 22-24 ms; see benchmarks/results/. bf16 keeps fp32's
+fp32 63-68 ms and int8 (NNCF, ``int8.py``) 22-25 ms; see benchmarks/results/. bf16 keeps fp32's
 range and accumulates in fp32, so the output moves by about one grey level at most. int8's Set5
 cost is measured per network and scale (benchmarks/int8_quality.py, recorded in
 ``int8_accuracy.json``): 0.005-0.043 dB for the residual rungs, 0.11-0.49 dB for the tanh ones
