@@ -52,6 +52,29 @@ def test_recipe_quantises_convolution_inputs_only():
 
 
 @needs_nncf
+@pytest.mark.parametrize("model", ["espcn", "espcn7", "balanced"])
+def test_int8_keeps_the_whole_uint8_range(model):
+    """The shipped calibration patches span 12-247 of 255; NNCF ranged the first quantiser on
+    them, so int8 ESPCN turned a white 255 into 246 and a black 0 into 9. The input's quantiser
+    now spans [0, 1]: flat black, white and a full ramp come out as fp32 has them."""
+    from vsr.backends.openvino import OpenVinoBackend, OpenVinoOptions
+    from vsr.models.weights import shipped_weights
+
+    onnx = shipped_weights(3, "onnx", model)
+    fp32 = OpenVinoBackend(3, onnx, OpenVinoOptions(precision="fp32"))
+    int8 = OpenVinoBackend(3, onnx, OpenVinoOptions(precision="int8"))
+    ramp = np.tile(np.arange(256, dtype=np.uint8), (24, 1))
+    frames = np.stack([np.zeros((24, 256), np.uint8), np.full((24, 256), 255, np.uint8), ramp])
+    ours, reference = int8.upscale_luma_uint8(frames).astype(int), fp32.upscale_luma_uint8(frames).astype(int)
+    assert reference[0].mean() <= 2 and reference[1].mean() >= 253  # what int8 must keep
+    # int8's own noise is a few levels pixel by pixel (measured: 3 at most), none on average.
+    assert np.abs(ours - reference).max() <= 4
+    assert np.abs((ours - reference).mean(axis=(1, 2))).max() <= 1.0
+    ends = np.abs(ours[2] - reference[2])[:, np.r_[0:24, -24:0]]  # the ramp's 0-7 and 248-255
+    assert ends.mean() <= 1.0
+
+
+@needs_nncf
 @pytest.mark.parametrize("model", ["espcn", "balanced"])
 def test_int8_aware_simulation_matches_openvino_int8(model):
     """The fine-tune's rounding (models/int8_aware.py) costs what the int8 model's costs: on a
