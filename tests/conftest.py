@@ -164,3 +164,13 @@ def decode_all(path: Path):
 
     with VideoReader(path) as reader:
         return list(reader.frames()), reader.info
+
+
+def frames_in_partial_output(folder: Path) -> bool:
+    """Whether a running `vsr run` has frames in its hidden ``.vsr-*.partial.mp4`` in ``folder``.
+    The muxer writes a 48-byte header before any frame, then frames in 256 KiB flushes: a file
+    of a flush or more holds frames (a header alone would let a test signal a run that has none)."""
+    try:
+        return any(p.stat().st_size >= 64 * 1024 for p in folder.glob(".vsr-*.partial.mp4"))
+    except FileNotFoundError:  # renamed between glob and stat: the run just finished
+        return False
