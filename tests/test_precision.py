@@ -164,6 +164,7 @@ def test_precision_auto_measures_once_and_keeps_the_fastest(monkeypatch, tmp_pat
     monkeypatch.setattr(auto, "measure", lambda onnx, scale, calibration, names: {"fp32": 9.0, "bf16": 4.0})
     choice, note = auto.choose_precision(shipped_weights(SCALE, "onnx"), SCALE)
     assert choice == "bf16" and "measured now" in note
+    assert "int8 left out: it loses" in note  # ESPCN's int8 is over the bound
     assert "precision auto: bf16" in capsys.readouterr().err  # said once, on stderr
 
     def no_measuring(*args):
@@ -177,18 +178,22 @@ def test_precision_auto_measures_once_and_keeps_the_fastest(monkeypatch, tmp_pat
 
 
 def test_auto_never_picks_int8_beyond_the_quality_bound(monkeypatch):
-    """ESPCN's recorded int8 loss (0.17 dB at x3) is over 0.05 dB: auto times fp32 and bf16 only;
+    """ESPCN's recorded int8 loss (0.13 dB at x3) is over 0.05 dB: auto times fp32 and bf16 only;
     a network recorded within the bound gets int8 among the candidates."""
     from vsr.backends import int8
     from vsr.backends import precision as auto
     from vsr.models.weights import shipped_weights
 
     onnx = shipped_weights(SCALE, "onnx")
-    assert int8.recorded_loss_db(onnx) > int8.MAX_LOSS_DB
+    loss_db = int8.recorded_loss_db(onnx)
+    assert loss_db > int8.MAX_LOSS_DB
     assert "int8" not in auto.candidates(onnx)
+    # The user hears why, and how to have it anyway.
+    assert f"loses {loss_db:.2f} dB" in auto.int8_left_out(onnx) and "--precision int8" in auto.int8_left_out(onnx)
     if has_nncf():
         monkeypatch.setattr(int8, "recorded_loss_db", lambda path, recipe=int8.RECIPE: 0.01)
         assert "int8" in auto.candidates(onnx)
+        assert auto.int8_left_out(onnx) is None
 
 
 def test_cli_precision_bad_value_is_one_line(tmp_path):

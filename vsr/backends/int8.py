@@ -3,7 +3,8 @@
 Why int8: CPUs without AMX (most laptops, AMD EPYC) run bf16 at a fraction of AMX's speed, but
 they have VNNI int8 dot products. On a 2-core AMD EPYC (AVX-512 BF16/VNNI, no AMX), ESPCN x3 on a
 640x360 luma plane took 24 ms in int8 against 38 ms in bf16 and 68 ms in fp32
-(benchmarks/results/cpu_levers.md), for about 0.01-0.03 dB on Set5 (benchmarks/results/int8_quality.md).
+(benchmarks/results/cpu_levers.md). On Set5 int8 costs the residual rungs 0.003-0.045 dB, ESPCN
+0.11-0.23 dB and espcn7 0.20-0.50 dB (benchmarks/results/int8_quality.md).
 
 Calibration: NNCF only needs activation ranges, so a few dozen low-resolution luma patches do.
 The package ships ``calibration_luma.npz`` (patches of the training images, never Set5, made by

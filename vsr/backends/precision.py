@@ -67,6 +67,25 @@ def candidates(onnx_path: Path) -> list[str]:
     return names
 
 
+def int8_left_out(onnx_path: Path) -> str | None:
+    """Why int8 is not among ``candidates``, for a user who wants speed more than the last 0.1 dB
+    (the lever that makes ESPCN real time on CPUs without AMX), or None where it is a candidate
+    or was never measured for this network."""
+    from .int8 import MAX_LOSS_DB, recorded_loss_db
+
+    loss_db = recorded_loss_db(onnx_path)
+    if loss_db is None:
+        return None
+    if loss_db > MAX_LOSS_DB:
+        return (f"int8 left out: it loses {loss_db:.2f} dB on Set5 with this network, over the "
+                f"{MAX_LOSS_DB} dB bound (--precision int8 runs it anyway)")
+    try:
+        import nncf  # noqa: F401
+    except ImportError:
+        return "int8 left out: NNCF is not installed (pip install 'vsr[int8]')"
+    return None
+
+
 def _cache_path(onnx_path: Path) -> tuple[Path, dict]:
     import openvino as ov
 
@@ -141,6 +160,9 @@ def choose_precision(onnx_path: Path, scale: int, calibration: Path | None = Non
     times = ", ".join(f"{name} {ms:g} ms" for name, ms in sorted(timings.items(), key=lambda item: item[1]))
     note = (f"precision auto: {choice}, the fastest here ({times} per {record['plane']} plane; "
             f"{'measured now' if measured_now else 'measured before'} on {key['cpu'].split(' family')[0]}, cached in {path})")
+    left_out = int8_left_out(onnx_path)
+    if left_out:
+        note += f"; {left_out}"
     if measured_now:
         print(f"note: {note}", file=sys.stderr)
     return choice, note
