@@ -191,6 +191,32 @@ def test_choose_model_climbs_the_ladder_and_caches(tmp_path, monkeypatch):
     assert fps[0] > fps[-1]
 
 
+def test_choose_model_times_again_when_a_model_changes(tmp_path, monkeypatch):
+    """The cache names each model by its weights' checksum and recorded int8 loss: a new int8
+    record (which changes what ``--precision auto`` runs) is timed afresh, not read back."""
+    from vsr.backends import int8
+    from vsr.backends.int8 import onnx_digest
+    from vsr.models import choose
+    from vsr.models.weights import shipped_weights
+
+    monkeypatch.setenv("VSR_CACHE_DIR", str(tmp_path))
+    timed = []
+
+    def measure(spec, width_px, height_px):
+        timed.append(spec.model)
+        return 1000.0
+
+    spec = EngineSpec(scale=3, backend="openvino")
+    choose.choose_model(spec, 48, 32, target_fps=0.5, measure=measure)
+    assert timed == CLEAN
+    assert onnx_digest(shipped_weights(3, "onnx", "espcn"))[:12] in choose.model_fingerprint("espcn", 3)
+    choose.choose_model(spec, 48, 32, target_fps=0.5, measure=measure)
+    assert timed == CLEAN  # unchanged: from the cache
+    monkeypatch.setattr(int8, "recorded_loss_db", lambda path, recipe=int8.RECIPE: 0.001)
+    choose.choose_model(spec, 48, 32, target_fps=0.5, measure=measure)
+    assert timed == CLEAN + CLEAN
+
+
 def test_run_target_fps_says_which_model_and_why(tmp_path):
     clip = tmp_path / "in.mp4"
     make_clip(clip, width=64, height=48, frames=4)

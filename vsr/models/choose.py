@@ -5,7 +5,9 @@ run's backend, device and threads: a few untimed calls, then calls for about hal
 The ladder is climbed from the fastest rung and stops at the first that is too slow (every
 rung costs more per pixel than the one below it), so calibrating is quick and a model that
 cannot keep up is timed at most once. Results are cached per machine, backend, device, size,
-scale and model (``$VSR_CACHE_DIR/calibration.json``): later runs decide without timing.
+scale and model, the model named by its weights' checksum and its recorded int8 loss (which
+``--precision auto`` consults), so new weights or records are timed afresh
+(``$VSR_CACHE_DIR/calibration.json``): later runs decide without timing.
 
 The engine is only part of a run: decode, chroma and encode share the machine. A model is
 chosen only if the engine alone is ``HEADROOM`` times faster than the target.
@@ -48,6 +50,17 @@ def machine_name(device: str) -> str:
     from ..backends.precision import cpu_identity
 
     return cpu_identity()
+
+
+def model_fingerprint(name: str, scale: int) -> str:
+    """NAME@CHECKSUM of the shipped ONNX (``+int8LOSS`` where its int8 loss is recorded): what the
+    timing of a model depends on besides the machine and the run's options."""
+    from ..backends.int8 import onnx_digest, recorded_loss_db
+    from .weights import shipped_weights
+
+    onnx = shipped_weights(scale, "onnx", name)
+    loss_db = recorded_loss_db(onnx)
+    return f"{name}@{onnx_digest(onnx)[:12]}" + (f"+int8{loss_db}" if loss_db is not None else "")
 
 
 def _cache_path() -> Path:
@@ -111,7 +124,7 @@ def choose_model(spec, width_px: int, height_px: int, target_fps: float, *, meas
     chosen = None
     for info in ladder:
         key = "|".join(map(str, (machine, spec.backend, spec.precision, spec.device, spec.num_threads, spec.batch_size,
-                                 f"{width_px}x{height_px}", f"x{spec.scale}", info.name)))
+                                 f"{width_px}x{height_px}", f"x{spec.scale}", model_fingerprint(info.name, spec.scale))))
         if key not in cache:
             cache[key] = round(measure(replace(spec, model=info.name), width_px, height_px), 2)
             _write_cache(cache)
