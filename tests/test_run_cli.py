@@ -111,6 +111,25 @@ def test_summary_line(tmp_path, clip):
     assert "backend onnxruntime" in result.stderr
 
 
+@pytest.mark.parametrize("workers", [1, 2])
+def test_progress_lines_in_a_log(tmp_path, clip, workers):
+    """On a pipe (a log file, a CI job) there is no bar: plain progress lines instead, every
+    VSR_PROGRESS_EVERY_S seconds (here 0: every frame), counting up to the clip's 30 frames;
+    none with --quiet. Also with segment workers."""
+    import os
+
+    env = {**os.environ, "VSR_PROGRESS_EVERY_S": "0"}
+    result = vsr("run", clip, tmp_path / "o.mp4", "--scale", "2", "--backend", "onnxruntime",
+                 "--workers", workers, "--segment-seconds", "0.4", env=env)
+    assert result.returncode == 0, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.startswith("progress: ")]
+    done = [int(line.split()[1].split("/")[0]) for line in lines]
+    assert len(lines) >= 3 and done == sorted(done) and done[-1] <= 30
+    assert all("/30 frames (" in line and " fps" in line for line in lines)
+    quiet = vsr("run", clip, tmp_path / "q.mp4", "--scale", "2", "--backend", "onnxruntime", "--quiet", env=env)
+    assert quiet.returncode == 0 and quiet.stderr == ""
+
+
 def test_ctrl_c_keeps_the_frames_done_as_a_playable_file(tmp_path):
     """Ctrl-C once frames have reached the (temporary) output: exit 130, and OUTPUT holds those
     frames, playable. The signal is sent when the partial file has data, not after a guessed

@@ -8,8 +8,10 @@ from __future__ import annotations
 import contextlib
 import json
 import functools
+import os
 import signal
 import sys
+import time
 from pathlib import Path
 
 import click
@@ -470,10 +472,16 @@ def _sigterm_as_interrupt():
 
 
 class _Progress:
-    """tqdm bar on a terminal (frames, fps, ETA); silent when quiet."""
+    """tqdm bar on a terminal (frames, fps, ETA); on a pipe or log file, where a bar would be
+    noise, one plain line every ``VSR_PROGRESS_EVERY_S`` seconds (default 30); silent when quiet."""
+
+    DEFAULT_EVERY_S = 30.0
 
     def __init__(self, quiet: bool) -> None:
-        self.quiet, self.bar = quiet, None
+        self.quiet, self.bar, self.total = quiet, None, None
+        self.lines = not quiet and not sys.stderr.isatty()
+        self.every_s = _env_seconds("VSR_PROGRESS_EVERY_S", self.DEFAULT_EVERY_S)
+        self.started = self.last_line = 0.0
 
     def start(self, info, backend: str, expected_frames) -> None:
         if self.quiet:
@@ -483,6 +491,8 @@ class _Progress:
         note = f"; {info.conversion_note}" if info.conversion_note else ""
         click.echo(f"{info.path}: {info.width}x{info.height} {info.source_pix_fmt}, backend {backend}{note}",
                    err=True)
+        self.total = expected_frames
+        self.started = self.last_line = time.monotonic()
         self.bar = tqdm(total=expected_frames, unit="frame", dynamic_ncols=True, file=sys.stderr,
                         disable=not sys.stderr.isatty())
 
@@ -491,10 +501,35 @@ class _Progress:
             if self.bar.total is not None and frames_done > self.bar.total:
                 self.bar.total = frames_done  # an estimate that fell short: never show 120/100
             self.bar.update(frames_done - self.bar.n)
+        if self.lines and self.started and time.monotonic() - self.last_line >= self.every_s:
+            self.last_line = time.monotonic()
+            click.echo(_progress_line(frames_done, self.total, self.last_line - self.started), err=True)
 
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
+
+
+def _progress_line(frames_done: int, total: int | None, elapsed_s: float) -> str:
+    """'progress: 900/1500 frames (60 %), 29.8 fps, about 20 s left'."""
+    fps = frames_done / elapsed_s if elapsed_s > 0 else 0.0
+    line = f"progress: {frames_done}"
+    if total and frames_done <= total:
+        line += f"/{total} frames ({100 * frames_done // total} %)"
+    else:
+        line += " frames"
+    line += f", {fps:.1f} fps"
+    if total and frames_done <= total and fps > 0:
+        line += f", about {round((total - frames_done) / fps)} s left"
+    return line
+
+
+def _env_seconds(name: str, default: float) -> float:
+    try:
+        value = float(os.environ.get(name, default))
+    except ValueError:
+        return default
+    return value if value >= 0 else default
 
 
 def _size(text: str | None) -> tuple[int, int] | None:
