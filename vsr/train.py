@@ -395,22 +395,77 @@ def train(config: TrainConfig) -> TrainResult:
             raise
         log.say(f"compressed pools of {config.pool_patches} patches from {config.pool_workers} worker(s), "
                 f"the first after {pools.first_pool_s:.1f}s; {n_clean} of each {config.batch_size} clean bicubic")
+    source = _BatchSource(config, device, generator, crops=crops, pools=pools, n_clean=n_clean,
+                          grid=(patches, lr_all, hr_all, stride_px) if crops is None else None)
     try:
-        return _run(config, info, device, crops, pools, n_clean, validate, validate_clean, stride_px, generator,
-                    log, out_dir, stem, patches if crops is None else None,
-                    (lr_all, hr_all) if crops is None else (None, None))
+        return _run(config, info, device, source, validate, validate_clean, generator, log, out_dir, stem)
     finally:
         if pools is not None:
             pools.producer.close()
 
 
-def _run(config, info, device, crops, pools, n_clean, validate, validate_clean, stride_px, generator, log,
-         out_dir, stem, patches, grid_data):
+class _BatchSource:
+    """Where training batches come from, one seam for the loop: the whole epoch's grid patches
+    (re-cut at a random origin each epoch with ``jitter``, shuffled), or random crops, some of
+    each batch replaced by compressed pool patches."""
+
+    def __init__(self, config, device, generator, *, crops, pools, n_clean, grid) -> None:
+        self.config, self.device, self.generator = config, device, generator
+        self.crops, self.pools, self.n_clean = crops, pools, n_clean
+        if grid is not None:
+            self._cut, self.lr_all, self.hr_all, self._stride_px = grid
+        self._order = None
+
+    def start_epoch(self, epoch: int) -> int:
+        """Batches in this epoch."""
+        import torch
+
+        if self.crops is not None:
+            return self.config.steps_per_epoch
+        if self.config.jitter and epoch > 1:
+            origin = torch.randint(0, self._stride_px, (2,), generator=self.generator).tolist()
+            self.lr_all, self.hr_all = self._cut(tuple(origin))
+        n = len(self.lr_all)
+        self._order = torch.randperm(n, generator=self.generator).to(self.device)
+        return -(-n // self.config.batch_size)
+
+    def batch(self, index: int):
+        """(LR with context, HR in [0, 1]) for batch ``index`` of the epoch."""
+        import torch
+
+        size = self.config.batch_size
+        if self.crops is None:
+            idx = self._order[index * size:(index + 1) * size]
+            return self.lr_all[idx], self.hr_all[idx].float().div_(255.0)
+        if self.pools is None:
+            return self.crops.batch(size)
+        parts = [self.crops.batch(self.n_clean)] if self.n_clean else []
+        if self.n_clean < size:
+            parts.append(self.pools.batch(size - self.n_clean))
+        return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
+
+    def calibration_batches(self, count: int = 8):
+        """Up to ``count`` LR batches, for measuring activation ranges (fewer where the grid
+        holds fewer patches); the epoch's order is untouched."""
+        size = self.config.batch_size
+        for i in range(count):
+            if self.crops is not None:
+                yield self.crops.batch(size)[0]
+            elif i * size < len(self.lr_all):
+                yield self.lr_all[i * size:(i + 1) * size]
+
+    def rng_state(self) -> dict:
+        return {"crops_rng": self.crops.generator.get_state()} if self.crops is not None else {}
+
+    def set_rng_state(self, state: dict) -> None:
+        if self.crops is not None and "crops_rng" in state:
+            self.crops.generator.set_state(state["crops_rng"])
+
+
+def _run(config, info, device, source: _BatchSource, validate, validate_clean, generator, log, out_dir, stem):
     """The training loop proper (``train`` prepares the data and owns the pool workers)."""
     import torch
     from tqdm import tqdm
-
-    lr_all, hr_all = grid_data
 
     # channels_last: oneDNN's and cuDNN's convolutions (forward and backward) run faster in it.
     model = info.build(config.scale).to(device, memory_format=torch.channels_last)
@@ -419,15 +474,7 @@ def _run(config, info, device, crops, pools, n_clean, validate, validate_clean, 
     if config.int8_aware:
         from .models.int8_aware import make_int8_aware
 
-        def calibration_batches(count: int = 8):
-            """Up to ``count`` training batches (fewer where the grid holds fewer patches)."""
-            for i in range(count):
-                if crops is not None:
-                    yield crops.batch(config.batch_size)[0]
-                elif i * config.batch_size < len(lr_all):
-                    yield lr_all[i * config.batch_size:(i + 1) * config.batch_size]
-
-        ranges = make_int8_aware(model, calibration_batches())
+        ranges = make_int8_aware(model, source.calibration_batches())
         log.say("int8-aware: input ranges " + ", ".join(
             f"{name} {'±' if signed else '0..'}{amax:.3g}" for name, (amax, signed) in ranges.items()))
     # The int8 simulation rounds in fp32; bf16 autocast would add a second, different rounding.
@@ -461,8 +508,7 @@ def _run(config, info, device, crops, pools, n_clean, validate, validate_clean, 
         scheduler.load_state_dict(state["scheduler"])
         generator.set_state(state["generator"])
         torch.set_rng_state(state["torch_rng"])
-        if crops is not None and "crops_rng" in state:
-            crops.generator.set_state(state["crops_rng"])
+        source.set_rng_state(state)
         start_epoch, best_psnr, best_epoch = state["epoch"], state["best_val_psnr_db"], state["best_epoch"]
         wall_before = state["wall_seconds"]
         steps = state.get("steps", 0)
@@ -486,15 +532,7 @@ def _run(config, info, device, crops, pools, n_clean, validate, validate_clean, 
     epoch = start_epoch
     for epoch in range(start_epoch + 1, config.epochs + 1):
         model.train()
-        if crops is None:
-            if config.jitter and epoch > 1:
-                origin = torch.randint(0, stride_px, (2,), generator=generator).tolist()
-                lr_all, hr_all = patches(tuple(origin))
-            n = len(lr_all)
-            batches = -(-n // config.batch_size)
-            order = torch.randperm(n, generator=generator).to(device)
-        else:
-            batches = config.steps_per_epoch
+        batches = source.start_epoch(epoch)
         flips = torch.randint(0, 8, (batches,), generator=generator).tolist()
         # Summed on the device: reading the loss back at every step would make a GPU wait for it.
         total_loss = torch.zeros((), dtype=torch.float64, device=device)
@@ -504,16 +542,7 @@ def _run(config, info, device, crops, pools, n_clean, validate, validate_clean, 
         )
         loop_started = time.perf_counter()
         for b in bar:
-            if crops is None:
-                idx = order[b * config.batch_size : (b + 1) * config.batch_size]
-                x, y = lr_all[idx], hr_all[idx].float().div_(255.0)
-            elif pools is None:
-                x, y = crops.batch(config.batch_size)
-            else:
-                parts = [crops.batch(n_clean)] if n_clean else []
-                if n_clean < config.batch_size:
-                    parts.append(pools.batch(config.batch_size - n_clean))
-                x, y = torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
+            x, y = source.batch(b)
             k = flips[b]
             x = _dihedral(x, k).contiguous(memory_format=torch.channels_last)
             y = _dihedral(y, k)
@@ -548,7 +577,7 @@ def _run(config, info, device, crops, pools, n_clean, validate, validate_clean, 
         extra = {}
         if validate_clean is not None:
             extra = {"val_clean_psnr_db": round(validate_clean(_torch_upscaler(ema, device)), 4),
-                     "pools": pools.pools, "pool_wait_s": round(pools.waited_s, 2)}
+                     "pools": source.pools.pools, "pool_wait_s": round(source.pools.waited_s, 2)}
         if config.schedule == "cosine":
             scheduler.step()
             if config.time_budget_s:
@@ -580,7 +609,7 @@ def _run(config, info, device, crops, pools, n_clean, validate, validate_clean, 
             "scheduler": scheduler.state_dict(),
             "generator": generator.get_state(),
             "torch_rng": torch.get_rng_state(),
-            **({"crops_rng": crops.generator.get_state()} if crops is not None else {}),
+            **source.rng_state(),
             "epoch": epoch,
             "best_val_psnr_db": best_psnr,
             "best_epoch": best_epoch,
