@@ -166,11 +166,14 @@ def decode_all(path: Path):
         return list(reader.frames()), reader.info
 
 
-def frames_in_partial_output(folder: Path) -> bool:
-    """Whether a running `vsr run` has frames in its hidden ``.vsr-*.partial.mp4`` in ``folder``.
-    The muxer writes a 48-byte header before any frame, then frames in 256 KiB flushes: a file
-    of a flush or more holds frames (a header alone would let a test signal a run that has none)."""
-    try:
-        return any(p.stat().st_size >= 64 * 1024 for p in folder.glob(".vsr-*.partial.mp4"))
-    except FileNotFoundError:  # renamed between glob and stat: the run just finished
-        return False
+def wait_for_frames(proc, frames: int = 30) -> None:
+    """Block until a running `vsr run` (started with ``VSR_PROGRESS_EVERY_S=0``, stderr piped as
+    text) reports ``frames`` frames done on its progress lines; fail, with its stderr, if it ends
+    first. A test that signals a run mid-way waits on this rather than on the output file's size,
+    which grows in the muxer's flushes and raced with short runs (two flaky failures)."""
+    seen = []
+    for line in proc.stderr:
+        seen.append(line)
+        if line.startswith("progress: ") and int(line.split()[1].split("/")[0]) >= frames:
+            return
+    raise AssertionError(f"the run ended (exit {proc.wait()}) before {frames} frames: {''.join(seen[-20:])}")

@@ -1,4 +1,5 @@
 """`vsr run` from the command line: bad input gives one clear line and no file; Ctrl-C stops cleanly."""
+import os
 import signal
 import subprocess
 import sys
@@ -6,7 +7,7 @@ import time
 
 import pytest
 
-from .conftest import decode_all, frames_in_partial_output, make_clip
+from .conftest import decode_all, make_clip, wait_for_frames
 
 
 def vsr(*args, **kwargs):
@@ -116,8 +117,6 @@ def test_progress_lines_in_a_log(tmp_path, clip, workers):
     """On a pipe (a log file, a CI job) there is no bar: plain progress lines instead, every
     VSR_PROGRESS_EVERY_S seconds (here 0: every frame), counting up to the clip's 30 frames;
     none with --quiet. Also with segment workers."""
-    import os
-
     env = {**os.environ, "VSR_PROGRESS_EVERY_S": "0"}
     result = vsr("run", clip, tmp_path / "o.mp4", "--scale", "2", "--backend", "onnxruntime",
                  "--workers", workers, "--segment-seconds", "0.4", env=env)
@@ -135,15 +134,13 @@ def test_ctrl_c_keeps_the_frames_done_as_a_playable_file(tmp_path):
     frames, playable. The signal is sent when the partial file has data, not after a guessed
     sleep, so the run is always mid-way (it cannot have finished, nor not yet started)."""
     src, out = tmp_path / "long.mp4", tmp_path / "out.mp4"
-    make_clip(src, frames=1500, width=160, height=96)  # ~6 s of run; signalled after ~1 s
+    make_clip(src, frames=1500, width=160, height=96)  # ~6 s of run; signalled after 30 frames
     # The default SIGINT disposition, as under a shell: an ignored one would be inherited from pytest.
     proc = subprocess.Popen([sys.executable, "-m", "vsr", "run", str(src), str(out), "--scale", "3",
                              "--backend", "onnxruntime", "--workers", "1"], stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "VSR_PROGRESS_EVERY_S": "0"},
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
-    deadline = time.monotonic() + 120
-    while not frames_in_partial_output(tmp_path):
-        assert proc.poll() is None and time.monotonic() < deadline, "the run ended before writing frames"
-        time.sleep(0.02)
+    wait_for_frames(proc)
     proc.send_signal(signal.SIGINT)
     _, stderr = proc.communicate(timeout=60)
     assert "Traceback" not in stderr
