@@ -9,10 +9,11 @@ quantises the fine-tuned float network as before (``vsr.backends.int8``).
 The simulation follows the int8 model NNCF builds for OpenVINO (read back from its FakeQuantize
 nodes and weight scales): every convolution's input per tensor on 256 levels, symmetric around
 zero (signed: [-a * 128 / 127, a], a step of a / 127; unsigned after a ReLU: [0, a], a / 255),
-``a`` the largest magnitude seen on the calibration batches, except before the first convolution,
-whose range spans the whole [0, 1] input (``vsr.backends.int8.span_input_range``); the weights
-per output channel, symmetric, 255 levels ([-127, 127] times max|w| / 127). Everything else (additions, the bicubic
-skip, the pixel shuffle) stays float, as the recipe in ``vsr.backends.int8`` leaves it.
+``a`` the largest magnitude seen on the calibration batches, except before the first
+convolution, whose range spans the whole [0, 1] input (``vsr.backends.int8.span_input_range``);
+the weights per output channel, symmetric, 255 levels ([-127, 127] times max|w| / 127).
+Everything else (additions, the bicubic skip, the pixel shuffle) stays float, as the recipe in
+``vsr.backends.int8`` leaves it.
 
 Rounding passes gradients straight through (the straight-through estimator); the ranges are
 measured once, before training, and then held: NNCF measures them again on the result.
@@ -102,5 +103,5 @@ def make_int8_aware(model: nn.Module, batches: Iterable[torch.Tensor], forward=N
         if called and name == called[0]:
             # The network's input, luma - 0.5, ranged as the int8 model ranges it: all of it.
             conv.input_amax, conv.input_signed = 0.5, True
-        ranges[name] = (conv.input_amax, signed)
+        ranges[name] = (conv.input_amax, conv.input_signed)
     return ranges
