@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
-import numpy as np
 
 from ..errors import OutputError
 from ..frames import CHROMA_SUBSAMPLING, YuvFrame, chroma_shape
