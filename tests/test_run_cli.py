@@ -160,3 +160,26 @@ def test_nvenc_without_an_nvidia_gpu_is_one_line(tmp_path, clip):
     assert result.returncode != 0 and "Traceback" not in result.stderr
     assert "needs an NVIDIA GPU with NVENC" in result.stderr.strip().splitlines()[-1]
     assert not out.exists() and not list(tmp_path.glob("*partial*"))
+
+
+@pytest.mark.parametrize("source,pix_fmt,noted,written", [
+    ("yuv444p", None, True, "yuv420p"),
+    ("yuv422p", None, True, "yuv420p"),
+    ("yuv444p", "yuv444p", False, "yuv444p"),
+    ("yuv420p", None, False, "yuv420p"),
+])
+def test_chroma_subsampled_by_default_is_said(tmp_path, source, pix_fmt, noted, written):
+    """A 4:4:4 or 4:2:2 source is written 4:2:0 by default (plays everywhere): the start line says
+    so and how to keep its chroma; asked for, the layout is kept, and 4:2:0 sources hear nothing."""
+    import av
+
+    src, out = tmp_path / "in.mp4", tmp_path / "out.mkv"
+    make_clip(src, frames=4, pix_fmt=source)
+    extra = ["--pix-fmt", pix_fmt] if pix_fmt else []
+    result = vsr("run", src, out, "--scale", "2", "--backend", "onnxruntime", "--workers", "1", *extra)
+    assert result.returncode == 0, result.stderr
+    assert ("written as yuv420p" in result.stderr) is noted
+    if noted:
+        assert f"--pix-fmt {source} keeps its chroma" in result.stderr
+    with av.open(str(out)) as container:
+        assert container.streams.video[0].codec_context.pix_fmt == written

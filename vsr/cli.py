@@ -440,7 +440,7 @@ def run(input_path, output_path, scale, model_name, target_fps, backend, device,
             raise click.UsageError("--format is for folders: OUTPUT's extension names the container")
         from .segments import upscale_video
 
-        progress = _Progress(quiet)
+        progress = _Progress(quiet, pix_fmt)
         try:
             stats = upscale_video(config, on_start=progress.start, on_frame=progress.update)
         finally:
@@ -477,8 +477,9 @@ class _Progress:
 
     DEFAULT_EVERY_S = 30.0
 
-    def __init__(self, quiet: bool) -> None:
+    def __init__(self, quiet: bool, pix_fmt: str | None = None) -> None:
         self.quiet, self.bar, self.total = quiet, None, None
+        self.pix_fmt = pix_fmt
         self.lines = not quiet and not sys.stderr.isatty()
         self.every_s = _env_seconds("VSR_PROGRESS_EVERY_S", self.DEFAULT_EVERY_S)
         self.started = self.last_line = 0.0
@@ -488,7 +489,11 @@ class _Progress:
             return
         from tqdm import tqdm
 
-        note = f"; {info.conversion_note}" if info.conversion_note else ""
+        notes = [info.conversion_note] if info.conversion_note else []
+        if self.pix_fmt is None and info.layout in ("yuv422p", "yuv444p"):
+            # The default output is 4:2:0 (plays everywhere): say so rather than halve the chroma silently.
+            notes.append(f"written as yuv420p (plays everywhere; --pix-fmt {info.layout} keeps its chroma)")
+        note = "".join(f"; {n}" for n in notes)
         click.echo(f"{info.path}: {info.width}x{info.height} {info.source_pix_fmt}, backend {backend}{note}",
                    err=True)
         self.total = expected_frames
