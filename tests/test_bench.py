@@ -51,6 +51,9 @@ def test_bench_cli_with_synthetic_frames(tmp_path):
     data = json.loads(out.read_text())
     assert data["output_hw"] == [90, 120] and data["stage_fps"]["decode"] is None
     assert data["machine"]["cpu_cores"] >= 1 and data["backend"].startswith("torch")
+    # The figure names its CPU fully: model, family/model/stepping, cores (and the speed flags).
+    assert f"{data['machine']['cpu_cores']} cores" in data["machine"]["cpu_identity"]
+    assert "family" in data["machine"]["cpu_identity"] and data["machine"]["cpu_identity"] in data["machine"]["device"]
 
 
 def test_bench_cli_errors_are_one_line(tmp_path):
