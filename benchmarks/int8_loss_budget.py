@@ -30,15 +30,10 @@ DATA = Path(os.environ.get("VSR_TEST_DATA", REPO.parent / "shared" / "data"))
 
 
 def _set5_psnr_torch(network, scale: int) -> float:
-    import torch
+    sys.path.insert(0, str(HERE))
+    from ship_model import _set5_psnr
 
-    from vsr.evaluate import evaluate
-
-    def upscale(luma):
-        with torch.no_grad():
-            return network(torch.from_numpy(luma[None, None])).clamp(0, 1)[0, 0].numpy()
-
-    return evaluate(DATA / "set5", scale, upscale).mean("vsr_psnr_db")
+    return _set5_psnr(network, scale, DATA / "set5")
 
 
 def simulated_losses(model: str, scale: int) -> dict:

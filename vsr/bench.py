@@ -145,18 +145,12 @@ def synthetic_frames(width: int, height: int, count: int) -> list[YuvFrame]:
 def machine_info(device: str) -> dict:
     """The CPU (model name, family/model/stepping, cores, the flags that decide speed) and, on
     CUDA, the GPU a figure was measured on."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
     # "AMD EPYC" alone does not say whether the CPU has AMX or AVX-512 BF16, which decide bf16's
     # speed by 2x: name family/model/stepping and those flags too, as --precision auto keys its cache.
-    from .backends.precision import cpu_identity
+    from .backends.precision import cpu_identity, cpu_model_name
 
     identity = cpu_identity()
-    info = {"cpu": cpu, "cpu_cores": os.cpu_count(), "cpu_identity": identity, "device": f"CPU ({identity})"}
+    info = {"cpu": cpu_model_name(), "cpu_cores": os.cpu_count(), "cpu_identity": identity, "device": f"CPU ({identity})"}
     if device.startswith("cuda"):
         import torch
 

@@ -489,10 +489,13 @@ class _Progress:
             return
         from tqdm import tqdm
 
+        from .media.encode import EncodeOptions, output_layout
+
         notes = [info.conversion_note] if info.conversion_note else []
-        if self.pix_fmt is None and info.layout in ("yuv422p", "yuv444p"):
-            # The default output is 4:2:0 (plays everywhere): say so rather than halve the chroma silently.
-            notes.append(f"written as yuv420p (plays everywhere; --pix-fmt {info.layout} keeps its chroma)")
+        written = output_layout(EncodeOptions(pix_fmt=self.pix_fmt))
+        if self.pix_fmt is None and written != info.layout:
+            # The default layout (4:2:0, plays everywhere) halves a 4:2:2 / 4:4:4 source's chroma: say so.
+            notes.append(f"written as {written} (plays everywhere; --pix-fmt {info.layout} keeps its chroma)")
         note = "".join(f"; {n}" for n in notes)
         click.echo(f"{info.path}: {info.width}x{info.height} {info.source_pix_fmt}, backend {backend}{note}",
                    err=True)

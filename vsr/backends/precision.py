@@ -26,8 +26,9 @@ PROBE_SHAPE = (1, 180, 320)
 PROBE_CALLS = 5
 
 
-def cpu_identity() -> str:
-    """Model name, family/model/stepping and the flags that decide the winner, plus the core count."""
+def _cpuinfo() -> dict[str, str]:
+    """The first core's "model name", "cpu family", "model", "stepping" and "flags" from
+    /proc/cpuinfo (empty where there is none)."""
     fields: dict[str, str] = {}
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -37,10 +38,21 @@ def cpu_identity() -> str:
                 fields[key] = value.strip()
     except OSError:
         pass
+    return fields
+
+
+def cpu_model_name(fields: dict[str, str] | None = None) -> str:
+    fields = _cpuinfo() if fields is None else fields
+    return fields.get("model name", platform.processor() or platform.machine())
+
+
+def cpu_identity() -> str:
+    """Model name, family/model/stepping and the flags that decide the winner, plus the core count."""
+    fields = _cpuinfo()
     flags = set(fields.get("flags", "").split())
     wanted = ("amx_bf16", "amx_int8", "avx512_bf16", "avx512_vnni", "avx_vnni", "avx512f", "avx2")
     return " ".join([
-        fields.get("model name", platform.processor() or platform.machine()),
+        cpu_model_name(fields),
         f"family {fields.get('cpu family', '?')} model {fields.get('model', '?')} stepping {fields.get('stepping', '?')}",
         f"{os.cpu_count()} cores",
         "+".join(flag for flag in wanted if flag in flags) or "no-simd-flags",
@@ -67,13 +79,13 @@ def candidates(onnx_path: Path) -> list[str]:
     return names
 
 
-def int8_left_out(onnx_path: Path) -> str | None:
-    """Why int8 is not among ``candidates``, for a user who wants speed more than the last 0.1 dB
-    (the lever that makes ESPCN real time on CPUs without AMX), or None where it is a candidate
-    or was never measured for this network."""
-    from .int8 import MAX_LOSS_DB, recorded_loss_db
+def int8_left_out(loss_db: float | None) -> str | None:
+    """Why int8 is not among ``candidates`` for a network whose recorded int8 loss is ``loss_db``
+    (``int8.recorded_loss_db``), for a user who wants speed more than the last 0.1 dB (the lever
+    that makes ESPCN real time on CPUs without AMX), or None where it is a candidate or was never
+    measured for this network."""
+    from .int8 import MAX_LOSS_DB
 
-    loss_db = recorded_loss_db(onnx_path)
     if loss_db is None:
         return None
     if loss_db > MAX_LOSS_DB:
@@ -160,7 +172,7 @@ def choose_precision(onnx_path: Path, scale: int, calibration: Path | None = Non
     times = ", ".join(f"{name} {ms:g} ms" for name, ms in sorted(timings.items(), key=lambda item: item[1]))
     note = (f"precision auto: {choice}, the fastest here ({times} per {record['plane']} plane; "
             f"{'measured now' if measured_now else 'measured before'} on {key['cpu'].split(' family')[0]}, cached in {path})")
-    left_out = int8_left_out(onnx_path)
+    left_out = int8_left_out(key["int8_loss_db"])  # the record the cache key already read
     if left_out:
         note += f"; {left_out}"
     if measured_now:

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
-
 from ..errors import OutputError
 from ..frames import CHROMA_SUBSAMPLING, YuvFrame, chroma_shape
 from .decode import StreamInfo, plane_array
