@@ -156,8 +156,9 @@ def main() -> None:
     lines = ["# int8 (NNCF post-training quantisation, OpenVINO) against fp32: Set5 PSNR on Y", "",
              f"Bound: at most {args.max_loss_db} dB lost per scale. Calibration: {results['calibration']}. "
              f"NNCF {results['nncf']}, OpenVINO {results['openvino']}. Recipes are tried fastest first; "
-             "the first within the bound is kept. int8 network: the int8-aware fine-tune (`.int8.onnx`) where one "
-             "ships, else the fp32 ONNX itself. PSNR does not depend on the CPU.", "",
+             "the first within the bound is kept. int8 network: `NAME_xS.int8.onnx` where one ships (espcn: the "
+             "bicubic-skip form, benchmarks/espcn_int8.py; espcn7: an int8-aware fine-tune), else the fp32 ONNX "
+             "itself; its loss is against the fp32 ONNX. PSNR does not depend on the CPU.", "",
              "| model | scale | fp32 dB | recipe | int8 network | int8 dB | lost dB | within bound |",
              "|---|---:|---:|---|---|---:|---:|---|"]
     for row in rows:

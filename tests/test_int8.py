@@ -69,7 +69,11 @@ def test_int8_keeps_the_whole_uint8_range(model):
     assert reference[0].mean() <= 2 and reference[1].mean() >= 253  # what int8 must keep
     # int8's own noise is a few levels pixel by pixel (measured: 3 at most), none on average.
     assert np.abs(ours - reference).max() <= 4
-    assert np.abs((ours - reference).mean(axis=(1, 2))).max() <= 1.0
+    # Flat black and white as fp32 keeps them, or nearer the truth: ESPCN's int8 network, whose
+    # bicubic skip carries flat areas exactly, gives 0 and 255 where fp32 ESPCN gives 1 and 254.
+    for frame, level in ((0, 0), (1, 255)):
+        assert abs(ours[frame].mean() - level) <= abs(reference[frame].mean() - level) + 1.0
+    assert abs((ours[2] - reference[2]).mean()) <= 1.0
     ends = np.abs(ours[2] - reference[2])[:, np.r_[0:24, -24:0]]  # the ramp's 0-7 and 248-255
     assert ends.mean() <= 1.0
 

@@ -162,29 +162,30 @@ def test_precision_auto_measures_once_and_keeps_the_fastest(monkeypatch, tmp_pat
 
     monkeypatch.setenv("VSR_CACHE_DIR", str(tmp_path))
     monkeypatch.setattr(auto, "measure", lambda onnx, scale, calibration, names: {"fp32": 9.0, "bf16": 4.0})
-    choice, note = auto.choose_precision(shipped_weights(SCALE, "onnx"), SCALE)
+    onnx = shipped_weights(SCALE, "onnx", "espcn7")
+    choice, note = auto.choose_precision(onnx, SCALE)
     assert choice == "bf16" and "measured now" in note
-    assert "int8 left out: it loses" in note  # ESPCN's int8 is over the bound
+    assert "int8 left out: it loses" in note  # espcn7's int8 is over the bound
     assert "precision auto: bf16" in capsys.readouterr().err  # said once, on stderr
 
     def no_measuring(*args):
         raise AssertionError("measured twice")
 
     monkeypatch.setattr(auto, "measure", no_measuring)
-    choice, note = auto.choose_precision(shipped_weights(SCALE, "onnx"), SCALE)
+    choice, note = auto.choose_precision(onnx, SCALE)
     assert choice == "bf16" and "measured before" in note
     (record,) = (tmp_path / "precision").glob("*.json")
     assert json.loads(record.read_text())["cpu"] == auto.cpu_identity()
 
 
 def test_auto_never_picks_int8_beyond_the_quality_bound(monkeypatch):
-    """ESPCN's recorded int8 loss (0.13 dB at x3) is over 0.05 dB: auto times fp32 and bf16 only;
+    """espcn7's recorded int8 loss (0.23 dB at x3) is over 0.05 dB: auto times fp32 and bf16 only;
     a network recorded within the bound gets int8 among the candidates."""
     from vsr.backends import int8
     from vsr.backends import precision as auto
     from vsr.models.weights import shipped_weights
 
-    onnx = shipped_weights(SCALE, "onnx")
+    onnx = shipped_weights(SCALE, "onnx", "espcn7")
     loss_db = int8.recorded_loss_db(onnx)
     assert loss_db > int8.MAX_LOSS_DB
     assert "int8" not in auto.candidates(onnx)

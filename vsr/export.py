@@ -48,6 +48,11 @@ def export_onnx(model, path: os.PathLike | str, *, opset: int = OPSET) -> Path:
     return path
 
 
+#: Part of the cached export's name, raised when the exported graph changes for the same weights
+#: (2: the residual networks' bicubic skip became a convolution, vsr.models.bicubic).
+GRAPH_VERSION = 2
+
+
 def cached_onnx_export(weights: os.PathLike | str, scale: int) -> Path:
     """Export a .pt checkpoint once; later calls reuse the file, keyed by the checkpoint's hash."""
     try:
@@ -62,5 +67,5 @@ def cached_onnx_export(weights: os.PathLike | str, scale: int) -> Path:
     cache.mkdir(parents=True, exist_ok=True)
     from .cache import cached_file
 
-    return cached_file(cache / f"{name}_x{scale}_{digest}.onnx",
+    return cached_file(cache / f"{name}_x{scale}_{digest}_g{GRAPH_VERSION}.onnx",
                        lambda target: export_onnx(load_model(scale, weights), target))

@@ -17,10 +17,12 @@ inputs of the final ``detail + bicubic`` sum to 8 bits, i.e. the picture itself 
 levels, which cost ``balanced`` x3 0.10 dB on Set5 where convolutions alone cost 0.02 dB, for no
 speed (element-wise work is memory-bound).
 
-int8-aware weights: where a model ships ``NAME_xS.int8.onnx`` beside ``NAME_xS.onnx`` (a short
-fine-tune with the int8 rounding simulated, ``vsr train --int8-aware``), that network is the one
-quantised (``int8_source``). It brings the tanh networks closer to fp32 (espcn x3: 0.17 -> 0.13
-dB on Set5) but not within 0.05 dB; the residual networks need none.
+int8 networks: where a model ships ``NAME_xS.int8.onnx`` beside ``NAME_xS.onnx``, that network is
+the one quantised (``int8_source``). For ESPCN it is ``ESPCNSkip`` (``benchmarks/espcn_int8.py``):
+the same layers around a float bicubic skip, so that int8 rounds only the detail, fine-tuned with
+the int8 rounding simulated, its last layer split into int8-exact halves. For espcn7 it is an
+int8-aware fine-tune of its weights (``vsr train --int8-aware``), which still loses 0.20-0.50 dB.
+The residual networks need neither: their skip is already float.
 
 The quantised model is cached as OpenVINO IR under ``$VSR_CACHE_DIR/openvino_int8/``, named by
 the source ONNX's checksum, the calibration set's checksum, the quantisation recipe and the
@@ -165,8 +167,9 @@ def quantize_int8(onnx_path: os.PathLike | str, calibration: np.ndarray, recipe:
     from nncf.quantization.range_estimator import RangeEstimatorParametersSet
 
     model = ov.Core().read_model(str(onnx_path))
-    convs = [op.get_friendly_name() for op in model.get_ordered_ops() if op.get_type_name() == "Convolution"]
-    ignored = []
+    convs = [op.get_friendly_name() for op in _learned_convs(model)]
+    ignored = [op.get_friendly_name() for op in model.get_ordered_ops()
+               if op.get_type_name() == "Convolution" and FLOAT_SKIP_NAME in op.get_friendly_name()]
     if recipe.keep_first_conv_float and convs:
         ignored.append(convs[0])
     if recipe.keep_last_conv_float and len(convs) > 1:
@@ -185,6 +188,17 @@ def quantize_int8(onnx_path: os.PathLike | str, calibration: np.ndarray, recipe:
     return quantized
 
 
+#: Module name of a network's fixed bicubic skip written as a convolution (``ESPCN(skip=True)``):
+#: it carries the picture itself, so it always stays float, like the Interpolate skip.
+FLOAT_SKIP_NAME = "bicubic_skip"
+
+
+def _learned_convs(model) -> list:
+    """The model's convolutions in order, less the fixed bicubic skip."""
+    return [op for op in model.get_ordered_ops()
+            if op.get_type_name() == "Convolution" and FLOAT_SKIP_NAME not in op.get_friendly_name()]
+
+
 #: Ops between the model input and its centring that only move pixels (the mirrored border).
 _MOVING_OPS = {"Pad", "Slice", "Concat", "Reshape", "Split", "VariadicSplit", "Gather", "StridedSlice"}
 
@@ -199,7 +213,7 @@ def _input_centring(model):
     Every network of the ladder centres its [0, 1] luma on mid-grey there."""
     if len(model.get_parameters()) != 1:
         return None
-    first = next((op for op in model.get_ordered_ops() if op.get_type_name() == "Convolution"), None)
+    first = next(iter(_learned_convs(model)), None)
     if first is None:
         return None
     subtract = first.input_value(0).get_node()

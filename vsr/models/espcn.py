@@ -5,6 +5,7 @@ import torch
 from torch import nn
 
 from . import SUPPORTED_SCALES
+from .bicubic import BicubicSkip
 
 
 class ESPCN(nn.Module):
@@ -67,3 +68,60 @@ class ESPCN(nn.Module):
     @property
     def receptive_px(self) -> int:
         return self.CONTEXT_PX
+
+
+class ESPCNSkip(ESPCN):
+    """ESPCN re-parameterised for int8: the same three layers, but the last convolution adds
+    detail to a fixed bicubic upscale of the input (``BicubicSkip``, float) instead of drawing
+    the whole picture. The form ``NAME_xS.int8.onnx`` of ESPCN ships in (``benchmarks/espcn_int8.py``).
+
+    Why: in plain ESPCN every int8 rounding lands on the picture itself; here the picture comes
+    through the float skip and int8 only touches the detail. Built from trained ESPCN weights by
+    ``from_espcn`` (equal in float to the network it came from, within 0.003 dB on Set5), then
+    fine-tuned with int8 simulated. ``split_last_conv`` writes the last layer as two int8-exact
+    halves for export (``int8_aware.SplitConv2d``).
+    """
+
+    def __init__(self, scale: int) -> None:
+        super().__init__(scale)
+        self.bicubic_skip = BicubicSkip(scale, context_px=self.CONTEXT_PX)
+
+    def body(self, luma_with_context: torch.Tensor) -> torch.Tensor:
+        features = self.features(luma_with_context)
+        with torch.autocast(features.device.type, enabled=False):
+            detail = self.conv3(features.to(self.bicubic_skip.kernel.dtype))
+            return self.shuffle(detail + self.bicubic_skip(luma_with_context).to(detail.dtype))
+
+    def split_last_conv(self) -> "ESPCNSkip":
+        """Write the last layer as ``SplitConv2d`` (in place; for export to int8, not training)."""
+        from .int8_aware import SplitConv2d
+
+        self.conv3 = SplitConv2d(self.conv3)
+        return self
+
+    @classmethod
+    @torch.no_grad()
+    def from_espcn(cls, espcn: ESPCN, luma_with_context: torch.Tensor, ridge: float = 1e-6,
+                   chunk: int = 64) -> "ESPCNSkip":
+        """The skip form of trained ``espcn``: its first two layers as they are, the last refitted
+        by least squares on ``luma_with_context`` (LR patches with their 4 px of context) so that
+        ``conv3'(features) + skip`` reproduces ``conv3(features) + 0.5``. ``ridge`` (times the
+        number of samples) keeps the refitted weights small: the features are strongly
+        correlated, and an unregularised fit buys a 0.001 dB closer float copy with weights that
+        magnify int8's rounding (see benchmarks/espcn_int8.py)."""
+        model = cls(espcn.scale)
+        model.load_state_dict(espcn.state_dict(), strict=False)
+        gram, cross = 0, 0
+        for patches in luma_with_context.split(chunk):
+            features = espcn.features(patches)
+            target = espcn.conv3(features) + 0.5 - model.bicubic_skip(patches)
+            columns = nn.functional.unfold(features, 3).transpose(1, 2).reshape(-1, 9 * features.shape[1])
+            design = torch.cat([columns, torch.ones(len(columns), 1)], 1).double()
+            gram = gram + design.T @ design
+            cross = cross + design.T @ target.flatten(2).transpose(1, 2).reshape(len(design), -1).double()
+        samples = float(gram[-1, -1])  # the constant column's sum of squares
+        gram = gram + ridge * samples * torch.eye(len(gram), dtype=gram.dtype)
+        solution = torch.linalg.solve(gram, cross).float()
+        model.conv3.weight.copy_(solution[:-1].T.reshape(model.conv3.weight.shape))
+        model.conv3.bias.copy_(solution[-1])
+        return model
