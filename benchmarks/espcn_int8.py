@@ -95,15 +95,17 @@ def held_out_psnr(network, images: list, scale: int) -> float:
     return float(np.mean(scores))
 
 
-def simulate_int8(network, scale: int):
-    """``network`` with OpenVINO's int8 rounding simulated, except the last layer's weights
-    (exported split, so int8 holds them exactly)."""
+def simulate_int8(network, scale: int, split: bool = True):
+    """``network`` with OpenVINO's int8 rounding simulated, except, where ``split``, the last
+    layer's weights (exported split, so int8 holds them exactly)."""
     import torch
 
     from vsr.backends.int8 import calibration_patches
     from vsr.models import int8_aware
 
     int8_aware.make_int8_aware(network, [torch.from_numpy(calibration_patches(scale))], forward=network.forward)
+    if not split:
+        return network
     last = network.conv3
     last.forward = lambda x: last._conv_forward(
         int8_aware.fake_quantize_activation(x, last.input_amax, last.input_signed), last.weight, last.bias)
@@ -156,7 +158,8 @@ def plain_copy(network, scale: int):
     return plain.eval()
 
 
-def build(scale: int, minutes: float, lr: float, ridge: float, seed: int, out: Path, refit: bool = False) -> dict:
+def build(scale: int, minutes: float, lr: float, ridge: float, seed: int, out: Path, refit: bool = False,
+          split: bool = True) -> dict:
     import torch
 
     from vsr.export import export_onnx
@@ -169,10 +172,10 @@ def build(scale: int, minutes: float, lr: float, ridge: float, seed: int, out: P
     espcn = load_model(scale, model="espcn").eval()
     fit_patches, _ = crops(train, scale, 1024, rng)
     network = ESPCNSkip.from_espcn(espcn, fit_patches, ridge=ridge)
-    log = {"scale": scale, "minutes": minutes, "lr": lr, "ridge": ridge, "seed": seed, "refit": refit,
+    log = {"scale": scale, "minutes": minutes, "lr": lr, "ridge": ridge, "seed": seed, "refit": refit, "split": split,
            "held_out_psnr_db": {"espcn_float": held_out_psnr(espcn, held_out, scale),
                                 "skip_float": held_out_psnr(network.eval(), held_out, scale)}}
-    simulate_int8(network, scale)
+    simulate_int8(network, scale, split)
     if refit:
         log["held_out_psnr_db"]["skip_int8_before_refit"] = held_out_psnr(network, held_out, scale)
         refit_for_int8(network, espcn, fit_patches[:600], ridge)
@@ -204,7 +207,9 @@ def build(scale: int, minutes: float, lr: float, ridge: float, seed: int, out: P
     log.update(steps=step, best_step=best_step, seconds=round(time.monotonic() - started))
     log["held_out_psnr_db"]["skip_int8_best"] = best
 
-    final = plain_copy(network, scale).split_last_conv()
+    final = plain_copy(network, scale)
+    if split:
+        final.split_last_conv()
     target = out / f"espcn_x{scale}.int8.onnx"
     export_onnx(final, target)
     log["wrote"] = str(target)
@@ -220,6 +225,8 @@ def main() -> None:
     parser.add_argument("--ridge", type=float, default=1e-5)
     parser.add_argument("--refit", action="store_true",
                         help="refit conv2 and conv3 to the float network under simulated int8 before the fine-tune")
+    parser.add_argument("--no-split", action="store_true",
+                        help="leave the last layer whole (its weights int8-rounded in the fine-tune too): faster, less exact")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=REPO / "vsr" / "models" / "weights")
@@ -228,7 +235,7 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     for scale in args.scales:
-        build(scale, args.minutes, args.lr, args.ridge, args.seed, args.out, args.refit)
+        build(scale, args.minutes, args.lr, args.ridge, args.seed, args.out, args.refit, not args.no_split)
 
 
 if __name__ == "__main__":

@@ -202,7 +202,8 @@ def test_int8_cache_quantises_the_int8_aware_network(tmp_path, monkeypatch):
 
 def test_every_shipped_network_has_a_recorded_int8_loss():
     """benchmarks/int8_quality.py --record measured every shipped model at every scale; auto
-    considers int8 exactly for those within the bound (the residual networks), never the tanh ones."""
+    considers int8 exactly for those within the bound (the residual networks, espcn at x3 and x4),
+    never espcn7."""
     from vsr.backends import int8
     from vsr.backends import precision as auto
     from vsr.models.registry import shipped_models

@@ -4,7 +4,8 @@ Why int8: CPUs without AMX (most laptops, AMD EPYC) run bf16 at a fraction of AM
 they have VNNI int8 dot products. On a 2-core AMD EPYC (AVX-512 BF16/VNNI, no AMX), ESPCN x3 on a
 640x360 luma plane took 24 ms in int8 against 38 ms in bf16 and 68 ms in fp32
 (benchmarks/results/cpu_levers.md). On Set5 int8 costs the residual rungs 0.003-0.045 dB, ESPCN
-0.11-0.23 dB and espcn7 0.20-0.50 dB (benchmarks/results/int8_quality.md).
+0.041 / 0.037 dB at x3 / x4 and 0.066 dB at x2 (its int8 network, below), espcn7 0.20-0.50 dB
+(benchmarks/results/int8_quality.md).
 
 Calibration: NNCF only needs activation ranges, so a few dozen low-resolution luma patches do.
 The package ships ``calibration_luma.npz`` (patches of the training images, never Set5, made by
@@ -12,7 +13,7 @@ The package ships ``calibration_luma.npz`` (patches of the training images, neve
 without any data; ``calibration=`` takes other patches (your own footage's luma).
 
 What is quantised: the convolutions (weights and inputs), nothing else. Additions, the residual
-scale and the bicubic skip of the residual networks stay float: NNCF's default also rounds both
+scale and the bicubic skip (a fixed convolution named ``FLOAT_SKIP_NAME``) stay float: NNCF's default also rounds both
 inputs of the final ``detail + bicubic`` sum to 8 bits, i.e. the picture itself to about two grey
 levels, which cost ``balanced`` x3 0.10 dB on Set5 where convolutions alone cost 0.02 dB, for no
 speed (element-wise work is memory-bound).
@@ -91,8 +92,8 @@ class Int8Recipe:
 
 #: The recipe `--precision int8` uses: every convolution int8, the rest float. ``auto`` chooses
 #: int8 only for a network whose recorded Set5 loss is within ``MAX_LOSS_DB``
-#: (results/int8_quality.md): post-training, ESPCN lost 0.17 dB at x3 and espcn7 8.5 dB (its
-#: int8-aware weights: see ``int8_source``).
+#: (results/int8_quality.md): post-training on the plain networks, ESPCN lost 0.17 dB at x3 and
+#: espcn7 8.5 dB; their int8 networks (``int8_source``) lose 0.041 and 0.23 dB.
 RECIPE = Int8Recipe()
 
 
@@ -110,7 +111,7 @@ INT8_SUFFIX = ".int8.onnx"
 
 
 def int8_source(onnx_path: os.PathLike | str) -> Path:
-    """The network int8 quantises for ``onnx_path``: its int8-aware fine-tune ``STEM.int8.onnx``
+    """The network int8 quantises for ``onnx_path``: its int8 network ``STEM.int8.onnx``
     where one lies beside it (the shipped models; a user's own too), else the file itself."""
     onnx_path = Path(onnx_path)
     aware = onnx_path.with_name(onnx_path.stem + INT8_SUFFIX)
