@@ -112,29 +112,14 @@ def simulate_int8(network, scale: int, split: bool = True):
     return network
 
 
-def _least_squares_conv(conv, inputs, targets, ridge: float) -> None:
-    """Set ``conv`` (3x3, unpadded) to the ridge least-squares map from ``inputs`` to ``targets``
-    (lists of batches), in place."""
-    import torch
-
-    gram, cross = 0, 0
-    for x, y in zip(inputs, targets):
-        columns = torch.nn.functional.unfold(x, 3).transpose(1, 2).reshape(-1, 9 * x.shape[1])
-        design = torch.cat([columns, torch.ones(len(columns), 1)], 1).double()
-        gram = gram + design.T @ design
-        cross = cross + design.T @ y.flatten(2).transpose(1, 2).reshape(len(design), -1).double()
-    gram = gram + ridge * float(gram[-1, -1]) * torch.eye(len(gram), dtype=gram.dtype)
-    solution = torch.linalg.solve(gram, cross).float()
-    conv.weight.data.copy_(solution[:-1].T.reshape(conv.weight.shape))
-    conv.bias.data.copy_(solution[-1])
-
-
 def refit_for_int8(network, espcn, patches, ridge: float, chunk: int = 16) -> None:
     """Refit the int8-simulated ``network``'s conv2 and conv3, layer by layer, to what the float
     ``espcn`` computes from the same patches, given the rounded inputs int8 feeds them: each
     layer absorbs what it can predict of the rounding before it (the correlated part; the rest is
     noise the ridge keeps from being amplified). Closed form, seconds; the fine-tune starts here."""
     import torch
+
+    from vsr.models.espcn import fit_conv
     from vsr.models.int8_aware import fake_quantize_activation
 
     batches = list(patches.split(chunk))
@@ -142,11 +127,11 @@ def refit_for_int8(network, espcn, patches, ridge: float, chunk: int = 16) -> No
         conv2, conv3 = network.conv2, network.conv3
         rounded = [fake_quantize_activation(torch.tanh(network.conv1(x - 0.5)), conv2.input_amax, conv2.input_signed)
                    for x in batches]
-        _least_squares_conv(conv2, rounded, [espcn.conv2(torch.tanh(espcn.conv1(x - 0.5))) for x in batches], ridge)
+        fit_conv(conv2, rounded, [espcn.conv2(torch.tanh(espcn.conv1(x - 0.5))) for x in batches], ridge)
         rounded = [fake_quantize_activation(network.features(x), conv3.input_amax, conv3.input_signed)
                    for x in batches]
         targets = [espcn.conv3(espcn.features(x)) + 0.5 - network.bicubic_skip(x) for x in batches]
-        _least_squares_conv(conv3, rounded, targets, ridge)
+        fit_conv(conv3, rounded, targets, ridge)
 
 
 def plain_copy(network, scale: int):

@@ -111,17 +111,26 @@ class ESPCNSkip(ESPCN):
         magnify int8's rounding (see benchmarks/espcn_int8.py)."""
         model = cls(espcn.scale)
         model.load_state_dict(espcn.state_dict(), strict=False)
-        gram, cross = 0, 0
-        for patches in luma_with_context.split(chunk):
-            features = espcn.features(patches)
-            target = espcn.conv3(features) + 0.5 - model.bicubic_skip(patches)
-            columns = nn.functional.unfold(features, 3).transpose(1, 2).reshape(-1, 9 * features.shape[1])
-            design = torch.cat([columns, torch.ones(len(columns), 1)], 1).double()
-            gram = gram + design.T @ design
-            cross = cross + design.T @ target.flatten(2).transpose(1, 2).reshape(len(design), -1).double()
-        samples = float(gram[-1, -1])  # the constant column's sum of squares
-        gram = gram + ridge * samples * torch.eye(len(gram), dtype=gram.dtype)
-        solution = torch.linalg.solve(gram, cross).float()
-        model.conv3.weight.copy_(solution[:-1].T.reshape(model.conv3.weight.shape))
-        model.conv3.bias.copy_(solution[-1])
+        batches = luma_with_context.split(chunk)
+        features = [espcn.features(patches) for patches in batches]
+        targets = [espcn.conv3(f) + 0.5 - model.bicubic_skip(patches) for f, patches in zip(features, batches)]
+        fit_conv(model.conv3, features, targets, ridge)
         return model
+
+
+@torch.no_grad()
+def fit_conv(conv: nn.Conv2d, inputs, targets, ridge: float) -> None:
+    """Set ``conv`` (unpadded, stride 1) to the ridge least-squares map from ``inputs`` to
+    ``targets`` (matching lists of batches), in place. ``ridge`` is relative to the number of
+    output pixels, so it means the same whatever the batches."""
+    gram, cross = 0, 0
+    for x, y in zip(inputs, targets):
+        columns = nn.functional.unfold(x, conv.kernel_size).transpose(1, 2).reshape(-1, conv.weight[0].numel())
+        design = torch.cat([columns, torch.ones(len(columns), 1)], 1).double()
+        gram = gram + design.T @ design
+        cross = cross + design.T @ y.flatten(2).transpose(1, 2).reshape(len(design), -1).double()
+    samples = float(gram[-1, -1])  # the constant column's sum of squares
+    gram = gram + ridge * samples * torch.eye(len(gram), dtype=gram.dtype)
+    solution = torch.linalg.solve(gram, cross).float()
+    conv.weight.copy_(solution[:-1].T.reshape(conv.weight.shape))
+    conv.bias.copy_(solution[-1])
