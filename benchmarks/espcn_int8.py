@@ -83,16 +83,20 @@ def crops(images: list, scale: int, count: int, rng: np.random.Generator, contex
 
 
 def held_out_psnr(network, images: list, scale: int) -> float:
-    """Mean PSNR (uint8-rounded output, ``scale`` px shaved) on whole held-out images."""
+    """Mean PSNR on whole held-out images, scored as ``vsr eval`` scores (uint8 output, ``scale``
+    px shaved)."""
     import torch
 
-    scores = []
+    from vsr.color import to_uint8
+    from vsr.evaluate import upscaled_uint8
+    from vsr.metrics import psnr
+
+    def upscale(luma):
+        return network(torch.from_numpy(luma)[None, None]).clamp(0, 1)[0, 0].numpy()
+
     with torch.inference_mode():
-        for hr, lr in images:
-            out = network(torch.from_numpy(lr)[None, None]).clamp(0, 1)[0, 0].numpy()
-            error = (np.rint(out * 255) - np.rint(hr * 255))[scale:-scale, scale:-scale]
-            scores.append(10 * math.log10(255 ** 2 / max(float(np.mean(error ** 2)), 1e-12)))
-    return float(np.mean(scores))
+        return float(np.mean([psnr(to_uint8(hr * 255), upscaled_uint8(upscale, lr), border_px=scale)
+                              for hr, lr in images]))
 
 
 def simulate_int8(network, scale: int, split: bool = True):
@@ -104,11 +108,7 @@ def simulate_int8(network, scale: int, split: bool = True):
     from vsr.models import int8_aware
 
     int8_aware.make_int8_aware(network, [torch.from_numpy(calibration_patches(scale))], forward=network.forward)
-    if not split:
-        return network
-    last = network.conv3
-    last.forward = lambda x: last._conv_forward(
-        int8_aware.fake_quantize_activation(x, last.input_amax, last.input_signed), last.weight, last.bias)
+    network.conv3.round_weight = not split
     return network
 
 

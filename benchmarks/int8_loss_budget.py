@@ -52,7 +52,7 @@ def simulated_losses(model: str, scale: int) -> dict:
         int8_aware.make_int8_aware(network, [patches], forward=network.forward)
         for name, conv in network.named_modules():
             if isinstance(conv, int8_aware.Int8AwareConv2d):
-                conv.forward = _partial_forward(conv, name in weights_of, name in inputs_of)
+                conv.round_weight, conv.round_input = name in weights_of, name in inputs_of
         return round(reference - _set5_psnr_torch(network, scale), 4)
 
     network = load_model(scale, model=model)
@@ -63,17 +63,6 @@ def simulated_losses(model: str, scale: int) -> dict:
         losses[f"{name} input"] = loss_with(set(), {name})
     losses["all"] = loss_with(set(convs), set(convs))
     return {"fp32_psnr_db": round(reference, 4), "losses_db": losses, "convs": convs}
-
-
-def _partial_forward(conv, weights: bool, inputs: bool):
-    from vsr.models.int8_aware import fake_quantize_activation, fake_quantize_weight
-
-    def forward(x):
-        if inputs:
-            x = fake_quantize_activation(x, conv.input_amax, conv.input_signed)
-        return conv._conv_forward(x, fake_quantize_weight(conv.weight) if weights else conv.weight, conv.bias)
-
-    return forward
 
 
 def openvino_rows(model: str, scale: int) -> list[dict]:

@@ -130,6 +130,11 @@ def test_int8_aware_conv_keeps_the_plain_state_dict():
     with torch.no_grad():
         difference = (aware(batch) - plain(batch)).abs()
     assert 0 < difference.max() < 0.05
+    # Each rounding can be switched off (int8_loss_budget, espcn_int8's exact split weights).
+    for conv in (m for m in aware.modules() if isinstance(m, Int8AwareConv2d)):
+        conv.round_input = conv.round_weight = False
+    with torch.no_grad():
+        assert torch.allclose(aware(batch), plain(batch))
 
 
 def test_train_int8_aware_fine_tunes_from_init(image_dir, tmp_path):

@@ -13,10 +13,10 @@ The package ships ``calibration_luma.npz`` (patches of the training images, neve
 without any data; ``calibration=`` takes other patches (your own footage's luma).
 
 What is quantised: the convolutions (weights and inputs), nothing else. Additions, the residual
-scale and the bicubic skip (a fixed convolution named ``FLOAT_SKIP_NAME``) stay float: NNCF's default also rounds both
-inputs of the final ``detail + bicubic`` sum to 8 bits, i.e. the picture itself to about two grey
-levels, which cost ``balanced`` x3 0.10 dB on Set5 where convolutions alone cost 0.02 dB, for no
-speed (element-wise work is memory-bound).
+scale and the bicubic skip (a fixed convolution named ``FLOAT_SKIP_NAME``) stay float: NNCF's
+default also rounds both inputs of the final ``detail + bicubic`` sum to 8 bits, i.e. the picture
+itself to about two grey levels, which cost ``balanced`` x3 0.10 dB on Set5 where convolutions
+alone cost 0.02 dB, for no speed (element-wise work is memory-bound).
 
 int8 networks: where a model ships ``NAME_xS.int8.onnx`` beside ``NAME_xS.onnx``, that network is
 the one quantised (``int8_source``). For ESPCN it is ``ESPCNSkip`` (``benchmarks/espcn_int8.py``):
@@ -169,8 +169,7 @@ def quantize_int8(onnx_path: os.PathLike | str, calibration: np.ndarray, recipe:
 
     model = ov.Core().read_model(str(onnx_path))
     convs = [op.get_friendly_name() for op in _learned_convs(model)]
-    ignored = [op.get_friendly_name() for op in model.get_ordered_ops()
-               if op.get_type_name() == "Convolution" and FLOAT_SKIP_NAME in op.get_friendly_name()]
+    ignored = [op.get_friendly_name() for op in model.get_ordered_ops() if _is_float_skip(op)]
     if recipe.keep_first_conv_float and convs:
         ignored.append(convs[0])
     if recipe.keep_last_conv_float and len(convs) > 1:
@@ -189,15 +188,19 @@ def quantize_int8(onnx_path: os.PathLike | str, calibration: np.ndarray, recipe:
     return quantized
 
 
-#: Module name of a network's fixed bicubic skip written as a convolution (``ESPCN(skip=True)``):
-#: it carries the picture itself, so it always stays float, like the Interpolate skip.
+#: Module name of a network's bicubic skip written as a fixed convolution (``models.bicubic.
+#: BicubicSkip``, in ESPCNSkip and the residual networks): it carries the picture itself, so it
+#: always stays float, as an Interpolate skip does (``Int8Recipe.ignored_types``).
 FLOAT_SKIP_NAME = "bicubic_skip"
+
+
+def _is_float_skip(op) -> bool:
+    return op.get_type_name() == "Convolution" and FLOAT_SKIP_NAME in op.get_friendly_name()
 
 
 def _learned_convs(model) -> list:
     """The model's convolutions in order, less the fixed bicubic skip."""
-    return [op for op in model.get_ordered_ops()
-            if op.get_type_name() == "Convolution" and FLOAT_SKIP_NAME not in op.get_friendly_name()]
+    return [op for op in model.get_ordered_ops() if op.get_type_name() == "Convolution" and not _is_float_skip(op)]
 
 
 #: Ops between the model input and its centring that only move pixels (the mirrored border).

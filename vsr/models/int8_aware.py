@@ -50,14 +50,19 @@ def fake_quantize_weight(weight: torch.Tensor) -> torch.Tensor:
 class Int8AwareConv2d(nn.Conv2d):
     """A ``Conv2d`` whose input and weights are rounded as the int8 model will round them.
     Same parameters and state_dict as the plain convolution (a checkpoint loads into either);
-    the input range is an attribute, not a buffer, so saved weights carry nothing extra."""
+    the input range is an attribute, not a buffer, so saved weights carry nothing extra.
+    ``round_input`` / ``round_weight`` switch either rounding off (to measure one quantiser alone,
+    or for weights the export keeps exact: ``SplitConv2d``)."""
 
     input_amax: float
     input_signed: bool
+    round_input: bool = True
+    round_weight: bool = True
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = fake_quantize_activation(x, self.input_amax, self.input_signed)
-        return self._conv_forward(x, fake_quantize_weight(self.weight), self.bias)
+        if self.round_input:
+            x = fake_quantize_activation(x, self.input_amax, self.input_signed)
+        return self._conv_forward(x, fake_quantize_weight(self.weight) if self.round_weight else self.weight, self.bias)
 
 
 def is_int8_aware(model: nn.Module) -> bool:
