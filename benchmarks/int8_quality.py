@@ -86,17 +86,18 @@ def set5_psnr(onnx: Path, scale: int, precision: str, recipe: Int8Recipe | None 
 
 
 def record_accuracy(rows: list[dict]) -> None:
-    from vsr.backends.int8 import ACCURACY_RESOURCE, RECIPE, int8_source, onnx_digest
+    from vsr.backends.int8 import ACCURACY_RESOURCE, int8_source, onnx_digest, shipped_recipe
 
     path = REPO / "vsr" / "models" / "weights" / ACCURACY_RESOURCE
     records = json.loads(path.read_text()) if path.is_file() else {}
-    # Records of networks no longer shipped (an older fine-tune, an older recipe) go.
+    # Records of networks no longer shipped (an older fine-tune) go.
     shipped_digests = {onnx_digest(p) for p in (REPO / "vsr" / "models" / "weights").glob("*.onnx")}
-    records = {k: v for k, v in records.items() if k in shipped_digests and v.get("recipe") == RECIPE.tag}
+    records = {k: v for k, v in records.items() if k in shipped_digests}
     for row in rows:
-        shipped = next(t for t in row["tried"] if t["recipe"] == RECIPE.tag)
+        recipe = shipped_recipe(row["onnx"]).tag
+        shipped = next(t for t in row["tried"] if t["recipe"] == recipe)
         records[onnx_digest(int8_source(row["onnx"]))] = {
-            "model": row["model"], "scale": row["scale"], "recipe": RECIPE.tag, "int8_source": row["int8_source"],
+            "model": row["model"], "scale": row["scale"], "recipe": recipe, "int8_source": row["int8_source"],
             "loss_db": shipped["loss_db"], "fp32_psnr_db": row["fp32_psnr_db"]}
     path.write_text(json.dumps(records, indent=2, sort_keys=True) + "\n")
     print(f"recorded {len(rows)} networks in {path}")
@@ -109,7 +110,8 @@ def main() -> None:
     parser.add_argument("--scales", type=int, nargs="+", default=[2, 3, 4])
     parser.add_argument("--max-loss-db", type=float, default=0.05)
     parser.add_argument("--recipes", choices=["shipped", "all"], default="shipped",
-                        help="shipped: only the recipe --precision int8 uses; all: every recipe of RECIPES")
+                        help="shipped: only the recipe --precision int8 uses for each network (int8.shipped_recipe: "
+                             "with the convolutions accuracy control keeps float); all: every recipe of RECIPES")
     parser.add_argument("--write-calibration", action="store_true")
     parser.add_argument("--record", action="store_true",
                         help="write the shipped recipe's loss per ONNX into vsr/models/weights/int8_accuracy.json, "
@@ -124,14 +126,14 @@ def main() -> None:
     import nncf
     import openvino as ov
 
-    from vsr.backends.int8 import RECIPE, int8_source
+    from vsr.backends.int8 import int8_source, shipped_recipe
     from vsr.models.weights import shipped_weights
 
-    recipes = RECIPES if args.recipes == "all" else (RECIPE,)
     rows = []
     for model in ([None] if args.onnx else args.models):
         for scale in args.scales:
             onnx = args.onnx or shipped_weights(scale, "onnx", model=model)
+            recipes = RECIPES if args.recipes == "all" else (shipped_recipe(onnx),)
             fp32 = set5_psnr(onnx, scale, "fp32")
             row = {"model": model or str(args.onnx), "scale": scale, "onnx": str(onnx),
                    "int8_source": int8_source(onnx).name, "fp32_psnr_db": fp32, "tried": [], "kept": None}

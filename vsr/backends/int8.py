@@ -31,7 +31,9 @@ NNCF/OpenVINO versions: a new model, new patches or a new NNCF never reuses a st
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import json
 import os
 import shutil
 import tempfile
@@ -44,7 +46,7 @@ import numpy as np
 from ..cache import cache_dir
 from .base import BackendUnavailable
 
-__all__ = ["Int8Recipe", "RECIPE", "cached_int8_model", "calibration_patches", "quantize_int8"]
+__all__ = ["Int8Recipe", "RECIPE", "cached_int8_model", "calibration_patches", "quantize_int8", "shipped_recipe"]
 
 #: Shipped calibration set: uint8 LR luma patches per scale ("x2", "x3", "x4").
 CALIBRATION_RESOURCE = "calibration_luma.npz"
@@ -72,11 +74,15 @@ class Int8Recipe:
     #: Give the first convolution's input the whole uint8 range, not the calibration patches'
     #: (``span_input_range``): else every pixel darker or brighter than the patches is clipped.
     full_input_range: bool = True
+    #: Further convolutions kept float, by index in the network's learned convolutions (0 the
+    #: first, -1 the last; the bicubic skip is not counted): the layers accuracy control found
+    #: for a network whose all-int8 form loses more than ``MAX_LOSS_DB`` (``shipped_recipe``).
+    float_convs: tuple[int, ...] = ()
 
     @property
     def tag(self) -> str:
         kept = "".join(name for name, keep in (("1", self.keep_first_conv_float), ("L", self.keep_last_conv_float))
-                       if keep)
+                       if keep) + "".join(f"c{index}" for index in self.float_convs)
         placement = "all" if self.quantize_elementwise else "convs"
         return (f"int8-{placement}{'-u8in' if self.full_input_range else ''}{'-float' + kept if kept else ''}"
                 f"-{self.float_precision}")
@@ -118,16 +124,33 @@ def int8_source(onnx_path: os.PathLike | str) -> Path:
     return aware if not onnx_path.name.endswith(INT8_SUFFIX) and aware.is_file() else onnx_path
 
 
-def accuracy_records() -> dict:
-    import json
-
-    path = Path(str(resources.files("vsr.models") / "weights" / ACCURACY_RESOURCE))
+def _weights_json(name: str) -> dict:
+    path = Path(str(resources.files("vsr.models") / "weights" / name))
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
-def recorded_loss_db(onnx_path: os.PathLike | str, recipe: Int8Recipe = RECIPE) -> float | None:
-    """The Set5 dB int8 (``recipe``) lost against fp32 for this network (its fp32 ``onnx_path``
-    against the int8 of ``int8_source``), or None where never measured."""
+def accuracy_records() -> dict:
+    return _weights_json(ACCURACY_RESOURCE)
+
+
+#: The convolutions each shipped network keeps float under ``--precision int8``, by the checksum
+#: of the network quantised: found by accuracy control (benchmarks/int8_accuracy_control.py) for
+#: the networks whose every-convolution int8 lost more than the bound.
+FLOAT_CONVS_RESOURCE = "int8_float_convs.json"
+
+
+def shipped_recipe(onnx_path: os.PathLike | str) -> Int8Recipe:
+    """The recipe ``--precision int8`` quantises ``onnx_path``'s int8 network with: ``RECIPE``,
+    keeping float the convolutions accuracy control recorded for that network (none for a
+    network of your own)."""
+    record = _weights_json(FLOAT_CONVS_RESOURCE).get(onnx_digest(int8_source(onnx_path)))
+    return RECIPE if record is None else dataclasses.replace(RECIPE, float_convs=tuple(record["float_convs"]))
+
+
+def recorded_loss_db(onnx_path: os.PathLike | str, recipe: Int8Recipe | None = None) -> float | None:
+    """The Set5 dB int8 (``recipe``, by default ``shipped_recipe``) lost against fp32 for this
+    network (its fp32 ``onnx_path`` against the int8 of ``int8_source``), or None where never measured."""
+    recipe = shipped_recipe(onnx_path) if recipe is None else recipe
     record = accuracy_records().get(onnx_digest(int8_source(onnx_path)))
     if record is None or record.get("recipe") != recipe.tag:
         return None
@@ -164,28 +187,40 @@ def quantize_int8(onnx_path: os.PathLike | str, calibration: np.ndarray, recipe:
     nncf = nncf_module()
     import openvino as ov
 
+    model = ov.Core().read_model(str(onnx_path))
+    quantized = nncf.quantize(model, calibration_dataset(calibration), **quantize_settings(model, recipe, len(calibration)))
+    if recipe.full_input_range:
+        span_input_range(quantized)
+    return quantized
+
+
+def calibration_dataset(calibration: np.ndarray):
+    return nncf_module().Dataset([patch[None] for patch in calibration])
+
+
+def quantize_settings(model, recipe: Int8Recipe, subset_size: int) -> dict:
+    """The keyword arguments of ``nncf.quantize`` for ``model`` (``ov.Model``) under ``recipe``,
+    calibrating on ``subset_size`` patches. benchmarks/int8_accuracy_control.py passes the same to
+    ``nncf.quantize_with_accuracy_control`` (which names ``advanced_parameters``
+    ``advanced_quantization_parameters``)."""
+    nncf = nncf_module()
     from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters
     from nncf.quantization.range_estimator import RangeEstimatorParametersSet
 
-    model = ov.Core().read_model(str(onnx_path))
     convs = [op.get_friendly_name() for op in _learned_convs(model)]
     ignored = [op.get_friendly_name() for op in model.get_ordered_ops() if _is_float_skip(op)]
     if recipe.keep_first_conv_float and convs:
         ignored.append(convs[0])
     if recipe.keep_last_conv_float and len(convs) > 1:
         ignored.append(convs[-1])
-    quantized = nncf.quantize(
-        model,
-        nncf.Dataset([patch[None] for patch in calibration]),
+    ignored += [convs[index] for index in recipe.float_convs]
+    return dict(
         preset=nncf.QuantizationPreset.PERFORMANCE,
-        subset_size=len(calibration),
+        subset_size=subset_size,
         ignored_scope=nncf.IgnoredScope(names=ignored, types=recipe.ignored_types, validate=False),
         advanced_parameters=AdvancedQuantizationParameters(
             activations_range_estimator_params=RangeEstimatorParametersSet.MINMAX),
     )
-    if recipe.full_input_range:
-        span_input_range(quantized)
-    return quantized
 
 
 #: Module name of a network's bicubic skip written as a fixed convolution (``models.bicubic.
@@ -286,12 +321,14 @@ def cached_int8_model(
     scale: int,
     *,
     calibration_path: os.PathLike | str | None = None,
-    recipe: Int8Recipe = RECIPE,
+    recipe: Int8Recipe | None = None,
 ) -> tuple[Path, bool]:
-    """(path of the int8 IR .xml for ``onnx_path``, whether it was already cached). Built once under a lock:
-    segment workers starting together quantise once and never read a half-written model."""
+    """(path of the int8 IR .xml for ``onnx_path``, whether it was already cached), quantised by
+    ``recipe`` (by default ``shipped_recipe``). Built once under a lock: segment workers starting
+    together quantise once and never read a half-written model."""
     from ..cache import build_lock
 
+    recipe = shipped_recipe(onnx_path) if recipe is None else recipe
     calibration = Path(calibration_path) if calibration_path is not None else _shipped_calibration()
     onnx_path = int8_source(onnx_path)
     folder = int8_cache_dir() / int8_cache_key(onnx_path, calibration, recipe)

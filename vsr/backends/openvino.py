@@ -36,7 +36,7 @@ class OpenVinoOptions:
     num_threads: int = 0
     device: str = "cpu"
     calibration: Path | None = None
-    #: ``int8.Int8Recipe`` to quantise with (None: ``int8.RECIPE``); for benchmarks/int8_quality.py.
+    #: ``int8.Int8Recipe`` to quantise with (None: ``int8.shipped_recipe``); for the int8 benchmarks.
     int8_recipe: object = None
 
 
@@ -74,11 +74,12 @@ class OpenVinoBackend:
         #: What OpenVINO computes the float layers in (for int8: the ones the recipe keeps float).
         self._float_hint = "bf16" if precision == "bf16" else "f32"
         if precision == "int8":
-            from .int8 import RECIPE, cached_int8_model
+            from .int8 import cached_int8_model, shipped_recipe
 
+            recipe = options.int8_recipe or shipped_recipe(self._onnx_path)
             self.model_path, _ = cached_int8_model(self._onnx_path, scale, calibration_path=options.calibration,
-                                                   recipe=options.int8_recipe or RECIPE)
-            if (options.int8_recipe or RECIPE).float_precision == "bf16" and native_bf16(self._core):
+                                                   recipe=recipe)
+            if recipe.float_precision == "bf16" and native_bf16(self._core):
                 self._float_hint = "bf16"
 
     def _compile(self, shape: tuple[int, ...], uint8: bool):
