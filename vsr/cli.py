@@ -183,10 +183,11 @@ def _precision_option(command):
     return click.option(
         "--precision", type=PRECISION_CHOICE, default="auto", show_default=True,
         help="OpenVINO's arithmetic. auto: the fastest of fp32, bf16 (where native) and int8 (where its Set5 "
-             "loss is recorded within 0.05 dB: the residual models, espcn at x3/x4) on this CPU, timed once per "
-             "CPU model and cached (it says which). int8: NNCF-quantised, faster without AMX; 0.003-0.045 dB "
-             "lower on Set5 for the residual models, 0.04-0.07 dB for espcn, 0.2-0.5 dB for espcn7 (needs pip "
-             "install 'vsr[int8]'). Other backends run fp32.")(command)
+             "loss is recorded within 0.05 dB: every shipped model) on this CPU, timed once per CPU model and "
+             "cached (it says which). int8: NNCF-quantised, faster without AMX, at most 0.05 dB lower on Set5 for "
+             "every shipped model (accuracy control keeps float the layers that would lose more: espcn7 stays "
+             "almost all float, so its int8 is no faster) (needs pip install 'vsr[int8]'). Other backends run "
+             "fp32.")(command)
 
 
 def _engine_options(default_backend: str, backend_help: str = "", *, auto_model: bool = False):

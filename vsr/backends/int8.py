@@ -3,9 +3,9 @@
 Why int8: CPUs without AMX (most laptops, AMD EPYC) run bf16 at a fraction of AMX's speed, but
 they have VNNI int8 dot products. On a 2-core AMD EPYC (AVX-512 BF16/VNNI, no AMX), ESPCN x3 on a
 640x360 luma plane took 24 ms in int8 against 38 ms in bf16 and 68 ms in fp32
-(benchmarks/results/cpu_levers.md). On Set5 int8 costs the residual rungs 0.003-0.045 dB, ESPCN
-0.041 / 0.037 dB at x3 / x4 and 0.066 dB at x2 (its int8 network, below), espcn7 0.20-0.50 dB
-(benchmarks/results/int8_quality.md).
+(benchmarks/results/cpu_levers.md). On Set5 int8 costs every shipped network at most 0.05 dB
+(benchmarks/results/int8_quality.md): the residual rungs 0.003-0.045 dB, ESPCN 0.032-0.041 dB (its
+int8 network, below), espcn7 0-0.044 dB (accuracy control, below).
 
 Calibration: NNCF only needs activation ranges, so a few dozen low-resolution luma patches do.
 The package ships ``calibration_luma.npz`` (patches of the training images, never Set5, made by
@@ -21,9 +21,17 @@ alone cost 0.02 dB, for no speed (element-wise work is memory-bound).
 int8 networks: where a model ships ``NAME_xS.int8.onnx`` beside ``NAME_xS.onnx``, that network is
 the one quantised (``int8_source``). For ESPCN it is ``ESPCNSkip`` (``benchmarks/espcn_int8.py``):
 the same layers around a float bicubic skip, so that int8 rounds only the detail, fine-tuned with
-the int8 rounding simulated, its last layer split into int8-exact halves. For espcn7 it is an
-int8-aware fine-tune of its weights (``vsr train --int8-aware``), which still loses 0.20-0.50 dB.
-The residual networks need neither: their skip is already float.
+the int8 rounding simulated, its last layer split into int8-exact halves. The residual networks
+need none: their skip is already float.
+
+Accuracy control: where every convolution int8 still loses more than the bound, some stay float.
+``benchmarks/int8_accuracy_control.py`` found which, greedily on held-out training images (never
+Set5), and recorded them by the network's checksum in ``int8_float_convs.json``;
+``shipped_recipe`` reads them. ESPCN x2 keeps one half of its last layer float (0.066 -> 0.032 dB,
+but slower than bf16 there, so ``auto`` picks bf16). espcn7's four middle convolutions are
+near-identities whose small corrections int8 weights round away: it keeps all of its convolutions
+float at x2 and all but the first at x3/x4, i.e. its int8 is no faster than fp32 and ``auto``
+never picks it (an int8-aware fine-tune had reached only 0.20-0.50 dB).
 
 The quantised model is cached as OpenVINO IR under ``$VSR_CACHE_DIR/openvino_int8/``, named by
 the source ONNX's checksum, the calibration set's checksum, the quantisation recipe and the
@@ -96,10 +104,10 @@ class Int8Recipe:
         return moved if self.quantize_elementwise else [*moved, "Add", "Multiply", "Interpolate"]
 
 
-#: The recipe `--precision int8` uses: every convolution int8, the rest float. ``auto`` chooses
-#: int8 only for a network whose recorded Set5 loss is within ``MAX_LOSS_DB``
-#: (results/int8_quality.md): post-training on the plain networks, ESPCN lost 0.17 dB at x3 and
-#: espcn7 8.5 dB; their int8 networks (``int8_source``) lose 0.041 and 0.23 dB.
+#: The recipe `--precision int8` uses: every convolution int8, the rest float, less the convolutions
+#: accuracy control keeps float for a network (``shipped_recipe``). ``auto`` chooses int8 only for
+#: a network whose recorded Set5 loss is within ``MAX_LOSS_DB`` (results/int8_quality.md):
+#: post-training on the plain networks, ESPCN lost 0.17 dB at x3 and espcn7 8.5 dB.
 RECIPE = Int8Recipe()
 
 

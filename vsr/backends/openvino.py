@@ -5,8 +5,8 @@ fp32 (ONNX Runtime: 58 ms). On a 2-core AMD EPYC (AVX-512 BF16/VNNI, no AMX) bf1
 fp32 63-68 ms and int8 (NNCF, ``int8.py``) 22-25 ms; see benchmarks/results/. bf16 keeps fp32's
 range and accumulates in fp32, so the output moves by about one grey level at most. int8's Set5
 cost is measured per network and scale (benchmarks/int8_quality.py, recorded in
-``int8_accuracy.json``): 0.003-0.045 dB for the residual rungs, 0.037-0.066 dB for espcn and
-0.20-0.50 dB for espcn7; ``auto`` runs int8 only within 0.05 dB (espcn at x3 and x4, not x2).
+``int8_accuracy.json``): every shipped network within 0.05 dB, some by keeping convolutions float
+(accuracy control, ``int8.shipped_recipe``); ``auto`` runs int8 only within 0.05 dB.
 """
 from __future__ import annotations
 
