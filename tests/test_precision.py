@@ -129,9 +129,11 @@ def test_int8_model_is_built_once_and_keyed_by_its_inputs(tmp_path, monkeypatch)
 def test_int8_without_nncf_is_one_clear_error(monkeypatch, tmp_path):
     import sys
 
+    from vsr.backends import int8
     from vsr.cli import main
 
     monkeypatch.setitem(sys.modules, "nncf", None)  # import nncf raises ImportError
+    monkeypatch.setattr(int8, "nncf_version", lambda: None)  # and its package metadata is gone
     result = CliRunner().invoke(main, ["upscale", str(_png(tmp_path)), str(tmp_path / "out.png"),
                                        "--backend", "openvino", "--precision", "int8"])
     assert result.exit_code == 1
@@ -238,3 +240,27 @@ def _png(folder):
     path = folder / "in.png"
     Image.fromarray(synthetic_rgb(40, 48)).save(path)
     return path
+
+
+@needs_nncf
+def test_a_cached_int8_model_runs_without_importing_nncf(tmp_path):
+    """Importing NNCF imports torch (3.3 s of every segment worker's start-up on 2 cores): once the
+    int8 model and auto's choice are cached, a new process upscales without either module."""
+    import os
+    import subprocess
+    import sys
+
+    script = (
+        "import sys, numpy as np\n"
+        "from vsr.backends import create_backend\n"
+        "for precision in ('int8', 'auto'):\n"
+        "    engine = create_backend('openvino', 3, precision=precision)\n"
+        "    out = engine.upscale_luma_uint8(np.full((1, 24, 32), 128, np.uint8))\n"
+        "    assert out.shape == (1, 72, 96), out.shape\n"
+        "    engine.close()\n"
+        "print(sorted(m for m in ('nncf', 'torch') if m in sys.modules))\n")
+    env = {**os.environ, "VSR_CACHE_DIR": str(tmp_path)}
+    first = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True)
+    assert "nncf" in first.stdout  # it quantised: NNCF was needed
+    again = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True)
+    assert again.stdout.strip() == "[]", again.stdout

@@ -62,20 +62,15 @@ def cpu_identity() -> str:
 def candidates(onnx_path: Path) -> list[str]:
     """fp32; bf16 where native; int8 where NNCF is installed and this network's int8 was recorded
     within ``int8.MAX_LOSS_DB`` on Set5 (a faster but visibly worse precision is never automatic)."""
-    from .int8 import MAX_LOSS_DB, recorded_loss_db
+    from .int8 import MAX_LOSS_DB, nncf_version, recorded_loss_db
     from .openvino import native_bf16
 
     names = ["fp32"]
     if native_bf16():
         names.append("bf16")
     loss_db = recorded_loss_db(onnx_path)
-    if loss_db is not None and loss_db <= MAX_LOSS_DB:
-        try:
-            import nncf  # noqa: F401
-
-            names.append("int8")
-        except ImportError:
-            pass
+    if loss_db is not None and loss_db <= MAX_LOSS_DB and nncf_version() is not None:
+        names.append("int8")
     return names
 
 
@@ -84,16 +79,14 @@ def int8_left_out(loss_db: float | None) -> str | None:
     (``int8.recorded_loss_db``), for a user who wants speed more than the last 0.1 dB (the lever
     that makes ESPCN real time on CPUs without AMX), or None where it is a candidate or was never
     measured for this network."""
-    from .int8 import MAX_LOSS_DB
+    from .int8 import MAX_LOSS_DB, nncf_version
 
     if loss_db is None:
         return None
     if loss_db > MAX_LOSS_DB:
         return (f"int8 left out: it loses {loss_db:.2f} dB on Set5 with this network, over the "
                 f"{MAX_LOSS_DB} dB bound (--precision int8 runs it anyway)")
-    try:
-        import nncf  # noqa: F401
-    except ImportError:
+    if nncf_version() is None:
         return "int8 left out: NNCF is not installed (pip install 'vsr[int8]')"
     return None
 
@@ -101,16 +94,10 @@ def int8_left_out(loss_db: float | None) -> str | None:
 def _cache_path(onnx_path: Path) -> tuple[Path, dict]:
     import openvino as ov
 
-    try:
-        import nncf
-
-        nncf_version = nncf.__version__
-    except ImportError:
-        nncf_version = None
-    from .int8 import onnx_digest, recorded_loss_db
+    from .int8 import nncf_version, onnx_digest, recorded_loss_db
 
     key = {"cpu": cpu_identity(), "onnx_sha256": onnx_digest(onnx_path),
-           "openvino": ov.__version__.split("-")[0], "nncf": nncf_version,
+           "openvino": ov.__version__.split("-")[0], "nncf": nncf_version(),
            "int8_loss_db": recorded_loss_db(onnx_path)}
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
     root = cache_dir("precision")
