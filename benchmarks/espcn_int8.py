@@ -108,8 +108,49 @@ def simulate_int8(network, scale: int, split: bool = True):
     from vsr.models import int8_aware
 
     int8_aware.make_int8_aware(network, [torch.from_numpy(calibration_patches(scale))], forward=network.forward)
-    network.conv3.round_weight = not split
+    if isinstance(network.conv3, int8_aware.Int8AwareConv2d):
+        network.conv3.round_weight = not split
     return network
+
+
+def shipped_skip_network(scale: int):
+    """The float ``ESPCNSkip`` the shipped ``espcn_xS.int8.onnx`` holds (its split last layer
+    summed back into one convolution): the starting point of ``--start shipped``."""
+    import onnx
+    import torch
+    from onnx import numpy_helper
+
+    from vsr.models.espcn import ESPCNSkip
+
+    weights = {init.name: torch.from_numpy(numpy_helper.to_array(init).astype(np.float32))
+               for init in onnx.load(str(REPO / "vsr" / "models" / "weights" / f"espcn_x{scale}.int8.onnx")).graph.initializer}
+    network = ESPCNSkip(scale)
+    with torch.no_grad():
+        for name in ("conv1.weight", "conv1.bias", "conv2.weight", "conv2.bias"):
+            network.get_parameter(name).copy_(weights[name])
+        network.conv3.weight.copy_(weights["conv3.on_grid.weight"] + weights["conv3.remainder.weight"])
+        network.conv3.bias.copy_(weights["conv3.on_grid.bias"])
+    return network.eval()
+
+
+def fit_correction(network, patches, ridge: float, chunk: int = 16) -> None:
+    """Start ``network``'s ``GridCorrectedConv2d`` correction at the least-squares 1x1 map from the
+    features to what rounding the last layer's weights to the grid loses (float, before the fine-tune)."""
+    import torch
+
+    from vsr.models.espcn import fit_conv
+    from vsr.models.int8_aware import fake_quantize_weight
+
+    layer = network.conv3
+    probe = torch.nn.Conv2d(layer.correction.in_channels, layer.correction.out_channels, 1)
+    crop = layer.crop_px
+    with torch.no_grad():
+        features = [network.features(x) for x in patches.split(chunk)]
+        lost = [torch.nn.functional.conv2d(f, layer.on_grid.weight - fake_quantize_weight(layer.on_grid.weight))
+                for f in features]
+        fit_conv(probe, [f[..., crop:-crop, crop:-crop] for f in features], lost, ridge)
+        layer.correction.weight.copy_(probe.weight)
+        layer.on_grid.bias.add_(probe.bias)
 
 
 def refit_for_int8(network, espcn, patches, ridge: float, chunk: int = 16) -> None:
@@ -137,14 +178,17 @@ def refit_for_int8(network, espcn, patches, ridge: float, chunk: int = 16) -> No
 def plain_copy(network, scale: int):
     """A plain ``ESPCNSkip`` holding ``network``'s weights (the simulation's convolutions undone)."""
     from vsr.models.espcn import ESPCNSkip
+    from vsr.models.int8_aware import GridCorrectedConv2d
 
     plain = ESPCNSkip(scale)
+    if isinstance(network.conv3, GridCorrectedConv2d):
+        plain.correct_last_conv()
     plain.load_state_dict(network.state_dict())
     return plain.eval()
 
 
 def build(scale: int, minutes: float, lr: float, ridge: float, seed: int, out: Path, refit: bool = False,
-          split: bool = True) -> dict:
+          split: bool = True, correction: str = "split", start: str = "espcn") -> dict:
     import torch
 
     from vsr.export import export_onnx
@@ -156,10 +200,16 @@ def build(scale: int, minutes: float, lr: float, ridge: float, seed: int, out: P
     train, held_out = split_images(scale)
     espcn = load_model(scale, model="espcn").eval()
     fit_patches, _ = crops(train, scale, 1024, rng)
-    network = ESPCNSkip.from_espcn(espcn, fit_patches, ridge=ridge)
+    network = (ESPCNSkip.from_espcn(espcn, fit_patches, ridge=ridge) if start == "espcn"
+               else shipped_skip_network(scale))
     log = {"scale": scale, "minutes": minutes, "lr": lr, "ridge": ridge, "seed": seed, "refit": refit, "split": split,
+           "correction": correction, "start": start,
            "held_out_psnr_db": {"espcn_float": held_out_psnr(espcn, held_out, scale),
                                 "skip_float": held_out_psnr(network.eval(), held_out, scale)}}
+    if correction == "1x1":
+        network.correct_last_conv()
+        fit_correction(network, fit_patches[:600], ridge)
+        log["held_out_psnr_db"]["grid_corrected_float"] = held_out_psnr(network.eval(), held_out, scale)
     simulate_int8(network, scale, split)
     if refit:
         log["held_out_psnr_db"]["skip_int8_before_refit"] = held_out_psnr(network, held_out, scale)
@@ -193,7 +243,9 @@ def build(scale: int, minutes: float, lr: float, ridge: float, seed: int, out: P
     log["held_out_psnr_db"]["skip_int8_best"] = best
 
     final = plain_copy(network, scale)
-    if split:
+    if correction == "1x1":
+        final.conv3.snap_to_grid()
+    elif split:
         final.split_last_conv()
     target = out / f"espcn_x{scale}.int8.onnx"
     export_onnx(final, target)
@@ -212,6 +264,11 @@ def main() -> None:
                         help="refit conv2 and conv3 to the float network under simulated int8 before the fine-tune")
     parser.add_argument("--no-split", action="store_true",
                         help="leave the last layer whole (its weights int8-rounded in the fine-tune too): faster, less exact")
+    parser.add_argument("--correction", choices=["split", "1x1"], default="split",
+                        help="the last layer for export: split (its int8-grid half plus the exact remainder, a second "
+                             "3x3) or 1x1 (its int8-grid half plus a 1x1 correction, fine-tuned: cheaper, inexact)")
+    parser.add_argument("--start", choices=["espcn", "shipped"], default="espcn",
+                        help="espcn: refit the shipped ESPCN (step 1); shipped: the shipped espcn_xS.int8.onnx's weights")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=REPO / "vsr" / "models" / "weights")
@@ -220,7 +277,8 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     for scale in args.scales:
-        build(scale, args.minutes, args.lr, args.ridge, args.seed, args.out, args.refit, not args.no_split)
+        build(scale, args.minutes, args.lr, args.ridge, args.seed, args.out, args.refit, not args.no_split,
+              args.correction, args.start)
 
 
 if __name__ == "__main__":

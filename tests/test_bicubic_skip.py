@@ -79,6 +79,32 @@ def test_split_conv_is_exact_in_float_and_on_the_int8_grid():
     assert remainder.abs().max() <= conv.weight.abs().amax() / 254 + 1e-7
 
 
+def test_grid_corrected_conv_holds_the_grid_and_crops_the_correction():
+    """``GridCorrectedConv2d``: the convolution plus a 1x1 correction of its input, cropped to the
+    convolution's output (cropping the correction's output equals correcting the cropped input);
+    ``snap_to_grid`` puts the weights where per-channel int8 keeps them exactly."""
+    from vsr.models.int8_aware import GridCorrectedConv2d, fake_quantize_weight
+
+    torch.manual_seed(0)
+    conv = torch.nn.Conv2d(32, 9, 3)
+    x = torch.randn(2, 32, 12, 14)
+    with torch.no_grad():
+        expected = conv(x)
+        layer = GridCorrectedConv2d(conv)
+        assert torch.equal(layer(x), expected)  # a zero correction at first
+        layer.correction.weight.normal_(std=0.01)
+        correction = torch.nn.functional.conv2d(x[..., 1:-1, 1:-1], layer.correction.weight)
+        assert (layer(x) - (expected + correction)).abs().max() < 1e-5
+        before = layer.on_grid.weight.clone()
+        layer.snap_to_grid()
+        after = layer.on_grid.weight
+        assert torch.equal(fake_quantize_weight(after), after)
+        step = before.abs().amax(dim=(1, 2, 3), keepdim=True) / 127
+        assert not torch.equal(after, before) and ((after - before).abs() <= step / 2 + 1e-7).all()
+    with pytest.raises(ValueError, match="unpadded"):
+        GridCorrectedConv2d(torch.nn.Conv2d(32, 9, 3, padding=1))
+
+
 def test_espcn_skip_reproduces_espcn_in_float():
     """``from_espcn`` refits the last layer on one picture's patches; on another picture the skip
     form gives ESPCN's output to a fraction of a grey level."""

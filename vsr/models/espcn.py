@@ -99,6 +99,14 @@ class ESPCNSkip(ESPCN):
         self.conv3 = SplitConv2d(self.conv3)
         return self
 
+    def correct_last_conv(self) -> "ESPCNSkip":
+        """Make the last layer a ``GridCorrectedConv2d`` with a zero correction (in place; to be
+        fine-tuned with int8 simulated, then snapped to the grid for export)."""
+        from .int8_aware import GridCorrectedConv2d
+
+        self.conv3 = GridCorrectedConv2d(self.conv3)
+        return self
+
     @classmethod
     @torch.no_grad()
     def from_espcn(cls, espcn: ESPCN, luma_with_context: torch.Tensor, ridge: float = 1e-6,

@@ -21,11 +21,10 @@ from .worker import SegmentJob, SegmentResult, available_cpus, thread_budget
 #: One worker per core: on the 2-core AMD EPYC, 2 workers beat 1 in every paired round on both
 #: clips (360p->1080p 20.8 vs 19.3 fps, 720p->4K 5.28 vs 5.11 at best), and 4 did no better
 #: than 2 (benchmarks/results/segments_cpu.md). Each gets a one-thread share of everything.
+#: int8 too: it once got one 2-thread worker (26.5 against 14.6 fps, measured while OpenVINO
+#: pinned every worker's threads to core 0); since, on the 917-frame clip, 2 workers ran 29.9 and
+#: 28.5 fps against 28.5 and 28.8 for one 2-thread worker (benchmarks/results/cpu_levers.md).
 CPU_CORES_PER_WORKER = 1
-#: int8 on OpenVINO is the exception: on the same machine one stream of 2 threads ran the 917-frame
-#: clip at 26.5 fps against 14.6 for 2 one-thread workers (300 frames: 24.4 vs 19.5;
-#: benchmarks/results/cpu_levers.md), so int8 workers get two cores each.
-INT8_CPU_CORES_PER_WORKER = 2
 #: With a GPU the workers' CPU side (decode, chroma, encode) is the limit: one worker per two
 #: cores, as many as 8 per GPU (16 libx264 encoders reached 885 fps at 1080p on a 16-core
 #: H100 machine, issue #10), so a 16-core machine runs 8.
@@ -35,8 +34,7 @@ GPU_WORKERS_PER_GPU = 8
 def auto_workers(spec: EngineSpec, *, cpu_count: int | None = None, gpu_count: int | None = None) -> int:
     """The default ``--workers``: from the cores (and GPUs with ``--device cuda``)."""
     cores = cpu_count or available_cpus()
-    per_worker = INT8_CPU_CORES_PER_WORKER if spec.precision == "int8" and not spec.cuda else CPU_CORES_PER_WORKER
-    by_cores = max(1, cores // per_worker)
+    by_cores = max(1, cores // CPU_CORES_PER_WORKER)
     if spec.cuda:
         gpus = gpu_count if gpu_count is not None else _gpu_count()
         return max(1, min(by_cores, GPU_WORKERS_PER_GPU * max(1, gpus)))
