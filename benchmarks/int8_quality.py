@@ -6,9 +6,10 @@
 
 For each model and scale: Set5 PSNR of the shipped fp32 ONNX on OpenVINO fp32 and bf16, and of
 its int8 model (NNCF, the shipped calibration patches: training images, never Set5), quantised
-from the network ``--precision int8`` quantises (``int8.int8_source``: the int8-aware fine-tune
-``NAME_xS.int8.onnx`` where one ships, else the fp32 ONNX). With ``--recipes all``, accuracy
-control: the recipes of ``RECIPES`` are tried fastest first and the first within
+from the network ``--precision int8`` quantises (``int8.int8_source``: ``NAME_xS.int8.onnx`` where
+one ships, else the fp32 ONNX) with the recipe it uses for that network (``int8.shipped_recipe``:
+the convolutions accuracy control keeps float, benchmarks/int8_accuracy_control.py). With
+``--recipes all``, the older fixed list ``RECIPES`` is tried fastest first and the first within
 ``--max-loss-db`` (0.05) is marked kept. ``--record`` writes the shipped recipe's loss per network
 into vsr/models/weights/int8_accuracy.json, which ``--precision auto`` reads. Untimed: it may run
 beside other work. Writes results/int8_quality.json and .md (or --out).
@@ -159,8 +160,9 @@ def main() -> None:
              f"Bound: at most {args.max_loss_db} dB lost per scale. Calibration: {results['calibration']}. "
              f"NNCF {results['nncf']}, OpenVINO {results['openvino']}. Recipes are tried fastest first; "
              "the first within the bound is kept. int8 network: `NAME_xS.int8.onnx` where one ships (espcn: the "
-             "bicubic-skip form, benchmarks/espcn_int8.py; espcn7: an int8-aware fine-tune), else the fp32 ONNX "
-             "itself; its loss is against the fp32 ONNX. PSNR does not depend on the CPU.", "",
+             "bicubic-skip form, benchmarks/espcn_int8.py), else the fp32 ONNX itself; its loss is against the fp32 "
+             "ONNX. `floatcN` in a recipe: convolution N kept float by accuracy control "
+             "(int8_accuracy_control.md). PSNR does not depend on the CPU.", "",
              "| model | scale | fp32 dB | recipe | int8 network | int8 dB | lost dB | within bound |",
              "|---|---:|---:|---|---|---:|---:|---|"]
     for row in rows:
