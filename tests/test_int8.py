@@ -292,3 +292,16 @@ def test_int8_set5_loss_is_what_the_results_record(data_dir, model, scale):
     assert abs((scores["fp32"] - scores["int8"]) - recorded) <= 0.02
     results = json.loads((Path(__file__).parent.parent / "benchmarks" / "results" / "int8_quality.json").read_text())
     assert any(row["model"] == model and row["scale"] == scale for row in results["rows"])
+
+
+@needs_nncf
+def test_the_backend_says_when_accuracy_control_keeps_convolutions_float():
+    """``vsr run --precision int8 --model espcn7`` runs almost all float: its first line says so."""
+    from vsr.backends import create_backend, describe
+
+    for model, expected in (("espcn7", "openvino int8, 6 of 7 convolutions float (cpu)"), ("espcn", "openvino int8 (cpu)")):
+        engine = create_backend("openvino", 3, precision="int8", model=model)
+        try:
+            assert describe(engine) == expected
+        finally:
+            engine.close()

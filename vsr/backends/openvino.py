@@ -69,6 +69,8 @@ class OpenVinoBackend:
 
             precision, self.note = choose_precision(self._onnx_path, scale, options.calibration)
         self.precision = precision
+        #: The precision as ``describe`` says it (int8: how many convolutions accuracy control keeps float).
+        self.precision_label = precision
         #: The model file compiled: the ONNX, or for int8 its quantised IR (made once, cached).
         self.model_path = self._onnx_path
         #: What OpenVINO computes the float layers in (for int8: the ones the recipe keeps float).
@@ -79,6 +81,12 @@ class OpenVinoBackend:
             recipe = options.int8_recipe or shipped_recipe(self._onnx_path)
             self.model_path, _ = cached_int8_model(self._onnx_path, scale, calibration_path=options.calibration,
                                                    recipe=recipe)
+            if recipe.float_convs:
+                # Said where the backend is described: --precision int8 on espcn7 runs almost all float.
+                from .int8 import _learned_convs, int8_source
+
+                convs = len(_learned_convs(self._core.read_model(str(int8_source(self._onnx_path)))))
+                self.precision_label = f"int8, {len(recipe.float_convs)} of {convs} convolutions float"
             if recipe.float_precision == "bf16" and native_bf16(self._core):
                 self._float_hint = "bf16"
 
