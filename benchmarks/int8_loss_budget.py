@@ -7,7 +7,7 @@ For each network and scale, the torch simulation of OpenVINO's int8 model
 one quantiser at a time: each convolution's weights alone, each convolution's input alone,
 then all of them. The loss of each against fp32 says which layer a lever must target. Then the
 real OpenVINO int8 model with the largest single cost removed (the last convolution kept float,
-``Int8Recipe(keep_last_conv_float=True)``), its Set5 loss and its engine time on a 640x360 plane
+``Int8Recipe(float_convs=(-1,))``), its Set5 loss and its engine time on a 640x360 plane
 (the CPU is named in the output). Networks: the shipped fp32 weights (post-training), not the
 int8-aware fine-tunes, so the budget is that of the network itself. Writes
 results/int8_loss_budget.json and .md.
@@ -84,8 +84,8 @@ def openvino_rows(model: str, scale: int) -> list[dict]:
         plane = probe_plane(360, 640)
         rows = [{"variant": "bf16", "loss_db": round(fp32 - set5_psnr(onnx, scale, "bf16"), 4),
                  "engine_ms": time_plane_ms(onnx, scale, OpenVinoOptions(precision="bf16"), plane, calls=10)}]
-        for recipe in (RECIPE, Int8Recipe(keep_last_conv_float=True, float_precision="bf16"),
-                       Int8Recipe(keep_last_conv_float=True)):
+        for recipe in (RECIPE, Int8Recipe(float_convs=(-1,), float_precision="bf16"),
+                       Int8Recipe(float_convs=(-1,))):
             options = OpenVinoOptions(precision="int8", int8_recipe=recipe)
             rows.append({"variant": recipe.tag, "loss_db": round(fp32 - set5_psnr(onnx, scale, "int8", recipe), 4),
                          "engine_ms": time_plane_ms(onnx, scale, options, plane, calls=10)})

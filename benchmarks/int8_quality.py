@@ -34,8 +34,8 @@ from vsr.backends.int8 import Int8Recipe  # noqa: E402
 #: Roughly fastest first (engine times in results/cpu_levers.md and int8_loss_budget.md): every
 #: conv int8, then the last conv kept float (the largest single cost of ESPCN's int8), the first,
 #: then both; the float layers in bf16 or fp32.
-RECIPES = tuple(Int8Recipe(keep_first_conv_float=first, keep_last_conv_float=last, float_precision=floats)
-                for first, last in ((False, False), (False, True), (True, False), (True, True))
+RECIPES = tuple(Int8Recipe(float_convs=kept, float_precision=floats)
+                for kept in ((), (-1,), (0,), (0, -1))
                 for floats in ("bf16", "fp32"))
 RECIPES = (*RECIPES, Int8Recipe(quantize_elementwise=True))
 

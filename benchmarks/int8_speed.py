@@ -22,9 +22,9 @@ sys.path.insert(0, str(HERE.parent))
 
 from vsr.backends.int8 import RECIPE, Int8Recipe, shipped_recipe  # noqa: E402
 
-EXTRA_TANH = (Int8Recipe(keep_last_conv_float=True, float_precision="bf16"),
-              Int8Recipe(keep_first_conv_float=True, keep_last_conv_float=True, float_precision="bf16"),
-              Int8Recipe(keep_first_conv_float=True, keep_last_conv_float=True, float_precision="fp32"))
+EXTRA_TANH = (Int8Recipe(float_convs=(-1,), float_precision="bf16"),
+              Int8Recipe(float_convs=(0, -1), float_precision="bf16"),
+              Int8Recipe(float_convs=(0, -1), float_precision="fp32"))
 
 
 def main() -> None:
@@ -68,7 +68,7 @@ def main() -> None:
              f"CPU: {results['cpu']}. OpenVINO {results['openvino']}. Best of {args.calls} calls after a warm-up, "
              f"every core, uint8 in and out inside the graph. `--precision int8` uses `{RECIPE.tag}` "
              "(convolutions int8, the rest float), less the convolutions accuracy control keeps float for a network "
-             "(`floatcN`: int8_accuracy_control.md); `int8-all` is NNCF's default placement; `float1`/`floatL` keep "
+             "(`floatcN`: int8_accuracy_control.md); `int8-all` is NNCF's default placement; `floatc0`/`floatc-1` keep "
              "the first/last convolution in the named float precision. Set5 costs: int8_quality.md, "
              "int8_recipes_tanh.md.", "", "| model | variant | ms/plane | x bf16 speed |", "|---|---|---:|---:|"]
     for row in rows:

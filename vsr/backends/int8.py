@@ -64,33 +64,29 @@ CALIBRATION_RESOURCE = "calibration_luma.npz"
 class Int8Recipe:
     """How a float model becomes int8.
 
-    ``keep_first_conv_float`` / ``keep_last_conv_float``: leave those convs in float. The first
-    sees one input channel and the last few output channels, so int8 saves little there (in
-    ESPCN x3 the middle conv holds 81 % of the multiply-adds) while each quantised activation
-    adds noise: 8 bits over tanh's [-1, 1] is about 0.3 grey levels per layer.
+    ``float_convs``: the convolutions left in float, by index among the network's learned
+    convolutions (0 the first, -1 the last; the bicubic skip is not counted). For the shipped
+    networks, the ones accuracy control found (``shipped_recipe``); the benchmarks also try the
+    first and last, which see one input channel and a few output channels, so int8 saves little
+    there (in ESPCN x3 the middle conv holds 81 % of the multiply-adds) while each quantised
+    activation adds noise: 8 bits over tanh's [-1, 1] is about 0.3 grey levels per layer.
     ``float_precision``: what the layers left in float compute in, fp32 or bf16 (bf16 only where
     the CPU has it natively; elsewhere fp32 is used).
 
     Ranges are the global min/max of the calibration activations, not NNCF's default mean of
     per-sample extremes: that clipped the brightest and darkest outputs (4 dB lost on Set5)."""
 
-    keep_first_conv_float: bool = False
-    keep_last_conv_float: bool = False
+    float_convs: tuple[int, ...] = ()
     float_precision: str = "fp32"
     #: Also quantise additions, multiplications and the bicubic skip (NNCF's default placement).
     quantize_elementwise: bool = False
     #: Give the first convolution's input the whole uint8 range, not the calibration patches'
     #: (``span_input_range``): else every pixel darker or brighter than the patches is clipped.
     full_input_range: bool = True
-    #: Further convolutions kept float, by index in the network's learned convolutions (0 the
-    #: first, -1 the last; the bicubic skip is not counted): the layers accuracy control found
-    #: for a network whose all-int8 form loses more than ``MAX_LOSS_DB`` (``shipped_recipe``).
-    float_convs: tuple[int, ...] = ()
 
     @property
     def tag(self) -> str:
-        kept = "".join(name for name, keep in (("1", self.keep_first_conv_float), ("L", self.keep_last_conv_float))
-                       if keep) + "".join(f"c{index}" for index in self.float_convs)
+        kept = "".join(f"c{index}" for index in self.float_convs)
         placement = "all" if self.quantize_elementwise else "convs"
         return (f"int8-{placement}{'-u8in' if self.full_input_range else ''}{'-float' + kept if kept else ''}"
                 f"-{self.float_precision}")
@@ -151,15 +147,20 @@ def shipped_recipe(onnx_path: os.PathLike | str) -> Int8Recipe:
     """The recipe ``--precision int8`` quantises ``onnx_path``'s int8 network with: ``RECIPE``,
     keeping float the convolutions accuracy control recorded for that network (none for a
     network of your own)."""
-    record = _weights_json(FLOAT_CONVS_RESOURCE).get(onnx_digest(int8_source(onnx_path)))
+    return _recipe_for(onnx_digest(int8_source(onnx_path)))
+
+
+def _recipe_for(source_digest: str) -> Int8Recipe:
+    record = _weights_json(FLOAT_CONVS_RESOURCE).get(source_digest)
     return RECIPE if record is None else dataclasses.replace(RECIPE, float_convs=tuple(record["float_convs"]))
 
 
 def recorded_loss_db(onnx_path: os.PathLike | str, recipe: Int8Recipe | None = None) -> float | None:
     """The Set5 dB int8 (``recipe``, by default ``shipped_recipe``) lost against fp32 for this
     network (its fp32 ``onnx_path`` against the int8 of ``int8_source``), or None where never measured."""
-    recipe = shipped_recipe(onnx_path) if recipe is None else recipe
-    record = accuracy_records().get(onnx_digest(int8_source(onnx_path)))
+    digest = onnx_digest(int8_source(onnx_path))
+    recipe = _recipe_for(digest) if recipe is None else recipe
+    record = accuracy_records().get(digest)
     if record is None or record.get("recipe") != recipe.tag:
         return None
     return record["loss_db"]
@@ -234,10 +235,6 @@ def quantize_settings(model, recipe: Int8Recipe, subset_size: int) -> dict:
 
     convs = [op.get_friendly_name() for op in _learned_convs(model)]
     ignored = [op.get_friendly_name() for op in model.get_ordered_ops() if _is_float_skip(op)]
-    if recipe.keep_first_conv_float and convs:
-        ignored.append(convs[0])
-    if recipe.keep_last_conv_float and len(convs) > 1:
-        ignored.append(convs[-1])
     ignored += [convs[index] for index in recipe.float_convs]
     return dict(
         preset=nncf.QuantizationPreset.PERFORMANCE,

@@ -4,8 +4,8 @@ Which precision wins depends on the CPU, not on a rule we can write down: bf16 i
 AMX Xeons but 1.8x on AVX-512 BF16 without AMX, and int8 (VNNI) beats bf16 there but not on AMX.
 So auto measures fp32, bf16 (only where native) and int8 (only where NNCF is installed and the
 network's int8 was recorded within 0.05 dB of fp32 on Set5: every shipped network, some with
-convolutions kept float by accuracy control) on a small luma plane, about a second, and caches the choice per CPU model, network and tool versions
-under ``$VSR_CACHE_DIR/precision/``. The first run says what it measured, on stderr.
+convolutions kept float by accuracy control) on a small luma plane, about a second, and caches the
+choice per CPU model, network and tool versions under ``$VSR_CACHE_DIR/precision/``. The first run says what it measured, on stderr.
 """
 from __future__ import annotations
 

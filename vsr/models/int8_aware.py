@@ -144,9 +144,10 @@ class GridCorrectedConv2d(nn.Module):
     per-output-channel int8 grid (``snap_to_grid`` before export; the simulation rounds them in
     every forward pass), plus ``correction``, a 1x1 convolution of the same input (int8 as well),
     cropped to ``conv``'s unpadded output. ``SplitConv2d``'s cheaper, inexact cousin: a 1x1 in place
-    of a second 3x3 (ESPCN x3's int8 engine, one core of the AMD EPYC: 53 -> 49 ms a 640x360 plane)
-    that a fine-tune with int8 simulated has to teach what the grid loses
-    (``benchmarks/espcn_int8.py --correction 1x1``)."""
+    of a second 3x3 (ESPCN x3's int8 engine, one core of the AMD EPYC: 53 -> 49 ms a 640x360 plane),
+    fitted by least squares to what the grid loses (``benchmarks/espcn_int8.py --last-layer 1x1``).
+    Not shipped: it lost 0.0511 dB on Set5 x3, over the bound, and no fine-tune tried brought
+    that down (results/cpu_levers.md)."""
 
     def __init__(self, conv: nn.Conv2d) -> None:
         super().__init__()
@@ -159,7 +160,7 @@ class GridCorrectedConv2d(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # Cropping the correction's few output channels, not its many input channels: OpenVINO
-        # copies a sliced input (51 ms against 47 a plane on one core).
+        # copies a sliced input (52 against 47 ms a plane on one core, best of 15).
         extra, crop = self.correction(x), self.crop_px
         return self.on_grid(x) + (extra[..., crop:-crop, crop:-crop] if crop else extra)
 
