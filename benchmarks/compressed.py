@@ -11,8 +11,12 @@ needs), is the reference. The frame (luma and chroma) is downscaled x3 with area
 (cv2.INTER_AREA), encoded with libx264 at each ``--crf`` (yuv420p, ``--preset`` medium, the
 clip's nominal frame rate) through PyAV, decoded, and its luma upscaled by MATLAB bicubic
 (``vsr.evaluate.bicubic_uint8``) and by each model. Scores: PSNR / SSIM on Y after shaving 3
-px, per frame, averaged per clip; the mean over clips. Writes results/compressed.json and .md
-(``--out`` to name them otherwise).
+px, per frame, averaged per clip; the mean over clips. Flicker beside them: the temporal error
+``tE``, the mean absolute difference (8-bit levels, same border shaved) between the output's
+change from one frame to the next and the original's, ``|(sr_t - sr_t-1) - (hr_t - hr_t-1)|``
+averaged over pixels and frames 1..N-1 (TecoGAN's tOF measures the same with optical flow; on
+these mostly static-camera clips the plain frame difference already tells a steady output from
+one whose detail boils). Writes results/compressed.json and .md (``--out`` to name them otherwise).
 """
 from __future__ import annotations
 
@@ -109,6 +113,15 @@ def upscale_uint8(backend, lr_luma: np.ndarray) -> np.ndarray:
     return to_uint8(np.asarray(out[0, 0], dtype=np.float64) * 255)
 
 
+def temporal_error(sr_before: np.ndarray, sr: np.ndarray, hr_before: np.ndarray, hr: np.ndarray) -> float:
+    """Mean |(sr - sr_before) - (hr - hr_before)| in 8-bit levels, ``SCALE`` px shaved: how much the
+    output changes between two frames where the original did not (flicker), or fails to follow it."""
+    b = SCALE
+    change = sr.astype(np.int16) - sr_before.astype(np.int16)
+    truth = hr.astype(np.int16) - hr_before.astype(np.int16)
+    return float(np.abs(change - truth)[b:-b, b:-b].mean())
+
+
 def default_models() -> list[str]:
     from vsr.models.registry import shipped_models
 
@@ -137,8 +150,9 @@ def run(args) -> dict:
                               "crf": {}}
         for crf in args.crf:
             decoded, encoded_bytes = encode_decode(lr_buffers, crf, args.preset, fps)
-            scores = {name: {"psnr_db": [], "ssim": []} for name, _ in methods}
+            scores = {name: {"psnr_db": [], "ssim": [], "temporal_error": []} for name, _ in methods}
             lr_psnr = []
+            previous: dict = {}
             for reference, lr_buffer, buffer in zip(references, lr_buffers, decoded):
                 lr = buffer[:h_lr]
                 lr_psnr.append(psnr(lr_buffer[:h_lr], lr))
@@ -146,6 +160,10 @@ def run(args) -> dict:
                     sr = bicubic_uint8(lr / 255.0, SCALE) if backend is None else upscale_uint8(backend, lr)
                     scores[name]["psnr_db"].append(psnr(reference, sr, border_px=SCALE))
                     scores[name]["ssim"].append(ssim(reference, sr, border_px=SCALE))
+                    if name in previous:
+                        scores[name]["temporal_error"].append(temporal_error(previous[name], sr, previous["hr"], reference))
+                    previous[name] = sr
+                previous["hr"] = reference
             results[clip.name]["crf"][str(crf)] = {
                 "lr_psnr_db_vs_uncompressed": round(float(np.mean(lr_psnr)), 3),
                 "kbit_per_frame": round(encoded_bytes * 8 / 1000 / len(frames), 2),
@@ -163,7 +181,8 @@ def run(args) -> dict:
         for name, _ in methods:
             p = float(np.mean([results[c]["crf"][crf][name]["psnr_db"] for c in results]))
             s = float(np.mean([results[c]["crf"][crf][name]["ssim"] for c in results]))
-            mean[crf][name] = {"psnr_db": round(p, 4), "ssim": round(s, 4)}
+            t = float(np.mean([results[c]["crf"][crf][name]["temporal_error"] for c in results]))
+            mean[crf][name] = {"psnr_db": round(p, 4), "ssim": round(s, 4), "temporal_error": round(t, 4)}
         for name, _ in methods:
             mean[crf][name]["gain_db"] = round(mean[crf][name]["psnr_db"] - mean[crf]["bicubic"]["psnr_db"], 3)
     for clip in results.values():
@@ -195,16 +214,19 @@ def to_markdown(report: dict) -> str:
         f"upscaled on {s['backend']}; PSNR (dB) / SSIM on Y against the original frames, {s['scale']} px shaved. "
         f"Gain: dB over bicubic. Measured on {report['machine']['device']}.",
         "",
-        "| CRF | method | " + " | ".join(c.split("_")[0] for c in clips) + " | mean | gain |",
-        "|---|---|" + "---:|" * (len(clips) + 2),
+        "| CRF | method | " + " | ".join(c.split("_")[0] for c in clips) + " | mean | gain | tE (levels) |",
+        "|---|---|" + "---:|" * (len(clips) + 3),
     ]
     for crf, row in report["mean"].items():
         for name in methods:
             cells = [f"{report['clips'][c]['crf'][crf][name]['psnr_db']:.2f} / {report['clips'][c]['crf'][crf][name]['ssim']:.4f}"
                      for c in clips]
             lines.append(f"| {crf} | {name} | " + " | ".join(cells)
-                         + f" | **{row[name]['psnr_db']:.2f}** / {row[name]['ssim']:.4f} | {row[name]['gain_db']:+.2f} |")
-    lines += ["", "The codec's loss: PSNR (dB) of the decoded LR luma against the uncompressed LR, and kbit per frame:", "",
+                         + f" | **{row[name]['psnr_db']:.2f}** / {row[name]['ssim']:.4f} | {row[name]['gain_db']:+.2f} "
+                         f"| {row[name]['temporal_error']:.3f} |")
+    lines += ["", "tE: the temporal error (flicker), mean |(sr_t - sr_t-1) - (hr_t - hr_t-1)| in 8-bit levels over "
+              "frames 1..N-1; lower is steadier. Gain and tE are over the mean of the clips.",
+              "", "The codec's loss: PSNR (dB) of the decoded LR luma against the uncompressed LR, and kbit per frame:", "",
               "| CRF | " + " | ".join(c.split("_")[0] for c in clips) + " |", "|---|" + "---:|" * len(clips)]
     for crf in report["mean"]:
         lines.append(f"| {crf} | " + " | ".join(

@@ -66,13 +66,19 @@ def main() -> int:
         if not checkpoint.get("int8_aware"):
             print(f"{args.checkpoint}: not an int8-aware fine-tune (vsr train --int8-aware)", file=sys.stderr)
             return 1
-        onnx = export_onnx(network, args.out / f"{name}_x{scale}.int8.onnx")
+        onnx = export_onnx(network.collapse() if hasattr(network, "collapse") else network,
+                           args.out / f"{name}_x{scale}.int8.onnx")
         print(f"wrote {onnx} (int8-aware weights of {args.checkpoint.name}, epoch {checkpoint.get('epoch')})")
         return 0
-    fp32_db = _set5_psnr(network, scale, args.set5)
+    def runnable():
+        # A re-parameterised network ships its training form (so --init and fine-tunes can start
+        # from it) and runs, is scored and exported as its collapse.
+        return network.collapse() if hasattr(network, "collapse") else network
+
+    fp32_db = _set5_psnr(runnable(), scale, args.set5)
     half = {k: v.half() for k, v in network.state_dict().items()}
     network.load_state_dict({k: v.float() for k, v in half.items()})
-    fp16_db = _set5_psnr(network, scale, args.set5)
+    fp16_db = _set5_psnr(runnable(), scale, args.set5)
     use_fp16 = abs(fp16_db - fp32_db) < FP16_TOLERANCE_DB
     if not use_fp16:
         network.load_state_dict({k: v.float() for k, v in state.items()})
@@ -87,7 +93,7 @@ def main() -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     pt = args.out / f"{name}_x{scale}.pt"
     torch.save(shipped, pt)
-    onnx = export_onnx(network, args.out / f"{name}_x{scale}.onnx")
+    onnx = export_onnx(runnable(), args.out / f"{name}_x{scale}.onnx")
     with tempfile.TemporaryDirectory() as tmp:
         result = subprocess.run([sys.executable, "-m", "vsr", "eval", "--data", str(args.set5.resolve()), "--scale", str(scale),
                                  "--weights", str(onnx.resolve()), "--json"], capture_output=True, text=True, cwd=tmp)

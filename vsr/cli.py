@@ -44,17 +44,24 @@ def main() -> None:
     """vsr: real-time super-resolution of video and images with ESPCN."""
 
 
-def _model_option(command=None, *, auto: bool = False):
+def _model_option(command=None, *, auto: bool = False, default: str = "espcn"):
     """--model, shared by every command that runs or trains a network; ``auto``: the command
-    also takes "auto" (with --target-fps: the best model that keeps up)."""
+    also takes "auto", its default (the best model that keeps up), and --degradation."""
 
     def decorate(command):
         help_text = "Which model of the ladder (`vsr models` lists them)."
         if auto:
-            help_text += (" auto: the best one that keeps up with --target-fps (default: the input's own "
-                          "frame rate), timed once on this machine.")
-        return click.option("--model", "model_name", default="espcn", show_default=True, metavar="NAME",
-                            callback=_check_model_name, help=help_text)(command)
+            help_text += (" auto: the best one trained for this input's degradation (--degradation) that keeps "
+                          "up with --target-fps (default: the input's own frame rate), timed once on this machine; "
+                          "when none does, the fastest.")
+            command = click.option(
+                "--degradation", type=click.Choice(["auto", "clean", "compressed"]), default="auto",
+                show_default=True,
+                help="With --model auto: which models to choose from. auto: from the input's codec and bits per "
+                     "pixel (lossless codecs and near-lossless rates: clean; lossy video: compressed).")(command)
+        return click.option("--model", "model_name", default=None if auto else default, metavar="NAME",
+                            show_default="auto" if auto else True, callback=_check_model_name,
+                            help=help_text)(command)
 
     return decorate(command) if command is not None else decorate
 
@@ -63,7 +70,7 @@ def _check_model_name(ctx, param, value: str) -> str:
     from .models.registry import MODELS
 
     accepts_auto = "target_fps" in {p.name for p in ctx.command.params}
-    if value in MODELS or (value == "auto" and accepts_auto):
+    if value is None or value in MODELS or (value == "auto" and accepts_auto):
         return value
     known = ", ".join(MODELS) + (", auto" if accepts_auto else "")
     raise click.BadParameter(f"unknown model {value!r}: choose one of {known} (see `vsr models`)")
@@ -74,14 +81,19 @@ def _target_fps_option(command):
                         help="Pick the best model that holds FPS frames per second here (implies --model auto).")(command)
 
 
-def _pick_model(model_name: str, target_fps: float | None, weights) -> str:
-    """--target-fps means --model auto; either conflicts with --weights, which names one model."""
+def _pick_model(model_name: str | None, target_fps: float | None, weights) -> str:
+    """--target-fps means --model auto; either conflicts with --weights, which names one model.
+    No --model (None): auto, or with --weights the network those weights are."""
     if target_fps is not None:
-        if model_name not in ("auto", "espcn"):
+        if model_name not in (None, "auto"):
             raise click.UsageError(f"--target-fps picks the model: drop --model {model_name}")
         model_name = "auto"
     if model_name == "auto" and weights is not None:
         raise click.UsageError("--weights names one model: it cannot be combined with --model auto / --target-fps")
+    if model_name is None:
+        from .models.registry import DEFAULT_MODEL
+
+        model_name = DEFAULT_MODEL if weights is not None else "auto"
     return model_name
 
 
@@ -147,11 +159,16 @@ def _pick_model(model_name: str, target_fps: float | None, weights) -> str:
 @click.option("--int8-aware", is_flag=True,
               help="Fine-tune the --init network for --precision int8: its convolutions see int8 rounding while "
                    "training, so the NNCF-quantised model loses less. Use a low --lr; runs in fp32.")
+@click.option("--teacher", default=None, metavar="MODEL",
+              help="Distil from this shipped model: its upscale of each training image is blended into the HR "
+                   "target (--sampling random).")
+@click.option("--distill-weight", type=click.FloatRange(0, 1, min_open=True), default=0.5, show_default=True,
+              help="With --teacher: the teacher's share of the target.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar or epoch lines.")
 @_reports_errors
 def train(data, scale, model_name, epochs, sampling, steps_per_epoch, loss, budget_minutes, val_dirs, out_dir,
           degradation, clean_fraction, pool_patches, pool_workers, batch_size, jitter, patch_px, stride_px, lr,
-          schedule, min_lr, patience, ema_decay, seed, resume, init, device, mixed_precision, threads, int8_aware, quiet):
+          schedule, min_lr, patience, ema_decay, seed, resume, init, device, mixed_precision, threads, int8_aware, teacher, distill_weight, quiet):
     """Train a model of the ladder on folders of HR images (PNG/JPG/BMP, searched recursively)."""
     from .train import TrainConfig
     from .train import train as run_training
@@ -164,7 +181,7 @@ def train(data, scale, model_name, epochs, sampling, steps_per_epoch, loss, budg
         pool_workers=pool_workers, batch_size=batch_size, jitter=jitter, patch_px=patch_px, stride_px=stride_px,
         lr=lr, schedule=schedule, min_lr=min_lr, patience=patience, ema_decay=ema_decay, seed=seed, resume=resume,
         init=init, device=device, mixed_precision=mixed_precision, num_threads=threads, int8_aware=int8_aware,
-        progress=not quiet,
+        teacher=teacher, distill_weight=distill_weight, progress=not quiet,
     )
     result = run_training(config)
     click.echo(
@@ -190,12 +207,18 @@ def _precision_option(command):
              "fp32.")(command)
 
 
-def _engine_options(default_backend: str, backend_help: str = "", *, auto_model: bool = False):
+#: ``vsr upscale``'s model: images are clean input, and the real-time clean rung upscales a
+#: 12-megapixel photo in seconds on two cores, where the larger rungs take minutes (README, Models).
+IMAGE_MODEL = "realtime"
+
+
+def _engine_options(default_backend: str, backend_help: str = "", *, auto_model: bool = False,
+                    default_model: str = "espcn"):
     """--model, --backend, --device and --weights, shared by every command that runs the model."""
 
     def decorate(command):
         for option in reversed([
-            _model_option(auto=auto_model),
+            _model_option(auto=auto_model, default=default_model),
             click.option("--backend", type=BACKEND_CHOICE, default=default_backend, show_default=True,
                          help=backend_help or None),
             click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N."),
@@ -235,7 +258,7 @@ def eval_(data_dirs, scale, model_name, backend, device, weights, precision, as_
 @click.argument("input_path", metavar="INPUT", type=click.Path(path_type=Path))
 @click.argument("output_path", metavar="OUTPUT", type=click.Path(path_type=Path))
 @click.option("--scale", type=SCALES, default="3", show_default=True)
-@_engine_options("onnxruntime", "onnxruntime runs on the CPU without importing torch.")
+@_engine_options("onnxruntime", "onnxruntime runs on the CPU without importing torch.", default_model=IMAGE_MODEL)
 @_precision_option
 @click.option("--compare", is_flag=True,
               help="Also write NAME_compare.png: nearest | bicubic | vsr (| original with --reference).")
@@ -393,7 +416,7 @@ def _video_input(text: str) -> Path | str:
 @click.option("--overwrite", "-y", is_flag=True, help="Replace OUTPUT if it exists.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar and no summary.")
 @_reports_errors
-def run(input_path, output_path, scale, model_name, target_fps, backend, device, weights, precision, codec, crf, preset, pix_fmt, no_audio, max_frames,
+def run(input_path, output_path, scale, degradation, model_name, target_fps, backend, device, weights, precision, codec, crf, preset, pix_fmt, no_audio, max_frames,
         batch_size, workers_text, segment_seconds, resume, ray_address, strict, deinterlace, out_format, overwrite,
         quiet):
     """Upscale a video (or every video in a folder): PyAV decode -> ESPCN on luma + bicubic
@@ -421,8 +444,8 @@ def run(input_path, output_path, scale, model_name, target_fps, backend, device,
         workers = 1
     config = RunConfig(
         input_path=input_path, output_path=output_path, scale=int(scale),
-        model=_pick_model(model_name, target_fps, weights), target_fps=target_fps, backend=backend, device=device,
-        weights=weights, encode=EncodeOptions(codec=codec, crf=crf, preset=preset, pix_fmt=pix_fmt,
+        model=_pick_model(model_name, target_fps, weights), target_fps=target_fps, degradation=degradation,
+        backend=backend, device=device, weights=weights, encode=EncodeOptions(codec=codec, crf=crf, preset=preset, pix_fmt=pix_fmt,
                                               audio=not no_audio),
         max_frames=max_frames, overwrite=overwrite, batch_size=batch_size, workers=workers,
         segment_seconds=segment_seconds, resume=resume, ray_address=ray_address, strict=strict,
@@ -652,7 +675,7 @@ def build_engine(scale, size, min_size, max_size, precision, model_name, weights
 @click.option("--screenshot-at-frame", type=click.IntRange(min=1), default=None,
               help="Save a screenshot of the view after processing frame N (works headless too).")
 @_reports_errors
-def live(source, scale, model_name, target_fps, backend, device, weights, precision, record, headless, as_fast_as_possible, max_frames, full_view,
+def live(source, scale, degradation, model_name, target_fps, backend, device, weights, precision, record, headless, as_fast_as_possible, max_frames, full_view,
          divider, screenshot_dir, screenshot_at_frame):
     """Upscale a camera, file or stream live, in a window: bicubic | vsr with a movable divider.
 
@@ -665,7 +688,7 @@ def live(source, scale, model_name, target_fps, backend, device, weights, precis
 
     config = LiveConfig(
         source=source, scale=int(scale), model=_pick_model(model_name, target_fps, weights), target_fps=target_fps,
-        backend=backend, weights=weights, device=device, record=record,
+        degradation=degradation, backend=backend, weights=weights, device=device, record=record,
         headless=headless, as_fast_as_possible=as_fast_as_possible, max_frames=max_frames, split=not full_view,
         divider=divider, screenshot_dir=screenshot_dir, screenshot_at_frame=screenshot_at_frame, precision=precision,
     )

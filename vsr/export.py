@@ -21,6 +21,8 @@ def export_onnx(model, path: os.PathLike | str, *, opset: int = OPSET) -> Path:
     path = Path(path)
     if path.is_dir():
         raise OutputError(f"{path}: is a directory")
+    if hasattr(model, "collapse"):
+        model = model.collapse()  # a re-parameterised network exports its plain inference form
     tmp = atomic_target(path)
     example = torch.rand(1, 1, 32, 48)
     try:

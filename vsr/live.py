@@ -57,8 +57,10 @@ class LiveConfig:
     source: str = "0"
     scale: int = 3
     #: A model of the ladder, or "auto": the best that holds ``target_fps`` (None: the source's rate, else 30).
-    model: str = "espcn"
+    model: str = "auto"
     target_fps: float | None = None
+    #: With ``model`` "auto": "auto" (from the source's codec), "clean" or "compressed".
+    degradation: str = "auto"
     backend: str = "auto"
     weights: Path | None = None
     device: str = "cpu"
@@ -420,13 +422,19 @@ def run_live(config: LiveConfig, *, status: Callable[[str], None] | None = None,
         if backend is None:
             model = config.model
             if model == "auto":
-                from .models.choose import choose_model
+                from .models.choose import DEGRADATION_CHOICES, choose_model, input_degradation
 
+                if config.degradation == "auto":
+                    # A camera's raw frames are clean, its MJPEG and a file's or stream's codec usually not.
+                    degradation, why = input_degradation(info.codec_name, None)
+                else:
+                    degradation, why = DEGRADATION_CHOICES[config.degradation], f"--degradation {config.degradation}"
                 choice = choose_model(EngineSpec(scale=config.scale, backend=config.backend, device=config.device,
                                                  precision=config.precision),
-                                      info.width, info.height, config.target_fps or info.fps or 30.0)
+                                      info.width, info.height, config.target_fps or info.fps or 30.0,
+                                      degradation=degradation)
                 model = choice.model
-                status(choice.reason)
+                status(f"{choice.reason}; {why}")
             upscaler = create_frame_upscaler(EngineSpec(scale=config.scale, model=model,
                                                         backend=config.backend, device=config.device,
                                                         weights=config.weights, precision=config.precision),

@@ -110,6 +110,12 @@ class TrainConfig:
     #: (Distilling from the float network instead of fitting HR was tried on the H100 and gained
     #: nothing: training/int8_aware/README.md.)
     int8_aware: bool = False
+    #: Distillation: a shipped model (``vsr models``) whose upscale of each clean training image,
+    #: computed once before training, is blended into the HR target with ``distill_weight``
+    #: (``sampling`` "random" only; the compressed pools keep their HR targets). For the MSE
+    #: loss, fitting the blend is the same as (1 - w) x MSE to HR + w x MSE to the teacher.
+    teacher: str | None = None
+    distill_weight: float = 0.5
     progress: bool = True
     extra: dict = field(default_factory=dict)
 
@@ -179,6 +185,27 @@ def extract_patches(
 ) -> tuple[np.ndarray, np.ndarray]:
     """The paper's patches of these images, on a grid from the top-left corner."""
     return grid_patches(degraded_images(paths, scale, degradation, progress), scale, patch_px, stride_px)
+
+
+def distilled_pairs(pairs, scale: int, context_px: int, teacher: str, weight: float, threads: int | None = None):
+    """``pairs`` with each HR target replaced by ``(1 - weight) * HR + weight * teacher(LR)``, float16
+    in [0, 1]: the teacher (a shipped model) upscales each clean LR image once, on OpenVINO fp32."""
+    from .backends.openvino import OpenVinoBackend, OpenVinoOptions
+    from .models.weights import shipped_weights
+
+    engine = OpenVinoBackend(scale, shipped_weights(scale, "onnx", teacher),
+                             OpenVinoOptions(precision="fp32", num_threads=threads))
+    blended = []
+    try:
+        for lr, hr in pairs:
+            c = context_px
+            plain = lr[c:lr.shape[0] - c, c:lr.shape[1] - c] if c else lr
+            taught = engine.upscale_luma(np.ascontiguousarray(plain)[None, None])[0, 0]
+            mix = (1.0 - weight) * (hr.astype(np.float32) / 255.0) + weight * taught
+            blended.append((lr, mix.astype(np.float16)))
+    finally:
+        engine.close()
+    return blended
 
 
 def _dihedral(batch, k: int):
@@ -251,7 +278,9 @@ class RandomCrops:
         hr_index = (self.hr_offset[image, None, None]
                     + (top[:, None, None] * s + self.hr_grid[None, :, None]) * self.hr_width[image, None, None]
                     + left[:, None, None] * s + self.hr_grid[None, None, :])
-        return self.lr_flat[lr_index][:, None], self.hr_flat[hr_index][:, None].float().div_(255.0)
+        hr = self.hr_flat[hr_index][:, None].float()
+        # uint8 HR, or float16 targets in [0, 1] already (distillation's blends).
+        return self.lr_flat[lr_index][:, None], hr.div_(255.0) if self.hr_flat.dtype == torch.uint8 else hr
 
 
 class PoolBatches:
@@ -318,6 +347,10 @@ def train(config: TrainConfig) -> TrainResult:
         raise InputError("clean_fraction must be in [0, 1]")
     if config.time_budget_s and config.schedule != "cosine":
         raise InputError("a time budget needs the cosine schedule (a plateau schedule has no end to aim at)")
+    if config.teacher is not None and config.sampling != "random":
+        raise InputError("--teacher needs --sampling random (targets are blended into whole images)")
+    if not 0.0 < config.distill_weight <= 1.0:
+        raise InputError("distill_weight must be in (0, 1]")
     if config.int8_aware and config.init is None:
         raise InputError("--int8-aware fine-tunes a trained network: give its weights with --init")
     stride_px = config.stride_px or max(1, config.patch_px - 3)
@@ -377,6 +410,11 @@ def train(config: TrainConfig) -> TrainResult:
             + (", grid shifted at random each epoch" if config.jitter else "")
         )
     else:
+        if config.teacher is not None:
+            pairs = distilled_pairs(pairs, config.scale, context_px, config.teacher, config.distill_weight,
+                                    config.num_threads)
+            log.say(f"distilling from {config.teacher}: targets are {1 - config.distill_weight:g} x HR + "
+                    f"{config.distill_weight:g} x its upscale")
         crops = RandomCrops(pairs, config.scale, config.patch_px, context_px, device, config.seed)
         del pairs  # on the device now
         log.say(f"random {config.patch_px * config.scale}px crops of {crops.images} images on {device}, "

@@ -25,7 +25,7 @@ def main() -> None:
     import torch
 
     from vsr.images import find_images
-    from vsr.models.weights import load_model
+    from vsr.models.weights import checkpoint_model, load_checkpoint
     from vsr.train import _torch_upscaler, _Validator
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -43,13 +43,16 @@ def main() -> None:
     paths = find_images(args.data)[::20]  # the images `vsr train` holds out by default
     compressed = _Validator(paths, args.scale, "compressed", args.seed)
     clean = _Validator(paths, args.scale, "bicubic")
-    a = load_model(args.scale, args.clean).state_dict()
-    b = load_model(args.scale, args.tuned).state_dict()
-    network = load_model(args.scale, args.tuned)
+    # The checkpoints' own parameters (a re-parameterised network's training form, which is what
+    # a fine-tune moved), interpolated; each mix is scored as it runs (collapsed where it collapses).
+    a = {k: v.float() for k, v in load_checkpoint(args.clean)["state_dict"].items()}
+    b = {k: v.float() for k, v in load_checkpoint(args.tuned)["state_dict"].items()}
+    network = checkpoint_model(load_checkpoint(args.tuned)).build(args.scale)
     rows = []
     for alpha in [0.0] + [float(v) for v in args.alphas.split(",")]:
         network.load_state_dict({k: (1 - alpha) * a[k] + alpha * b[k] for k in a})
-        upscale = _torch_upscaler(network.eval(), torch.device("cpu"))
+        runnable = network.collapse() if hasattr(network, "collapse") else network
+        upscale = _torch_upscaler(runnable.eval(), torch.device("cpu"))
         rows.append({"alpha": alpha, "val_compressed_psnr_db": round(compressed(upscale), 4),
                      "val_clean_psnr_db": round(clean(upscale), 4)})
         print(json.dumps(rows[-1]), flush=True)

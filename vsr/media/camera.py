@@ -48,6 +48,8 @@ class SourceInfo:
     height: int
     fps: float | None
     full_range: bool
+    #: The decoder's codec (rawvideo for most cameras, mjpeg, h264 for files and streams), None via OpenCV.
+    codec_name: str | None = None
 
 
 @dataclass(frozen=True)
@@ -126,7 +128,7 @@ class LiveSource:
         rate = stream.average_rate or stream.guessed_rate
         full_range = int(first.color_range) == 2 or first.format.name.startswith("yuvj")
         self.info = SourceInfo(target.label, target.kind, "pyav", first.width, first.height,
-                               float(rate) if rate else None, full_range)
+                               float(rate) if rate else None, full_range, stream.codec_context.name)
         return None
 
     def _open_opencv(self, pyav_error: str | None) -> None:

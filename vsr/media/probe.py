@@ -29,4 +29,30 @@ def count_video_packets(path: os.PathLike | str, *, time_limit_seconds: float = 
     return count
 
 
-__all__ = ["count_video_packets"]
+def video_bits_per_pixel(path: os.PathLike | str) -> float | None:
+    """Bits per pixel of the first video stream (its bit rate over width x height x frame rate):
+    how hard the codec had to squeeze. The stream's own bit rate where the container records it,
+    else the file's, less its other streams' rates; None where neither is known (a pipe, a URL
+    without a length)."""
+    import av
+
+    try:
+        with av.open(str(path), "r") as container:
+            stream = container.streams.video[0]
+            rate = stream.codec_context.framerate or stream.average_rate or stream.guessed_rate
+            pixels_per_s = stream.codec_context.width * stream.codec_context.height * float(rate or 0)
+            bits_per_s = stream.bit_rate or 0
+            if not bits_per_s:
+                total = container.bit_rate or 0
+                if not total and container.duration and os.path.isfile(str(path)):
+                    total = os.path.getsize(str(path)) * 8 / (container.duration / 1_000_000)
+                others = sum(s.bit_rate or 0 for s in container.streams if s.index != stream.index)
+                bits_per_s = max(0, total - others)
+    except (av.error.FFmpegError, OSError, IndexError, ZeroDivisionError):
+        return None
+    if not bits_per_s or not pixels_per_s:
+        return None
+    return bits_per_s / pixels_per_s
+
+
+__all__ = ["count_video_packets", "video_bits_per_pixel"]

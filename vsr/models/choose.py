@@ -2,9 +2,10 @@
 
 Each clean-input model (``vsr models``) is timed on a luma plane of the input's size with the
 run's backend, device and threads: a few untimed calls, then calls for about half a second.
-The ladder is climbed from the fastest rung and stops at the first that is too slow (every
-rung costs more per pixel than the one below it), so calibrating is quick and a model that
-cannot keep up is timed at most once. Results are cached per machine, backend, device, size,
+The ladder is climbed from the cheapest rung (multiply-adds per pixel) and stops at the first
+that is too slow (a costlier rung cannot be faster; near ties are still timed), so calibrating is
+quick and a model that cannot keep up is timed at most once. ``degradation`` picks the ladder:
+the clean-input models, or those trained for compressed video. Results are cached per machine, backend, device, size,
 scale and model, the model named by its weights' checksum and its recorded int8 loss (which
 ``--precision auto`` consults), so new weights or records are timed afresh
 (``$VSR_CACHE_DIR/calibration.json``): later runs decide without timing.
@@ -109,38 +110,80 @@ def measure_engine_fps(spec, width_px: int, height_px: int) -> float:
         backend.close()
 
 
-def choose_model(spec, width_px: int, height_px: int, target_fps: float, *, measure=measure_engine_fps) -> Choice:
-    """The highest model of the ladder whose engine holds ``target_fps`` x ``HEADROOM`` on
-    ``spec`` (its ``model`` is ignored) for frames of ``width_px`` x ``height_px``."""
+#: Codecs that store the picture exactly: their input is as clean as the source was.
+LOSSLESS_CODECS = frozenset({
+    "ffv1", "huffyuv", "ffvhuff", "utvideo", "rawvideo", "png", "apng", "qtrle", "magicyuv", "lagarith", "zlib",
+    "zmbv", "v210", "v210x", "v308", "v408", "v410", "r210", "r10k", "y41p", "yuv4", "ayuv", "012v", "bmp", "tiff",
+    "gif", "targa", "sgi", "pam", "ppm", "pgm", "pgmyuv", "qoi", "fits", "cllc", "sheervideo", "prores_raw",
+})
+#: A lossy stream at or above this many bits per pixel carries no visible codec artefacts (x264 reaches
+#: it near CRF 10 on camera video; streaming and downloads sit at 0.02-0.3): treated as clean.
+CLEAN_BITS_PER_PIXEL = 1.0
+#: What ``--degradation`` takes, and the ladder (``ModelInfo.degradation``) each one selects.
+DEGRADATION_CHOICES = {"clean": "bicubic", "compressed": "compressed"}
+
+
+def input_degradation(codec_name: str | None, bits_per_pixel: float | None) -> tuple[str, str]:
+    """(the ladder for this input, "bicubic" or "compressed", and why in a few words), from its
+    codec and, for lossy codecs, its bits per pixel. Unknown codecs count as lossy: most video is."""
+    codec = (codec_name or "unknown").lower()
+    if codec in LOSSLESS_CODECS:
+        return "bicubic", f"{codec} is lossless"
+    if bits_per_pixel is not None and bits_per_pixel >= CLEAN_BITS_PER_PIXEL:
+        return "bicubic", f"{codec} at {bits_per_pixel:.2g} bits per pixel, near lossless"
+    rate = f" at {bits_per_pixel:.2g} bits per pixel" if bits_per_pixel is not None else ""
+    return "compressed", f"{codec}{rate} is lossy"
+
+
+#: Rungs whose cost (multiply-adds per pixel) is within this factor of a rung too slow are still
+#: timed: for near ties (ESPCN and realtime) only the measurement says which is faster here.
+NEAR_TIE = 1.5
+
+
+def choose_model(spec, width_px: int, height_px: int, target_fps: float, *, degradation: str = "bicubic",
+                 measure=measure_engine_fps) -> Choice:
+    """The best model (highest ``rank``) trained for ``degradation`` whose engine holds
+    ``target_fps`` x ``HEADROOM`` on ``spec`` (its ``model`` is ignored) for frames of
+    ``width_px`` x ``height_px``; when none does, the fastest.
+
+    Rungs are timed from the cheapest (multiply-adds per pixel) up, and timing stops at the
+    first that is too slow, but for rungs within ``NEAR_TIE`` of its cost: a costlier one
+    cannot be faster, a near tie can."""
     if not target_fps > 0:
         raise InputError(f"--target-fps must be above 0, got {target_fps:g}")
-    ladder = [m for m in shipped_models() if m.degradation == "bicubic" and spec.scale in m.scales]
+    ladder = sorted((m for m in shipped_models() if m.degradation == degradation and spec.scale in m.scales),
+                    key=lambda m: (m.macs_per_lr_px(spec.scale), m.rank))
     if not ladder:
-        raise InputError(f"no shipped model upscales x{spec.scale}")
+        raise InputError(f"no shipped model for {degradation} input upscales x{spec.scale}")
     needed_fps = target_fps * HEADROOM
     cache = _read_cache()
     machine = machine_name(spec.device)
     fps: dict[str, float] = {}
-    chosen = None
+    too_slow_cost = None
     for info in ladder:
+        cost = info.macs_per_lr_px(spec.scale)
+        if too_slow_cost is not None and cost > too_slow_cost * NEAR_TIE:
+            break
         key = "|".join(map(str, (machine, spec.backend, spec.precision, spec.device, spec.num_threads, spec.batch_size,
                                  f"{width_px}x{height_px}", f"x{spec.scale}", model_fingerprint(info.name, spec.scale))))
         if key not in cache:
             cache[key] = round(measure(replace(spec, model=info.name), width_px, height_px), 2)
             _write_cache(cache)
         fps[info.name] = cache[key]
-        if fps[info.name] < needed_fps:
-            break
-        chosen = info.name
+        if fps[info.name] < needed_fps and too_slow_cost is None:
+            too_slow_cost = cost
+    holding = [m for m in ladder if m.name in fps and fps[m.name] >= needed_fps]
     timed = ", ".join(f"{name} {value:.3g}" for name, value in fps.items())
     size = f"{width_px}x{height_px} x{spec.scale} on {spec.backend} ({spec.device})"
-    if chosen is None:
-        chosen = ladder[0].name
-        reason = (f"model {chosen}: even the fastest model cannot hold {target_fps:g} fps at {size} "
+    kind = "" if degradation == "bicubic" else f"{degradation}-input "
+    if not holding:
+        chosen = max(fps, key=fps.get)
+        reason = (f"model {chosen}: even the fastest {kind}model cannot hold {target_fps:g} fps at {size} "
                   f"(engine fps: {timed}; needs {needed_fps:.3g} with room for decode and encode)")
     else:
-        above = [m.name for m in ladder if m.rank > get_model(chosen).rank]
-        reason = (f"model {chosen}: the best that holds {target_fps:g} fps at {size} "
+        chosen = max(holding, key=lambda m: m.rank).name
+        better = [m.name for m in ladder if m.rank > get_model(chosen).rank and m.name in fps]
+        reason = (f"model {chosen}: the best {kind}model that holds {target_fps:g} fps at {size} "
                   f"(engine fps: {timed}; needs {needed_fps:.3g} with room for decode and encode"
-                  + (f"; {above[0]} is too slow" if above and above[0] in fps else "") + ")")
+                  + (f"; {better[0]} is too slow" if better else "") + ")")
     return Choice(model=chosen, engine_fps=fps, reason=reason)

@@ -17,6 +17,10 @@ from ..errors import InputError
 
 DEFAULT_MODEL = "espcn"
 
+#: The real-time rungs' shapes (``vsr.models.reparam``), chosen by engine time against ESPCN on the
+#: CPU (benchmarks/results/realtime_shapes_x3.md).
+REALTIME_OPTIONS = (("channels", 32), ("blocks", 3), ("stride", 1), ("act", "relu"))
+
 
 @dataclass(frozen=True)
 class ModelInfo:
@@ -46,9 +50,27 @@ class ModelInfo:
         """The untrained network for ``scale`` (imports torch)."""
         from .espcn import ESPCN
         from .nets import ESPCN7, ResidualSR
+        from .reparam import RepSR
 
-        classes = {"espcn": ESPCN, "espcn7": ESPCN7, "residual": ResidualSR}
+        classes = {"espcn": ESPCN, "espcn7": ESPCN7, "residual": ResidualSR, "reparam": RepSR}
         return classes[self.arch](scale, **dict(self.options))
+
+    def macs_per_lr_px(self, scale: int = 3) -> int:
+        """Multiply-adds per low-resolution pixel of the network as it runs (for ``reparam``: the
+        collapsed form), bicubic skip included: what orders the ladder by cost."""
+        o = dict(self.options)
+        r2 = scale * scale
+        if self.arch == "espcn":
+            return 25 * 64 + 9 * 64 * 32 + 9 * 32 * r2
+        if self.arch == "espcn7":
+            c = o.get("channels", 32)
+            return 25 * 64 + 9 * 64 * c + 4 * 9 * c * c + 9 * c * r2
+        if self.arch == "reparam":
+            c, blocks, stride = o["channels"], o["blocks"], o.get("stride", 1)
+            out = r2 * stride * stride
+            return round((9 * c + blocks * 9 * c * c + 9 * c * out) / (stride * stride)) + 25 * r2
+        c, blocks = o["channels"], o["blocks"]
+        return 9 * c + (2 * blocks + 1) * 9 * c * c + 9 * c * r2 + 25 * r2
 
     def weights_path(self, scale: int, kind: str = "onnx") -> Path:
         """Where the shipped weights for ``scale`` are (they may be missing from an installation)."""
@@ -74,6 +96,12 @@ class ModelInfo:
         if self.arch == "espcn7":
             c = o.get("channels", 32)
             return (25 * 64 + 64) + (9 * 64 * c + c) + 4 * (9 * c * c + c) + (9 * c * r2 + r2)
+        if self.arch == "reparam":
+            # The collapsed form's parameters: what runs (training adds branches that merge away).
+            c, blocks, stride = o["channels"], o["blocks"], o.get("stride", 1)
+            out = r2 * stride * stride
+            prelu = c * (blocks + 1) if o.get("act", "prelu") == "prelu" else 0
+            return (9 * c + c) + blocks * (9 * c * c + c) + (9 * c * out + out) + prelu
         c, blocks = o["channels"], o["blocks"]
         conv = 9 * c * c + c
         return (9 * c + c) + blocks * 2 * conv + conv + (9 * c * r2 + r2)
@@ -86,12 +114,18 @@ MODELS: dict[str, ModelInfo] = {
                   context_px=4, receptive_px=4),
         ModelInfo("espcn7", "espcn7", "seven-layer ESPCN: 7 unpadded layers, tanh", rank=1,
                   context_px=8, receptive_px=8),
-        ModelInfo("balanced", "residual", "residual network, 32 channels x 6 blocks, bicubic skip", rank=2,
+        ModelInfo("realtime", "reparam", "five 3x3 convolutions, 32 channels, ReLU, bicubic skip, trained "
+                  "re-parameterised; faster than ESPCN on the CPU in int8", rank=2, options=REALTIME_OPTIONS,
+                  receptive_px=5),
+        ModelInfo("realtime-compressed", "reparam", "realtime, fine-tuned for compressed video (codec-degraded "
+                  "low-resolution input)", rank=2, options=REALTIME_OPTIONS, degradation="compressed",
+                  receptive_px=5),
+        ModelInfo("balanced", "residual", "residual network, 32 channels x 6 blocks, bicubic skip", rank=3,
                   options=(("channels", 32), ("blocks", 6)), receptive_px=15),
         ModelInfo("balanced-compressed", "residual", "balanced, fine-tuned for compressed video (codec-degraded "
-                  "low-resolution input)", rank=2, options=(("channels", 32), ("blocks", 6)),
+                  "low-resolution input)", rank=3, options=(("channels", 32), ("blocks", 6)),
                   degradation="compressed", receptive_px=15),
-        ModelInfo("quality", "residual", "residual network, 64 channels x 8 blocks, bicubic skip", rank=3,
+        ModelInfo("quality", "residual", "residual network, 64 channels x 8 blocks, bicubic skip", rank=4,
                   options=(("channels", 64), ("blocks", 8)), receptive_px=19),
     )
 }

@@ -80,6 +80,9 @@ def load_model(scale: int, weights: os.PathLike | str | None = None, model: str 
     network = checkpoint_model(checkpoint).build(scale)
     # Shipped weights may be stored in fp16 (half the size, < 0.01 dB): computed in fp32.
     network.load_state_dict({k: v.to(torch.float32) for k, v in checkpoint["state_dict"].items()})
+    # A re-parameterised network runs as its collapsed form: every backend gets plain convolutions.
+    if hasattr(network, "collapse"):
+        network = network.collapse()
     return network.eval()
 
 

@@ -35,9 +35,12 @@ class RunConfig:
     output_path: Path
     scale: int = 3
     #: A model of the ladder, or "auto": the best one that holds ``target_fps`` (see ``models.choose``).
-    model: str = "espcn"
+    model: str = "auto"
     #: With ``model`` "auto": the frame rate to hold (None: the input's own).
     target_fps: float | None = None
+    #: With ``model`` "auto": which models to choose from: "auto" (from the input's codec and bits
+    #: per pixel, ``models.choose.input_degradation``), "clean" or "compressed".
+    degradation: str = "auto"
     backend: str = "auto"
     device: str = "cpu"
     weights: Path | None = None

@@ -65,29 +65,49 @@ def upscale_video(
     if config.model == "auto":
         config, note = _choose_model(config)
         notes = (note,)
+        on_start = _announcing(on_start, note)
     stats = _upscale_video(config, on_start=on_start, on_frame=on_frame)
     return replace(stats, notes=notes + stats.notes)
 
 
+def _announcing(on_start, note: str):
+    """``on_start`` with the chosen model and why put in front of the backend it reports: the
+    run's first line then says which model runs, and why."""
+    if on_start is None:
+        return None
+    return lambda info, description, expected: on_start(info, f"{description}; {note}", expected)
+
+
 def _choose_model(config: RunConfig) -> tuple[RunConfig, str]:
     """``config`` with ``model`` "auto" replaced by the best model that holds the target frame
-    rate (the input's own unless ``target_fps`` says otherwise), and the line that says why."""
+    rate (the input's own unless ``target_fps`` says otherwise) for the input's degradation
+    (``config.degradation``; auto: from its codec and bits per pixel), and the line that says why."""
     from ..media.decode import VideoReader
-    from ..models.choose import choose_model
+    from ..media.probe import video_bits_per_pixel
+    from ..models.choose import DEGRADATION_CHOICES, choose_model, input_degradation
     from ..pipeline.pipeline import can_reopen
 
     if not can_reopen(config.input_path):
-        raise InputError("--model auto times the models on the input's frame size: it needs a file, "
-                         "not a stream or pipe (name a model with --model)")
+        # A pipe is read once, by the decoder: nothing to time the models on, no codec to judge by.
+        name = "realtime-compressed" if config.degradation == "compressed" else "realtime"
+        why = ("--degradation compressed" if config.degradation == "compressed" else
+               "a stream's codec is unknown until it is read; --degradation compressed for lossy sources")
+        return replace(config, model=name), (f"model {name}: the real-time model for a stream or pipe ({why}; "
+                                             "--model NAME picks another)")
     with VideoReader(config.input_path) as reader:
         info = reader.info
     target_fps = config.target_fps or info.average_fps
     if not target_fps:
         raise InputError(f"{config.input_path}: no frame rate to keep up with: give --target-fps")
+    if config.degradation == "auto":
+        degradation, why = input_degradation(info.codec_name, video_bits_per_pixel(config.input_path))
+        why = f"{why}: models for {'clean' if degradation == 'bicubic' else 'compressed'} input"
+    else:
+        degradation, why = DEGRADATION_CHOICES[config.degradation], f"--degradation {config.degradation}"
     spec = EngineSpec(scale=config.scale, backend=config.backend, device=config.device,
                       batch_size=config.batch_size, precision=config.precision)
-    choice = choose_model(spec, info.width, info.height, target_fps)
-    return replace(config, model=choice.model), choice.reason
+    choice = choose_model(spec, info.width, info.height, target_fps, degradation=degradation)
+    return replace(config, model=choice.model), f"{choice.reason}; {why}"
 
 
 def _upscale_video(config: RunConfig, *, on_start, on_frame) -> RunStats:

@@ -1,0 +1,113 @@
+"""The re-parameterisable network (vsr.models.reparam): the training form's branches, its merged
+kernels and the collapsed inference form compute the same function; every backend runs the
+collapsed form."""
+import numpy as np
+import pytest
+import torch
+
+from vsr.models.reparam import RepConv, RepSR, RepSRPlain
+
+
+def _randomised(module, std=0.1, seed=0):
+    """Every parameter drawn at random (a trained network has no zero branches)."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in module.parameters():
+            p.copy_(torch.randn(p.shape, generator=gen) * std)
+    return module
+
+
+@pytest.mark.parametrize("cin,cout,stride", [(1, 16, 1), (16, 16, 1), (16, 9, 1), (1, 24, 2), (8, 8, 2)])
+def test_merged_kernel_equals_the_branches(cin, cout, stride):
+    """The one 3x3 convolution equals the sum of the five branches computed one by one, borders
+    included (odd sizes, stride 2)."""
+    block = _randomised(RepConv(cin, cout, stride=stride), std=0.2)
+    x = torch.randn(2, cin, 13, 18, generator=torch.Generator().manual_seed(1))
+    branches = block.forward_branches(x)
+    merged = block(x)
+    assert merged.shape == branches.shape
+    assert torch.allclose(merged, branches, atol=1e-5, rtol=0)
+    # The branches are there: dropping one (the identity, or the edge filters) changes the output.
+    block.edge_scale.data.zero_()
+    assert (block.forward_branches(x) - branches).abs().max() > 1e-3
+
+
+@pytest.mark.parametrize("scale", [2, 3, 4])
+@pytest.mark.parametrize("options", [dict(channels=16, blocks=2, stride=1), dict(channels=8, blocks=3, stride=2),
+                                     dict(channels=12, blocks=1, stride=1, act="relu")])
+def test_collapsed_form_equals_the_training_form(scale, options):
+    """collapse() gives plain 3x3 convolutions that agree with the branch-by-branch training form
+    within 1e-5, on odd frame sizes too (the stride-2 body's crop)."""
+    net = _randomised(RepSR(scale, **options), std=0.05).eval().explicit_branches()
+    plain = net.collapse()
+    assert isinstance(plain, RepSRPlain)
+    assert not any(isinstance(m, RepConv) for m in plain.modules())
+    convs = [m for m in plain.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert all(c.kernel_size == (3, 3) for c in convs if c is not plain.bicubic_skip)
+    luma = torch.rand(2, 1, 23, 17, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        trained, collapsed = net(luma), plain(luma)
+    assert collapsed.shape == (2, 1, 23 * scale, 17 * scale)
+    assert (trained - collapsed).abs().max().item() < 1e-5
+    # The parameter count the registry reports is the collapsed form's.
+    assert sum(p.numel() for p in plain.parameters()) < sum(p.numel() for p in net.parameters())
+
+
+def test_untrained_network_is_bicubic():
+    """A zero last layer: before training the network is exactly the bicubic upscale the residual
+    rungs start from (their skip is checked against interpolate in test_bicubic_skip)."""
+    from vsr.models.nets import ResidualSR
+
+    luma = torch.rand(1, 1, 20, 24, generator=torch.Generator().manual_seed(0))
+    for stride in (1, 2):
+        net = RepSR(3, channels=8, blocks=1, stride=stride).eval()
+        with torch.no_grad():
+            assert torch.allclose(net(luma), ResidualSR(3, channels=4, blocks=1).eval()(luma), atol=1e-6)
+
+
+def test_loading_a_training_checkpoint_runs_the_collapsed_form(tmp_path):
+    """A `vsr train` checkpoint holds the training form (resume, --init); loading it for inference
+    (torch backend, export) gives the collapsed network with the same output."""
+    from vsr.models.weights import load_model
+
+    net = _randomised(RepSR(2), std=0.05).eval()
+    path = tmp_path / "realtime_x2.pt"
+    torch.save({"arch": "reparam", "model": "realtime", "scale": 2, "state_dict": net.state_dict(),
+                "options": dict(channels=32, blocks=2, stride=1, act="prelu")}, path)
+    loaded = load_model(2, path)
+    assert isinstance(loaded, RepSRPlain)
+    luma = torch.rand(1, 1, 16, 20)
+    with torch.no_grad():
+        assert (loaded(luma) - net(luma)).abs().max() < 1e-5
+
+
+@pytest.mark.parametrize("name", ["realtime", "realtime-compressed"])
+def test_shipped_realtime_rungs_are_collapsed_and_match_on_every_cpu_backend(name):
+    """The shipped ONNX is the collapsed graph (only 3x3 convolutions besides the bicubic skip),
+    and ONNX Runtime, OpenVINO fp32 and torch agree on a real image."""
+    import onnx
+
+    from vsr.backends import create_backend
+    from vsr.models.registry import get_model
+    from vsr.models.weights import load_model
+
+    info = get_model(name)
+    if not info.weights_path(3).is_file():
+        pytest.skip(f"{name}'s weights are not in this installation")
+    graph = onnx.load(str(info.weights_path(3))).graph
+    kernels = [next(a.ints for a in node.attribute if a.name == "kernel_shape")
+               for node in graph.node if node.op_type == "Conv"]
+    assert sorted(map(tuple, kernels)).count((3, 3)) == len(kernels) - 1  # + the 5x5 bicubic skip
+    from tests.conftest import synthetic_rgb
+    from vsr.color import rgb_to_y
+
+    luma = (rgb_to_y(synthetic_rgb(40, 56, seed=3)) / 255.0).astype(np.float32)[None, None]
+    with torch.no_grad():
+        reference = load_model(3, model=name)(torch.from_numpy(luma)).clamp(0, 1).numpy()
+    for backend, options in (("onnxruntime", {}), ("openvino", {"precision": "fp32"}), ("torch", {})):
+        engine = create_backend(backend, 3, model=name, **options)
+        try:
+            out = engine.upscale_luma(luma)
+        finally:
+            engine.close()
+        assert np.abs(out - reference).max() < 1e-4, backend

@@ -1,0 +1,260 @@
+"""A re-parameterisable real-time network: trained with multi-branch convolutions, run as a plain
+chain of 3x3 convolutions.
+
+Training form (``RepSR``): every convolution is an ``RepConv`` block, the sum of linear branches
+in the manner of ECBSR (Zhang et al. 2021) and SESR (Bhardwaj et al. 2022):
+
+- a 3x3 convolution,
+- a 1x1 convolution,
+- a 1x1 expansion to ``expand`` x the output channels, then a 3x3 convolution,
+- a 1x1 convolution, then fixed Sobel-x, Sobel-y and Laplacian filters with a learned scale per
+  channel (edges are what super-resolution restores),
+- the identity, where input and output channels agree.
+
+Every branch is linear, so their sum is one 3x3 convolution: ``collapse()`` returns
+``RepSRPlain``, the same network as plain convolutions, equal to the training form within float
+rounding (tests check 1e-5). Why bother, when the function is the same: gradient descent on the
+branches' parameters is not gradient descent on the merged kernel. The over-parameterisation
+preconditions the optimisation, which small networks train measurably better with (ECBSR: +0.2-0.4 dB
+over the plain network at the same inference cost).
+
+Training computes the merged kernel of each block at every step and runs one convolution with it
+(``RepConv.forward``; the explicit branches are ``forward_branches``). That is the same function
+of the same parameters, so the same gradients by the chain rule, at the cost of the plain network
+instead of five convolutions per layer (OREPA, Hu et al. 2022, makes the same observation). It is
+exact at the borders too: the branches that start with a 1x1 convolution pad its output with its
+bias (as ECBSR does), which is what a 3x3 convolution over the zero-padded input computes.
+
+The body runs at LR resolution (``stride`` 1), or at half of it (``stride`` 2, as Bicubic++: a
+stride-2 first convolution, a ``2 * scale`` pixel shuffle, a crop), which quarters the cost of
+every layer and doubles the context each one sees: what compressed input, whose artefacts span
+8x8 and 16x16 codec blocks, needs. A bicubic upscale of the input is added before the shuffle
+(``BicubicSkip``, kept float under int8 like the residual rungs'), so the network learns only the
+detail bicubic misses and an untrained network (zero last layer) is exactly bicubic.
+
+Both forms take luma in [0, 1], (N, 1, H, W), and return (N, 1, H * scale, W * scale), not
+clipped. Padded ("same") convolutions: ``CONTEXT_PX`` 0, like ``ResidualSR``.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from . import SUPPORTED_SCALES
+from .bicubic import BicubicSkip
+
+_SOBEL_X = ((-1.0, 0.0, 1.0), (-2.0, 0.0, 2.0), (-1.0, 0.0, 1.0))
+_SOBEL_Y = ((-1.0, -2.0, -1.0), (0.0, 0.0, 0.0), (1.0, 2.0, 1.0))
+_LAPLACIAN = ((0.0, 1.0, 0.0), (1.0, -4.0, 1.0), (0.0, 1.0, 0.0))
+
+
+class RepConv(nn.Module):
+    """A 3x3 convolution ``cin -> cout`` (``stride`` 1 or 2, zero padding 1) trained as the sum of
+    the branches in the module docstring; ``merged()`` is its (weight, bias)."""
+
+    def __init__(self, cin: int, cout: int, *, stride: int = 1, expand: int = 2) -> None:
+        super().__init__()
+        self.cin, self.cout, self.stride = cin, cout, stride
+        self.conv3 = nn.Conv2d(cin, cout, 3, stride=stride, padding=1)
+        self.conv1 = nn.Conv2d(cin, cout, 1, stride=stride)
+        mid = cout * expand
+        self.expand_in = nn.Conv2d(cin, mid, 1)
+        self.expand_out = nn.Conv2d(mid, cout, 3, stride=stride)
+        # One 1x1 convolution feeds each fixed edge filter; the filter's response is scaled per channel.
+        self.edge_in = nn.ModuleList(nn.Conv2d(cin, cout, 1) for _ in range(3))
+        self.edge_scale = nn.Parameter(torch.randn(3, cout) * 1e-3)
+        self.edge_bias = nn.Parameter(torch.zeros(3, cout))
+        self.register_buffer("edge_masks", torch.tensor((_SOBEL_X, _SOBEL_Y, _LAPLACIAN)), persistent=False)
+        self.identity = cin == cout and stride == 1
+        #: Compute the branches one by one (``forward_branches``) instead of the merged kernel.
+        self.explicit = False
+
+    def merged(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(weight (cout, cin, 3, 3), bias (cout,)) of the one convolution equal to the sum of branches."""
+        weight = self.conv3.weight + F.pad(self.conv1.weight, (1, 1, 1, 1))
+        bias = self.conv3.bias + self.conv1.bias
+        # 1x1 a (mid, cin) then 3x3 k (cout, mid): weight k @ a per tap; the 1x1's bias meets every tap of k.
+        a = self.expand_in.weight[:, :, 0, 0]
+        k = self.expand_out.weight
+        weight = weight + torch.einsum("omhw,mi->oihw", k, a)
+        bias = bias + self.expand_out.bias + torch.einsum("omhw,m->o", k, self.expand_in.bias)
+        for i, conv in enumerate(self.edge_in):
+            mask = self.edge_scale[i][:, None, None] * self.edge_masks[i]  # (cout, 3, 3)
+            weight = weight + conv.weight * mask[:, None]  # (cout, cin, 1, 1) x (cout, 1, 3, 3)
+            bias = bias + self.edge_bias[i] + conv.bias * mask.sum(dim=(1, 2))
+        if self.identity:
+            eye = torch.zeros_like(weight)
+            eye[torch.arange(self.cout), torch.arange(self.cin), 1, 1] = 1.0
+            weight = weight + eye
+        return weight, bias
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.explicit:
+            return self.forward_branches(x)
+        weight, bias = self.merged()
+        return F.conv2d(x, weight.to(x.dtype), bias.to(x.dtype), stride=self.stride, padding=1)
+
+    def forward_branches(self, x: torch.Tensor) -> torch.Tensor:
+        """The sum of the branches computed one by one (what ``forward`` equals)."""
+
+        def bias_padded(y: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+            # A 1x1 output padded with its bias: the 1x1 applied to the zero-padded input.
+            b = bias[None, :, None, None]
+            return F.pad(y - b, (1, 1, 1, 1)) + b
+
+        out = self.conv3(x) + self.conv1(x)
+        out = out + self.expand_out(bias_padded(self.expand_in(x), self.expand_in.bias))
+        for i, conv in enumerate(self.edge_in):
+            y = bias_padded(conv(x), conv.bias)
+            mask = (self.edge_scale[i][:, None, None] * self.edge_masks[i])[:, None]
+            out = out + F.conv2d(y, mask, self.edge_bias[i], stride=self.stride, groups=self.cout)
+        if self.identity:
+            out = out + x
+        return out
+
+    def collapse(self) -> nn.Conv2d:
+        weight, bias = self.merged()
+        conv = nn.Conv2d(self.cin, self.cout, 3, stride=self.stride, padding=1)
+        with torch.no_grad():
+            conv.weight.copy_(weight)
+            conv.bias.copy_(bias)
+        return conv
+
+
+def _activation(kind: str, channels: int) -> nn.Module:
+    if kind == "prelu":
+        return nn.PReLU(channels, init=0.1)
+    if kind == "relu":
+        return nn.ReLU()
+    raise ValueError(f"activation must be 'prelu' or 'relu', got {kind!r}")
+
+
+def _check(scale: int, stride: int) -> None:
+    if scale not in SUPPORTED_SCALES:
+        raise ValueError(f"scale must be one of {SUPPORTED_SCALES}, got {scale}")
+    if stride not in (1, 2):
+        raise ValueError(f"stride must be 1 or 2, got {stride}")
+
+
+class _RepBase(nn.Module):
+    """What both forms share: the skip, the shuffle and the crop around ``_features``."""
+
+    CONTEXT_PX = 0
+
+    def _setup(self, scale: int, channels: int, blocks: int, stride: int, act: str) -> None:
+        _check(scale, stride)
+        self.scale, self.channels, self.blocks, self.stride, self.act = scale, channels, blocks, stride, act
+        self.shuffle = nn.PixelShuffle(scale * stride)
+        self.bicubic_skip = BicubicSkip(scale)
+        self.skip_shuffle = nn.PixelShuffle(scale)
+
+    @property
+    def receptive_px(self) -> int:
+        # head + blocks + tail 3x3 convolutions, each one reaching ``stride`` LR pixels further.
+        return (self.blocks + 2) * self.stride + (self.stride - 1)
+
+    @property
+    def out_channels(self) -> int:
+        return (self.scale * self.stride) ** 2
+
+    def forward(self, luma: torch.Tensor) -> torch.Tensor:
+        return self.body(luma)
+
+    def body(self, luma: torch.Tensor) -> torch.Tensor:
+        x = luma - 0.5
+        for conv, act in zip(self._convs(), self._acts()):
+            x = act(conv(x))
+        # The detail layer and the skip in the weights' precision even under autocast: bf16 would
+        # round the picture to ~1/256, a visible loss on smooth gradients.
+        with torch.autocast(luma.device.type, enabled=False):
+            tail = self._tail()
+            detail = tail(x.to(self._tail_dtype()))
+            skip = self.bicubic_skip(luma).to(detail.dtype)
+            if self.stride == 1:
+                return self.shuffle(detail + skip)
+            height, width = luma.shape[-2] * self.scale, luma.shape[-1] * self.scale
+            # The half-resolution body covers ceil(H / 2) rows: its shuffle overhangs odd sizes by one scale.
+            return self.shuffle(detail)[..., :height, :width] + self.skip_shuffle(skip)
+
+
+class RepSR(_RepBase):
+    """The training form: ``RepConv`` 1->C (stride ``stride``), ``blocks`` ``RepConv`` C->C, each
+    followed by ``act``, a ``RepConv`` C->(scale * stride)**2, the pixel shuffle, the bicubic skip."""
+
+    def __init__(self, scale: int, channels: int = 32, blocks: int = 2, stride: int = 1, act: str = "prelu",
+                 expand: int = 2) -> None:
+        super().__init__()
+        self._setup(scale, channels, blocks, stride, act)
+        self.expand = expand
+        self.head = RepConv(1, channels, stride=stride, expand=expand)
+        self.body_convs = nn.ModuleList(RepConv(channels, channels, expand=expand) for _ in range(blocks))
+        self.acts = nn.ModuleList(_activation(act, channels) for _ in range(blocks + 1))
+        self.tail = RepConv(channels, self.out_channels, expand=expand)
+        # A zero last layer: the untrained network is exactly bicubic, so training only ever adds detail.
+        with torch.no_grad():
+            for p in self.tail.parameters():
+                p.zero_()
+
+    def _convs(self):
+        return [self.head, *self.body_convs]
+
+    def _acts(self):
+        return self.acts
+
+    def _tail(self):
+        return self.tail
+
+    def _tail_dtype(self):
+        return self.tail.conv3.weight.dtype
+
+    def explicit_branches(self, on: bool = True) -> "RepSR":
+        """Run every block branch by branch (slower; the same function): what the tests compare."""
+        for module in self.modules():
+            if isinstance(module, RepConv):
+                module.explicit = on
+        return self
+
+    def collapse(self) -> "RepSRPlain":
+        """The inference form: the same function as plain 3x3 convolutions (eval mode)."""
+        plain = RepSRPlain(self.scale, self.channels, self.blocks, self.stride, self.act)
+        with torch.no_grad():
+            for source, target in zip([*self._convs(), self.tail], [*plain.convs, plain.tail]):
+                weight, bias = source.merged()
+                target.weight.copy_(weight)
+                target.bias.copy_(bias)
+            for source, target in zip(self.acts, plain.acts):
+                target.load_state_dict(source.state_dict())
+        return plain.to(self.tail.conv3.weight.device).eval()
+
+
+class RepSRPlain(_RepBase):
+    """The inference form of ``RepSR`` (``RepSR.collapse()``): plain 3x3 convolutions."""
+
+    def __init__(self, scale: int, channels: int = 32, blocks: int = 2, stride: int = 1, act: str = "prelu",
+                 expand: int = 2) -> None:
+        super().__init__()
+        self._setup(scale, channels, blocks, stride, act)
+        self.convs = nn.ModuleList([nn.Conv2d(1, channels, 3, stride=stride, padding=1)]
+                                   + [nn.Conv2d(channels, channels, 3, padding=1) for _ in range(blocks)])
+        self.acts = nn.ModuleList(_activation(act, channels) for _ in range(blocks + 1))
+        self.tail = nn.Conv2d(channels, self.out_channels, 3, padding=1)
+
+    def _convs(self):
+        return self.convs
+
+    def _acts(self):
+        return self.acts
+
+    def _tail(self):
+        return self.tail
+
+    def _tail_dtype(self):
+        return self.tail.weight.dtype
+
+
+def plain_state_dict(state_dict: dict, scale: int, options: dict) -> dict:
+    """The collapsed (inference-form) state dict of a training-form ``state_dict``."""
+    net = RepSR(scale, **options)
+    net.load_state_dict({k: v.float() for k, v in state_dict.items()})
+    return net.collapse().state_dict()
