@@ -162,3 +162,10 @@ def test_upscale_defaults_to_the_clean_real_time_rung(tmp_path, image_dir, cache
     assert _vsr("upscale", source, default, "-q", env=cache_env).returncode == 0
     assert _vsr("upscale", source, named, "--model", "realtime", "-q", env=cache_env).returncode == 0
     assert np.array_equal(np.asarray(Image.open(default)), np.asarray(Image.open(named)))
+
+
+def test_cli_spells_the_image_model_as_the_registry_does():
+    import vsr.cli
+    from vsr.models.registry import IMAGE_MODEL, get_model
+
+    assert vsr.cli.IMAGE_MODEL == IMAGE_MODEL and get_model(IMAGE_MODEL).degradation == "bicubic"

@@ -53,6 +53,28 @@ def test_codec_round_trip_degrades_with_the_quality_setting(codec):
     assert psnr_good - psnr_bad > 8, (psnr_good, psnr_bad)
 
 
+@pytest.mark.parametrize("codec", ["h264", "hevc"])
+def test_keyint_makes_intra_frames(codec):
+    """keyint=1 codes every frame intra: with a still picture, later frames of an inter-coded clip
+    copy the first (skip blocks), all-intra frames are each coded afresh and keep their own noise."""
+    rng = np.random.default_rng(0)
+    base = _luma(96, 96, 4).astype(np.float32)
+    frames = [np.clip(base + rng.normal(0, 3, base.shape), 0, 255).astype(np.uint8) for _ in range(6)]
+    inter = codec_round_trip(frames, codec, 30, keyint=8)
+    intra = codec_round_trip(frames, codec, 30, keyint=1)
+    change = lambda clip: np.mean([np.abs(clip[t].astype(int) - clip[t - 1]).mean() for t in range(1, 6)])  # noqa: E731
+    assert change(intra) > 1.5 * change(inter), (change(intra), change(inter))
+
+
+def test_recipe_draws_presets_and_keyframe_intervals():
+    recipe = CompressedDegradation()
+    assert len(recipe.video_presets) > 1 and len(recipe.keyint_frames) > 1
+    with pytest.raises(ValueError, match="unknown preset"):
+        replace(recipe, video_presets=(("warpspeed", 1.0),))
+    with pytest.raises(ValueError, match="keyint"):
+        replace(recipe, keyint_frames=((0, 1.0),))
+
+
 def test_codec_round_trip_keeps_odd_sizes_and_frame_count():
     frames = _pan(3, 37)
     out = codec_round_trip(frames, "h264", 30)

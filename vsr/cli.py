@@ -190,6 +190,9 @@ def train(data, scale, model_name, epochs, sampling, steps_per_epoch, loss, budg
     )
 
 
+#: vsr upscale's default model (models.registry.IMAGE_MODEL, spelled here: `vsr --help` stays torch- and import-free).
+IMAGE_MODEL = "realtime"
+
 BACKEND_CHOICE = click.Choice(["auto", "openvino", "onnxruntime", "torch", "tensorrt"])
 #: backends.PRECISIONS, spelled here so that `vsr --help` does not import the backends.
 PRECISION_CHOICE = click.Choice(["auto", "fp32", "bf16", "int8"])
@@ -205,11 +208,6 @@ def _precision_option(command):
              "every shipped model (accuracy control keeps float the layers that would lose more: espcn7 stays "
              "almost all float, so its int8 is no faster) (needs pip install 'vsr[int8]'). Other backends run "
              "fp32.")(command)
-
-
-#: ``vsr upscale``'s model: images are clean input, and the real-time clean rung upscales a
-#: 12-megapixel photo in seconds on two cores, where the larger rungs take minutes (README, Models).
-IMAGE_MODEL = "realtime"
 
 
 def _engine_options(default_backend: str, backend_help: str = "", *, auto_model: bool = False,
@@ -307,14 +305,14 @@ def models(as_json):
     """The shipped models, fastest first: parameters, training input, Set5 PSNR per scale, and what
     --precision int8 costs on Set5 (auto runs int8 only within 0.05 dB)."""
     from .backends.int8 import recorded_loss_db
-    from .models.registry import DEFAULT_MODEL, shipped_models
+    from .models.registry import IMAGE_MODEL, shipped_models
 
     rows = []
     for info in shipped_models():
         scores = info.card_scores()
         int8_loss = {str(s): recorded_loss_db(info.weights_path(s)) for s in info.scales}
         rows.append({
-            "name": info.name, "arch": info.arch, "summary": info.summary, "default": info.name == DEFAULT_MODEL,
+            "name": info.name, "arch": info.arch, "summary": info.summary, "default": info.name == IMAGE_MODEL,
             "scales": list(info.scales), "params": {str(s): info.params(s) for s in info.scales},
             "degradation": info.degradation, "receptive_px": info.receptive_px,
             "set5_psnr_db": {str(s): round(scores[s]["vsr_psnr_db"], 2) for s in info.scales if s in scores},
@@ -324,6 +322,7 @@ def models(as_json):
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
+    click.echo("vsr run and vsr live pick with --model auto (the default); (default) marks vsr upscale's model.")
     header = (f"{'model':<20} {'arch':<9} {'params x3':>9}  {'input':<10} {'Set5 PSNR dB x2 / x3 / x4':<26} "
               f"{'int8 -dB x2/x3/x4':<18} summary")
     click.echo(header)
@@ -332,7 +331,7 @@ def models(as_json):
         psnr = " / ".join(f"{row['set5_psnr_db'].get(str(s), float('nan')):.2f}" for s in (2, 3, 4))
         losses = row["int8_set5_loss_db"]
         int8 = "/".join(f"{losses[str(s)]:.2f}" if str(s) in losses else "?" for s in (2, 3, 4))
-        name = row["name"] + (" (default)" if row["default"] else "")
+        name = row["name"] + (" (default)" if row["default"] else "")  # vsr upscale's; run and live pick
         click.echo(f"{name:<20} {row['arch']:<9} {row['params'].get('3', 0):>9,}  {row['degradation']:<10} "
                    f"{psnr:<26} {int8:<18} {row['summary']}")
 

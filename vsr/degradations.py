@@ -46,6 +46,8 @@ __all__ = [
 
 #: name -> (PyAV encoder, PyAV decoder).
 VIDEO_CODECS = {"h264": ("libx264", "h264"), "hevc": ("libx265", "hevc"), "mpeg4": ("mpeg4", "mpeg4")}
+#: The presets x264 and x265 share.
+X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow")
 CODECS = (*VIDEO_CODECS, "jpeg", "none")
 DOWNSCALE_KERNELS = ("area", "bicubic", "bilinear", "aliased")
 
@@ -88,8 +90,15 @@ class CompressedDegradation:
     #: long, medium-preset encodes at the same CRF: on the shared clips (x3 LR, CRF 23-37)
     #: superfast over 8-frame clips kept the LR within 1 dB of medium over 64 frames (mean
     #: +0.07 dB), ultrafast was 0.03-2.9 dB milder (and drops the deblocking filter), veryfast
-    #: 0.7-2.4 dB harsher (benchmarks/results/degradation_throughput.md).
-    video_preset: str = "superfast"
+    #: 0.7-2.4 dB harsher (benchmarks/results/degradation_throughput.md). Real encodes use every
+    #: preset, so the preset is drawn per encode from these weights: superfast most of the time,
+    #: veryfast for harsher coding, ultrafast for the undeblocked blocks of screen and camera
+    #: recorders.
+    video_presets: tuple[tuple[str, float], ...] = (("superfast", 0.6), ("veryfast", 0.2), ("ultrafast", 0.2))
+    #: Keyframe interval in frames (x264 / x265 ``keyint``), drawn per encode: 8 (one GOP per
+    #: sequence: the first frame intra, the rest inter), 4, or 1 (all intra, as intra-only and
+    #: very short-GOP streams are): inter and intra frames carry different artefacts.
+    keyint_frames: tuple[tuple[int, float], ...] = ((8, 0.6), (4, 0.25), (1, 0.15))
     #: Frames in each sequence (the first is intra, the rest inter-predicted).
     frames_per_clip: int = 8
     #: Sequences tiled into one mosaic clip (one encoder run): more is faster per patch.
@@ -121,6 +130,11 @@ class CompressedDegradation:
         for name, _ in self.codec_weights:
             if name not in CODECS:
                 raise ValueError(f"unknown codec {name!r}: choose from {', '.join(CODECS)}")
+        for name, _ in self.video_presets:
+            if name not in X264_PRESETS:
+                raise ValueError(f"unknown preset {name!r}: choose from {', '.join(X264_PRESETS)}")
+        if any(k < 1 for k, _ in self.keyint_frames) or sum(w for _, w in self.keyint_frames) <= 0:
+            raise ValueError("keyint_frames need intervals of at least 1 and a positive total weight")
         for name, _ in self.kernel_weights:
             if name not in DOWNSCALE_KERNELS:
                 raise ValueError(f"unknown downscale kernel {name!r}: choose from {', '.join(DOWNSCALE_KERNELS)}")
@@ -208,7 +222,8 @@ def _cell_px(side_px: int) -> int:
     return -(-(side_px + 2 * _CELL_MARGIN_PX) // 16) * 16
 
 
-def _video_round_trip(frames: list[np.ndarray], codec: str, quality: int, preset: str) -> list[np.ndarray]:
+def _video_round_trip(frames: list[np.ndarray], codec: str, quality: int, preset: str,
+                      keyint: int | None = None) -> list[np.ndarray]:
     """Encode uint8 luma frames (grey chroma) as one clip with PyAV and decode them back."""
     import av
 
@@ -222,12 +237,19 @@ def _video_round_trip(frames: list[np.ndarray], codec: str, quality: int, preset
     encoder.thread_count = 1
     if codec == "h264":
         encoder.options = {"crf": str(quality), "preset": preset}
+        if keyint:
+            # min-keyint too: x264 would otherwise place the next keyframe where it likes.
+            encoder.options = {**encoder.options, "x264-params": f"keyint={keyint}:min-keyint={keyint}:scenecut=0"}
     elif codec == "hevc":
-        encoder.options = {"crf": str(quality), "preset": preset,
-                           "x265-params": "log-level=none:pools=none:frame-threads=1"}
+        params = "log-level=none:pools=none:frame-threads=1"
+        if keyint:
+            params += f":keyint={keyint}:min-keyint={keyint}:scenecut=0"
+        encoder.options = {"crf": str(quality), "preset": preset, "x265-params": params}
     else:  # MPEG-4 part 2 has no CRF: a fixed quantiser is how it is run at a quality (ffmpeg -q:v).
         # qmin = qmax pins it; the "qscale" option alone is ignored here and the 200 kbit/s default rules.
         encoder.options = {"qmin": str(quality), "qmax": str(quality)}
+        if keyint:
+            encoder.gop_size = keyint
     grey = np.full((height // 2, width), 128, np.uint8)  # the two half-size chroma planes, stacked
     packets = []
     for index, luma in enumerate(frames):
@@ -251,10 +273,12 @@ def _video_round_trip(frames: list[np.ndarray], codec: str, quality: int, preset
 MIN_VIDEO_SIDE_PX = 64
 
 
-def codec_round_trip(frames: list[np.ndarray], codec: str, quality: int, preset: str = "superfast") -> list[np.ndarray]:
+def codec_round_trip(frames: list[np.ndarray], codec: str, quality: int, preset: str = "superfast",
+                     keyint: int | None = None) -> list[np.ndarray]:
     """uint8 luma frames of one clip through ``codec`` and back. ``quality``: CRF (h264, hevc),
-    quantiser (mpeg4) or JPEG quality; ignored for "none". Odd sizes, and sides under
-    ``MIN_VIDEO_SIDE_PX``, are padded (replicated) and cropped back."""
+    quantiser (mpeg4) or JPEG quality; ignored for "none". ``keyint``: frames between keyframes
+    (video codecs; None: the encoder's default). Odd sizes, and sides under ``MIN_VIDEO_SIDE_PX``,
+    are padded (replicated) and cropped back."""
     import cv2
 
     if codec == "none":
@@ -276,7 +300,7 @@ def codec_round_trip(frames: list[np.ndarray], codec: str, quality: int, preset:
     pad_w = max(width % 2, MIN_VIDEO_SIDE_PX - width)
     if pad_h or pad_w:
         frames = [cv2.copyMakeBorder(f, 0, pad_h, 0, pad_w, cv2.BORDER_REPLICATE) for f in frames]
-    return [f[:height, :width] for f in _video_round_trip(frames, codec, quality, preset)]
+    return [f[:height, :width] for f in _video_round_trip(frames, codec, quality, preset, keyint)]
 
 
 def _sample_codec(rng: np.random.Generator, recipe: CompressedDegradation) -> tuple[str, int]:
@@ -304,6 +328,8 @@ def degrade_clips(
         raise ValueError("every sequence needs the same number of frames of the same size")
     lr_clips = [_pre_codec(c, scale, rng, recipe) for c in clips]
     codec, quality = _sample_codec(rng, recipe)
+    preset = _choose(rng, recipe.video_presets)
+    keyint = int(_choose(rng, tuple((str(k), w) for k, w in recipe.keyint_frames)))
     frames = lengths.pop()
     h, w = lr_clips[0][0].shape
     if codec in VIDEO_CODECS:
@@ -319,7 +345,7 @@ def degrade_clips(
                 canvas[y : y + cell_h, x : x + cell_w] = cv2.copyMakeBorder(
                     clip[t], top, cell_h - h - top, left, cell_w - w - left, cv2.BORDER_REPLICATE)
             mosaics.append(canvas)
-        decoded = codec_round_trip(mosaics, codec, quality, recipe.video_preset)
+        decoded = codec_round_trip(mosaics, codec, quality, preset, keyint)
         coded = [
             [decoded[t][(i // columns) * cell_h + top : (i // columns) * cell_h + top + h,
                         (i % columns) * cell_w + left : (i % columns) * cell_w + left + w] for t in range(frames)]

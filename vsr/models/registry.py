@@ -15,7 +15,12 @@ from pathlib import Path
 
 from ..errors import InputError
 
+#: What a checkpoint or command that names no model means (training, export, eval, bench); `vsr run`
+#: and `vsr live` default to ``--model auto`` instead (``models.choose``).
 DEFAULT_MODEL = "espcn"
+#: ``vsr upscale``'s model: images are clean input, and the real-time clean rung upscales a
+#: 12-megapixel photo in seconds on two cores, where the larger rungs take far longer (README, Models).
+IMAGE_MODEL = "realtime"
 
 #: The real-time rungs' shapes (``vsr.models.reparam``), chosen by engine time against ESPCN on the
 #: CPU (benchmarks/results/realtime_shapes_x3.md).
