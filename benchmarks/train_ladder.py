@@ -28,6 +28,7 @@ from pathlib import Path
 RECIPES = {
     "espcn": "--sampling random --patch-px 32 --batch-size 128 --loss l2 --lr 1e-3",
     "espcn7": "--sampling random --patch-px 32 --batch-size 128 --loss l2 --lr 1e-3",
+    "realtime": "--sampling random --patch-px 48 --batch-size 16 --loss l1-l2 --lr 1e-3",
     "balanced": "--sampling random --patch-px 48 --batch-size 64 --loss l1-l2 --lr 1e-3",
     "quality": "--sampling random --patch-px 48 --batch-size 64 --loss l1-l2 --lr 5e-4",
 }

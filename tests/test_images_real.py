@@ -40,8 +40,9 @@ def no_leftovers(folder):
 @pytest.fixture(scope="module")
 def engine():
     from vsr.backends import create_backend
+    from vsr.models.registry import IMAGE_MODEL
 
-    backend = create_backend("onnxruntime", 2)
+    backend = create_backend("onnxruntime", 2, model=IMAGE_MODEL)  # what `vsr upscale` runs by default
     yield backend
     backend.close()
 

@@ -108,7 +108,7 @@ def test_models_are_distinct_and_better_than_bicubic(name):
     hr = rgb_to_y(synthetic_rgb(96, 96, seed=7)).astype(np.float64) / 255.0
     lr = np.clip(imresize(hr, 1 / 3), 0, 1).astype(np.float32)
     network = load_model(3, model=name)
-    assert type(network).__name__ == {"espcn": "ESPCN", "espcn7": "ESPCN7", "residual": "ResidualSR"}[MODELS[name].arch]
+    assert type(network).__name__ == {"espcn": "ESPCN", "espcn7": "ESPCN7", "residual": "ResidualSR", "reparam": "RepSRPlain"}[MODELS[name].arch]
     with torch.inference_mode():
         sr = network(torch.from_numpy(lr)[None, None]).clamp(0, 1)[0, 0].numpy()
     bicubic = np.clip(imresize(lr.astype(np.float64), 3), 0, 1)

@@ -519,7 +519,9 @@ def test_live_target_fps_picks_a_model_and_says_why(clip, tmp_path, monkeypatch)
     monkeypatch.setenv("VSR_CACHE_DIR", str(tmp_path))
     lines = []
     report = run_live(LiveConfig(source=str(clip), scale=2, model="auto", target_fps=0.1, backend="onnxruntime",
-                                 headless=True, as_fast_as_possible=True, max_frames=2), status=lines.append)
+                                 degradation="clean", headless=True, as_fast_as_possible=True, max_frames=2),
+                      status=lines.append)
     best = [m for m in shipped_models() if m.degradation == "bicubic"][-1].name
-    assert any(line.startswith(f"model {best}: the best that holds 0.1 fps at 200x150 x2") for line in lines), lines
+    assert any(line.startswith(f"model {best}: the best model that holds 0.1 fps at 200x150 x2") for line in lines), lines
+    assert any("--degradation clean" in line for line in lines)
     assert report.frames_processed == 2

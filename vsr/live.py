@@ -56,8 +56,9 @@ class LiveConfig:
 
     source: str = "0"
     scale: int = 3
-    #: A model of the ladder, or "auto": the best that holds ``target_fps`` (None: the source's rate, else 30).
-    model: str = "auto"
+    #: A model of the ladder, or "auto": the best that holds ``target_fps`` (None: the source's rate, else 30);
+    #: `vsr live` passes "auto" by default.
+    model: str = "espcn"
     target_fps: float | None = None
     #: With ``model`` "auto": "auto" (from the source's codec), "clean" or "compressed".
     degradation: str = "auto"

@@ -34,8 +34,9 @@ class RunConfig:
     input_path: Path
     output_path: Path
     scale: int = 3
-    #: A model of the ladder, or "auto": the best one that holds ``target_fps`` (see ``models.choose``).
-    model: str = "auto"
+    #: A model of the ladder, or "auto": the best one that holds ``target_fps`` (see ``models.choose``;
+    #: resolved by ``segments.upscale_video``, what `vsr run` calls with "auto" by default).
+    model: str = "espcn"
     #: With ``model`` "auto": the frame rate to hold (None: the input's own).
     target_fps: float | None = None
     #: With ``model`` "auto": which models to choose from: "auto" (from the input's codec and bits

@@ -96,6 +96,12 @@ def _choose_model(config: RunConfig) -> tuple[RunConfig, str]:
                                              "--model NAME picks another)")
     with VideoReader(config.input_path) as reader:
         info = reader.info
+    from ..pipeline.pipeline import MIN_FRAME_SIZE
+
+    if info.width < MIN_FRAME_SIZE or info.height < MIN_FRAME_SIZE:
+        # Refused before any model is timed on frames no network takes (check_run says the same).
+        raise InputError(f"{config.input_path}: frames are {info.width}x{info.height}; "
+                         f"they must be at least {MIN_FRAME_SIZE}x{MIN_FRAME_SIZE}")
     target_fps = config.target_fps or info.average_fps
     if not target_fps:
         raise InputError(f"{config.input_path}: no frame rate to keep up with: give --target-fps")
