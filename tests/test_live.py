@@ -525,3 +525,40 @@ def test_live_target_fps_picks_a_model_and_says_why(clip, tmp_path, monkeypatch)
     assert any(line.startswith(f"model {best}: the best model that holds 0.1 fps at 200x150 x2") for line in lines), lines
     assert any("--degradation clean" in line for line in lines)
     assert report.frames_processed == 2
+
+
+@pytest.mark.parametrize("sig,status", [("SIGINT", 130), ("SIGTERM", 143)])
+def test_a_stopped_headless_recording_is_kept_playable(tmp_path, sig, status):
+    """Ctrl-C or SIGTERM ends a live recording as its natural end would: the frames recorded so
+    far in a playable file at --record's path, no hidden partial beside it; exit 128 + signal."""
+    import av
+    import signal as signals
+
+    clip = write_clip(tmp_path / "long.mp4", frames=250, width=96, height=64)  # 10 s at its own rate
+    record = tmp_path / "rec.mp4"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    # The default SIGINT disposition, as under a shell: an ignored one would be inherited from pytest.
+    process = subprocess.Popen(
+        [sys.executable, "-m", "vsr", "live", "--source", str(clip), "--headless", "--record", str(record),
+         "--scale", "2", "--model", "espcn", "--backend", "onnxruntime"],
+        env=env, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
+        preexec_fn=lambda: signals.signal(signals.SIGINT, signals.SIG_DFL))
+    lines = []
+    try:
+        for line in process.stderr:  # a status line every 2 s once frames flow
+            lines.append(line)
+            if " fps " in line and "dropped" in line:
+                break
+        process.send_signal(getattr(signals, sig))
+        lines += process.stderr.readlines()
+        process.wait(60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    stderr = "".join(lines)
+    assert process.returncode == status, stderr
+    assert "Traceback" not in stderr
+    with av.open(str(record)) as container:
+        decoded = sum(1 for _ in container.decode(video=0))
+    assert 0 < decoded < 250
+    assert not [p.name for p in tmp_path.iterdir() if "partial" in p.name]

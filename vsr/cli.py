@@ -33,9 +33,20 @@ def _reports_errors(command):
             raise click.ClickException(str(exc)) from None
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
-            sys.exit(130)
+            sys.exit(_interrupted_status())
 
     return wrapper
+
+
+#: The stop signal a command received (SIGTERM is turned into KeyboardInterrupt by
+#: ``_sigterm_as_interrupt``); None: Ctrl-C, or none.
+_stop_signal: list[int | None] = [None]
+
+
+def _interrupted_status() -> int:
+    """The exit status of a run stopped by a signal, as a shell reports one: 128 + its number
+    (130 for Ctrl-C, 143 for SIGTERM)."""
+    return 128 + (_stop_signal[0] or signal.SIGINT)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -407,7 +418,9 @@ def _video_input(text: str) -> Path | str:
               help="Run the segments as Ray tasks: a new local Ray instance, 'auto' (the running cluster) or "
                    "ray://HOST:PORT. Needs pip install -e \".[ray]\".")
 @click.option("--format", "out_format", default=None, metavar="EXT",
-              help="Folders: the container of every output (mp4, mkv ...). Default: each input's own.")
+              help="Folders: the container of every output (mp4, mkv ...). Default: each input's own. "
+                   "OUTPUT -: the container on standard output: y4m (default, raw frames), nut (raw frames), "
+                   "matroska or mpegts (--codec, default libx264).")
 @click.option("--strict", is_flag=True,
               help="Fail on a frame that cannot be decoded or a truncated input (default: skip it, with a note).")
 @click.option("--deinterlace/--no-deinterlace", default=True, show_default=True,
@@ -429,6 +442,19 @@ def run(input_path, output_path, scale, degradation, model_name, target_fps, bac
     from .pipeline.pipeline import RunConfig, can_reopen
 
     notes = []
+    container = None
+    if str(output_path) == "-":
+        # OUTPUT "-": the stream alone on standard output (y4m unless --format says otherwise).
+        from .media.encode import STDOUT_CODEC, claim_stdout, stdout_format
+
+        container = stdout_format(out_format)
+        out_format = None
+        codec = codec or STDOUT_CODEC[container]
+        if _workers(workers_text) not in (1, None) or resume or ray_address:
+            raise click.UsageError("OUTPUT - is a stream written as it is encoded: one stream only "
+                                   "(--workers 1, no --resume or --ray)")
+        workers_text = "1"
+        claim_stdout()
     if codec is None:
         codec = default_codec(f".{out_format}" if out_format else output_path.suffix)
         if codec != "libx264":
@@ -445,7 +471,7 @@ def run(input_path, output_path, scale, degradation, model_name, target_fps, bac
         input_path=input_path, output_path=output_path, scale=int(scale),
         model=_pick_model(model_name, target_fps, weights), target_fps=target_fps, degradation=degradation,
         backend=backend, device=device, weights=weights, encode=EncodeOptions(codec=codec, crf=crf, preset=preset, pix_fmt=pix_fmt,
-                                              audio=not no_audio),
+                                              audio=not no_audio, container=container),
         max_frames=max_frames, overwrite=overwrite, batch_size=batch_size, workers=workers,
         segment_seconds=segment_seconds, resume=resume, ray_address=ray_address, strict=strict,
         deinterlace=deinterlace, precision=precision,
@@ -473,7 +499,7 @@ def run(input_path, output_path, scale, degradation, model_name, target_fps, bac
             click.echo(f"note: {note}", err=True)
         click.echo(stats.summary(), err=True)
     if stats.interrupted:
-        sys.exit(130)
+        sys.exit(_interrupted_status())
 
 
 @contextlib.contextmanager
@@ -481,6 +507,7 @@ def _sigterm_as_interrupt():
     """SIGTERM (what `kill` and service managers send) stops a run as Ctrl-C does: workers
     stopped, partial work kept or discarded cleanly, instead of dying with files half written."""
     def interrupt(signum, frame):
+        _stop_signal[0] = signum
         raise KeyboardInterrupt
 
     try:
@@ -691,8 +718,11 @@ def live(source, scale, degradation, model_name, target_fps, backend, device, we
         headless=headless, as_fast_as_possible=as_fast_as_possible, max_frames=max_frames, split=not full_view,
         divider=divider, screenshot_dir=screenshot_dir, screenshot_at_frame=screenshot_at_frame, precision=precision,
     )
-    report = run_live(config, status=lambda line: click.echo(line, err=True))
+    with _sigterm_as_interrupt():
+        report = run_live(config, status=lambda line: click.echo(line, err=True))
     click.echo(report.summary(), err=True)
+    if report.interrupted:
+        sys.exit(_interrupted_status())
 
 
 @main.group()

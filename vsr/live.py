@@ -89,9 +89,11 @@ class LiveReport:
     median_pickup_age_ms: float | None = None
     recording: Path | None = None
     screenshots: list[Path] = field(default_factory=list)
+    #: Stopped by Ctrl-C or SIGTERM (the recording, if any, is finished all the same).
+    interrupted: bool = False
 
     def summary(self) -> str:
-        parts = [f"{self.frames_processed} frames", f"{self.frames_dropped} dropped", f"{self.fps:.1f} fps"]
+        parts = [("interrupted: " if self.interrupted else "") + f"{self.frames_processed} frames", f"{self.frames_dropped} dropped", f"{self.fps:.1f} fps"]
         if self.median_latency_ms is not None:
             parts.append(f"median latency {self.median_latency_ms:.0f} ms")
         if self.recording is not None:
@@ -504,70 +506,78 @@ def run_live(config: LiveConfig, *, status: Callable[[str], None] | None = None,
         started_at = None
         source_error = None
         live_frames = iter(frames)
-        while True:
-            try:
-                live = next(live_frames)
-            except StopIteration:
-                break
-            except InputError as exc:
-                # The source failed mid-stream (camera unplugged, stream cut): what was recorded
-                # so far is a good file, so finish it, then report the error.
-                source_error = exc
-                break
-            picked_at = time.monotonic()
-            started_at = picked_at if started_at is None else started_at
-            pickup_ages_ms.append((picked_at - live.captured_at) * 1000)
-            picture = live.picture
-            upscaled = upscale_one(upscaler, picture)
-            if recorder is not None:
-                first_pts = live.pts_seconds if first_pts is None else first_pts
-                # Timestamps must increase: two frames within a millisecond would share one.
-                pts = max(round((live.pts_seconds - first_pts) / RECORD_TIME_BASE), last_record_pts + 1)
-                recorder.write(dataclasses.replace(upscaled, pts=pts, time_base=RECORD_TIME_BASE))
-                last_record_pts = pts
-            report.frames_processed += 1
-            meter.tick(time.monotonic())
-
-            cache: dict = {}
-            wants_screenshot = config.screenshot_at_frame == report.frames_processed
-            if window is not None or wants_screenshot:
-                canvas = render(picture, upscaled, cache)  # its overlay shows the latency so far
-                if wants_screenshot:
-                    screenshot(canvas)
-            if window is not None:
-                window.show(canvas)
-                key = window.poll_key(1)  # the window paints the picture here
-            # Latency: from capture until the picture is in the window (or, headless, recorded).
-            now = time.monotonic()
-            latency_ms = (now - live.captured_at) * 1000
-            latencies_ms.append(latency_ms)
-            latency_ema_ms = latency_ms if latency_ema_ms is None else 0.9 * latency_ema_ms + 0.1 * latency_ms
-            if window is not None:
-                handle_key(state, key)
-                shown_divider, shown_split = state.divider, state.split
-                while not state.quit:
-                    if state.screenshot:
-                        state.screenshot = False
-                        screenshot(canvas)
-                    if window.closed():
-                        state.quit = True
-                    if not state.paused:
-                        break
-                    # Paused: keep the picture, follow the divider; the capture keeps dropping.
-                    if (state.divider, state.split) != (shown_divider, shown_split) or "paused" not in cache:
-                        cache["paused"] = True
-                        canvas = render(picture, upscaled, cache)
-                        window.show(canvas)
-                        shown_divider, shown_split = state.divider, state.split
-                    handle_key(state, window.poll_key(30))
-                if state.quit:
+        # Ctrl-C (and SIGTERM, which the CLI turns into the same) is how a live source is
+        # stopped: it ends the loop like the end of the source, so the recording is finished.
+        try:
+            while True:
+                try:
+                    live = next(live_frames)
+                except StopIteration:
                     break
-            elif now - last_status > 2.0:
-                last_status = now
-                status(overlay_text(in_wh, out_wh, upscaler.name, meter.rate(), latency_ema_ms)
-                       + f"  dropped {frames.dropped}")
-            if config.max_frames is not None and report.frames_processed >= config.max_frames:
-                break
+                except InputError as exc:
+                    # The source failed mid-stream (camera unplugged, stream cut): what was recorded
+                    # so far is a good file, so finish it, then report the error.
+                    source_error = exc
+                    break
+                picked_at = time.monotonic()
+                started_at = picked_at if started_at is None else started_at
+                pickup_ages_ms.append((picked_at - live.captured_at) * 1000)
+                picture = live.picture
+                upscaled = upscale_one(upscaler, picture)
+                if recorder is not None:
+                    first_pts = live.pts_seconds if first_pts is None else first_pts
+                    # Timestamps must increase: two frames within a millisecond would share one.
+                    pts = max(round((live.pts_seconds - first_pts) / RECORD_TIME_BASE), last_record_pts + 1)
+                    recorder.write(dataclasses.replace(upscaled, pts=pts, time_base=RECORD_TIME_BASE))
+                    last_record_pts = pts
+                report.frames_processed += 1
+                meter.tick(time.monotonic())
+
+                cache: dict = {}
+                wants_screenshot = config.screenshot_at_frame == report.frames_processed
+                if window is not None or wants_screenshot:
+                    canvas = render(picture, upscaled, cache)  # its overlay shows the latency so far
+                    if wants_screenshot:
+                        screenshot(canvas)
+                if window is not None:
+                    window.show(canvas)
+                    key = window.poll_key(1)  # the window paints the picture here
+                # Latency: from capture until the picture is in the window (or, headless, recorded).
+                now = time.monotonic()
+                latency_ms = (now - live.captured_at) * 1000
+                latencies_ms.append(latency_ms)
+                latency_ema_ms = latency_ms if latency_ema_ms is None else 0.9 * latency_ema_ms + 0.1 * latency_ms
+                if window is not None:
+                    handle_key(state, key)
+                    shown_divider, shown_split = state.divider, state.split
+                    while not state.quit:
+                        if state.screenshot:
+                            state.screenshot = False
+                            screenshot(canvas)
+                        if window.closed():
+                            state.quit = True
+                        if not state.paused:
+                            break
+                        # Paused: keep the picture, follow the divider; the capture keeps dropping.
+                        if (state.divider, state.split) != (shown_divider, shown_split) or "paused" not in cache:
+                            cache["paused"] = True
+                            canvas = render(picture, upscaled, cache)
+                            window.show(canvas)
+                            shown_divider, shown_split = state.divider, state.split
+                        handle_key(state, window.poll_key(30))
+                    if state.quit:
+                        break
+                elif now - last_status > 2.0:
+                    last_status = now
+                    status(overlay_text(in_wh, out_wh, upscaler.name, meter.rate(), latency_ema_ms)
+                           + f"  dropped {frames.dropped}")
+                if config.max_frames is not None and report.frames_processed >= config.max_frames:
+                    break
+        except KeyboardInterrupt:
+            report.interrupted = True
+        if recorder is not None and recorder.frames_written == 0 and report.interrupted:
+            recorder.close(keep=False)  # stopped before the first frame: nothing to keep
+            recorder = None
 
         report.frames_dropped = frames.dropped
         if report.frames_processed > 1:
