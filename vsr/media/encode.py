@@ -41,6 +41,48 @@ CODEC_FOR_SUFFIX = {".webm": "libsvtav1"}
 AVCOL_SPC_RGB = 0
 AVCOL_SPC_SMPTE170M = 6
 
+#: OUTPUT "-": the stream goes to standard output in one of these containers (``--format``), by
+#: the names users give and FFmpeg's own; y4m is what ``ffmpeg -f yuv4mpegpipe -i -`` reads.
+STDOUT = "-"
+STDOUT_FORMATS = {"y4m": "yuv4mpegpipe", "yuv4mpegpipe": "yuv4mpegpipe", "nut": "nut", "matroska": "matroska",
+                  "mkv": "matroska", "mpegts": "mpegts", "ts": "mpegts"}
+#: The codec of a piped stream when no ``--codec`` was given: y4m holds raw frames only (FFmpeg
+#: wraps them as wrapped_avframe), NUT raw frames (lossless, as `ffmpeg -f nut -c:v rawvideo`
+#: pipelines pass them), Matroska and MPEG-TS the usual H.264.
+STDOUT_CODEC = {"yuv4mpegpipe": "wrapped_avframe", "nut": "rawvideo", "matroska": DEFAULT_CODEC,
+                "mpegts": DEFAULT_CODEC}
+#: Codecs that store frames as they are: no CRF, no preset.
+RAW_CODECS = ("wrapped_avframe", "rawvideo")
+_stdout_fd: int | None = None
+
+
+def is_stdout(path: os.PathLike | str | None) -> bool:
+    return path is not None and str(path) == STDOUT
+
+
+def stdout_format(name: str | None) -> str:
+    """FFmpeg's muxer for ``--format NAME`` with OUTPUT "-" (default: y4m)."""
+    if name is None:
+        return "yuv4mpegpipe"
+    try:
+        return STDOUT_FORMATS[name.lower().lstrip(".")]
+    except KeyError:
+        raise OutputError(f"--format {name}: standard output takes y4m, nut, matroska or mpegts") from None
+
+
+def claim_stdout() -> int:
+    """Keep standard output for the video stream alone: the stream is written to a duplicate of
+    file descriptor 1, and descriptor 1 itself now points at standard error, so nothing that any
+    library prints (or a stray ``print``) can corrupt the stream. Once per process; returns the fd."""
+    global _stdout_fd
+    if _stdout_fd is None:
+        import sys
+
+        sys.stdout.flush()
+        _stdout_fd = os.dup(1)
+        os.dup2(2, 1)
+    return _stdout_fd
+
 
 def default_codec(output_suffix: str) -> str:
     """The encoder for an output named ``*output_suffix`` when no ``--codec`` was given."""
@@ -53,6 +95,8 @@ def check_encode_options(options: "EncodeOptions", width: int, height: int) -> N
     import av
 
     codec = options.codec
+    if codec in RAW_CODECS and (options.crf is not None or options.preset is not None):
+        raise OutputError(f"--crf and --preset: {codec} stores frames as they are; leave them out")
     if options.crf is not None:
         crf_range = CRF_RANGE.get(codec)
         if crf_range is None:
@@ -90,6 +134,8 @@ class EncodeOptions:
     pix_fmt: str | None = None
     audio: bool = True
     encoder_threads: int = 0
+    #: FFmpeg's muxer name (``yuv4mpegpipe``, ``nut`` ...); None: from OUTPUT's extension.
+    container: str | None = None
 
     def resolved_crf(self) -> int | None:
         return self.crf if self.crf is not None else DEFAULT_CRF.get(self.codec)
@@ -147,6 +193,14 @@ class VideoWriter:
         self.options = options
         self.layout = output_layout(options)
         self._passthrough = None
+        #: What the user should know about the output (streams dropped or re-encoded, tags changed).
+        self.notes: list[str] = []
+        self.frames_written = 0
+        self._closed = False
+        self.to_stdout = is_stdout(path)
+        if self.to_stdout:
+            self._open_stdout(width, height, source, audio_from)
+            return
         if not str(path):
             raise OutputError("the output name is empty; give a file name such as out.mp4")
         if self.path.is_dir():
@@ -158,8 +212,6 @@ class VideoWriter:
             raise OutputError(f"{self.path}: directory {parent} does not exist")
         if not os.access(parent, os.W_OK):
             raise OutputError(f"{self.path}: cannot write in {parent} (permission denied)")
-        #: What the user should know about the output (streams dropped or re-encoded, tags changed).
-        self.notes: list[str] = []
         # Unique per run (two runs to one OUTPUT never share it), short whatever OUTPUT's name
         # length, and with the target's suffix so FFmpeg picks the same container format.
         self._tmp = Path(partial_path(self.path))
@@ -171,12 +223,37 @@ class VideoWriter:
         except (av.error.FFmpegError, ValueError) as exc:
             os.unlink(self._tmp)
             raise OutputError(f"{self.path}: no container format for {self.path.suffix!r} ({exc})") from None
-        self.frames_written = 0
-        self._closed = False
         try:
             self._stream = self._add_video(self.width, self.height, source)
             self._passthrough = (StreamCopier(audio_from, self._container, self.notes)
                                  if audio_from and options.audio else None)
+        except BaseException:
+            self._abort()
+            raise
+
+    def _open_stdout(self, width: int, height: int, source, audio_from) -> None:
+        """OUTPUT "-": the stream straight to standard output (no temporary file: a pipe cannot
+        be renamed into place; a reader sees the frames as they are encoded)."""
+        import av
+
+        fmt = self.options.container or "yuv4mpegpipe"
+        self._tmp = None
+        sub_x, sub_y = CHROMA_SUBSAMPLING[self.layout]
+        self.width, self.height = width - width % sub_x, height - height % sub_y
+        fd = _stdout_fd if _stdout_fd is not None else 1
+        # y4m's own spec knows 8-bit formats only; FFmpeg writes and reads the 10-bit extension
+        # ("C420p10") when told not to be strict.
+        try:
+            self._container = av.open(f"pipe:{fd}", "w", format=fmt, options={"strict": "-1"})
+        except (av.error.FFmpegError, ValueError) as exc:
+            raise OutputError(f"standard output: cannot write {fmt} ({exc})") from None
+        try:
+            self._stream = self._add_video(self.width, self.height, source)
+            if audio_from and self.options.audio and fmt == "yuv4mpegpipe":
+                self.notes.append("audio and subtitles dropped: y4m holds video only (--format nut or matroska "
+                                  "carries them)")
+            elif audio_from and self.options.audio:
+                self._passthrough = StreamCopier(audio_from, self._container, self.notes)
         except BaseException:
             self._abort()
             raise
@@ -187,8 +264,9 @@ class VideoWriter:
         opts = self.options
         if opts.codec not in av.codecs_available:
             raise OutputError(f"encoder {opts.codec} is not available in this FFmpeg build")
-        if not container_accepts(self._container, opts.codec):
-            raise OutputError(_container_refuses(self.path.suffix, opts.codec))
+        if not container_accepts(self._container, opts.codec) and opts.codec not in RAW_CODECS:
+            where = self._container.format.name if self.to_stdout else self.path.suffix
+            raise OutputError(_container_refuses(where, opts.codec))
         check_encode_options(opts, width, height)
         stream = self._container.add_stream(opts.codec, rate=_rate(source))
         stream.width, stream.height = width, height
@@ -251,10 +329,12 @@ class VideoWriter:
 
     _end_seconds: float | None = None
 
-    def close(self, *, keep: bool = True, complete: bool = True) -> None:
+    def close(self, *, keep: bool = True, complete: bool = True, to: Path | None = None) -> None:
         """Flush the encoder, finish the file and move it to ``path`` (or delete it if not ``keep``).
 
         ``complete`` False (a preview or an interrupted run) cuts the copied audio where the video ends.
+        ``to``: move the finished file there instead of ``path`` (an interrupted run's frames, kept
+        under a name that cannot pass for a complete OUTPUT).
         """
         if self._closed:
             return
@@ -276,14 +356,20 @@ class VideoWriter:
         except BaseException:
             self._abort()
             raise
+        if self.to_stdout:
+            if self.frames_written == 0:
+                raise OutputError("standard output: no frames to write")
+            return
         if self.frames_written == 0:
             os.unlink(self._tmp)
             raise OutputError(f"{self.path}: no frames to write")
-        os.replace(self._tmp, self.path)
+        os.replace(self._tmp, to or self.path)
 
     def _raise_write_error(self, exc: BaseException) -> None:
         """A failed encode or mux as one OutputError: a full disk (or a file size limit) is the
         output's problem, not the encoder's, and is named as such."""
+        if self.to_stdout and getattr(exc, "errno", None) == errno.EPIPE:
+            raise OutputError("standard output was closed by the reading program") from None
         if getattr(exc, "errno", None) in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
             reason = os.strerror(exc.errno)
             raise OutputError(f"{self.path}: cannot write ({reason}); nothing was written there") from None
@@ -300,7 +386,7 @@ class VideoWriter:
             pass
         if self._passthrough is not None:
             self._passthrough.close()
-        if self._tmp.exists():
+        if self._tmp is not None and self._tmp.exists():
             os.unlink(self._tmp)
 
     def __enter__(self) -> "VideoWriter":
@@ -326,4 +412,4 @@ def _rate(source: StreamInfo | VideoSpec) -> Fraction:
 
 
 __all__ = ["VideoWriter", "VideoSpec", "EncodeOptions", "CODECS", "output_layout", "check_encode_options",
-           "default_codec"]
+           "default_codec", "is_stdout", "stdout_format", "claim_stdout", "STDOUT_FORMATS", "STDOUT_CODEC"]

@@ -117,8 +117,11 @@ def _choose_model(config: RunConfig) -> tuple[RunConfig, str]:
 
 
 def _upscale_video(config: RunConfig, *, on_start, on_frame) -> RunStats:
+    from ..media.encode import is_stdout
+
     workers = config.workers or auto_workers(config.engine)
-    if workers == 1 and not config.resume and config.ray_address is None:
+    if (workers == 1 and not config.resume and config.ray_address is None) or is_stdout(config.output_path):
+        # Standard output is written as the frames come: segments would need a file to join into.
         return run_video(config, on_start=on_start, on_frame=on_frame)
     plan = plan_segments(config.input_path, segment_seconds=config.segment_seconds, max_frames=config.max_frames)
     if len(plan.segments) == 1 and config.ray_address is None:
