@@ -166,3 +166,51 @@ def test_result_and_log_count_the_steps_and_the_time_inside_the_step_loop(image_
     assert [row["steps"] for row in rows] == [3, 3] and result.steps_run == 6
     assert 0 < result.train_seconds <= result.wall_seconds  # validation and saving are not counted
     assert result.train_seconds == pytest.approx(sum(row["train_seconds"] for row in rows), abs=2e-3)
+
+
+def _vsr_train(*args, timeout=240):
+    import os
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-m", "vsr", "train", *map(str, args)], capture_output=True, text=True,
+                          timeout=timeout, env={**os.environ, "OMP_NUM_THREADS": "1"})
+
+
+def test_a_time_budget_alone_trains_that_long_and_a_model_below_bicubic_is_flagged(image_dir, tmp_path):
+    """--budget-minutes alone: cosine is implied and the default epoch count does not cut the
+    budget short (epochs of one small batch each, far more than 100 fit in it); an ESPCN trained
+    from scratch for seconds scores below bicubic, and the end of the run says so loudly."""
+    out = tmp_path / "run"
+    budget_s = 15.0
+    result = _vsr_train(image_dir, "--scale", 3, "--model", "espcn", "--out", out, "--budget-minutes",
+                        budget_s / 60, "--sampling", "random", "--steps-per-epoch", 1, "--batch-size", 2,
+                        "--patch-px", 8, "--val", image_dir / "img1.png", "--threads", 1, "-q")
+    assert result.returncode == 0, result.stderr
+    log = _log(out)
+    assert log[-1]["wall_seconds"] >= budget_s - 0.5, log[-1]
+    assert len(log) > 100, f"{len(log)} epochs in {log[-1]['wall_seconds']} s"
+    lr = [row["lr"] for row in log]
+    assert lr[0] > 5 * lr[-1]  # the cosine followed the clock down
+    best = max(row["val_psnr_db"] for row in log)
+    assert best < log[-1]["val_bicubic_psnr_db"]
+    assert "WARNING" in result.stderr and "below bicubic" in result.stderr
+
+
+def test_a_model_above_bicubic_gets_no_warning(image_dir, tmp_path):
+    from vsr.models.weights import shipped_weights
+
+    weights = shipped_weights(3, "pt", "espcn")
+    out = tmp_path / "run"
+    result = _vsr_train(image_dir, "--scale", 3, "--model", "espcn", "--out", out, "--epochs", 1,
+                        "--init", weights, "--lr", "1e-6", "--val", image_dir / "img1.png", "--threads", 1, "-q")
+    assert result.returncode == 0, result.stderr
+    log = _log(out)
+    assert log[-1]["val_psnr_db"] > log[-1]["val_bicubic_psnr_db"]
+    assert "WARNING" not in result.stderr
+
+
+def test_budget_with_the_plateau_schedule_is_one_line(image_dir, tmp_path):
+    result = _vsr_train(image_dir, "--scale", 3, "--out", tmp_path, "--budget-minutes", 1, "--schedule", "plateau")
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert "--budget-minutes needs the cosine schedule" in result.stderr

@@ -112,7 +112,8 @@ def _pick_model(model_name: str | None, target_fps: float | None, weights) -> st
 @click.argument("data", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--scale", type=SCALES, required=True, help="Upscaling factor.")
 @_model_option
-@click.option("--epochs", type=click.IntRange(min=1), default=100, show_default=True)
+@click.option("--epochs", type=click.IntRange(min=1), default=None,
+              help="Passes over the data.  [default: 100; with --budget-minutes, as many as the budget allows]")
 @click.option("--sampling", type=click.Choice(["grid", "random"]), default="grid", show_default=True,
               help="grid: the paper's patch grid, one epoch = every patch once; random: random crops gathered on "
                    "the device from images kept there (fast on GPUs), --steps-per-epoch batches per epoch.")
@@ -121,7 +122,8 @@ def _pick_model(model_name: str | None, target_fps: float | None, weights) -> st
 @click.option("--loss", type=click.Choice(["l2", "l1", "l1-l2"]), default="l2", show_default=True,
               help="l1-l2: L1 for the first 80% of the run, then MSE.")
 @click.option("--budget-minutes", type=click.FloatRange(min=0, min_open=True), default=None,
-              help="Stop after this much training time; the cosine schedule then follows the clock.")
+              help="Train for this long (implies --schedule cosine, which then follows the clock; --epochs, "
+                   "if given, can end it sooner).")
 @click.option("--val", "val_dirs", multiple=True, type=click.Path(path_type=Path),
               help="Validation images (folder or file; repeatable). Default: every 20th training image, held out.")
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), default=Path("runs"), show_default=True,
@@ -149,9 +151,10 @@ def _pick_model(model_name: str | None, target_fps: float | None, weights) -> st
               help="Grid step between patches, LR pixels.  [default: patch - 3, the paper's 14 for 17]")
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=1e-3, show_default=True,
               help="Initial Adam learning rate.")
-@click.option("--schedule", type=click.Choice(["plateau", "cosine"]), default="plateau", show_default=True,
+@click.option("--schedule", type=click.Choice(["plateau", "cosine"]), default=None,
               help="plateau: halve the rate when validation stalls (the paper's); cosine: lower it smoothly "
-                   "to --min-lr over --epochs (better for a fixed time budget).")
+                   "to --min-lr over --epochs or --budget-minutes.  [default: cosine with --budget-minutes, "
+                   "else plateau]")
 @click.option("--min-lr", type=click.FloatRange(min=0, min_open=True), default=1e-5, show_default=True)
 @click.option("--patience", type=click.IntRange(min=1), default=6, show_default=True,
               help="Epochs without a 0.005 dB validation gain before the learning rate halves. tanh networks "
@@ -190,7 +193,7 @@ def train(data, scale, model_name, epochs, sampling, steps_per_epoch, loss, budg
         time_budget_s=(budget_minutes or 0) * 60,
         degradation=degradation, clean_fraction=clean_fraction, pool_patches=pool_patches,
         pool_workers=pool_workers, batch_size=batch_size, jitter=jitter, patch_px=patch_px, stride_px=stride_px,
-        lr=lr, schedule=schedule, min_lr=min_lr, patience=patience, ema_decay=ema_decay, seed=seed, resume=resume,
+        lr=lr, schedule=schedule or "auto", min_lr=min_lr, patience=patience, ema_decay=ema_decay, seed=seed, resume=resume,
         init=init, device=device, mixed_precision=mixed_precision, num_threads=threads, int8_aware=int8_aware,
         teacher=teacher, distill_weight=distill_weight, progress=not quiet,
     )
@@ -199,6 +202,10 @@ def train(data, scale, model_name, epochs, sampling, steps_per_epoch, loss, budg
         f"best: {result.best_path} (epoch {result.best_epoch}, validation {result.best_val_psnr_db:.3f} dB), "
         f"{result.wall_seconds / 60:.1f} min"
     )
+    if result.below_bicubic:
+        click.echo(f"WARNING: the best model scores {result.best_val_psnr_db:.2f} dB on its validation images, below "
+                   f"bicubic's {result.val_bicubic_psnr_db:.2f} dB: it makes pictures worse than plain resizing. "
+                   "Train longer (--budget-minutes, --epochs), or start from trained weights (--init).", err=True)
 
 
 #: vsr upscale's default model (models.registry.IMAGE_MODEL, spelled here: `vsr --help` stays torch- and import-free).
@@ -426,11 +433,23 @@ def _video_input(text: str) -> Path | str:
 @click.option("--deinterlace/--no-deinterlace", default=True, show_default=True,
               help="Deinterlace interlaced input with yadif before upscaling; progressive input is never touched.")
 @click.option("--overwrite", "-y", is_flag=True, help="Replace OUTPUT if it exists.")
+@click.option("--decoder", type=click.Choice(["auto", "cpu", "nvdec"]), default="cpu", show_default=True,
+              help="cpu: FFmpeg's software decoder. nvdec: NVIDIA's hardware decoder (h264, hevc, av1, vp9, "
+                   "through FFmpeg's *_cuvid decoders); where it cannot run (no NVIDIA GPU or driver, another "
+                   "codec) the CPU decodes instead and one note says why. auto: nvdec with --device cuda, else cpu.")
+@click.option("--stats-json", type=click.Path(path_type=Path), default=None, metavar="PATH",
+              help="Also write the run's statistics to PATH as JSON: frames, wall time, fps, each thread's busy "
+                   "seconds (decode, engine, encode), inside the engine each stage's (upload, engine, chroma, "
+                   "download, startup), and every segment with its worker.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar and no summary.")
+@click.option("--progress", "progress_mode", type=click.Choice(["auto", "json"]), default="auto", show_default=True,
+              help="auto: a bar on a terminal, a plain line every 30 s elsewhere. json: one JSON object per line "
+                   "on standard error, at least once a second and at the end (frames_done, frames_total, fps, "
+                   "eta_seconds, state running|done|failed, file); see README.")
 @_reports_errors
 def run(input_path, output_path, scale, degradation, model_name, target_fps, backend, device, weights, precision, codec, crf, preset, pix_fmt, no_audio, max_frames,
         batch_size, workers_text, segment_seconds, resume, ray_address, strict, deinterlace, out_format, overwrite,
-        quiet):
+        quiet, progress_mode, decoder, stats_json):
     """Upscale a video (or every video in a folder): PyAV decode -> ESPCN on luma + bicubic
     chroma -> PyAV encode.
 
@@ -474,14 +493,25 @@ def run(input_path, output_path, scale, degradation, model_name, target_fps, bac
                                               audio=not no_audio, container=container),
         max_frames=max_frames, overwrite=overwrite, batch_size=batch_size, workers=workers,
         segment_seconds=segment_seconds, resume=resume, ray_address=ray_address, strict=strict,
-        deinterlace=deinterlace, precision=precision,
+        deinterlace=deinterlace, precision=precision, decoder=decoder,
     )
     with _sigterm_as_interrupt():
         if isinstance(input_path, Path) and input_path.is_dir():
             from .folders import run_folder
 
-            failures = run_folder(config, out_format=out_format, quiet=quiet,
-                                  echo=lambda line: click.echo(line, err=True))
+            if stats_json is not None:
+                raise click.UsageError("--stats-json is for one video, not a folder")
+
+            json_progress = _JsonProgress() if progress_mode == "json" else None
+            try:
+                failures = run_folder(config, out_format=out_format, quiet=quiet or json_progress is not None,
+                                      echo=lambda line: click.echo(line, err=True), progress=json_progress)
+            except BaseException as exc:
+                if json_progress is not None:
+                    json_progress.finish("failed", error=_error_text(exc))
+                raise
+            if json_progress is not None:
+                json_progress.finish("failed" if failures else "done", file=None, failed_files=len(failures))
             if failures:
                 sys.exit(1)
             return
@@ -489,11 +519,35 @@ def run(input_path, output_path, scale, degradation, model_name, target_fps, bac
             raise click.UsageError("--format is for folders: OUTPUT's extension names the container")
         from .segments import upscale_video
 
-        progress = _Progress(quiet, pix_fmt)
+        started = time.perf_counter()
+        first_frame_seconds = []
+
+        progress = _JsonProgress(str(input_path)) if progress_mode == "json" else _Progress(quiet, pix_fmt)
         try:
-            stats = upscale_video(config, on_start=progress.start, on_frame=progress.update)
+            def on_frame(frames_done: int) -> None:
+                if frames_done and not first_frame_seconds:
+                    first_frame_seconds.append(time.perf_counter() - started)
+                progress.update(frames_done)
+
+            stats = upscale_video(config, on_start=progress.start, on_frame=on_frame)
+        except BaseException as exc:
+            if progress_mode == "json":
+                progress.finish("failed", error=_error_text(exc))
+            raise
         finally:
             progress.close()
+    if stats_json is not None:
+        record = stats.to_dict()
+        record.update(command_seconds=round(time.perf_counter() - started, 3),
+                      first_frame_seconds=round(first_frame_seconds[0], 3) if first_frame_seconds else None,
+                      notes=notes + record["notes"])
+        stats_json.write_text(json.dumps(record, indent=2) + "\n")
+    if progress_mode == "json":
+        progress.finish("failed" if stats.interrupted else "done", frames_done=stats.frames,
+                        error="interrupted" if stats.interrupted else None,
+                        output=str(stats.output_path) if stats.output_path else None,
+                        notes=notes + list(stats.notes))
+        quiet = True  # every line of ours on standard error is a JSON object
     if not quiet:
         for note in notes + list(stats.notes):
             click.echo(f"note: {note}", err=True)
@@ -566,6 +620,101 @@ class _Progress:
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
+
+
+def _error_text(exc: BaseException) -> str:
+    return "interrupted" if isinstance(exc, KeyboardInterrupt) else str(exc) or type(exc).__name__
+
+
+class _JsonProgress:
+    """``--progress json``: one JSON object per line on standard error, for programs that drive
+    vsr: at least once a second while running (a ticker thread, so a long model load or a slow
+    segment still shows life), at each file's start and end in a folder, and once at the end.
+
+    Every object has ``frames_done``, ``frames_total`` (null when unknown), ``fps`` (since the
+    current file started), ``eta_seconds`` (null when unknown), ``state`` (running, done, failed)
+    and ``file``; folders add ``file_index`` and ``files_total``; the last object may add
+    ``output``, ``notes`` or ``error``.
+    """
+
+    EVERY_S = 1.0
+
+    def __init__(self, file: str | None = None) -> None:
+        import threading
+
+        self.file, self.file_index, self.files_total = file, None, None
+        self.total: int | None = None
+        self.done = 0
+        self.state = "running"
+        self.started = self.last = time.monotonic()
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._finished = False
+        self._ticker = threading.Thread(target=self._tick, name="vsr-progress", daemon=True)
+        self._ticker.start()
+
+    def _tick(self) -> None:
+        while not self._stop.wait(self.EVERY_S):
+            if time.monotonic() - self.last >= self.EVERY_S * 0.9:
+                self.emit()
+
+    def emit(self, **extra) -> None:
+        with self._lock:
+            now = time.monotonic()
+            elapsed = now - self.started
+            fps = self.done / elapsed if elapsed > 0 else 0.0
+            eta = None
+            if self.state != "running":
+                eta = 0.0 if self.state == "done" else None
+            elif self.total and fps > 0:
+                eta = round(max(0, self.total - self.done) / fps, 1)
+            record = {"state": self.state, "frames_done": self.done, "frames_total": self.total,
+                      "fps": round(fps, 2), "eta_seconds": eta, "file": self.file}
+            if self.files_total is not None:
+                record.update(file_index=self.file_index, files_total=self.files_total)
+            record.update({k: v for k, v in extra.items() if v is not None or k == "file"})
+            sys.stderr.write(json.dumps(record) + "\n")
+            sys.stderr.flush()
+            self.last = now
+
+    def start(self, info, backend: str, expected_frames) -> None:
+        self.total, self.done, self.started = expected_frames, 0, time.monotonic()
+        self.emit(backend=backend)
+
+    def update(self, frames_done: int) -> None:
+        self.done = frames_done
+        if self.total is not None and frames_done > self.total:
+            self.total = frames_done  # an estimate that fell short: never report 120 of 100
+        if time.monotonic() - self.last >= self.EVERY_S:
+            self.emit()
+
+    # Folders (``folders.run_folder``): one file after another, each counted on its own.
+    def start_file(self, path, index: int, count: int, expected_frames: int | None) -> None:
+        self.file, self.file_index, self.files_total = str(path), index, count
+        self.state, self.total, self.done, self.started = "running", expected_frames or None, 0, time.monotonic()
+        self.emit()
+
+    def end_file(self, state: str, frames: int, error: str | None = None) -> None:
+        self.state, self.done = state, frames
+        self.emit(error=error)
+        self.state = "running"
+
+    def finish(self, state: str, **extra) -> None:
+        """The last object: ``state`` done or failed. Only the first call counts."""
+        if self._finished:
+            return
+        self._finished = True
+        self._stop.set()
+        self.state = state
+        if "frames_done" in extra:
+            self.done = extra.pop("frames_done")
+        if "file" in extra:
+            self.file = extra.pop("file")
+            self.file_index = self.files_total = None
+        self.emit(**extra)
+
+    def close(self) -> None:
+        self._stop.set()
 
 
 def _progress_line(frames_done: int, total: int | None, elapsed_s: float) -> str:

@@ -24,7 +24,7 @@ import math
 import random
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -56,7 +56,8 @@ class TrainConfig:
     data_dirs: tuple[Path, ...]
     scale: int
     out_dir: Path
-    epochs: int = 100
+    #: None: as many as ``time_budget_s`` allows (100 without a budget).
+    epochs: int | None = 100
     #: Which model of the ladder (``vsr models``) to train.
     model: str = DEFAULT_MODEL
     #: "grid": the paper's patch grid (one epoch = every patch once); "random": random crops
@@ -86,7 +87,9 @@ class TrainConfig:
     min_lr: float = 1e-5
     patience: int = 6
     plateau_db: float = 0.005
-    schedule: str = "plateau"
+    #: "plateau", "cosine", or "auto": cosine with a time budget (the only schedule that can aim
+    #: at one), else plateau.
+    schedule: str = "auto"
     patch_px: int = 17
     #: Grid step in LR pixels; None: the paper's, ``patch_px - 3`` (14 for 17).
     stride_px: int | None = None
@@ -132,6 +135,13 @@ class TrainResult:
     #: building grid patches, validating or saving (what ``benchmarks/train_throughput.py`` reports).
     steps_run: int = 0
     train_seconds: float = 0.0
+    #: Bicubic's PSNR on the same validation images: a best model under it makes pictures worse
+    #: than plain resizing (``below_bicubic``).
+    val_bicubic_psnr_db: float | None = None
+
+    @property
+    def below_bicubic(self) -> bool:
+        return self.val_bicubic_psnr_db is not None and self.best_val_psnr_db < self.val_bicubic_psnr_db
 
 
 def degraded_images(
@@ -151,7 +161,9 @@ def degraded_images(
 
 
 TRAIN_DEGRADATIONS = (*DEGRADATIONS, "compressed")
-SCHEDULES = ("plateau", "cosine")
+#: ``epochs`` when a time budget alone sets the length: never reached, the budget ends first.
+EPOCHS_WITHOUT_LIMIT = 1_000_000
+SCHEDULES = ("auto", "plateau", "cosine")
 SAMPLINGS = ("grid", "random")
 LOSSES = ("l2", "l1", "l1-l2")
 
@@ -331,6 +343,11 @@ def _cosine(progress: float, floor: float) -> float:
 def train(config: TrainConfig) -> TrainResult:
     import torch
 
+    if config.schedule == "auto":
+        config = replace(config, schedule="cosine" if config.time_budget_s else "plateau")
+    if config.epochs is None:
+        # No --epochs: a time budget alone decides the length (epochs would cut it short).
+        config = replace(config, epochs=EPOCHS_WITHOUT_LIMIT if config.time_budget_s else 100)
     check_scale(config.scale)
     info = get_model(config.model)
     if config.scale not in info.scales:
@@ -346,7 +363,8 @@ def train(config: TrainConfig) -> TrainResult:
     if not 0.0 <= config.clean_fraction <= 1.0:
         raise InputError("clean_fraction must be in [0, 1]")
     if config.time_budget_s and config.schedule != "cosine":
-        raise InputError("a time budget needs the cosine schedule (a plateau schedule has no end to aim at)")
+        raise InputError("--budget-minutes needs the cosine schedule (a plateau schedule has no end to aim at): "
+                         "leave --schedule out or give --schedule cosine")
     if config.teacher is not None and config.sampling != "random":
         raise InputError("--teacher needs --sampling random (targets are blended into whole images)")
     if not 0.0 < config.distill_weight <= 1.0:
@@ -575,7 +593,7 @@ def _run(config, info, device, source: _BatchSource, validate, validate_clean, g
         # Summed on the device: reading the loss back at every step would make a GPU wait for it.
         total_loss = torch.zeros((), dtype=torch.float64, device=device)
         bar = tqdm(
-            range(batches), desc=f"epoch {epoch}/{config.epochs}", unit="batch",
+            range(batches), desc=f"epoch {epoch}" + (f"/{config.epochs}" if config.epochs < EPOCHS_WITHOUT_LIMIT else ""), unit="batch",
             disable=not config.progress, leave=False, file=sys.stderr,
         )
         loop_started = time.perf_counter()
@@ -671,7 +689,7 @@ def _run(config, info, device, source: _BatchSource, validate, validate_clean, g
             log.say(f"time budget of {config.time_budget_s:.0f}s spent after epoch {epoch}")
             break
     return TrainResult(best_path, best_psnr, best_epoch, epoch, wall_before + time.perf_counter() - started,
-                       steps_run, train_seconds)
+                       steps_run, train_seconds, val_bicubic_psnr_db=validate.bicubic_psnr_db)
 
 
 class _Validator:
