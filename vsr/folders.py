@@ -81,15 +81,21 @@ def run_folder(
     out_format: str | None = None,
     quiet: bool = False,
     echo: Callable[[str], None] = print,
+    progress=None,
 ) -> list[FileOutcome]:
     """Upscale every video of ``config.input_path`` into the folder ``config.output_path``.
-    Returns the failed files' outcomes (empty when all went well)."""
+    Returns the failed files' outcomes (empty when all went well). ``progress`` (the CLI's
+    ``--progress json`` reporter) hears of each file's start, frames and end."""
     from tqdm import tqdm
 
     from .segments import upscale_video
 
     in_dir, out_dir = Path(config.input_path), Path(config.output_path)
     pairs = plan_folder(in_dir, out_dir, out_format)
+    # Before any video is read: what no input could make work (format, codec, CRF, pixel format).
+    from .segments.driver import check_request
+
+    check_request(config, outputs=[target for _, target in pairs])
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -107,18 +113,27 @@ def run_folder(
 
             def on_frame(frames_done: int, base=base) -> None:
                 bar.update(base + frames_done - bar.n)
+                if progress is not None:
+                    progress.update(frames_done)
 
+            if progress is not None:
+                progress.start_file(source, number, len(todo), estimates[source])
             try:
                 stats = upscale_video(replace(config, input_path=source, output_path=target), on_frame=on_frame)
             except VsrError as exc:
                 outcomes.append(FileOutcome(source, target, "failed", seconds=time.perf_counter() - started,
                                             message=str(exc)))
+                if progress is not None:
+                    progress.end_file("failed", 0, error=str(exc))
                 if not quiet:
                     tqdm.write(f"error: {source.name}: {exc}", file=sys.stderr)
             else:
                 status = "interrupted" if stats.interrupted else "done"
                 outcomes.append(FileOutcome(source, target, status, stats.frames, stats.wall_seconds,
                                             "; ".join(stats.notes)))
+                if progress is not None:
+                    progress.end_file("failed" if stats.interrupted else "done", stats.frames,
+                                      error="interrupted" if stats.interrupted else None)
                 if stats.interrupted:
                     raise KeyboardInterrupt
             base += estimates[source]
