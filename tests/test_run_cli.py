@@ -129,25 +129,34 @@ def test_progress_lines_in_a_log(tmp_path, clip, workers):
     assert quiet.returncode == 0 and quiet.stderr == ""
 
 
-def test_ctrl_c_keeps_the_frames_done_as_a_playable_file(tmp_path):
-    """Ctrl-C once frames have reached the (temporary) output: exit 130, and OUTPUT holds those
-    frames, playable. The signal is sent when the partial file has data, not after a guessed
-    sleep, so the run is always mid-way (it cannot have finished, nor not yet started)."""
-    src, out = tmp_path / "long.mp4", tmp_path / "out.mp4"
-    make_clip(src, frames=1500, width=160, height=96)  # ~6 s of run; signalled after 30 frames
+def test_ctrl_c_keeps_the_frames_done_in_a_partial_file_never_at_output(tmp_path):
+    """Ctrl-C of a single stream once frames are done: exit 130, OUTPUT does not appear (a shortened
+    file there would pass for a finished one), the frames done are in a playable NAME.partial.mp4, and
+    a later folder run does the file again instead of skipping it as "output exists". The signal is
+    sent once progress lines report frames, not after a guessed sleep, so the run is always mid-way."""
+    in_dir, out_dir = tmp_path / "in", tmp_path / "out"
+    in_dir.mkdir(), out_dir.mkdir()
+    src, out = in_dir / "long.mp4", out_dir / "long.mp4"
+    make_clip(src, frames=600, width=160, height=96)  # a few seconds of run; signalled after 30 frames
+    args = ["--scale", "3", "--backend", "onnxruntime", "--model", "espcn", "--workers", "1"]
     # The default SIGINT disposition, as under a shell: an ignored one would be inherited from pytest.
-    proc = subprocess.Popen([sys.executable, "-m", "vsr", "run", str(src), str(out), "--scale", "3",
-                             "--backend", "onnxruntime", "--workers", "1"], stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "VSR_PROGRESS_EVERY_S": "0"},
+    proc = subprocess.Popen([sys.executable, "-m", "vsr", "run", str(src), str(out), *args],
+                            stderr=subprocess.PIPE, text=True, env={**os.environ, "VSR_PROGRESS_EVERY_S": "0"},
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     wait_for_frames(proc)
     proc.send_signal(signal.SIGINT)
     _, stderr = proc.communicate(timeout=60)
     assert "Traceback" not in stderr
     assert proc.returncode == 130, stderr
-    assert not [p for p in tmp_path.glob("*partial*")]
-    frames, _ = decode_all(out)
-    assert 0 < len(frames) < 1500
+    assert not out.exists()
+    partial = out_dir / "long.partial.mp4"
+    assert str(partial) in stderr
+    frames, _ = decode_all(partial)
+    assert 0 < len(frames) < 600
+    assert not list(out_dir.glob(".vsr-*"))
+    again = vsr("run", in_dir, out_dir, *args, "--quiet")
+    assert again.returncode == 0, again.stderr
+    assert len(decode_all(out)[0]) == 600
 
 
 def test_nvenc_without_an_nvidia_gpu_is_one_line(tmp_path, clip):

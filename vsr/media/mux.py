@@ -5,12 +5,14 @@ segment files into one video stream at packet level (``join_segments``).
 from __future__ import annotations
 
 import errno
+import math
 import os
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 
 from ..errors import OutputError
+from .decode import ClockJumps, clock_may_restart, clock_streams, frame_duration
 
 
 #: Muxers whose codec query (``supported_codecs``) names only their default codecs although they
@@ -56,6 +58,19 @@ def partial_path(target: Path) -> str:
     os.umask(umask)
     os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 would hide the output from other users
     return tmp
+
+
+def interrupted_path(target: Path) -> Path:
+    """Where an interrupted run keeps the frames it finished: ``NAME.partial.EXT`` beside
+    ``target`` (``NAME.partial-2.EXT`` ... when taken), visible and playable, but never at
+    ``target`` itself, where a shortened file would pass for a complete one."""
+    target = Path(target)
+    candidate = target.with_name(f"{target.stem}.partial{target.suffix}")
+    number = 2
+    while candidate.exists():
+        candidate = target.with_name(f"{target.stem}.partial-{number}{target.suffix}")
+        number += 1
+    return candidate
 
 
 @dataclass
@@ -204,6 +219,8 @@ class StreamCopier:
         self._encoders = {}
         #: Re-encoded streams: the pts (in 1/sample rate) of the next sample out of the resampler.
         self._next_pts: dict[int, int | None] = {}
+        #: Copied streams: the decode time of the last packet muxed (the source's time base).
+        self._last_dts: dict[int, int] = {}
         for stream in list(self._input.streams.audio) + list(self._input.streams.subtitles):
             # canonical_name is the codec ("mp3"), name the decoder ("mp3float").
             name = stream.codec_context.codec.canonical_name
@@ -232,13 +249,19 @@ class StreamCopier:
                 notes.append(f"subtitle stream {stream.index} ({name}) dropped: {Path(container.name).suffix} "
                              "files cannot hold it (use .mkv)")
         streams = [self._input.streams[i] for i in self._outputs]
+        #: Where the input's clock may restart (MPEG-TS), the video's packets are read too (and
+        #: dropped) so the copied streams are closed up with the very offsets the video gets.
+        self._clock = self._video = None
+        if streams and clock_may_restart(self._input) and self._input.streams.video:
+            self._clock, self._video = ClockJumps(), self._input.streams.video[0]
+            streams = [s for s in clock_streams(self._input, self._video) if s not in streams] + streams
         self._packets = self._input.demux(streams) if streams else iter(())
         self._pending = None
 
     def copy_until(self, seconds: float | None) -> None:
         """Mux every packet that starts before ``seconds`` (all remaining ones for None)."""
         while True:
-            packet = self._pending or next(self._packets, None)
+            packet = self._pending or self._next_packet()
             self._pending = None
             if packet is None:
                 return
@@ -249,6 +272,16 @@ class StreamCopier:
                 self._pending = packet
                 return
             self._mux(packet)
+
+    def _next_packet(self):
+        for packet in self._packets:
+            if self._clock is None:
+                return packet
+            is_video = packet.stream.index == self._video.index
+            self._clock.fix(packet, frame_duration(self._video) if is_video else None)
+            if packet.stream.index in self._outputs:
+                return packet
+        return None
 
     def _mux(self, packet) -> None:
         out = self._outputs[packet.stream.index]
@@ -270,6 +303,16 @@ class StreamCopier:
                 # (the shared tennis clip) store dts from 0 and pts from the real start (0.39 s):
                 # MP4 muxers place audio by dts, and it would then start 0.39 s early and end short.
                 packet.dts = packet.pts
+            last = self._last_dts.get(index)
+            if packet.dts is not None and last is not None and packet.dts <= last:
+                # Overlapping audio where joined files met (its clock closed up by ClockJumps):
+                # the muxer needs increasing decode times; FFmpeg's CLI moves them on the same way.
+                # One tick of the output's time base (MP4 audio counts samples), not of the source's.
+                tick = out.time_base / packet.time_base if out.time_base and packet.time_base else 1
+                packet.dts = last + max(1, math.ceil(tick))
+                packet.pts = max(packet.pts, packet.dts) if packet.pts is not None else None
+            if packet.dts is not None:
+                self._last_dts[index] = packet.dts
             packet.stream = out
             self._container.mux(packet)
 

@@ -64,6 +64,8 @@ class RunConfig:
     #: segment workers get their share of the cores instead.
     engine_threads: int = 0
     decoder_threads: int = 0
+    #: "cpu", "nvdec" or "auto" (NVDEC with a CUDA device where it works): ``media.decode.open_decoder``.
+    decoder: str = "cpu"
 
     @property
     def engine(self) -> EngineSpec:
@@ -83,18 +85,46 @@ class RunStats:
     input_size: tuple[int, int]
     output_size: tuple[int, int]
     notes: tuple[str, ...] = ()
+    #: Inside the engine thread (``busy_seconds["engine"]``), where the time went: host frames
+    #: "engine" (the network) and "chroma"; GPU-resident frames "upload", "engine", "chroma" and
+    #: "download" as the device timed them (CUDA events). "startup": building the upscaler
+    #: (model load, engine compile), once per process. Summed over workers, as ``busy_seconds``.
+    stage_seconds: dict = field(default_factory=dict)
+    #: Processes that ran segments (1: one stream), and each segment's record (``segment_record``).
+    workers: int = 1
+    segments: tuple = ()
+    #: The decoder that ran: "cpu" or "nvdec" (``media.decode.open_decoder``); the model that ran.
+    decoder: str = "cpu"
+    model: str = ""
 
     @property
     def fps(self) -> float:
         return self.frames / self.wall_seconds if self.wall_seconds > 0 else 0.0
 
+    def to_dict(self) -> dict:
+        """Machine-readable (``vsr run --stats-json``): seconds rounded to the millisecond."""
+        def seconds(values: dict) -> dict:
+            return {stage: round(value, 3) for stage, value in values.items()}
+
+        return {
+            "frames": self.frames, "wall_seconds": round(self.wall_seconds, 3), "fps": round(self.fps, 2),
+            "model": self.model, "backend": self.backend, "decoder": self.decoder, "workers": self.workers,
+            "input_size": list(self.input_size), "output_size": list(self.output_size),
+            "busy_seconds": seconds(self.busy_seconds), "stage_seconds": seconds(self.stage_seconds),
+            "segments": [dict(record, busy_seconds=seconds(record.get("busy_seconds", {})),
+                              stage_seconds=seconds(record.get("stage_seconds", {}))) for record in self.segments],
+            "interrupted": self.interrupted,
+            "output_path": str(self.output_path) if self.output_path is not None else None,
+            "notes": list(self.notes),
+        }
+
     def summary(self) -> str:
-        busy = ", ".join(f"{stage} {seconds:.1f}s" for stage, seconds in self.busy_seconds.items())
+        busy = ", ".join(f"{stage} {seconds:.1f}s" for stage, seconds in self.busy_seconds.items() if seconds)
         (w, h), (ow, oh) = self.input_size, self.output_size
         state = "interrupted: " if self.interrupted else ""
-        where = f" -> {self.output_path}" if self.output_path else " (no output written)"
+        where = f" -> {self.output_path}" if self.output_path else "; no output written"
         return (f"{state}{self.frames} frames {w}x{h} -> {ow}x{oh} in {self.wall_seconds:.1f}s "
-                f"({self.fps:.1f} fps, {self.backend}); busy: {busy}{where}")
+                f"({self.fps:.1f} fps, {self.backend})" + (f"; busy: {busy}" if busy else "") + where)
 
 
 ProgressCallback = Callable[[int], None]
@@ -108,10 +138,13 @@ def stream_frames(
     queue_depth: int = 8,
     busy_seconds: dict[str, float] | None = None,
     on_frame: ProgressCallback | None = None,
+    stage_seconds: dict[str, float] | None = None,
 ) -> None:
     """decode thread -> engine thread -> ``writer.write`` in this thread, over bounded queues.
 
-    ``busy_seconds`` (filled even when interrupted) gets each stage's working time. Any
+    ``busy_seconds`` (filled even when interrupted) gets each stage's working time;
+    ``stage_seconds`` what the upscaler timed inside the engine stage (its ``stage_seconds``,
+    added for these frames only: a worker reuses one upscaler for many segments). Any
     exception, KeyboardInterrupt included, stops both threads before it propagates; the
     writer is left open for the caller to finish or discard.
     """
@@ -122,6 +155,7 @@ def stream_frames(
     engine = Timed(upscaler.upscale_frames(engine_input))
     upscaled = Prefetch(engine, depth=queue_depth, name="vsr-engine")
     encode_seconds = 0.0
+    stages_before = dict(getattr(upscaler, "stage_seconds", None) or {})
     try:
         for frame in upscaled:
             t0 = time.perf_counter()
@@ -134,6 +168,9 @@ def stream_frames(
         decoded.close()
         busy.update(decode=decode.seconds, engine=max(0.0, engine.seconds - engine_input.seconds),
                     encode=encode_seconds)
+        if stage_seconds is not None:
+            for stage, total in (getattr(upscaler, "stage_seconds", None) or {}).items():
+                stage_seconds[stage] = stage_seconds.get(stage, 0.0) + total - stages_before.get(stage, 0.0)
 
 
 def run_video(
@@ -150,16 +187,20 @@ def run_video(
     """
     from ..media.decode import VideoReader
     from ..media.encode import VideoWriter, output_layout
+    from ..media.mux import interrupted_path
 
     out_path = Path(config.output_path)
     check_output(config.input_path, out_path, overwrite=config.overwrite)
     layout = output_layout(config.encode)
     started = time.perf_counter()
     with VideoReader(config.input_path, strict=config.strict, deinterlace=config.deinterlace,
-                     decoder_threads=config.decoder_threads) as reader:
+                     decoder_threads=config.decoder_threads, decoder=config.decoder,
+                     cuda=config.engine.cuda) as reader:
         info = reader.info
         check_run(config, info)
+        startup = time.perf_counter()
         upscaler = create_frame_upscaler(config.engine, out_layout=layout)
+        stages = {"startup": time.perf_counter() - startup}
         try:
             expected = expected_frames(info, config.max_frames)
             if on_start is not None:
@@ -181,15 +222,23 @@ def run_video(
             interrupted = False
             try:
                 stream_frames(reader.frames(config.max_frames), upscaler, writer, queue_depth=config.queue_depth,
-                              busy_seconds=busy, on_frame=on_frame)
+                              busy_seconds=busy, on_frame=on_frame, stage_seconds=stages)
             except KeyboardInterrupt:
                 interrupted = True
             except BaseException:
                 writer.close(keep=False)
                 raise
             t0 = time.perf_counter()
+            kept_at = None
             try:
-                writer.close(keep=True, complete=not interrupted and config.max_frames is None)
+                if interrupted and writer.frames_written == 0:
+                    writer.close(keep=False)
+                else:
+                    # An interrupted run's frames are kept, playable, under a name that says they are
+                    # partial: at OUTPUT a shortened file would pass for a finished one (and be skipped
+                    # by a later folder run as done).
+                    kept_at = interrupted_path(out_path) if interrupted and not getattr(writer, "to_stdout", False) else None
+                    writer.close(keep=True, complete=not interrupted and config.max_frames is None, to=kept_at)
             except KeyboardInterrupt:
                 writer.close(keep=False)
                 raise
@@ -205,10 +254,15 @@ def run_video(
         backend=upscaler.name,
         busy_seconds=busy,
         interrupted=interrupted,
-        output_path=out_path if writer.frames_written else None,
+        output_path=(kept_at or out_path) if writer.frames_written else None,
         input_size=(info.width, info.height),
         output_size=out_size,
-        notes=tuple(decode_notes + writer.notes),
+        stage_seconds=stages,
+        decoder=reader.report.decoder,
+        model=config.model,
+        notes=tuple(decode_notes + writer.notes) + (
+            (f"the {writer.frames_written} frames done are kept in {kept_at}; {out_path} is written only by a "
+             "complete run",) if kept_at else ()),
     )
 
 
