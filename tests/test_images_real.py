@@ -396,3 +396,39 @@ def test_8000px_image_at_x2_stays_under_2_gb(tmp_path, engine, monkeypatch):
         window = np.asarray(image.crop((2 * 984 + 32, 2 * 984 + 32, 2 * 1116 - 32, 2 * 1116 - 32)), dtype=int)
     expected = reference_sr(big[984:1116, 984:1116], engine)[32:-32, 32:-32]
     assert np.abs(window - expected).max() <= 1
+
+
+def test_compare_crops_a_reference_that_is_not_a_multiple_of_the_scale_as_eval_does(tmp_path):
+    """An HR of 98x101 at x3: its LR (made as vsr eval makes it, from the HR cropped to 96x99) is
+    32x33; the comparison scores against that crop, and says it cropped."""
+    import re
+
+    from vsr.images import modcrop
+    from vsr.imresize import imresize
+    from vsr.metrics import psnr
+    from vsr.upscale import bicubic_rgb
+
+    hr = synthetic_rgb(101, 98, seed=4)
+    lr = np.clip(np.rint(imresize(modcrop(hr, 3), 1 / 3)), 0, 255).astype(np.uint8)
+    save(tmp_path / "lr.png", lr)
+    save(tmp_path / "hr.png", hr)
+    result = upscale(tmp_path / "lr.png", tmp_path / "sr.png", "--scale", 3, "--compare",
+                     "--reference", tmp_path / "hr.png")
+    assert result.exit_code == 0, result.output
+    bicubic_db = float(re.search(r"bicubic ([\d.]+) dB", result.output).group(1))
+    assert bicubic_db == pytest.approx(psnr(modcrop(hr, 3), bicubic_rgb(lr, 3), border_px=3), abs=0.006)
+    assert "cropped to 96x99" in result.output
+
+
+@pytest.mark.parametrize("hr_hw", [(66, 64), (97, 93), (90, 80)], ids=["x2-original", "too-small", "other-shape"])
+def test_compare_refuses_a_reference_that_does_not_fit(tmp_path, hr_hw):
+    """A reference that is not the input's size times the scale (give or take the crop) would be
+    compared misaligned: one line naming both sizes, before anything is written."""
+    save(tmp_path / "lr.png", synthetic_rgb(33, 32, seed=4))
+    save(tmp_path / "hr.png", synthetic_rgb(*hr_hw, seed=4))
+    result = upscale(tmp_path / "lr.png", tmp_path / "sr.png", "--scale", 3, "--compare",
+                     "--reference", tmp_path / "hr.png")
+    assert result.exit_code == 1
+    assert f"the reference is {hr_hw[1]}x{hr_hw[0]}" in result.output and "96x99" in result.output
+    assert len(result.output.strip().splitlines()) == 1
+    assert not (tmp_path / "sr.png").exists() and not (tmp_path / "sr_compare.png").exists()

@@ -297,7 +297,7 @@ def upscale(input_path, output_path, scale, model_name, backend, device, weights
     from .backends import create_backend
     from .upscale import plan_jobs, run_upscale
 
-    jobs = plan_jobs(input_path, output_path, reference, overwrite=overwrite, compare=compare)
+    jobs = plan_jobs(input_path, output_path, reference, overwrite=overwrite, compare=compare, scale=int(scale))
     engine = create_backend(backend, int(scale), model=model_name, weights=weights, device=device,
                             precision=precision)
     try:

@@ -172,6 +172,7 @@ def plan_jobs(
     *,
     overwrite: bool = False,
     compare: bool = False,
+    scale: int | None = None,
 ) -> list[UpscaleJob]:
     """Pair each input image with its output path (and optional reference), checking everything that
     can be checked before the first file is written: paths, headers, sizes, and that no output
@@ -212,6 +213,8 @@ def plan_jobs(
     _check_outputs(jobs, overwrite=overwrite, compare=compare)
     for job in jobs:
         _check_source(job.source)
+        if job.reference is not None and scale is not None:
+            check_reference_size(job.source, image_size(job.source), job.reference, image_size(job.reference), scale)
     if not input_path.is_dir():
         parent = jobs[0].target.parent
         if not parent.is_dir():
@@ -263,6 +266,18 @@ def _check_source(source: Path) -> None:
     width, height = image_size(source)
     if min(width, height) < 5:
         raise InputError(f"{source}: too small ({width}x{height}); at least 5x5 pixels")
+
+
+def check_reference_size(source: Path, source_wh: tuple[int, int], reference: Path, reference_wh: tuple[int, int],
+                         scale: int) -> None:
+    """Refuse a reference that is not the HR of ``source`` at ``scale``: it must be the upscale's
+    size, or up to ``scale - 1`` pixels more (an HR not a multiple of the scale, cropped to one as
+    ``vsr eval`` does before making its LR). Anything else would compare misaligned pictures."""
+    (width, height), (ref_w, ref_h) = source_wh, reference_wh
+    if (ref_w // scale, ref_h // scale) != (width, height):
+        raise InputError(f"{reference}: the reference is {ref_w}x{ref_h}, but {source.name} ({width}x{height}) "
+                         f"upscaled x{scale} is {width * scale}x{height * scale}; give the original the input was "
+                         f"made from (its size up to {scale - 1} pixels more, as vsr eval crops it) or the right --scale")
 
 
 def _match(folder: Path, relative: Path) -> Path | None:
@@ -320,13 +335,20 @@ def run_upscale(
             panels = [("nearest", nearest_rgb(rgb, scale)), ("bicubic", bicubic), ("vsr", sr)]
             if job.reference is not None:
                 ref = read_rgb(job.reference)
-                h, w = min(ref.shape[0], sr.shape[0]), min(ref.shape[1], sr.shape[1])
-                db_bicubic = psnr(ref[:h, :w], bicubic[:h, :w], border_px=scale)
-                db_vsr = psnr(ref[:h, :w], sr[:h, :w], border_px=scale)
+                # After EXIF rotation, which the header check could not see.
+                check_reference_size(job.source, (picture.width, picture.height), job.reference,
+                                     (ref.shape[1], ref.shape[0]), scale)
+                cropped = ref.shape[:2] != sr.shape[:2]
+                ref = ref[: sr.shape[0], : sr.shape[1]]  # modcrop: vsr eval's alignment
+                db_bicubic = psnr(ref, bicubic, border_px=scale)
+                db_vsr = psnr(ref, sr, border_px=scale)
                 panels[1] = (f"bicubic {db_bicubic:.2f} dB", bicubic)
                 panels[2] = (f"vsr {db_vsr:.2f} dB", sr)
                 panels.append(("original", ref))
                 note = f"RGB PSNR vs reference: bicubic {db_bicubic:.2f} dB, vsr {db_vsr:.2f} dB"
+                if cropped:
+                    note += (f" (reference cropped to {ref.shape[1]}x{ref.shape[0]}, a multiple of {scale}, "
+                             "as vsr eval does)")
             write_image(compare_path(job.target), comparison_figure(panels))
         if on_done is not None:
             on_done(job, note)
