@@ -35,6 +35,10 @@ class GpuFrameUpscaler:
         self.description = f"torch ({options.device}, {'fp16' if options.fp16 else 'fp32'}, GPU-resident frames)"
         self._torch = self.backend._torch
         self._chroma: dict[tuple, dict] = {}
+        #: Each stage's time so far, summed over frames: device time (CUDA events, which add no
+        #: wait: they are read after the frame's own final synchronise), host time on the CPU.
+        self.stage_seconds: dict[str, float] = dict.fromkeys(STAGES, 0.0)
+        self._timer = _FrameTimer(self._torch, self.backend.cuda)
 
     def upscale_frames(self, frames: Iterable[YuvFrame]) -> Iterator[YuvFrame]:
         for frame in frames:
@@ -80,29 +84,31 @@ class GpuFrameUpscaler:
         chroma = self._chroma_buffers(frame.chroma_u.shape, chroma_shape(out_hw, layout))
         copy, compute = backend.copy_stream, backend.compute_stream
         clock = _StageClock(stage_seconds, backend)
+        timer = self._timer
 
         with clock("upload"):
             luma["host_in"][0].numpy()[...] = frame.luma
             chroma["host_in"][0].numpy()[...] = frame.chroma_u
             chroma["host_in"][1].numpy()[...] = frame.chroma_v
-            with self._on(copy):
+            with self._on(copy), timer("upload", copy):
                 luma["dev_in"].copy_(luma["host_in"], non_blocking=backend.cuda)
                 chroma["dev_in"].copy_(chroma["host_in"], non_blocking=backend.cuda)
         with torch.no_grad():
             if backend.cuda:
                 compute.wait_stream(copy)
-            with clock("engine"), self._on(compute):
+            with clock("engine"), self._on(compute), timer("engine", compute):
                 luma["run"]()
-            with clock("chroma"), self._on(compute):
+            with clock("chroma"), self._on(compute), timer("chroma", compute):
                 chroma["run"]()
         with clock("download"):
             if backend.cuda:
                 copy.wait_stream(compute)
-            with self._on(copy):
+            with self._on(copy), timer("download", copy):
                 luma["host_out"].copy_(luma["dev_out"], non_blocking=backend.cuda)
                 chroma["host_out"].copy_(chroma["dev_out"], non_blocking=backend.cuda)
             if backend.cuda:
                 copy.synchronize()
+            timer.add_to(self.stage_seconds)
             # Copies: the pinned buffers are reused by the next frame.
             planes = luma["host_out"][0].numpy().copy(), *chroma["host_out"].numpy().copy()
         return YuvFrame(planes[0], planes[1], planes[2], layout, frame.pts, frame.time_base, frame.index)
@@ -116,6 +122,40 @@ class GpuFrameUpscaler:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+class _FrameTimer:
+    """``with timer(stage, stream):`` times one frame's stage where it runs: between two CUDA
+    events on ``stream`` (read by ``add_to`` once the frame is synchronised, so timing never
+    makes the host wait), or by the host clock where there is no CUDA (eager CPU runs)."""
+
+    def __init__(self, torch, cuda: bool) -> None:
+        self.cuda = cuda
+        self._events = {stage: (torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True))
+                        for stage in STAGES} if cuda else {}
+        self._host: dict[str, float] = {}
+
+    @contextlib.contextmanager
+    def __call__(self, stage: str, stream):
+        if self.cuda:
+            start, end = self._events[stage]
+            start.record(stream)
+            yield
+            end.record(stream)
+            return
+        started = time.perf_counter()
+        yield
+        self._host[stage] = time.perf_counter() - started
+
+    def add_to(self, totals: dict[str, float]) -> None:
+        """Add this frame's stage times to ``totals`` (after the frame's last synchronise)."""
+        for stage in STAGES:
+            if self.cuda:
+                start, end = self._events[stage]
+                end.synchronize()  # already complete: the frame's copies waited for every stage
+                totals[stage] += start.elapsed_time(end) / 1000
+            else:
+                totals[stage] += self._host.pop(stage, 0.0)
 
 
 class _StageClock:

@@ -90,7 +90,7 @@ class VideoReader:
     """
 
     def __init__(self, path: os.PathLike | str, *, decoder_threads: int = 0, strict: bool = False,
-                 deinterlace: bool = True) -> None:
+                 deinterlace: bool = True, decoder: str = "cpu", cuda: bool = False) -> None:
         import av
 
         self.path = str(path)
@@ -118,7 +118,9 @@ class VideoReader:
             self._stream.codec_context.thread_count = decoder_threads
             #: What decoding repaired or skipped; ``notes`` turns it into lines for the run summary.
             self.report = DecodeReport()
-            self._frames = clean_frames(self._container, self._stream, path=self.path, strict=strict,
+            decoding = open_decoder(self._stream, decoder, cuda=cuda, report=self.report)
+            self._frames = clean_frames(self._container, decoding, path=self.path, strict=strict,
+                                        packets=demux_video(self._container, self._stream, self.report),
                                         deinterlace=None if deinterlace else False, report=self.report)
             # Decoding the first frame now finds unreadable files before any output exists,
             # and gives the display rotation, which FFmpeg attaches to frames.
@@ -205,6 +207,8 @@ def decode_range(
     size: tuple[int, int] | None = None,
     deinterlace: bool = False,
     report: "DecodeReport | None" = None,
+    decoder: str = "cpu",
+    cuda: bool = False,
 ) -> Iterator[YuvFrame]:
     """The frames of the first video stream whose pts falls in ``[start_pts, end_pts)``
     (stream time base; None: from the start / to the end), in presentation order.
@@ -215,7 +219,8 @@ def decode_range(
     range, open-GOP leading pictures included, is out by then. ``first_index`` numbers the
     frames as in the whole video. ``size`` is the whole video's (its first frame's) size, and
     ``deinterlace`` whether the whole video is deinterlaced: a segment cannot see the first frame.
-    Frames are cleaned as ``VideoReader.frames`` cleans them (``clean_frames``).
+    Frames are cleaned as ``VideoReader.frames`` cleans them (``clean_frames``); ``decoder``
+    and ``cuda`` pick the decoder as there (``open_decoder``).
     """
     import av
 
@@ -224,9 +229,10 @@ def decode_range(
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
         stream.codec_context.thread_count = decoder_threads
-        packets = _seek_before(container, stream, start_pts)
+        packets = _seek_before(container, stream, start_pts, by_dts=index_timed(container))
+        decoding = open_decoder(stream, decoder, cuda=cuda, report=report)
         index = first_index
-        for frame in clean_frames(container, stream, path=str(path), packets=packets, size=size,
+        for frame in clean_frames(container, decoding, path=str(path), packets=packets, size=size,
                                   deinterlace=deinterlace, report=report):
             if start_pts is not None and frame.pts < start_pts:
                 continue
@@ -236,9 +242,10 @@ def decode_range(
             index += 1
 
 
-def _seek_before(container, stream, start_pts: int | None):
+def _seek_before(container, stream, start_pts: int | None, *, by_dts: bool = False):
     """Packets from a keyframe at or before ``start_pts``. Some demuxers (MPEG-TS, files with
-    a sparse index) land after the asked time: then seek again, further back."""
+    a sparse index) land after the asked time: then seek again, further back. ``by_dts``: the
+    times are decode times (index-timed containers, whose packets' pts are guesses)."""
     from itertools import chain
 
     if start_pts is None:
@@ -249,7 +256,8 @@ def _seek_before(container, stream, start_pts: int | None):
         container.seek(max(target, 0), stream=stream, backward=True, any_frame=False)
         packets = container.demux(stream)
         first = next((p for p in packets if p.size), None)
-        if first is None or first.pts is None or first.pts <= start_pts or target <= 0:
+        first_time = first.dts if by_dts and first is not None else first.pts if first is not None else None
+        if first is None or first_time is None or first_time <= start_pts or target <= 0:
             return chain([first] if first is not None else [], packets)
         target -= step
         step *= 4
@@ -257,9 +265,74 @@ def _seek_before(container, stream, start_pts: int | None):
     return container.demux(stream)
 
 
-#: FFmpeg's -dts_delta_threshold: in formats that allow discontinuities (MPEG-TS), a jump of
-#: more than this many seconds is a clock reset, not a pause, and is closed up.
+#: ``--decoder`` choices: "cpu" (FFmpeg's software decoders), "nvdec" (NVIDIA's hardware decoder
+#: through FFmpeg's *_cuvid decoders) or "auto" (NVDEC when the network runs on a CUDA device).
+DECODERS = ("auto", "cpu", "nvdec")
+#: FFmpeg's NVDEC decoder for each codec it takes (by the software decoder's name).
+CUVID_DECODERS = {"h264": "h264_cuvid", "hevc": "hevc_cuvid", "av1": "av1_cuvid", "vp9": "vp9_cuvid"}
+
+
+class _OtherDecoder:
+    """A video stream decoded by another FFmpeg decoder than its default one (``h264_cuvid`` for
+    h264): what ``clean_frames`` reads of a stream, with ``decode`` through that decoder's own,
+    already opened, context. Its frames arrive in host memory (NV12), as the CPU decoder's do."""
+
+    def __init__(self, stream, decoder_name: str) -> None:
+        import av
+
+        source = stream.codec_context
+        context = av.CodecContext.create(decoder_name, "r")
+        context.extradata = source.extradata
+        context.width, context.height = source.width, source.height
+        context.open()  # fails here, before any frame, where there is no NVIDIA GPU or driver
+        self._stream, self.codec_context = stream, context
+
+    def decode(self, packet=None):
+        return self.codec_context.decode(packet)
+
+    def __getattr__(self, name: str):
+        return getattr(self._stream, name)
+
+
+def open_decoder(stream, requested: str = "cpu", *, cuda: bool = False, report: "DecodeReport | None" = None):
+    """What to decode ``stream`` with: the stream itself (FFmpeg's CPU decoder) or NVDEC.
+
+    ``requested`` "nvdec" asks for NVDEC, "auto" asks for it when ``cuda`` (the network runs on a
+    CUDA device); "cpu" never. Where NVDEC cannot decode the stream (another codec, a PyAV whose
+    FFmpeg lacks the decoder, no NVIDIA GPU or driver), the CPU decoder runs instead and
+    ``report.decoder_note`` says why in one line: a fallback, never a failure.
+    """
+    import av
+
+    if requested not in DECODERS:
+        raise ValueError(f"decoder {requested!r}: choose one of {', '.join(DECODERS)}")
+    if requested == "cpu" or (requested == "auto" and not cuda):
+        return stream
+    codec = stream.codec_context.name
+    name = CUVID_DECODERS.get(codec)
+    if name is None:
+        reason = f"it does not decode {codec}, only {', '.join(CUVID_DECODERS)}"
+    elif name not in av.codecs_available:
+        reason = f"this PyAV's FFmpeg has no {name}"
+    else:
+        try:
+            decoding = _OtherDecoder(stream, name)
+        except av.error.FFmpegError as exc:
+            reason = f"{name} does not open: {av_error_reason(exc)}; no NVIDIA GPU or driver?"
+        else:
+            if report is not None:
+                report.decoder = "nvdec"
+            return decoding
+    if report is not None:
+        report.decoder_note = f"--decoder {requested}: NVDEC unavailable ({reason}): decoded on the CPU"
+    return stream
+
+
+#: FFmpeg's -dts_delta_threshold: in formats whose clock may restart (MPEG-TS), a jump of more
+#: than this many seconds, either way, is a clock reset, not a pause, and is closed up.
 DISCONTINUITY_SECONDS = 10.0
+#: ... as is any step back of more than this (fftools/ffmpeg.c: ``pkt_dts + AV_TIME_BASE/10 < ist->dts``).
+DISCONTINUITY_BACK_SECONDS = 0.1
 
 
 @dataclass
@@ -276,9 +349,12 @@ class DecodeReport:
     ended_early: str | None = None
     #: The end of the last packet read, in the stream's time base.
     last_packet_end: int | None = None
+    #: The decoder that ran ("cpu" or "nvdec"), and why NVDEC did not when it was asked for.
+    decoder: str = "cpu"
+    decoder_note: str | None = None
 
     def notes(self) -> list[str]:
-        notes = []
+        notes = [self.decoder_note] if self.decoder_note else []
         if self.skipped_packets:
             notes.append(f"{_frames(self.skipped_packets)} could not be decoded and "
                          f"{'was' if self.skipped_packets == 1 else 'were'} skipped "
@@ -286,10 +362,12 @@ class DecodeReport:
         if self.ended_early:
             notes.append(f"the input ends early ({self.ended_early}): it is truncated, the output stops there")
         if self.retimed:
-            notes.append(f"{_frames(self.retimed)} had missing or out-of-order timestamps: "
-                         "given best-effort ones, as FFmpeg does")
+            notes.append(f"{_frames(self.retimed)} had missing or out-of-order timestamps: each was given "
+                         "FFmpeg's best-effort time (its decode time, or one tick after the frame before)")
         if self.jumps:
-            notes.append(f"the timestamps jump ({self.jumps}x, a clock reset): the gaps were closed up")
+            notes.append(f"the clock restarts {'once' if self.jumps == 1 else f'{self.jumps} times'} (timestamps "
+                         "jump, as in joined MPEG-TS files): video and audio were shifted to continue where they "
+                         "stopped, as FFmpeg does")
         if self.resized:
             notes.append(f"the resolution changes mid-stream: {_frames(self.resized)} were scaled to the first "
                          "frame's size")
@@ -317,13 +395,15 @@ def clean_frames(container, stream, *, path: str, packets=None, strict: bool = F
     video decodes the same whether it is cut into segments or not.
     """
     report = report if report is not None else DecodeReport()
-    packets = packets if packets is not None else container.demux(stream)
     time_base = stream.time_base or Fraction(1, 90000)
     rate = stream.average_rate or stream.guessed_rate or 25
-    discont = bool(container.format.flags & _ts_discont_flag())
-    timing = _BestEffortPts(time_base, float(rate), discont, report)
+    if index_timed(container):
+        timing = _IndexTimes(time_base, float(rate))
+    else:
+        timing = _BestEffortPts(time_base, float(rate), report)
+    packets = packets if packets is not None else demux_video(container, stream, report)
     graph = None
-    for frame in _decode_packets(stream, packets, path=path, strict=strict, report=report):
+    for frame in _decode_packets(stream, packets, path=path, strict=strict, report=report, timing=timing):
         frame.pts = timing.next(frame.pts, frame.dts)
         frame.time_base = time_base
         if size is None:
@@ -349,20 +429,111 @@ def clean_frames(container, stream, *, path: str, packets=None, strict: bool = F
         yield from _pull_all(graph, time_base)
     end = _announced_end(container, stream)
     if (report.ended_early is None and not report.jumps and end is not None and report.last_packet_end is not None
-            and report.last_packet_end < end - 2 * timing.step):
+            and report.last_packet_end < end - 2 * timing.step
+            and not _reaches_header_end(container, stream, report.last_packet_end + 2 * timing.step)):
         report.ended_early = (f"its video stops at {float(report.last_packet_end * time_base):.2f} s of the "
                               f"{float(end * time_base):.2f} s its header announces")
     if strict and report.ended_early:
         raise InputError(f"{path}: the input ends early ({report.ended_early}); it is truncated")
 
 
-def _ts_discont_flag() -> int:
+def index_timed(container) -> bool:
+    """Whether the container's video timestamps are frame numbers in decode order (AVI) or
+    none at all (raw H.264, HEVC, MPEG-4 and MPEG-2 streams, whose demuxer counts frames at the
+    frame rate): presentation times are then not stored but derived, see ``_IndexTimes``."""
     import av
 
-    return av.format.Flags.ts_discont.value
+    return container.format.name == "avi" or bool(container.format.flags & av.format.Flags.no_timestamps.value)
 
 
-def _decode_packets(stream, packets, *, path: str, strict: bool, report: DecodeReport):
+def clock_may_restart(container) -> bool:
+    """FFmpeg's AVFMT_TS_DISCONT (MPEG-TS, MPEG-PS): timestamps may jump where files were joined."""
+    import av
+
+    return bool(container.format.flags & av.format.Flags.ts_discont.value) and not index_timed(container)
+
+
+class ClockJumps:
+    """What FFmpeg's CLI does where the input's clock may restart (``clock_may_restart``;
+    fftools/ffmpeg.c, process_input): a packet whose decode time is more than 10 s from where its
+    stream was due, or more than 0.1 s behind the last one, starts a new clock; from there on one
+    offset, shared by every stream of the file, moves all timestamps so that the stream which met
+    the jump continues exactly where it was due. Packets must come in file order, all streams
+    together (``fix`` each), so video and audio move together as in FFmpeg."""
+
+    def __init__(self) -> None:
+        self.offset_us = 0
+        self.jumps = 0
+        self._next_us: dict[int, int] = {}
+        self._last_us: dict[int, int] = {}
+
+    def fix(self, packet, default_duration: Fraction | None = None) -> None:
+        """Shift ``packet``'s pts and dts in place; ``default_duration`` (seconds) stands for a
+        packet without one (a video stream's frame duration)."""
+        time_base = packet.time_base
+        if time_base is None:
+            return
+        shift = round(Fraction(self.offset_us, 1_000_000) / time_base)
+        if shift:
+            if packet.pts is not None:
+                packet.pts += shift
+            if packet.dts is not None:
+                packet.dts += shift
+        if packet.dts is None or not packet.size:
+            return
+        index = packet.stream.index
+        dts_us = round(packet.dts * time_base * 1_000_000)
+        due = self._next_us.get(index)
+        if due is not None:
+            delta = dts_us - due
+            threshold = DISCONTINUITY_SECONDS * 1_000_000
+            if abs(delta) > threshold or dts_us + DISCONTINUITY_BACK_SECONDS * 1_000_000 < self._last_us[index]:
+                self.offset_us -= delta
+                step = round(Fraction(delta, 1_000_000) / time_base)
+                packet.dts -= step
+                if packet.pts is not None:
+                    packet.pts -= step
+                dts_us -= delta
+                self.jumps += 1
+        self._last_us[index] = dts_us
+        duration = packet.duration * time_base if packet.duration else default_duration
+        self._next_us[index] = dts_us + round((duration or 0) * 1_000_000)
+
+
+def clock_streams(container, video_stream) -> list:
+    """The streams FFmpeg's CLI reads by default besides the video (every audio stream): the ones
+    whose packets move the shared clock offset (``ClockJumps``)."""
+    return [video_stream] + list(container.streams.audio)
+
+
+def frame_duration(stream) -> Fraction | None:
+    rate = stream.average_rate or stream.guessed_rate
+    return 1 / Fraction(rate) if rate else None
+
+
+def demux_video(container, stream, report: DecodeReport | None = None):
+    """The video stream's packets from the start of the file; where the clock may restart
+    (``clock_may_restart``), with the restarts closed up as FFmpeg's CLI does (``ClockJumps``,
+    counted in ``report.jumps``)."""
+    if clock_may_restart(container):
+        return _closing_jumps(container, stream, report if report is not None else DecodeReport())
+    return container.demux(stream)
+
+
+def _closing_jumps(container, stream, report: DecodeReport):
+    """The video stream's packets with clock restarts closed up as FFmpeg's CLI does (``ClockJumps``),
+    read together with the audio so that the offsets are the ones the audio copy gets too."""
+    clock = ClockJumps()
+    video_duration = frame_duration(stream)
+    for packet in container.demux(clock_streams(container, stream)):
+        is_video = packet.stream.index == stream.index
+        clock.fix(packet, video_duration if is_video else None)
+        report.jumps = clock.jumps
+        if is_video:
+            yield packet
+
+
+def _decode_packets(stream, packets, *, path: str, strict: bool, report: DecodeReport, timing=None):
     """``stream.decode`` of each packet. A packet the decoder refuses costs one frame, as in
     FFmpeg's CLI, instead of the rest of the video; a demuxer that fails mid-file ends it."""
     import av
@@ -382,6 +553,8 @@ def _decode_packets(stream, packets, *, path: str, strict: bool, report: DecodeR
         if packet.size and packet.pts is not None:
             end = packet.pts + (packet.duration or 0)
             report.last_packet_end = max(end, report.last_packet_end or end)
+        if timing is not None:
+            timing.fed(packet)
         try:
             frames = stream.decode(packet)
         except av.error.InvalidDataError as exc:
@@ -389,6 +562,8 @@ def _decode_packets(stream, packets, *, path: str, strict: bool, report: DecodeR
                 raise InputError(f"{path}: a damaged packet at {_packet_time(packet)} cannot be decoded "
                                  f"({av_error_reason(exc)}); run without --strict to skip it") from None
             report.skipped_packets += 1
+            if timing is not None:
+                timing.refused(packet)
             continue
         except av.error.FFmpegError as exc:
             raise InputError(f"{path}: decoding failed at frame {report.decoded} ({av_error_reason(exc)}); "
@@ -416,20 +591,74 @@ def _packet_time(packet) -> str:
     return f"byte {packet.pos}"
 
 
+class _IndexTimes:
+    """Presentation times for index-timed containers (``index_timed``): the decode times of the
+    packets fed so far, smallest first, one to each frame as the decoder puts it out (in
+    presentation order). In AVI a packet's decode time is its frame number, so frame i is
+    presented at i / fps, as ``ffmpeg -r FPS -i IN`` places it, and a dropped-frame chunk (an
+    empty packet) keeps its gap; raw streams carry no times, and frame i is at i frame durations.
+    A segment that starts at a keyframe gets the same times as the whole video: the packets
+    before it are all presented before it (closed GOPs).
+
+    FFmpeg's CLI without ``-r`` takes these containers' frame times from the packet that made the
+    decoder put each frame out (``best_effort_timestamp``): with B-frames every frame then lands
+    the decoder's delay (2 frames with x264's default) late against the audio, and the first
+    frame is repeated to fill the gap."""
+
+    def __init__(self, time_base: Fraction, fps: float) -> None:
+        self.step = max(1, round(1 / (fps * time_base))) if fps > 0 else 1
+        self._pending: list[int] = []
+        self._next_guess: int | None = None
+        self.last = None
+
+    def fed(self, packet) -> None:
+        import heapq
+
+        if not packet.size:
+            return
+        dts = packet.dts
+        if dts is None:  # a raw stream: the demuxer gives no times, so count frames
+            dts = 0 if self._next_guess is None else self._next_guess
+        self._next_guess = dts + (packet.duration or self.step)
+        heapq.heappush(self._pending, dts)
+
+    def refused(self, packet) -> None:
+        """A packet the decoder refused: its frame (and so its time) is lost."""
+        import heapq
+
+        if self._pending:
+            dts = packet.dts if packet.dts is not None and packet.dts in self._pending else max(self._pending)
+            self._pending.remove(dts)
+            heapq.heapify(self._pending)
+
+    def next(self, pts: int | None, dts: int | None) -> int:
+        import heapq
+
+        best = heapq.heappop(self._pending) if self._pending else None
+        if best is None or (self.last is not None and best <= self.last):
+            best = 0 if self.last is None else self.last + self.step
+        self.last = best
+        return best
+
+
 class _BestEffortPts:
     """FFmpeg's best-effort timestamp (libavcodec's ``guess_correct_pts``: the frame's pts unless
     pts have gone backwards more often than dts), then what FFmpeg's CLI does with what is
     left: a missing one is the last plus one frame duration; one not after the last is moved
-    one tick after it; in MPEG-TS, a jump of more than 10 s is closed up."""
+    one tick after it. (Clock restarts are closed up before decoding: ``ClockJumps``.)"""
 
-    def __init__(self, time_base: Fraction, fps: float, discont: bool, report: DecodeReport) -> None:
+    def __init__(self, time_base: Fraction, fps: float, report: DecodeReport) -> None:
         self.step = max(1, round(1 / (fps * time_base))) if fps > 0 else 1
-        self.threshold = round(DISCONTINUITY_SECONDS / time_base) if discont else None
         self.faulty_pts = self.faulty_dts = 0
         self.last_pts = self.last_dts = None
         self.last = None
-        self.offset = 0
         self.report = report
+
+    def fed(self, packet) -> None:
+        pass
+
+    def refused(self, packet) -> None:
+        pass
 
     def next(self, pts: int | None, dts: int | None) -> int:
         if dts is not None:
@@ -447,17 +676,12 @@ class _BestEffortPts:
             best = 0 if self.last is None else self.last + self.step
             self.report.retimed += self.last is not None
         else:
-            best += self.offset
-            if self.threshold is not None and self.last is not None and abs(best - self.last) > self.threshold:
-                self.offset += self.last + self.step - best
-                best = self.last + self.step
-                self.report.jumps += 1
             if self.last is not None and best <= self.last:
                 # One tick, not a frame: a frame the decoder put out of order (a damaged
                 # reference) must not push every later frame back.
                 best = self.last + 1
                 self.report.retimed += 1
-            elif best != pts and pts is not None and not self.offset:
+            elif best != pts and pts is not None:
                 self.report.retimed += 1
         self.last = best
         return best
@@ -494,6 +718,17 @@ def _pull_all(graph, time_base: Fraction):
         yield frame
 
 
+def _reaches_header_end(container, stream, end: int) -> bool:
+    """Whether a video ending at ``end`` (stream time base) is whole after all: where the stream
+    states no duration, the container's is the file's, which covers audio that lasts longer than
+    the video, and Matroska writes it as the last timestamp, not the span from a non-zero start."""
+    if stream.duration or not container.duration or not stream.time_base:
+        return False
+    if len(container.streams) > 1:
+        return True  # the file's duration may be another stream's: it says nothing about the video's
+    return float(end * stream.time_base) >= container.duration / 1_000_000
+
+
 def _announced_end(container, stream) -> int | None:
     """Where the header says the video stream ends (stream time base), to tell a truncated file."""
     if stream.duration and stream.time_base:
@@ -518,10 +753,12 @@ def to_yuv_frame(frame, layout: str, index: int) -> YuvFrame:
                     frame.time_base, index)
 
 
-def plane_array(plane, shape: tuple[int, int]) -> np.ndarray:
-    """A (height, width) uint8 view of an av plane, without its line padding."""
+def plane_array(plane, shape: tuple[int, int], dtype=np.uint8) -> np.ndarray:
+    """A (height, width) view of an av plane (uint8, or uint16 for >8-bit formats), without its
+    line padding."""
     height, width = shape
-    return np.frombuffer(plane, np.uint8).reshape(-1, plane.line_size)[:height, :width]
+    dtype = np.dtype(dtype)
+    return np.frombuffer(plane, dtype).reshape(-1, plane.line_size // dtype.itemsize)[:height, :width]
 
 
 def av_error_reason(exc: BaseException) -> str:
@@ -530,5 +767,5 @@ def av_error_reason(exc: BaseException) -> str:
     return text.split(": '")[0].strip() or exc.__class__.__name__
 
 
-__all__ = ["VideoReader", "StreamInfo", "decode_range", "clean_frames", "DecodeReport", "to_yuv_frame", "plane_array", "yuv_layout_for", "av_error_reason",
+__all__ = ["VideoReader", "StreamInfo", "decode_range", "open_decoder", "DECODERS", "clean_frames", "DecodeReport", "to_yuv_frame", "plane_array", "yuv_layout_for", "av_error_reason",
            "CHROMA_SUBSAMPLING"]

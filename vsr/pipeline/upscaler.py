@@ -13,21 +13,26 @@ same order (it may keep a few in flight). Two kinds exist:
 """
 from __future__ import annotations
 
+import time
 from typing import Iterable, Iterator, Protocol
 
 from ..backends import EngineSpec, describe
 from ..backends.base import Backend
 from ..frames import YuvFrame
-from .stages import upscale_frames
+from .stages import assemble, batched, upscale_luma
 
 __all__ = ["FrameUpscaler", "HostFrameUpscaler", "create_frame_upscaler", "EngineSpec"]
 
 
 class FrameUpscaler(Protocol):
-    """``description`` names the backend and device for the user (e.g. "openvino (cpu)")."""
+    """``description`` names the backend and device for the user (e.g. "openvino (cpu)").
+    ``stage_seconds``: the time spent in each of its stages so far, summed over every frame
+    (host frames: "engine" and "chroma"; GPU-resident frames: "upload", "engine", "chroma" and
+    "download", as the device timed them)."""
 
     description: str
     scale: int
+    stage_seconds: dict[str, float]
 
     def upscale_frames(self, frames: Iterable[YuvFrame]) -> Iterator[YuvFrame]: ...
 
@@ -42,9 +47,19 @@ class HostFrameUpscaler:
         self.scale = backend.scale
         self.name = backend.name
         self.description = describe(backend)
+        self.stage_seconds: dict[str, float] = {"engine": 0.0, "chroma": 0.0}
 
     def upscale_frames(self, frames: Iterable[YuvFrame]) -> Iterator[YuvFrame]:
-        return upscale_frames(frames, self.backend, out_layout=self.out_layout, batch_size=self.batch_size)
+        """``stages.upscale_frames``, with the network and the chroma resize timed apart."""
+        seconds = self.stage_seconds
+        for batch in batched(frames, self.batch_size):
+            started = time.perf_counter()
+            lumas = upscale_luma([frame.luma for frame in batch], self.backend)
+            middle = time.perf_counter()
+            upscaled = [assemble(frame, luma, self.out_layout or frame.layout) for frame, luma in zip(batch, lumas)]
+            seconds["engine"] += middle - started
+            seconds["chroma"] += time.perf_counter() - middle
+            yield from upscaled
 
     def close(self) -> None:
         self.backend.close()

@@ -61,6 +61,7 @@ def upscale_video(
     Workers are started with multiprocessing's "spawn": a script that calls this must do so
     under ``if __name__ == "__main__":`` (the ``vsr`` command does).
     """
+    check_request(config)
     notes: tuple[str, ...] = ()
     if config.model == "auto":
         config, note = _choose_model(config)
@@ -68,6 +69,47 @@ def upscale_video(
         on_start = _announcing(on_start, note)
     stats = _upscale_video(config, on_start=on_start, on_frame=on_frame)
     return replace(stats, notes=notes + stats.notes)
+
+
+def check_request(config: RunConfig, outputs: list[Path] | None = None) -> None:
+    """Refuse, before any input is read or model timed, what no input could make work: an
+    output format FFmpeg does not know, a codec the container cannot hold or this FFmpeg lacks,
+    a CRF or pixel format the encoder refuses. The single stream's writer would refuse these at
+    once too; segmented, folder and Ray runs would only meet them at the join, after all the work.
+    (What depends on the input, sizes and memory, is ``check_run``'s, also before any work.)
+    ``outputs``: the files to check (a folder run's); default ``config.output_path``."""
+    from ..media.encode import check_encode_options, output_layout
+
+    output_layout(config.encode)
+    check_encode_options(config.encode, 1, 1)
+    for output in outputs if outputs is not None else [Path(config.output_path)]:
+        check_output_format(output, config.encode.codec)
+
+
+def check_output_format(output: Path, codec: str) -> None:
+    """The container OUTPUT's extension names exists and can hold ``codec`` (standard output,
+    whose format is given otherwise, is the writer's to check)."""
+    import tempfile
+
+    import av
+
+    from ..errors import OutputError
+    from ..media import encode
+    from ..media.mux import container_accepts
+
+    if getattr(encode, "is_stdout", lambda path: False)(output):
+        return
+    if codec not in av.codecs_available:
+        raise OutputError(f"encoder {codec} is not available in this FFmpeg build")
+    with tempfile.TemporaryDirectory(prefix="vsr-format-") as folder:
+        try:
+            container = av.open(str(Path(folder) / f"probe{output.suffix}"), "w")
+        except (av.error.FFmpegError, ValueError) as exc:
+            raise OutputError(f"{output}: no container format for {output.suffix!r} ({exc})") from None
+        with container:
+            accepts = container_accepts(container, codec) or codec in getattr(encode, "RAW_CODECS", ())
+    if not accepts:
+        raise OutputError(encode._container_refuses(output.suffix, codec))
 
 
 def _announcing(on_start, note: str):
@@ -215,6 +257,7 @@ def run_segmented(
             engine=spec, encode=encode, video=info, layout=info.layout, out_layout=out_layout, out_size=out_size,
             decoder_threads=budget, queue_depth=config.queue_depth,
             in_size=(info.width, info.height), deinterlace=config.deinterlace and info.interlaced,
+            decoder=config.decoder,
         ) for segment in plan.segments if segment.index not in done]
         frames_done = {s.index: s.num_frames for s in plan.segments if s.index in done}
         mismatch: list[str] = []
@@ -275,14 +318,26 @@ def run_segmented(
         _keep_or_remove(work)
         raise
     busy: dict[str, float] = {}
+    stages: dict[str, float] = {}
     for result in results.values():
-        for stage, seconds in result.busy_seconds.items():
-            busy[stage] = busy.get(stage, 0.0) + seconds
+        for totals, seconds in ((busy, result.busy_seconds), (stages, result.stage_seconds)):
+            for stage, value in seconds.items():
+                totals[stage] = totals.get(stage, 0.0) + value
     return RunStats(
         frames=joined.frames, wall_seconds=time.perf_counter() - started, backend=spec.backend,
         busy_seconds=busy, interrupted=False, output_path=output, input_size=(info.width, info.height),
         output_size=out_size, notes=tuple(notes + _decode_notes(results) + joined.notes),
+        stage_seconds=stages, workers=len({r.worker for r in results.values()}) or workers,
+        segments=tuple(segment_record(results[index]) for index in sorted(results)),
+        decoder=next((r.decoder for r in results.values()), "cpu"), model=config.model,
     )
+
+
+def segment_record(result: SegmentResult) -> dict:
+    """One segment in ``RunStats.segments`` (``vsr run --stats-json``): who ran it, how long, where the time went."""
+    return {"index": result.index, "frames": result.frames, "wall_seconds": round(result.wall_seconds, 3),
+            "worker": result.worker, "decoder": result.decoder, "busy_seconds": dict(result.busy_seconds),
+            "stage_seconds": dict(result.stage_seconds)}
 
 
 def _decode_notes(results: dict) -> list[str]:

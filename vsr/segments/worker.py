@@ -41,6 +41,8 @@ class SegmentJob:
     #: The whole video's size (later frames of another size are scaled to it) and whether it is deinterlaced.
     in_size: tuple[int, int] | None = None
     deinterlace: bool = False
+    #: ``--decoder`` ("cpu", "nvdec" or "auto"): ``media.decode.open_decoder``.
+    decoder: str = "cpu"
 
 
 @dataclass(frozen=True)
@@ -53,9 +55,15 @@ class SegmentResult:
     upscaler: str = ""
     worker: str = ""  # who ran it: "pid N" for a local process, the node id for a Ray task
     notes: tuple[str, ...] = ()
+    #: Inside the engine stage (``pipeline.RunStats.stage_seconds``); "startup" only in the first
+    #: segment a process ran (it builds the upscaler once).
+    stage_seconds: dict = field(default_factory=dict)
+    decoder: str = "cpu"
 
 
 _UPSCALERS: dict = {}
+#: Seconds spent building each upscaler, reported once (by the segment that built it).
+_STARTUP: dict = {}
 
 
 def _upscaler_for(spec: EngineSpec, out_layout: str):
@@ -69,7 +77,9 @@ def _upscaler_for(spec: EngineSpec, out_layout: str):
 
             cv2.setNumThreads(spec.num_threads)  # the chroma resize's pool, else one thread per core
 
+        started = time.perf_counter()
         _UPSCALERS[key] = create_frame_upscaler(spec, out_layout=out_layout)
+        _STARTUP[key] = time.perf_counter() - started
     return _UPSCALERS[key]
 
 
@@ -88,20 +98,25 @@ def encode_segment(job: SegmentJob, on_progress: Callable[[int], None] | None = 
     started = time.perf_counter()
     segment = job.segment
     upscaler = _upscaler_for(job.engine, job.out_layout)
+    key = (job.engine, job.out_layout)
+    stages = {"startup": _STARTUP.pop(key)} if key in _STARTUP else {}
     frames = decode_range(job.input_path, segment.start_pts, segment.end_pts, layout=job.layout,
                           first_index=segment.first_frame, decoder_threads=job.decoder_threads,
-                          size=job.in_size, deinterlace=job.deinterlace, report=(report := DecodeReport()))
+                          size=job.in_size, deinterlace=job.deinterlace, report=(report := DecodeReport()),
+                          decoder=job.decoder, cuda=job.engine.cuda)
     writer = VideoWriter(Path(job.output_path), width=job.out_size[0], height=job.out_size[1], source=job.video,
                          options=job.encode, overwrite=True)
     busy: dict[str, float] = {}
     try:
-        stream_frames(frames, upscaler, writer, queue_depth=job.queue_depth, busy_seconds=busy, on_frame=on_progress)
+        stream_frames(frames, upscaler, writer, queue_depth=job.queue_depth, busy_seconds=busy, on_frame=on_progress,
+                      stage_seconds=stages)
     except BaseException:
         writer.close(keep=False)
         raise
     writer.close(keep=True)
     return SegmentResult(segment.index, writer.frames_written, job.output_path, time.perf_counter() - started,
-                         busy, upscaler.description, f"pid {os.getpid()}", tuple(report.notes()))
+                         busy, upscaler.description, f"pid {os.getpid()}", tuple(report.notes()), stages,
+                         report.decoder)
 
 
 def thread_budget(workers: int, cpu_count: int | None = None) -> int:
