@@ -442,6 +442,9 @@ def _video_input(text: str) -> Path | str:
                    "seconds (decode, engine, encode), inside the engine each stage's (upload, engine, chroma, "
                    "download, startup), and every segment with its worker.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar and no summary.")
+@click.option("--gpus", default=None, metavar="0,2",
+              help="The GPUs the workers share (implies --device cuda), numbered as nvidia-smi does, or as "
+                   "positions in CUDA_VISIBLE_DEVICES when that is set; default: every visible GPU.")
 @click.option("--progress", "progress_mode", type=click.Choice(["auto", "json"]), default="auto", show_default=True,
               help="auto: a bar on a terminal, a plain line every 30 s elsewhere. json: one JSON object per line "
                    "on standard error, at least once a second and at the end (frames_done, frames_total, fps, "
@@ -449,7 +452,7 @@ def _video_input(text: str) -> Path | str:
 @_reports_errors
 def run(input_path, output_path, scale, degradation, model_name, target_fps, backend, device, weights, precision, codec, crf, preset, pix_fmt, no_audio, max_frames,
         batch_size, workers_text, segment_seconds, resume, ray_address, strict, deinterlace, out_format, overwrite,
-        quiet, progress_mode, decoder, stats_json):
+        quiet, progress_mode, decoder, stats_json, gpus=None):
     """Upscale a video (or every video in a folder): PyAV decode -> ESPCN on luma + bicubic
     chroma -> PyAV encode.
 
@@ -460,6 +463,16 @@ def run(input_path, output_path, scale, degradation, model_name, target_fps, bac
     from .media.encode import EncodeOptions, default_codec
     from .pipeline.pipeline import RunConfig, can_reopen
 
+    if gpus is not None:
+        from .backends import visible_gpus
+
+        # Before anything starts CUDA: the workers (and a local Ray) inherit it, and see only these.
+        os.environ["CUDA_VISIBLE_DEVICES"] = visible_gpus(gpus, os.environ.get("CUDA_VISIBLE_DEVICES"))
+        device = "cuda" if device == "cpu" else device
+    if device != "cpu":
+        from .backends import check_cuda_device
+
+        check_cuda_device(device)  # a missing GPU is one line, before any model is timed or loaded
     notes = []
     container = None
     if str(output_path) == "-":

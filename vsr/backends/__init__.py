@@ -18,7 +18,8 @@ BACKENDS = ("openvino", "onnxruntime", "torch", "tensorrt")
 #: TensorRT plan is expected to beat torch, with ONNX Runtime last as it runs anywhere.
 AUTO_ORDER = {"cpu": ("openvino", "onnxruntime", "torch"), "cuda": ("tensorrt", "torch", "onnxruntime")}
 
-__all__ = ["Backend", "BackendUnavailable", "BACKENDS", "EngineSpec", "PRECISIONS", "check_device", "create_backend", "describe"]
+__all__ = ["Backend", "BackendUnavailable", "BACKENDS", "EngineSpec", "PRECISIONS", "check_device", "check_cuda_device", "create_backend",
+           "describe", "visible_gpus"]
 
 #: What ``--precision`` accepts. auto: OpenVINO times what this CPU runs and keeps the fastest
 #: (backends/precision.py); the other backends run fp32.
@@ -32,6 +33,49 @@ def check_device(device: str) -> str:
     if not _DEVICE.fullmatch(device):
         raise BackendUnavailable(f"unknown device {device!r}: choose cpu, cuda or cuda:N")
     return device
+
+
+def check_cuda_device(device: str) -> str:
+    """A CUDA ``device`` ("cuda" or "cuda:N") that is really there, or one clear error naming
+    what is visible (CUDA_VISIBLE_DEVICES included): never a traceback from deep inside torch."""
+    import os
+
+    check_device(device)
+    if not device.startswith("cuda"):
+        return device
+    try:
+        import torch
+    except ImportError:
+        return device  # the backends say what they need
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    where = f" (CUDA_VISIBLE_DEVICES={visible})" if visible is not None else ""
+    if count == 0:
+        why = "" if torch.version.cuda else ": this torch is built without CUDA"
+        raise BackendUnavailable(f"--device {device}: no CUDA GPU is visible here{where}{why}")
+    index = int(device.split(":")[1]) if ":" in device else 0
+    if index >= count:
+        raise BackendUnavailable(f"--device {device}: there is no such GPU; {count} visible{where}: "
+                                 f"cuda:0 to cuda:{count - 1}")
+    return device
+
+
+def visible_gpus(gpus: str, current: str | None) -> str:
+    """CUDA_VISIBLE_DEVICES for ``--gpus 0,2``: the GPUs as the machine numbers them, or, when
+    CUDA_VISIBLE_DEVICES is already set (``current``), positions in that list."""
+    try:
+        wanted = [int(part) for part in gpus.split(",") if part.strip() != ""]
+    except ValueError:
+        raise BackendUnavailable(f"--gpus {gpus}: give GPU numbers separated by commas, e.g. 0,2") from None
+    if not wanted or min(wanted) < 0 or len(set(wanted)) != len(wanted):
+        raise BackendUnavailable(f"--gpus {gpus}: give distinct GPU numbers separated by commas, e.g. 0,2")
+    if current is None:
+        return ",".join(map(str, wanted))
+    listed = [part.strip() for part in current.split(",") if part.strip()]
+    if max(wanted) >= len(listed):
+        raise BackendUnavailable(f"--gpus {gpus}: CUDA_VISIBLE_DEVICES={current} lists {len(listed)} GPUs; "
+                                 f"--gpus counts in that list (0 to {len(listed) - 1})")
+    return ",".join(listed[i] for i in wanted)
 
 
 @dataclass(frozen=True)

@@ -308,13 +308,7 @@ class VideoWriter:
 
         if frame.layout != self.layout:
             raise ValueError(f"frame layout {frame.layout} != writer layout {self.layout}")
-        out = av.VideoFrame(self.width, self.height, self.layout)
-        c_shape = chroma_shape((self.height, self.width), self.layout)
-        for plane, data, shape in zip(out.planes, (frame.luma, frame.chroma_u, frame.chroma_v),
-                                      ((self.height, self.width), c_shape, c_shape)):
-            plane_array(plane, shape)[...] = data[: shape[0], : shape[1]]
-        out.pts = frame.pts
-        out.time_base = frame.time_base
+        out = yuv_frame_to_av(frame, self.width, self.height)
         out.color_range = self._stream.codec_context.color_range
         try:
             # The first mux writes the header, which opens every encoder: errors surface here.
@@ -396,6 +390,23 @@ class VideoWriter:
         self.close(keep=exc_type is None)
 
 
+def yuv_frame_to_av(frame: YuvFrame, width: int | None = None, height: int | None = None):
+    """A ``YuvFrame`` as an ``av.VideoFrame`` of its layout (cropped to ``width`` x ``height``,
+    default its own size), pts and time base kept."""
+    import av
+
+    width, height = width or frame.width, height or frame.height
+    out = av.VideoFrame(width, height, frame.layout)
+    c_shape = chroma_shape((height, width), frame.layout)
+    for plane, data, shape in zip(out.planes, (frame.luma, frame.chroma_u, frame.chroma_v),
+                                  ((height, width), c_shape, c_shape)):
+        plane_array(plane, shape, data.dtype)[...] = data[: shape[0], : shape[1]]
+    out.pts = frame.pts
+    if frame.time_base is not None:
+        out.time_base = frame.time_base
+    return out
+
+
 def _container_refuses(suffix: str, codec: str) -> str:
     if suffix.lower() in (".mpg", ".mpeg", ".vob"):
         return (f"{suffix} files (MPEG-PS) hold MPEG-1/2 video, which vsr does not encode; "
@@ -412,4 +423,4 @@ def _rate(source: StreamInfo | VideoSpec) -> Fraction:
 
 
 __all__ = ["VideoWriter", "VideoSpec", "EncodeOptions", "CODECS", "output_layout", "check_encode_options",
-           "default_codec", "is_stdout", "stdout_format", "claim_stdout", "STDOUT_FORMATS", "STDOUT_CODEC"]
+           "default_codec", "yuv_frame_to_av", "is_stdout", "stdout_format", "claim_stdout", "STDOUT_FORMATS", "STDOUT_CODEC"]
