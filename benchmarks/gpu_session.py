@@ -182,14 +182,21 @@ def environment(session: Session) -> None:
             name, driver, memory, clock = (part.strip() for part in query.stdout.splitlines()[0].split(","))
             session.results["gpu"] = name
             versions.update(nvidia_driver=driver, gpu_memory=memory, gpu_max_sm_clock=clock)
-    commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=REPO)
-    versions["vsr_commit"] = commit.stdout.strip() if commit.returncode == 0 else "unknown (no .git here)"
+    versions["vsr_commit"] = session.args.commit or _git_commit()
     versions["cpu"] = _cpu_name()
     versions["cpu_cores"] = os.cpu_count()
     session.results["versions"] = versions
     session.results["nvdec"] = nvdec_probe(session)
     session.step("environment", "ok", time.monotonic() - started,
                  f"gpu {session.results['gpu']}, nvdec {session.results['nvdec']['decoder']}")
+
+
+def _git_commit() -> str:
+    """HEAD of this tree, where git and .git are here (the device gets a copy without .git: pass --commit)."""
+    if shutil.which("git") is None or not (REPO / ".git").exists():
+        return "unknown (no git here: give --commit)"
+    done = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=REPO)
+    return done.stdout.strip() if done.returncode == 0 else "unknown"
 
 
 def _cpu_name() -> str:
@@ -273,8 +280,15 @@ def clips(session: Session) -> dict[str, Path]:
         source = None if args.quick else next(
             (folder / SOURCE_CLIPS[label] for folder in CLIP_FOLDERS if (folder / SOURCE_CLIPS[label]).is_file()), None)
         path = session.work / f"in_{label}.mp4"
-        info = make_clip(path, size, frames=round(args.seconds * args.fps), fps=args.fps,
-                         keyframe_frames=round(args.keyframe_seconds * args.fps), source=source)
+        shape = dict(frames=round(args.seconds * args.fps), fps=args.fps,
+                     keyframe_frames=round(args.keyframe_seconds * args.fps))
+        try:
+            info = make_clip(path, size, source=source, **shape)
+        except Exception as exc:  # noqa: BLE001 - a real clip that will not loop: synthetic frames instead
+            if source is None:
+                raise
+            session.log(f"clip {label}: {source} failed ({type(exc).__name__}: {exc}); synthetic frames instead")
+            info = make_clip(path, size, source=None, **shape)
         session.results["clips"][label] = info
         made[label] = path
         session.log(f"clip {label}: {info}")
@@ -560,11 +574,12 @@ def parse_args(argv=None):
                         help="Comma list of tests,bench,runs,nvdec,auto [default: all; --quick bench,runs,nvdec].")
     parser.add_argument("--tests-timeout-s", type=float, default=100.0)
     parser.add_argument("--test-timeout-s", type=float, default=60.0, help="Per test (pytest-timeout, where there).")
-    parser.add_argument("--bench-timeout-s", type=float, default=60.0)
-    parser.add_argument("--bench-frames", type=int, default=300)
-    parser.add_argument("--run-timeout-s", type=float, default=120.0)
+    parser.add_argument("--bench-timeout-s", type=float, default=90.0)
+    parser.add_argument("--bench-frames", type=int, default=200)
+    parser.add_argument("--run-timeout-s", type=float, default=150.0)
     parser.add_argument("--min-run-s", type=float, default=20.0, help="Skip a run when less budget is left.")
     parser.add_argument("--log-tail-lines", type=int, default=15)
+    parser.add_argument("--commit", default=None, help="The vsr commit measured [default: git rev-parse HEAD, where there].")
     args = parser.parse_args(argv)
     args.name = args.name or ("gpu_session" if args.device.startswith("cuda") else "gpu_session_cpu_dryrun")
     args.workers = [int(w) for w in (args.workers or ("1,2" if args.quick else "1,4,8,16")).split(",")]
@@ -589,16 +604,19 @@ def main(argv=None) -> int:
         session.log("warning: nvidia-smi names no GPU")
     clip_paths = clips(session)
     # The headline numbers first: a lease cut short keeps them.
-    if "bench" in args.steps:
-        bench(session)
-    if "runs" in args.steps:
-        runs(session, clip_paths)
-    if "nvdec" in args.steps:
-        nvdec_rows(session, clip_paths)
-    if "tests" in args.steps:
-        gpu_tests(session)
-    if "auto" in args.steps:
-        model_auto(session, clip_paths)
+    steps = [("bench", bench, ()), ("runs", runs, (clip_paths,)), ("nvdec", nvdec_rows, (clip_paths,)),
+             ("tests", gpu_tests, ()), ("auto", model_auto, (clip_paths,))]
+    for name, step, extra in steps:
+        if name not in args.steps:
+            continue
+        started = time.monotonic()
+        try:
+            step(session, *extra)
+        except Exception:  # noqa: BLE001 - one broken step must not cost the lease the others
+            import traceback
+
+            session.log(traceback.format_exc())
+            session.step(name, "crashed", time.monotonic() - started, traceback.format_exc(limit=-1).splitlines()[-1])
     summarise(session)
     session.log(f"done: 1080p {session.results['run_fps_1080p']} fps, 4K {session.results['run_fps_4k']} fps, "
                 f"best workers {session.results['best_workers']}; wrote {session.out_dir / args.name}.json/.md/.log")

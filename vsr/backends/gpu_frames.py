@@ -38,7 +38,8 @@ class GpuFrameUpscaler:
         #: Each stage's time so far, summed over frames: device time (CUDA events, which add no
         #: wait: they are read after the frame's own final synchronise), host time on the CPU.
         self.stage_seconds: dict[str, float] = dict.fromkeys(STAGES, 0.0)
-        self._timer = _FrameTimer(self._torch, self.backend.cuda)
+        with self._torch.cuda.device(self.backend.device) if self.backend.cuda else contextlib.nullcontext():
+            self._timer = _FrameTimer(self._torch, self.backend.cuda)  # events live on the streams' device
 
     def upscale_frames(self, frames: Iterable[YuvFrame]) -> Iterator[YuvFrame]:
         for frame in frames:
