@@ -11,13 +11,14 @@ from typing import Iterator
 import numpy as np
 
 from ..errors import InputError
-from ..frames import CHROMA_SUBSAMPLING, YuvFrame, chroma_shape
+from ..frames import CHROMA_SUBSAMPLING, YuvFrame, chroma_shape, sample_dtype, with_bit_depth
 
 # Source formats whose planes are read as they are; everything else is converted by swscale.
 _DIRECT_LAYOUT = {
     "yuv420p": "yuv420p", "yuvj420p": "yuv420p",
     "yuv422p": "yuv422p", "yuvj422p": "yuv422p",
     "yuv444p": "yuv444p", "yuvj444p": "yuv444p",
+    "yuv420p10le": "yuv420p10le", "yuv422p10le": "yuv422p10le", "yuv444p10le": "yuv444p10le",
 }
 
 
@@ -52,6 +53,15 @@ class StreamInfo:
     sample_aspect_ratio: Fraction | None = None
     #: The first frame is interlaced (fields woven into one picture).
     interlaced: bool = False
+    #: HDR10 static metadata of the first frame, carried to the output's bitstream: the mastering
+    #: display ((R, G, B, white point) as CIE 1931 (x, y) pairs, then (max, min) luminance in
+    #: cd/m^2) and the content light level (MaxCLL, MaxFALL in cd/m^2); None where absent.
+    mastering_display: tuple | None = None
+    content_light: tuple[int, int] | None = None
+
+    @property
+    def bit_depth(self) -> int:
+        return 10 if self.layout.endswith("10le") else 8
 
     @property
     def full_range(self) -> bool:
@@ -59,8 +69,9 @@ class StreamInfo:
 
 
 def yuv_layout_for(pix_fmt: str) -> tuple[str, str | None]:
-    """The 8-bit planar YUV layout frames of ``pix_fmt`` are converted to, and a note when that
-    loses something (bit depth, RGB); the note is None for layouts used as they are."""
+    """The planar YUV layout frames of ``pix_fmt`` are converted to (10-bit for YUV sources of
+    more than 8 bits, 8-bit for the rest), and a note when that loses something (bits beyond 10,
+    RGB); the note is None for layouts used as they are (or only repacked, as p010)."""
     if pix_fmt in _DIRECT_LAYOUT:
         return _DIRECT_LAYOUT[pix_fmt], None
     import av
@@ -70,6 +81,12 @@ def yuv_layout_for(pix_fmt: str) -> tuple[str, str | None]:
         descriptor = av.VideoFormat(pix_fmt, 64, 48)
     except (ValueError, KeyError):  # unknown to this PyAV: use the most widely supported layout
         return "yuv420p", f"{pix_fmt} is converted to 8-bit yuv420p"
+    bits = max((component.bits for component in descriptor.components), default=8)
+    if not descriptor.is_rgb and len(descriptor.components) >= 3 and bits > 8:
+        layout = with_bit_depth({(64, 48): "yuv444p", (32, 48): "yuv422p"}.get(
+            (descriptor.chroma_width(64), descriptor.chroma_height(48)), "yuv420p"), 10)
+        # p010, big-endian or 9-bit samples are repacked as they are; 12 and 16 bits lose their lowest bits.
+        return layout, (f"{pix_fmt} is converted to 10-bit {layout}" if bits > 10 else None)
     if descriptor.is_rgb or len(descriptor.components) < 3:
         layout = "yuv444p"  # RGB keeps full colour resolution; greyscale gets neutral chroma
     else:
@@ -166,6 +183,8 @@ class VideoReader:
             conversion_note=note,
             sample_aspect_ratio=sar if sar and sar != 1 else None,
             interlaced=self.report.interlaced,
+            mastering_display=mastering_display(self._first),
+            content_light=content_light(self._first),
         )
 
     def frames(self, max_frames: int | None = None) -> Iterator[YuvFrame]:
@@ -746,11 +765,49 @@ def to_yuv_frame(frame, layout: str, index: int) -> YuvFrame:
         frame = frame.reformat(format=layout, src_color_range=frame.color_range,
                                dst_color_range=frame.color_range)
     height, width = frame.height, frame.width
-    planes = [plane_array(frame.planes[0], (height, width))]
+    dtype = sample_dtype(layout)
+    planes = [plane_array(frame.planes[0], (height, width), dtype)]
     c_shape = chroma_shape((height, width), layout)
-    planes += [plane_array(frame.planes[i], c_shape) for i in (1, 2)]
+    planes += [plane_array(frame.planes[i], c_shape, dtype) for i in (1, 2)]
     return YuvFrame(planes[0].copy(), planes[1].copy(), planes[2].copy(), layout, frame.pts,
                     frame.time_base, index)
+
+
+def mastering_display(frame) -> tuple | None:
+    """The frame's AVMasteringDisplayMetadata as ((Rx, Ry), (Gx, Gy), (Bx, By), (WPx, WPy),
+    (max_cd_m2, min_cd_m2)), or None (absent, or without both primaries and luminance)."""
+    import struct
+
+    data = _side_data(frame, "MASTERING_DISPLAY_METADATA")
+    if data is None or len(data) < 88:
+        return None
+    values = struct.unpack_from("<20i2i", data)
+    ratios = [values[i] / values[i + 1] if values[i + 1] else 0.0 for i in range(0, 20, 2)]
+    has_primaries, has_luminance = values[20], values[21]
+    if not (has_primaries and has_luminance):
+        return None
+    pairs = [(ratios[i], ratios[i + 1]) for i in range(0, 8, 2)]
+    return (*pairs, (ratios[9], ratios[8]))  # luminance stored min then max
+
+
+def content_light(frame) -> tuple[int, int] | None:
+    """The frame's AVContentLightMetadata as (MaxCLL, MaxFALL), or None."""
+    import struct
+
+    data = _side_data(frame, "CONTENT_LIGHT_LEVEL")
+    if data is None or len(data) < 8:
+        return None
+    return tuple(struct.unpack_from("<2I", data))
+
+
+def _side_data(frame, name: str) -> bytes | None:
+    try:
+        for side_data in frame.side_data:
+            if side_data.type.name == name:
+                return bytes(side_data)
+    except (AttributeError, TypeError):
+        return None
+    return None
 
 
 def plane_array(plane, shape: tuple[int, int], dtype=np.uint8) -> np.ndarray:

@@ -222,9 +222,9 @@ def run_segmented(
     started = time.perf_counter()
     output = Path(config.output_path)
     check_output(config.input_path, output, overwrite=config.overwrite)
-    out_layout = output_layout(config.encode)
     with VideoReader(config.input_path) as reader:
         info = reader.info
+    out_layout = output_layout(config.encode, info.layout)
     check_run(config, info, workers=workers)
     spec, description = _resolve_engine(config.engine)
     # On Ray without --workers, each task asks for 2 CPUs (engine and encoder) and the cluster
@@ -243,7 +243,9 @@ def run_segmented(
     }
     # --overwrite is about OUTPUT; with --resume too, the finished segments are still wanted.
     work = WorkFolder(output, manifest, resume=config.resume, discard=config.overwrite and not config.resume)
-    notes: list[str] = []
+    from ..media.encode import depth_note
+
+    notes: list[str] = [note for note in [depth_note(config.encode, info.layout)] if note]
     try:
         done = {s.index for s in plan.segments if work.finished(s.index, s.num_frames)}
         if done:
@@ -325,6 +327,7 @@ def run_segmented(
                 totals[stage] = totals.get(stage, 0.0) + value
     return RunStats(
         frames=joined.frames, wall_seconds=time.perf_counter() - started, backend=spec.backend,
+        frames_reused=sum(s.num_frames for s in plan.segments if s.index in done),
         busy_seconds=busy, interrupted=False, output_path=output, input_size=(info.width, info.height),
         output_size=out_size, notes=tuple(notes + _decode_notes(results) + joined.notes),
         stage_seconds=stages, workers=len({r.worker for r in results.values()}) or workers,
