@@ -62,6 +62,8 @@ def test_eval_table(image_dir):
     result = CliRunner().invoke(main, ["eval", "--data", str(image_dir), "--scale", "3"])
     assert result.exit_code == 0, result.output
     assert "bicubic PSNR" in result.output and result.output.strip().splitlines()[-1].startswith("mean")
+    # The header names what was scored (the folder), not a bare "Set".
+    assert result.output.splitlines()[0].startswith("images x3 (3 images), luma (BT.601)"), result.output
 
 
 def _set5_report(data_dir, scale):

@@ -562,3 +562,16 @@ def test_a_stopped_headless_recording_is_kept_playable(tmp_path, sig, status):
         decoded = sum(1 for _ in container.decode(video=0))
     assert 0 < decoded < 250
     assert not [p.name for p in tmp_path.iterdir() if "partial" in p.name]
+
+
+def test_the_chosen_models_reason_rounds_the_frame_rate_for_people(clip, tmp_path, monkeypatch):
+    """A container's 25.0146 fps is said as 25.01, not to four decimals."""
+    from vsr.live import LiveConfig, run_live
+
+    monkeypatch.setenv("VSR_CACHE_DIR", str(tmp_path))
+    lines = []
+    run_live(LiveConfig(source=str(clip), scale=2, model="auto", target_fps=25.01457, backend="onnxruntime",
+                        degradation="clean", headless=True, as_fast_as_possible=True, max_frames=1),
+             status=lines.append)
+    reason = next(line for line in lines if line.startswith("model "))
+    assert " 25.01 fps at 200x150 x2" in reason and "25.0146" not in reason

@@ -192,3 +192,59 @@ def test_chroma_subsampled_by_default_is_said(tmp_path, source, pix_fmt, noted, 
         assert f"--pix-fmt {source} keeps its chroma" in result.stderr
     with av.open(str(out)) as container:
         assert container.streams.video[0].codec_context.pix_fmt == written
+
+
+@pytest.mark.parametrize("args,expected", [
+    (["--workers", "0"], "Invalid value for '--workers': '0': give a number of workers, 1 or more"),
+    (["--preset", "superduper"], "--preset superduper: libx264 has no such preset; choose one of ultrafast"),
+    (["--codec", "libsvtav1", "--preset", "20"], "--preset 20: libsvtav1 has no such preset"),
+    (["--codec", "mpeg4", "--preset", "fast"], "--preset fast: mpeg4 has no presets"),
+    (["--out-suffix", ".gif"], ".gif files cannot hold any video vsr encodes (H.264, HEVC, AV1, MPEG-4); "
+                               "name OUTPUT .mp4, .mkv, .mov or .webm"),
+])
+def test_bad_options_are_one_line_naming_the_option_before_any_work(tmp_path, clip, args, expected):
+    """Refused before a model is timed or loaded (the model-timing cache stays empty, with --model
+    auto the default), in one line naming the option and what to do."""
+    cache = tmp_path / "cache"
+    out = tmp_path / "out.mp4"
+    if args[0] == "--out-suffix":
+        out, args = tmp_path / f"out{args[1]}", []
+    result = vsr("run", clip, out, "--scale", "2", *args, env={**os.environ, "VSR_CACHE_DIR": str(cache)})
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert expected in result.stderr.strip().splitlines()[-1], result.stderr
+    assert not [line for line in result.stderr.splitlines() if line.startswith(("model ", "note", str(clip)))]
+    assert not cache.exists() or not any(cache.rglob("*"))
+    assert not out.exists() and not list(tmp_path.glob("*partial*"))
+
+
+def test_a_read_only_filesystem_is_named_as_such(tmp_path, clip):
+    """Not "permission denied": nothing about permissions would help."""
+    import shutil
+
+    if shutil.which("unshare") is None:
+        pytest.skip("needs unshare (util-linux) to mount a read-only tmpfs")
+    readonly = tmp_path / "ro"
+    readonly.mkdir()
+    probe = subprocess.run(["unshare", "--user", "--map-root-user", "--mount", "true"], capture_output=True)
+    if probe.returncode != 0:
+        pytest.skip(f"cannot make a mount namespace here: {probe.stderr.decode().strip()}")
+    command = (f"mount -t tmpfs -o ro tmpfs {readonly} && exec {sys.executable} -m vsr run {clip} {readonly}/out.mp4 "
+               "--scale 2 --model espcn --backend onnxruntime --workers 1")
+    result = subprocess.run(["unshare", "--user", "--map-root-user", "--mount", "sh", "-c", command],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "read-only filesystem" in result.stderr.strip().splitlines()[-1], result.stderr
+    assert "permission denied" not in result.stderr
+
+
+def test_the_summary_of_a_run_stopped_before_any_frame_has_no_empty_busy():
+    from pathlib import Path
+
+    from vsr.pipeline.pipeline import RunStats
+
+    stats = RunStats(frames=0, wall_seconds=0.4, backend="onnxruntime", busy_seconds={}, interrupted=True,
+                     output_path=None, input_size=(96, 64), output_size=(192, 128))
+    assert "busy" not in stats.summary() and "no output written" in stats.summary()
+    done = RunStats(frames=3, wall_seconds=1.0, backend="onnxruntime", busy_seconds={"decode": 0.2, "engine": 0.5},
+                    interrupted=False, output_path=Path("o.mp4"), input_size=(96, 64), output_size=(192, 128))
+    assert "busy: decode 0.2s, engine 0.5s -> o.mp4" in done.summary()

@@ -339,6 +339,11 @@ def test_resume_after_sigkill_equals_an_uninterrupted_run(tmp_path, long_clip):
     _, err = resumed.communicate(timeout=300)
     assert resumed.returncode == 0, err
     assert f"resumed: {done_before} of 12 segments" in err
+    # The speed counts only the frames upscaled by this run, not the segments taken over.
+    assert f"120 frames ({done_before * 10} reused)" in err
+    summary = next(line for line in err.splitlines() if " reused) " in line)
+    wall, fps = float(summary.split(" in ")[1].split("s ")[0]), float(summary.split("(")[2].split(" fps")[0])
+    assert fps == pytest.approx((120 - done_before * 10) / wall, rel=0.05, abs=0.1)
     assert not work.exists()
 
     fresh = _vsr("run", long_clip, tmp_path / "fresh.mp4", *ARGS, "-q")

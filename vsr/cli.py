@@ -378,9 +378,10 @@ def _workers(text: str) -> int | None:
     try:
         count = int(text)
     except ValueError:
-        raise click.BadParameter(f"{text!r}: give a number of workers or 'auto'") from None
+        count = 0
     if count < 1:
-        raise click.BadParameter(f"{text!r}: at least 1 worker")
+        raise click.BadParameter(f"{text!r}: give a number of workers, 1 or more (1: one stream), or auto",
+                                 param_hint="'--workers'")
     return count
 
 
@@ -409,8 +410,10 @@ def _video_input(text: str) -> Path | str:
                    "24 libx265, 32 libsvtav1.")
 @click.option("--preset", default=None,
               help="Encoder speed preset. Default: ultrafast (x264/x265), 12 (svt-av1), p1 (nvenc): real time.")
-@click.option("--pix-fmt", type=click.Choice(["yuv420p", "yuv422p", "yuv444p"]), default=None,
-              help="Output chroma layout. Default yuv420p (plays everywhere), for every source.")
+@click.option("--pix-fmt", type=click.Choice(["yuv420p", "yuv422p", "yuv444p", "yuv420p10le", "yuv422p10le",
+                                             "yuv444p10le"]), default=None,
+              help="Output chroma layout and bit depth. Default: 4:2:0 (plays everywhere) at the source's depth: "
+                   "a 10-bit source stays 10-bit (libx264, libx265, libsvtav1); an 8-bit --pix-fmt writes it 8-bit.")
 @click.option("--no-audio", is_flag=True, help="Drop audio and subtitle streams.")
 @click.option("--max-frames", type=click.IntRange(min=1), default=None, help="Stop after N frames (previews).")
 @click.option("--batch-size", type=click.IntRange(1, 64), default=1, show_default=True,
@@ -499,6 +502,12 @@ def run(input_path, output_path, scale, degradation, model_name, target_fps, bac
             raise click.UsageError("INPUT is a stream or pipe: it can only be upscaled as one stream "
                                    "(--workers 1, no --resume or --ray)")
         workers = 1
+    # Refused before any work (no model timed or loaded, no frame decoded), one line each.
+    from .media.encode import check_container, check_encode_options
+
+    check_encode_options(EncodeOptions(codec=codec, crf=crf, preset=preset, pix_fmt=pix_fmt), 16, 16)
+    if container is None and (out_format or not (isinstance(input_path, Path) and input_path.is_dir())):
+        check_container(f".{out_format.lstrip('.')}" if out_format else output_path.suffix, codec)
     config = RunConfig(
         input_path=input_path, output_path=output_path, scale=int(scale),
         model=_pick_model(model_name, target_fps, weights), target_fps=target_fps, degradation=degradation,
@@ -609,7 +618,7 @@ class _Progress:
         from .media.encode import EncodeOptions, output_layout
 
         notes = [info.conversion_note] if info.conversion_note else []
-        written = output_layout(EncodeOptions(pix_fmt=self.pix_fmt))
+        written = output_layout(EncodeOptions(pix_fmt=self.pix_fmt), info.layout)
         if self.pix_fmt is None and written != info.layout:
             # The default layout (4:2:0, plays everywhere) halves a 4:2:2 / 4:4:4 source's chroma: say so.
             notes.append(f"written as {written} (plays everywhere; --pix-fmt {info.layout} keeps its chroma)")
@@ -792,7 +801,9 @@ def bench(input_path, size, scale, model_name, backend, device, weights, batch_s
     """Frames per second: the engine alone, each stage (decode, upload, engine, chroma, download,
     encode) and end to end, next to the ESPCN paper's target (1080p at x3 in 0.038 s on a K2)."""
     from .bench import BenchConfig, run_bench
+    from .media.encode import check_preset
 
+    check_preset("libx264", preset)
     if input_path is not None and size is not None:
         raise click.UsageError("give --input or --size, not both")
     config = BenchConfig(scale=int(scale), model=model_name, backend=backend, device=device, weights=weights,

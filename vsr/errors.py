@@ -1,6 +1,8 @@
 """Named errors for failures a user can cause; the CLI prints them as one line."""
 from __future__ import annotations
 
+import os
+
 
 class VsrError(Exception):
     """Base class: anything the CLI reports as ``error: <message>`` with a non-zero exit."""
@@ -20,3 +22,14 @@ class UnsupportedScale(VsrError):
 
 class BackendUnavailable(VsrError):
     """An inference backend cannot run here (library missing, no GPU ...)."""
+
+
+def unwritable_reason(folder: os.PathLike | str) -> str:
+    """Why ``folder`` cannot be written, in the words a user acts on: a read-only filesystem
+    (a mount, a write-protected card) is not a question of permissions."""
+    try:
+        if os.statvfs(folder).f_flag & os.ST_RDONLY:
+            return "read-only filesystem; write the output elsewhere"
+    except OSError:
+        pass
+    return "permission denied"

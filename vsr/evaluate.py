@@ -37,6 +37,8 @@ class EvalReport:
     scale: int
     backend: str
     images: tuple[ImageScore, ...]
+    #: What was scored, for the table's first line: the folder (or file) names given, e.g. "Set5".
+    dataset: str = ""
 
     def mean(self, field: str) -> float:
         return float(np.mean([getattr(row, field) for row in self.images]))
@@ -56,7 +58,10 @@ class EvalReport:
     def to_table(self) -> str:
         width = max(8, *(len(row.name) for row in self.images))
         header = f"{'image':<{width}}  {'bicubic PSNR':>12}  {'SSIM':>6}  {'vsr PSNR':>9}  {'SSIM':>6}"
-        lines = [f"Set x{self.scale}, luma (BT.601), {self.scale}px border shaved, backend {self.backend}", header]
+        what = f"{self.dataset} " if self.dataset else ""
+        count = f"{len(self.images)} image{'s' if len(self.images) != 1 else ''}"
+        lines = [f"{what}x{self.scale} ({count}), luma (BT.601), {self.scale}px border shaved, backend {self.backend}",
+                 header]
         rows = [*self.images, ImageScore("mean", *(self.mean(f) for f in ImageScore.__dataclass_fields__ if f != "name"))]
         for row in rows:
             if row.name == "mean":
@@ -115,4 +120,4 @@ def evaluate(
                 ssim(hr, sr, border_px=scale),
             )
         )
-    return EvalReport(scale, backend_name, tuple(rows))
+    return EvalReport(scale, backend_name, tuple(rows), dataset=" + ".join(Path(root).name for root in roots))

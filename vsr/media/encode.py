@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
-from ..errors import OutputError
-from ..frames import CHROMA_SUBSAMPLING, YuvFrame, chroma_shape
+from ..errors import OutputError, unwritable_reason
+from ..frames import CHROMA_SUBSAMPLING, YuvFrame, chroma_shape, layout_bit_depth, with_bit_depth
 from .decode import StreamInfo, plane_array
 from .mux import StreamCopier, container_accepts, partial_path
 
@@ -89,14 +89,17 @@ def default_codec(output_suffix: str) -> str:
     return CODEC_FOR_SUFFIX.get(output_suffix.lower(), DEFAULT_CODEC)
 
 
-def check_encode_options(options: "EncodeOptions", width: int, height: int) -> None:
+def check_encode_options(options: "EncodeOptions", width: int, height: int, source_layout: str | None = None) -> None:
     """Refuse, before any work, what the encoder would refuse (or silently change) later:
-    a CRF outside its range, a pixel format it cannot encode, a frame larger than it takes."""
+    a CRF outside its range, a pixel format it cannot encode (a 10-bit ``source_layout`` is
+    written 10-bit unless --pix-fmt says otherwise), a frame larger than it takes."""
     import av
 
     codec = options.codec
     if codec in RAW_CODECS and (options.crf is not None or options.preset is not None):
         raise OutputError(f"--crf and --preset: {codec} stores frames as they are; leave them out")
+    if codec not in RAW_CODECS:
+        check_preset(codec, options.preset)
     if options.crf is not None:
         crf_range = CRF_RANGE.get(codec)
         if crf_range is None:
@@ -105,11 +108,16 @@ def check_encode_options(options: "EncodeOptions", width: int, height: int) -> N
         low, high = crf_range
         if not low <= options.crf <= high:
             raise OutputError(f"--crf {options.crf}: {codec} takes {low} to {high}")
-    layout = output_layout(options)
+    layout = output_layout(options, source_layout)
     if codec in av.codecs_available:
         formats = [f.name for f in (av.Codec(codec, "w").video_formats or ())]
         if formats and layout not in formats:
-            ours = [f for f in formats if f in ("yuv420p", "yuv422p", "yuv444p")]
+            if options.pix_fmt is None:
+                # Never silently 8 bits: the user says so with --pix-fmt.
+                raise OutputError(f"the source is 10-bit and {codec} cannot encode 10-bit here: choose --codec "
+                                  f"libx265 or libsvtav1 to keep 10 bits, or --pix-fmt {with_bit_depth(layout, 8)} "
+                                  "to write 8 bits")
+            ours = [f for f in formats if f in PIX_FMTS]
             raise OutputError(f"--pix-fmt {layout}: {codec} cannot encode it; it takes {', '.join(ours)}")
     max_w, max_h = MAX_SIZE.get(codec, (16384, 16384))
     if width > max_w or height > max_h:
@@ -160,12 +168,57 @@ class VideoSpec:
     sample_aspect_ratio: Fraction | None = None
 
 
-def output_layout(options: EncodeOptions) -> str:
-    pix_fmt = options.pix_fmt or "yuv420p"
+#: What --pix-fmt takes: 8-bit and 10-bit planar YUV.
+PIX_FMTS = ("yuv420p", "yuv422p", "yuv444p", "yuv420p10le", "yuv422p10le", "yuv444p10le")
+
+
+def output_layout(options: EncodeOptions, source_layout: str | None = None) -> str:
+    """The layout frames are written in: ``--pix-fmt`` where given; otherwise 4:2:0 (plays
+    everywhere) at the source's bit depth, so a 10-bit source stays 10-bit."""
+    if options.pix_fmt is None:
+        bits = layout_bit_depth(source_layout) if source_layout else 8
+        return with_bit_depth("yuv420p", bits)
+    pix_fmt = options.pix_fmt
     layout = {"yuvj420p": "yuv420p", "yuvj422p": "yuv422p", "yuvj444p": "yuv444p"}.get(pix_fmt, pix_fmt)
-    if layout not in ("yuv420p", "yuv422p", "yuv444p"):
-        raise OutputError(f"--pix-fmt {pix_fmt}: choose yuv420p, yuv422p or yuv444p")
+    if layout not in PIX_FMTS:
+        raise OutputError(f"--pix-fmt {pix_fmt}: choose one of {', '.join(PIX_FMTS)}")
     return layout
+
+
+def depth_note(options: EncodeOptions, source_layout: str | None) -> str | None:
+    """The note for a 10-bit source written 8-bit (only ever by an explicit --pix-fmt)."""
+    if source_layout and layout_bit_depth(source_layout) > 8 and layout_bit_depth(output_layout(options)) == 8:
+        return (f"the 10-bit source is written as 8-bit {output_layout(options)} (--pix-fmt); leave --pix-fmt out, "
+                f"or give {with_bit_depth(output_layout(options), 10)}, to keep 10 bits")
+    return None
+
+
+def hdr_settings(codec: str, mastering_display: tuple | None, content_light: tuple | None) -> dict[str, str]:
+    """The encoder's own parameters that write HDR10 static metadata into the bitstream (SEI for
+    HEVC and H.264, metadata OBUs for AV1), where players and the next encoder read it."""
+    if mastering_display is None and content_light is None:
+        return {}
+    params = []
+    if codec in ("libx264", "libx265"):
+        if mastering_display is not None:
+            (rx, ry), (gx, gy), (bx, by), (wx, wy), (high, low) = mastering_display
+            xy = lambda x, y: f"({round(x * 50000)},{round(y * 50000)})"  # units of 0.00002
+            params.append(f"{'master-display' if codec == 'libx265' else 'mastering-display'}="
+                          f"G{xy(gx, gy)}B{xy(bx, by)}R{xy(rx, ry)}WP{xy(wx, wy)}"
+                          f"L({round(high * 10000)},{round(low * 10000)})")  # units of 0.0001 cd/m^2
+        if content_light is not None:
+            params.append(f"{'max-cll' if codec == 'libx265' else 'cll'}={content_light[0]},{content_light[1]}")
+        return {f"{codec[3:]}-params": ":".join(params)}
+    if codec == "libsvtav1":
+        if mastering_display is not None:
+            (rx, ry), (gx, gy), (bx, by), (wx, wy), (high, low) = mastering_display
+            xy = lambda x, y: f"({x:.5f},{y:.5f})"
+            params.append(f"mastering-display=G{xy(gx, gy)}B{xy(bx, by)}R{xy(rx, ry)}WP{xy(wx, wy)}"
+                          f"L({high:.4f},{low:.4f})")
+        if content_light is not None:
+            params.append(f"content-light={content_light[0]},{content_light[1]}")
+        return {"svtav1-params": ":".join(params)}
+    return {}
 
 
 class VideoWriter:
@@ -191,7 +244,7 @@ class VideoWriter:
 
         self.path = Path(path)
         self.options = options
-        self.layout = output_layout(options)
+        self.layout = output_layout(options, getattr(source, "layout", None))
         self._passthrough = None
         #: What the user should know about the output (streams dropped or re-encoded, tags changed).
         self.notes: list[str] = []
@@ -211,7 +264,7 @@ class VideoWriter:
         if not parent.is_dir():
             raise OutputError(f"{self.path}: directory {parent} does not exist")
         if not os.access(parent, os.W_OK):
-            raise OutputError(f"{self.path}: cannot write in {parent} (permission denied)")
+            raise OutputError(f"{self.path}: cannot write in {parent} ({unwritable_reason(parent)})")
         # Unique per run (two runs to one OUTPUT never share it), short whatever OUTPUT's name
         # length, and with the target's suffix so FFmpeg picks the same container format.
         self._tmp = Path(partial_path(self.path))
@@ -267,7 +320,7 @@ class VideoWriter:
         if not container_accepts(self._container, opts.codec) and opts.codec not in RAW_CODECS:
             where = self._container.format.name if self.to_stdout else self.path.suffix
             raise OutputError(_container_refuses(where, opts.codec))
-        check_encode_options(opts, width, height)
+        check_encode_options(opts, width, height, getattr(source, "layout", None))
         stream = self._container.add_stream(opts.codec, rate=_rate(source))
         stream.width, stream.height = width, height
         stream.pix_fmt = self.layout
@@ -297,6 +350,12 @@ class VideoWriter:
             ctx.bit_rate = max(2_000_000, width * height * 4)
         if opts.codec == "libx265":
             settings["x265-params"] = "log-level=error"
+        for key, value in hdr_settings(opts.codec, getattr(source, "mastering_display", None),
+                                       getattr(source, "content_light", None)).items():
+            settings[key] = f"{settings[key]}:{value}" if key in settings else value
+        note = depth_note(opts, getattr(source, "layout", None))
+        if note:
+            self.notes.append(note)
         stream.options = settings
         if source.rotation_degrees:
             stream.set_display_rotation(source.rotation_degrees)
@@ -407,13 +466,68 @@ def yuv_frame_to_av(frame: YuvFrame, width: int | None = None, height: int | Non
     return out
 
 
-def _container_refuses(suffix: str, codec: str) -> str:
+def _container_refuses(suffix: str, codec: str, fitting: list[str] | None = None) -> str:
     if suffix.lower() in (".mpg", ".mpeg", ".vob"):
         return (f"{suffix} files (MPEG-PS) hold MPEG-1/2 video, which vsr does not encode; "
                 "write .ts (MPEG-TS), .mp4 or .mkv instead")
     if suffix.lower() == ".webm":
         return f".webm files hold only VP8, VP9 and AV1 video, not {codec}: use --codec libsvtav1 (or leave --codec out)"
+    if fitting == []:
+        return (f"{suffix} files cannot hold any video vsr encodes (H.264, HEVC, AV1, MPEG-4); "
+                "name OUTPUT .mp4, .mkv, .mov or .webm")
+    if fitting:
+        return f"{suffix} files cannot hold {codec} video; choose --codec {' or '.join(fitting)}"
     return f"{suffix} files cannot hold {codec} video; choose another --codec"
+
+
+#: The presets of the encoders whose preset is a word x264 / x265 check only when they open.
+X26X_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow",
+                "placebo")
+#: SVT-AV1's presets: numbers, fastest last (FFmpeg's libsvtav1 takes -2 to 13).
+SVTAV1_PRESETS = range(-2, 14)
+NVENC_PRESETS = ("p1", "p2", "p3", "p4", "p5", "p6", "p7", "default", "slow", "medium", "fast", "hp", "hq", "bd",
+                 "ll", "llhq", "llhp", "lossless", "losslesshp")
+
+
+def check_preset(codec: str, preset: str | None) -> None:
+    """Refuse a ``--preset`` the encoder does not have, before any work (the encoder itself would
+    say so only once it opens, after the model has loaded and frames were decoded)."""
+    if preset is None:
+        return
+    if codec in ("libx264", "libx265"):
+        allowed = X26X_PRESETS
+    elif codec == "libsvtav1":
+        allowed = tuple(str(n) for n in SVTAV1_PRESETS)
+    elif codec == "h264_nvenc":
+        allowed = NVENC_PRESETS
+    else:
+        raise OutputError(f"--preset {preset}: {codec} has no presets; leave --preset out")
+    if preset not in allowed:
+        shown = f"{allowed[0]} (slowest) to {allowed[-1]} (fastest)" if codec == "libsvtav1" else ", ".join(allowed)
+        raise OutputError(f"--preset {preset}: {codec} has no such preset; choose one of {shown}")
+
+
+def check_container(suffix: str, codec: str) -> None:
+    """Refuse, before any work, an OUTPUT extension with no container, or whose container cannot
+    hold ``codec``; the message names the codecs that fit, or the containers to use when none does."""
+    import tempfile
+
+    import av
+
+    if not suffix:
+        raise OutputError("OUTPUT has no extension to name its container: give one such as out.mp4 or out.mkv")
+    try:
+        # Opening for writing creates nothing until the header is written.
+        container = av.open(os.path.join(tempfile.gettempdir(), f"vsr-probe{suffix}"), "w")
+    except (av.error.FFmpegError, ValueError):
+        raise OutputError(f"no container format for {suffix!r}: name OUTPUT .mp4, .mkv, .mov, .ts or .webm") from None
+    try:
+        if container_accepts(container, codec):
+            return
+        fitting = [c for c in CODECS if c in av.codecs_available and container_accepts(container, c)]
+    finally:
+        container.close()
+    raise OutputError(_container_refuses(suffix, codec, fitting))
 
 
 def _rate(source: StreamInfo | VideoSpec) -> Fraction:
@@ -423,4 +537,4 @@ def _rate(source: StreamInfo | VideoSpec) -> Fraction:
 
 
 __all__ = ["VideoWriter", "VideoSpec", "EncodeOptions", "CODECS", "output_layout", "check_encode_options",
-           "default_codec", "yuv_frame_to_av", "is_stdout", "stdout_format", "claim_stdout", "STDOUT_FORMATS", "STDOUT_CODEC"]
+           "default_codec", "yuv_frame_to_av", "PIX_FMTS", "depth_note", "hdr_settings", "is_stdout", "stdout_format", "claim_stdout", "STDOUT_FORMATS", "STDOUT_CODEC"]

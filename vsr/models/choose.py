@@ -140,6 +140,11 @@ def input_degradation(codec_name: str | None, bits_per_pixel: float | None) -> t
 NEAR_TIE = 1.5
 
 
+def fps_text(fps: float) -> str:
+    """A frame rate as people write it: 25, 29.97, 23.98 (a container's 25.0146 is 25.01)."""
+    return f"{round(fps, 2):g}"
+
+
 def choose_model(spec, width_px: int, height_px: int, target_fps: float, *, degradation: str = "bicubic",
                  measure=measure_engine_fps) -> Choice:
     """The best model (highest ``rank``) trained for ``degradation`` whose engine holds
@@ -178,12 +183,12 @@ def choose_model(spec, width_px: int, height_px: int, target_fps: float, *, degr
     kind = "" if degradation == "bicubic" else f"{degradation}-input "
     if not holding:
         chosen = max(fps, key=fps.get)
-        reason = (f"model {chosen}: even the fastest {kind}model cannot hold {target_fps:g} fps at {size} "
+        reason = (f"model {chosen}: even the fastest {kind}model cannot hold {fps_text(target_fps)} fps at {size} "
                   f"(engine fps: {timed}; needs {needed_fps:.3g} with room for decode and encode)")
     else:
         chosen = max(holding, key=lambda m: m.rank).name
         better = [m.name for m in ladder if m.rank > get_model(chosen).rank and m.name in fps]
-        reason = (f"model {chosen}: the best {kind}model that holds {target_fps:g} fps at {size} "
+        reason = (f"model {chosen}: the best {kind}model that holds {fps_text(target_fps)} fps at {size} "
                   f"(engine fps: {timed}; needs {needed_fps:.3g} with room for decode and encode"
                   + (f"; {better[0]} is too slow" if better else "") + ")")
     return Choice(model=chosen, engine_fps=fps, reason=reason)

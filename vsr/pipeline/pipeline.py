@@ -97,9 +97,13 @@ class RunStats:
     decoder: str = "cpu"
     model: str = ""
 
+    #: Of ``frames``, those taken from an interrupted run's finished segments (``--resume``): not
+    #: upscaled in this run's time, so not counted in ``fps``.
+    frames_reused: int = 0
+
     @property
     def fps(self) -> float:
-        return self.frames / self.wall_seconds if self.wall_seconds > 0 else 0.0
+        return (self.frames - self.frames_reused) / self.wall_seconds if self.wall_seconds > 0 else 0.0
 
     def to_dict(self) -> dict:
         """Machine-readable (``vsr run --stats-json``): seconds rounded to the millisecond."""
@@ -123,7 +127,8 @@ class RunStats:
         (w, h), (ow, oh) = self.input_size, self.output_size
         state = "interrupted: " if self.interrupted else ""
         where = f" -> {self.output_path}" if self.output_path else "; no output written"
-        return (f"{state}{self.frames} frames {w}x{h} -> {ow}x{oh} in {self.wall_seconds:.1f}s "
+        reused = f" ({self.frames_reused} reused)" if self.frames_reused else ""
+        return (f"{state}{self.frames} frames{reused} {w}x{h} -> {ow}x{oh} in {self.wall_seconds:.1f}s "
                 f"({self.fps:.1f} fps, {self.backend})" + (f"; busy: {busy}" if busy else "") + where)
 
 
@@ -191,13 +196,13 @@ def run_video(
 
     out_path = Path(config.output_path)
     check_output(config.input_path, out_path, overwrite=config.overwrite)
-    layout = output_layout(config.encode)
     started = time.perf_counter()
     with VideoReader(config.input_path, strict=config.strict, deinterlace=config.deinterlace,
                      decoder_threads=config.decoder_threads, decoder=config.decoder,
                      cuda=config.engine.cuda) as reader:
         info = reader.info
         check_run(config, info)
+        layout = output_layout(config.encode, info.layout)  # a 10-bit source stays 10-bit
         startup = time.perf_counter()
         upscaler = create_frame_upscaler(config.engine, out_layout=layout)
         stages = {"startup": time.perf_counter() - startup}
@@ -303,8 +308,8 @@ def check_run(config: RunConfig, info, *, workers: int = 1) -> None:
             raise InputError(f"{config.input_path}: frames are {info.width}x{info.height}; model {model.name} "
                              f"needs at least {model.min_input_px}x{model.min_input_px}")
     out_w, out_h = info.width * config.scale, info.height * config.scale
-    check_encode_options(config.encode, out_w, out_h)
-    needed = estimated_memory_bytes(info.width, info.height, config.scale, output_layout(config.encode),
+    check_encode_options(config.encode, out_w, out_h, info.layout)
+    needed = estimated_memory_bytes(info.width, info.height, config.scale, output_layout(config.encode, info.layout),
                                     queue_depth=config.queue_depth, batch_size=config.batch_size,
                                     network_on_host=not config.engine.cuda) * workers
     available = available_memory_bytes()
