@@ -49,6 +49,19 @@ def _interrupted_status() -> int:
     return 128 + (_stop_signal[0] or signal.SIGINT)
 
 
+def _set_verbosity(ctx, param, value: bool) -> None:
+    from .verbosity import set_verbose
+
+    set_verbose(value)
+
+
+def _verbose_option(command):
+    """--verbose: let the libraries vsr runs log (NNCF's quantisation, SVT-AV1's banner ...)."""
+    return click.option("--verbose", "-v", is_flag=True, expose_value=False, is_eager=True,
+                        callback=_set_verbosity,
+                        help="Show the libraries' own logs (NNCF, SVT-AV1 ...); silenced by default.")(command)
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="vsr")
 def main() -> None:
@@ -179,6 +192,7 @@ def _pick_model(model_name: str | None, target_fps: float | None, weights) -> st
 @click.option("--distill-weight", type=click.FloatRange(0, 1, min_open=True), default=0.5, show_default=True,
               help="With --teacher: the teacher's share of the target.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar or epoch lines.")
+@_verbose_option
 @_reports_errors
 def train(data, scale, model_name, epochs, sampling, steps_per_epoch, loss, budget_minutes, val_dirs, out_dir,
           degradation, clean_fraction, pool_patches, pool_workers, batch_size, jitter, patch_px, stride_px, lr,
@@ -254,6 +268,7 @@ def _engine_options(default_backend: str, backend_help: str = "", *, auto_model:
 @_engine_options("onnxruntime")
 @_precision_option
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@_verbose_option
 @_reports_errors
 def eval_(data_dirs, scale, model_name, backend, device, weights, precision, as_json):
     """PSNR / SSIM on Y of vsr against bicubic (crop, MATLAB bicubic downscale, shave the border)."""
@@ -282,6 +297,7 @@ def eval_(data_dirs, scale, model_name, backend, device, weights, precision, as_
               help="The HR original(s) (file, or folder with the same names) for --compare, with PSNR.")
 @click.option("--overwrite", "-y", is_flag=True, help="Replace outputs that exist (the input itself included).")
 @click.option("--quiet", "-q", is_flag=True)
+@_verbose_option
 @_reports_errors
 def upscale(input_path, output_path, scale, model_name, backend, device, weights, precision, compare, reference,
             overwrite, quiet):
@@ -452,6 +468,7 @@ def _video_input(text: str) -> Path | str:
               help="auto: a bar on a terminal, a plain line every 30 s elsewhere. json: one JSON object per line "
                    "on standard error, at least once a second and at the end (frames_done, frames_total, fps, "
                    "eta_seconds, state running|done|failed, file); see README.")
+@_verbose_option
 @_reports_errors
 def run(input_path, output_path, scale, degradation, model_name, target_fps, backend, device, weights, precision, codec, crf, preset, pix_fmt, no_audio, max_frames,
         batch_size, workers_text, segment_seconds, resume, ray_address, strict, deinterlace, out_format, overwrite,
@@ -795,6 +812,7 @@ def _size(text: str | None) -> tuple[int, int] | None:
 @click.option("--preset", default="ultrafast", show_default=True, help="libx264 preset for the encode stage.")
 @click.option("--json", "json_path", type=click.Path(path_type=Path), default=Path("vsr-bench.json"),
               show_default=True, help="Where to write the results as JSON.")
+@_verbose_option
 @_reports_errors
 def bench(input_path, size, scale, model_name, backend, device, weights, batch_size, precision, threads, frames, warmup,
           preset, json_path):
@@ -873,6 +891,7 @@ def build_engine(scale, size, min_size, max_size, precision, model_name, weights
               help="Folder for the PNGs the p key saves.")
 @click.option("--screenshot-at-frame", type=click.IntRange(min=1), default=None,
               help="Save a screenshot of the view after processing frame N (works headless too).")
+@_verbose_option
 @_reports_errors
 def live(source, scale, degradation, model_name, target_fps, backend, device, weights, precision, record, headless, as_fast_as_possible, max_frames, full_view,
          divider, screenshot_dir, screenshot_at_frame):

@@ -213,8 +213,12 @@ def quantize_int8(onnx_path: os.PathLike | str, calibration: np.ndarray, recipe:
     nncf = nncf_module()
     import openvino as ov
 
+    from ..verbosity import quiet_nncf
+
     model = ov.Core().read_model(str(onnx_path))
-    quantized = nncf.quantize(model, calibration_dataset(calibration), **quantize_settings(model, recipe, len(calibration)))
+    with quiet_nncf():
+        quantized = nncf.quantize(model, calibration_dataset(calibration),
+                                  **quantize_settings(model, recipe, len(calibration)))
     if recipe.full_input_range:
         span_input_range(quantized)
     return quantized

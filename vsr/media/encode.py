@@ -321,6 +321,10 @@ class VideoWriter:
             where = self._container.format.name if self.to_stdout else self.path.suffix
             raise OutputError(_container_refuses(where, opts.codec))
         check_encode_options(opts, width, height, getattr(source, "layout", None))
+        if opts.codec == "libsvtav1":
+            from ..verbosity import quiet_svt
+
+            quiet_svt()  # its banner and warnings, for every encoder, unless --verbose
         stream = self._container.add_stream(opts.codec, rate=_rate(source))
         stream.width, stream.height = width, height
         stream.pix_fmt = self.layout

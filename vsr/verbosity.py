@@ -1,0 +1,53 @@
+"""Whether the libraries vsr runs may talk: NNCF's INFO lines and progress bar while it quantises,
+SVT-AV1's banner and warnings for every AV1 encoder. They are noise to a user of vsr unless asked
+for (``--verbose``), and on standard output they would even corrupt a piped stream.
+
+The choice travels in the environment (``VSR_VERBOSE``), so segment workers started later
+follow it; SVT-AV1 reads its own ``SVT_LOG`` when its first encoder opens in a process.
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+
+ENV = "VSR_VERBOSE"
+#: SVT-AV1's log level when quiet: errors only (0 fatal, 1 error, 2 warn, 3 info).
+SVT_QUIET_LEVEL = "1"
+
+
+def verbose() -> bool:
+    return os.environ.get(ENV, "") not in ("", "0")
+
+
+def set_verbose(on: bool) -> None:
+    """For this process and the workers it starts."""
+    os.environ[ENV] = "1" if on else "0"
+    quiet_svt()
+
+
+def quiet_svt() -> None:
+    """SVT-AV1 to errors only, unless verbose or the user set ``SVT_LOG`` themselves; call before
+    the first AV1 encoder of the process opens."""
+    if verbose():
+        if os.environ.get("SVT_LOG") == SVT_QUIET_LEVEL:
+            del os.environ["SVT_LOG"]
+        return
+    os.environ.setdefault("SVT_LOG", SVT_QUIET_LEVEL)
+
+
+@contextlib.contextmanager
+def quiet_nncf():
+    """NNCF at warnings only, and its progress bar (rich, on standard output) unseen, unless verbose."""
+    if verbose():
+        yield
+        return
+    from nncf.common.logging.logger import nncf_logger, set_log_level
+
+    level = nncf_logger.level
+    set_log_level(30)  # logging.WARNING
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            yield
+    finally:
+        set_log_level(level)
