@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # vsr's GPU session (issue 23): install the carried wheels, then benchmarks/gpu_session.py.
 #
-# On the GPU machine, from the repository root (the device tool's `run`, carry [".whl", ".gpu_clips"]):
-#   bash benchmarks/gpu_session.sh                 # results in $OUT (else benchmarks/results)
+# On the GPU machine, from the repository root: the device tool's `run` with
+#   command: bash benchmarks/gpu_session.sh --commit <git rev-parse HEAD>
+#   carry: [".whl", ".gpu_clips"], timeout_s: 570
+# (the script's own budget is 480 s); results in $OUT (else benchmarks/results): gpu_session.{json,md,log},
+# to be copied into benchmarks/results/ and committed.
 # Here, before that (once): bash benchmarks/gpu_session.sh --prepare
 #   downloads the cp312 manylinux PyAV wheel into .whl/ and copies the two real clips into .gpu_clips/.
 # CPU dry run:  bash benchmarks/gpu_session.sh --device cpu --quick --out-dir /tmp/dry
