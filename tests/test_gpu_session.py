@@ -114,6 +114,20 @@ def test_other_decoder_path_gives_the_cpu_decoders_frames(tiny_clip, monkeypatch
     assert all(np.array_equal(a.luma, b.luma) for a, b in zip(segment, plain[3:6]))
 
 
+def test_nvdec_leaves_444_to_the_cpu_with_a_note(tmp_path, monkeypatch):
+    """NVDEC never decodes H.264 4:4:4: such an input is decoded on the CPU from the start (a
+    note says why) instead of failing at its first frame."""
+    from vsr.media import decode
+
+    clip = tmp_path / "444.mp4"
+    make_clip(clip, width=64, height=48, frames=4, pix_fmt="yuv444p")
+    monkeypatch.setitem(decode.CUVID_DECODERS, "h264", "h264")  # NVDEC's place taken by a decoder that opens
+    with decode.VideoReader(clip, decoder="nvdec") as reader:
+        assert len(list(reader.frames())) == 4 and reader.report.decoder == "cpu"
+        assert reader.notes == ["--decoder nvdec: NVDEC unavailable (it decodes 4:2:0 video here, the input is "
+                                "yuv444p): decoded on the CPU"]
+
+
 def _gpu_frames_stage_seconds(device: str) -> dict:
     pytest.importorskip("torch")
     from vsr.backends.gpu_frames import STAGES, GpuFrameUpscaler

@@ -95,6 +95,20 @@ def yuv_layout_for(pix_fmt: str) -> tuple[str, str | None]:
     return layout, f"{pix_fmt} is converted to 8-bit {layout}"
 
 
+def _mp4_from_a_pipe(container, path: str) -> bool:
+    """Whether ``container`` is an MP4/MOV family file read from a pipe (or standard input)."""
+    import stat
+
+    if "mov" not in container.format.name.split(",") and "mp4" not in container.format.name.split(","):
+        return False
+    if str(path).startswith("pipe:") or str(path) == "-":
+        return True
+    try:
+        return stat.S_ISFIFO(os.stat(path).st_mode)
+    except (OSError, ValueError):
+        return False
+
+
 class VideoReader:
     """Open a video and decode its first video stream, frame by frame.
 
@@ -143,6 +157,13 @@ class VideoReader:
             # and gives the display rotation, which FFmpeg attaches to frames.
             self._first = next(self._frames, None)
             if self._first is None:
+                if _mp4_from_a_pipe(self._container, self.path):
+                    # The mov demuxer skips the media data looking for the index at the end, and a
+                    # pipe cannot seek back to it: every frame is lost before the first is read.
+                    raise InputError(
+                        f"{self.path}: an MP4/MOV with its index (moov) at the end cannot be read from a pipe; "
+                        "pass the file itself, or move the index first: "
+                        "ffmpeg -i IN.mp4 -c copy -movflags +faststart OUT.mp4")
                 raise InputError(f"{self.path}: the video stream has no decodable frames")
             self.info = self._probe(float(getattr(self._first, "rotation", 0) or 0))
         except BaseException:
@@ -289,6 +310,9 @@ def _seek_before(container, stream, start_pts: int | None, *, by_dts: bool = Fal
 DECODERS = ("auto", "cpu", "nvdec")
 #: FFmpeg's NVDEC decoder for each codec it takes (by the software decoder's name).
 CUVID_DECODERS = {"h264": "h264_cuvid", "hevc": "hevc_cuvid", "av1": "av1_cuvid", "vp9": "vp9_cuvid"}
+#: What NVDEC decodes on every NVIDIA GPU: 4:2:0, 8 or 10 bits (H.264 4:4:4 it never does; HEVC
+#: 4:4:4 only on some chips), so other layouts stay on the CPU rather than fail mid-run.
+NVDEC_PIX_FMTS = ("yuv420p", "yuvj420p", "yuv420p10le", "nv12", "p010le")
 
 
 class _OtherDecoder:
@@ -327,10 +351,12 @@ def open_decoder(stream, requested: str = "cpu", *, cuda: bool = False, report: 
         raise ValueError(f"decoder {requested!r}: choose one of {', '.join(DECODERS)}")
     if requested == "cpu" or (requested == "auto" and not cuda):
         return stream
-    codec = stream.codec_context.name
+    codec, pix_fmt = stream.codec_context.name, stream.codec_context.pix_fmt
     name = CUVID_DECODERS.get(codec)
     if name is None:
         reason = f"it does not decode {codec}, only {', '.join(CUVID_DECODERS)}"
+    elif pix_fmt not in NVDEC_PIX_FMTS:
+        reason = f"it decodes 4:2:0 video here, the input is {pix_fmt}"
     elif name not in av.codecs_available:
         reason = f"this PyAV's FFmpeg has no {name}"
     else:
