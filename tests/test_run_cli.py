@@ -248,3 +248,30 @@ def test_the_summary_of_a_run_stopped_before_any_frame_has_no_empty_busy():
     done = RunStats(frames=3, wall_seconds=1.0, backend="onnxruntime", busy_seconds={"decode": 0.2, "engine": 0.5},
                     interrupted=False, output_path=Path("o.mp4"), input_size=(96, 64), output_size=(192, 128))
     assert "busy: decode 0.2s, engine 0.5s -> o.mp4" in done.summary()
+
+
+def test_an_mp4_with_its_index_at_the_end_from_a_pipe_says_why_and_what_to_do(tmp_path):
+    """FFmpeg's default MP4 puts the index (moov) after the frames; a pipe cannot seek back to
+    them. The message names that cause and the fix; the same file with the index first plays."""
+    import shutil
+
+    if shutil.which("ffmpeg") is None:
+        pytest.skip("needs the ffmpeg CLI to make the clips")
+    late, early = tmp_path / "late.mp4", tmp_path / "early.mp4"
+    # Lossless, so the file is larger than what FFmpeg's probe reads ahead of the index.
+    subprocess.run(["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25:duration=4",
+                    "-c:v", "libx264", "-preset", "ultrafast", "-crf", "0", str(late)], check=True)
+    subprocess.run(["ffmpeg", "-v", "error", "-i", str(late), "-c", "copy", "-movflags", "+faststart", str(early)],
+                   check=True)
+    args = ["--scale", "2", "--model", "espcn", "--backend", "onnxruntime", "--max-frames", "2"]
+    refused = subprocess.run([sys.executable, "-m", "vsr", "run", "-", str(tmp_path / "a.mp4"), *args],
+                             input=late.read_bytes(), capture_output=True, timeout=300)
+    stderr = refused.stderr.decode()
+    assert refused.returncode == 1 and "Traceback" not in stderr
+    last = stderr.strip().splitlines()[-1]
+    assert "index (moov) at the end cannot be read from a pipe" in last and "-movflags +faststart" in last
+    assert not (tmp_path / "a.mp4").exists()
+    played = subprocess.run([sys.executable, "-m", "vsr", "run", "-", str(tmp_path / "b.mp4"), *args],
+                            input=early.read_bytes(), capture_output=True, timeout=300)
+    assert played.returncode == 0, played.stderr.decode()
+    assert len(decode_all(tmp_path / "b.mp4")[0]) == 2
