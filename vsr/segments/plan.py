@@ -47,9 +47,12 @@ class SegmentPlan:
 def plan_segments(path: os.PathLike | str, *, segment_seconds: float, max_frames: int | None = None) -> SegmentPlan:
     """Segments of about ``segment_seconds`` (each ends at the first keyframe at least that far
     from its start). A video that cannot be cut safely is one segment, with a ``note``: a
-    stream read from a pipe or URL (no seeking), a single keyframe, or packets whose
-    timestamps are missing, repeated, or jump by more than 10 s (MPEG-TS clock resets), and AVI."""
+    stream read from a pipe or URL (no seeking), a raw elementary stream (no index), a single
+    keyframe, or packets whose timestamps are missing, repeated, or jump (MPEG-TS clock restarts,
+    by FFmpeg's rule). AVI is cut by frame number (its packets' decode times)."""
     import av
+
+    from ..media.decode import ClockJumps, clock_may_restart, frame_duration, index_timed
 
     path_text = str(path)
     if "://" in path_text or not Path(path_text).is_file():
@@ -66,29 +69,30 @@ def plan_segments(path: os.PathLike | str, *, segment_seconds: float, max_frames
         time_base = stream.time_base or Fraction(1, 90000)
         pts_list: list[int] = []
         keyframes: list[int] = []
-        if container.format.name == "avi":
-            # AVI stores frame numbers in decode order, not presentation times: with B-frames
-            # the decoded frames' times are best-effort guesses that a cut would change.
-            return _whole(time_base, stream.frames, "AVI stores no presentation times")
-        missing = jumps = False
-        # In formats with clock resets (MPEG-TS), a jump of more than 10 s in decode order is
-        # closed up by the decoder as it goes, which a segment starting after it cannot know.
-        jump_ticks = 10 / time_base if container.format.flags & av.format.Flags.ts_discont.value else None
-        last_dts = None
+        by_index = index_timed(container)
+        if by_index and container.format.name != "avi":
+            # A raw stream has no index: seeking is by byte, and the frame count before a cut unknown.
+            return _whole(time_base, stream.frames, "a raw stream has no index to cut it by")
+        missing = False
+        # In formats whose clock restarts (MPEG-TS), the decoder closes the jumps up as it goes
+        # (ClockJumps), which a segment starting after one cannot know.
+        clock = ClockJumps() if clock_may_restart(container) else None
+        duration = frame_duration(stream)
         try:
             for packet in container.demux(stream):
                 if packet.size == 0:
                     continue  # the demuxer's end-of-stream marker
-                if packet.pts is None:
+                if clock is not None:
+                    clock.fix(packet, duration)
+                # AVI: a packet's decode time is its frame number, and the frames take those
+                # numbers in presentation order (media.decode's _IndexTimes), so cuts go by them.
+                time = packet.dts if by_index else packet.pts
+                if time is None:
                     missing = True
                     continue
-                dts = packet.dts if packet.dts is not None else packet.pts
-                if jump_ticks is not None and last_dts is not None and abs(dts - last_dts) > jump_ticks:
-                    jumps = True
-                last_dts = dts
-                pts_list.append(packet.pts)
+                pts_list.append(time)
                 if packet.is_keyframe:
-                    keyframes.append(packet.pts)
+                    keyframes.append(time)
         except av.error.FFmpegError:
             missing = True  # a damaged index: the single stream decodes what it can
     count = len(pts_list)
@@ -97,8 +101,8 @@ def plan_segments(path: os.PathLike | str, *, segment_seconds: float, max_frames
     ordered = sorted(pts_list)
     if any(a == b for a, b in zip(ordered, ordered[1:])):
         return _whole(time_base, count, "some frames share a timestamp")
-    if jumps:
-        return _whole(time_base, count, "the timestamps jump (a clock reset)")
+    if clock is not None and clock.jumps:
+        return _whole(time_base, count, "the timestamps jump (a clock restart)")
     full = ordered
     if max_frames is not None:
         ordered = ordered[:max_frames]
