@@ -213,22 +213,25 @@ def test_real_444_clip_with_mp3(data_dir, tmp_path):
     assert os.path.getsize(dst) > 10_000
 
 
-def test_10_bit_source_is_converted_with_a_note(tmp_path):
+def test_10_bit_source_stays_10_bit(tmp_path):
+    """A 10-bit source is decoded, upscaled and written at 10 bits (issue 25; it used to be
+    converted to 8 bits with a note)."""
     import subprocess
     import sys
 
     src, dst = tmp_path / "ten.mkv", tmp_path / "out.mp4"
     make_clip(src, codec="libx265", pix_fmt="yuv420p10le", frames=6)
     _, info = decode_all(src)
-    assert info.source_pix_fmt == "yuv420p10le" and "converted to 8-bit yuv420p" in info.conversion_note
+    assert info.source_pix_fmt == "yuv420p10le" and info.layout == "yuv420p10le" and info.conversion_note is None
     result = subprocess.run([sys.executable, "-m", "vsr", "run", str(src), str(dst), "--scale", "2",
                              "--backend", "onnxruntime"], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
-    assert "converted to 8-bit yuv420p" in result.stderr
+    assert "converted" not in result.stderr
     before, _ = decode_all(src)
     after, out_info = decode_all(dst)
-    assert len(after) == 6 and out_info.source_pix_fmt == "yuv420p"
-    assert _plane_psnr(before[0].luma, after[0].luma) > 30
+    assert len(after) == 6 and out_info.source_pix_fmt == "yuv420p10le"
+    assert after[0].luma.dtype == np.uint16
+    assert _plane_psnr((before[0].luma >> 2).astype(np.uint8), (after[0].luma >> 2).astype(np.uint8)) > 30
 
 
 def _with_subtitles(tmp_path):

@@ -21,7 +21,9 @@ SOURCE_CODEC = {"yuv4mpegpipe": [], "nut": ["-c:v", "rawvideo"], "matroska": ["-
 
 def _source(fmt: str, pix_fmt: str = "yuv420p") -> list[str]:
     return ["ffmpeg", "-v", "error", "-f", "lavfi", "-i", f"testsrc2=size={WIDTH}x{HEIGHT}:rate=10",
-            "-frames:v", str(FRAMES), "-pix_fmt", pix_fmt, *SOURCE_CODEC[fmt], "-f", fmt, "-"]
+            "-frames:v", str(FRAMES), "-pix_fmt", pix_fmt, *SOURCE_CODEC[fmt],
+            *(["-strict", "-1"] if pix_fmt != "yuv420p" else []),  # y4m's 10-bit extension
+            "-f", fmt, "-"]
 
 
 def run_pipeline(producer: list[str], vsr_args: list[str], consumer: list[str] | None, timeout: float = 120):

@@ -1,4 +1,4 @@
-"""The frame that flows through the video pipeline: planar 8-bit YUV plus its timing."""
+"""The frame that flows through the video pipeline: planar 8- or 10-bit YUV plus its timing."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -6,8 +6,26 @@ from fractions import Fraction
 
 import numpy as np
 
-#: Chroma layouts the pipeline carries, by (horizontal, vertical) subsampling factor.
-CHROMA_SUBSAMPLING = {"yuv420p": (2, 2), "yuv422p": (2, 1), "yuv444p": (1, 1)}
+#: Chroma layouts the pipeline carries, by (horizontal, vertical) subsampling factor: 8-bit
+#: (uint8 planes) and 10-bit (uint16 planes holding 0-1023, FFmpeg's ``*p10le``).
+CHROMA_SUBSAMPLING = {"yuv420p": (2, 2), "yuv422p": (2, 1), "yuv444p": (1, 1),
+                      "yuv420p10le": (2, 2), "yuv422p10le": (2, 1), "yuv444p10le": (1, 1)}
+TEN_BIT_SUFFIX = "10le"
+
+
+def layout_bit_depth(layout: str) -> int:
+    """8 or 10: the bits per sample of a layout of ``CHROMA_SUBSAMPLING``."""
+    return 10 if layout.endswith(TEN_BIT_SUFFIX) else 8
+
+
+def with_bit_depth(layout: str, bit_depth: int) -> str:
+    """``layout``'s chroma subsampling at ``bit_depth`` (8 or 10): yuv420p + 10 -> yuv420p10le."""
+    base = layout[: -len(TEN_BIT_SUFFIX)] if layout.endswith(TEN_BIT_SUFFIX) else layout
+    return base + TEN_BIT_SUFFIX if bit_depth > 8 else base
+
+
+def sample_dtype(layout: str) -> np.dtype:
+    return np.dtype(np.uint16 if layout_bit_depth(layout) > 8 else np.uint8)
 
 
 @dataclass(frozen=True)
@@ -15,7 +33,8 @@ class YuvFrame:
     """One decoded (or upscaled) picture.
 
     ``luma`` is (H, W) uint8; ``chroma_u`` / ``chroma_v`` are uint8 planes subsampled as
-    ``layout`` says (``yuv420p``, ``yuv422p`` or ``yuv444p``). ``pts`` counts ``time_base``
+    ``layout`` says (``yuv420p``, ``yuv422p`` or ``yuv444p``); the 10-bit layouts
+    (``yuv420p10le`` ...) hold uint16 planes with values 0-1023. ``pts`` counts ``time_base``
     units, so ``pts_seconds`` is the presentation time; ``index`` is the decode order.
     """
 
@@ -30,12 +49,17 @@ class YuvFrame:
     def __post_init__(self) -> None:
         if self.layout not in CHROMA_SUBSAMPLING:
             raise ValueError(f"layout must be one of {sorted(CHROMA_SUBSAMPLING)}, got {self.layout!r}")
-        if self.luma.dtype != np.uint8 or self.luma.ndim != 2:
-            raise ValueError(f"luma must be a 2-D uint8 array, got {self.luma.dtype} {self.luma.shape}")
+        dtype = sample_dtype(self.layout)
+        if self.luma.dtype != dtype or self.luma.ndim != 2:
+            raise ValueError(f"{self.layout} luma must be a 2-D {dtype} array, got {self.luma.dtype} {self.luma.shape}")
         expected = chroma_shape(self.luma.shape, self.layout)
         for plane in (self.chroma_u, self.chroma_v):
-            if plane.shape != expected or plane.dtype != np.uint8:
-                raise ValueError(f"{self.layout} chroma must be uint8 {expected}, got {plane.dtype} {plane.shape}")
+            if plane.shape != expected or plane.dtype != dtype:
+                raise ValueError(f"{self.layout} chroma must be {dtype} {expected}, got {plane.dtype} {plane.shape}")
+
+    @property
+    def bit_depth(self) -> int:
+        return layout_bit_depth(self.layout)
 
     @property
     def width(self) -> int:

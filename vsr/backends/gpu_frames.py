@@ -43,7 +43,14 @@ class GpuFrameUpscaler:
 
     def upscale_frames(self, frames: Iterable[YuvFrame]) -> Iterator[YuvFrame]:
         for frame in frames:
-            yield self.upscale_frame(frame)
+            if frame.bit_depth > 8:
+                # The static device buffers are 8-bit: 10-bit luma goes through the same network as
+                # float in [0, 1] (its host copy, as every backend's), chroma bicubic on the CPU.
+                from ..pipeline.stages import upscale_frames as host_upscale_frames
+
+                yield from host_upscale_frames([frame], self.backend, out_layout=self.out_layout)
+            else:
+                yield self.upscale_frame(frame)
 
     def _chroma_buffers(self, in_hw: tuple[int, int], out_hw: tuple[int, int]) -> dict:
         key = (in_hw, out_hw)

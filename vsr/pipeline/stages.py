@@ -11,14 +11,37 @@ from typing import Iterable, Iterator
 import numpy as np
 
 from ..backends.base import Backend
-from ..frames import YuvFrame, chroma_shape
+from ..frames import YuvFrame, chroma_shape, layout_bit_depth
+
+#: The largest sample of each bit depth: 10-bit luma is scaled to [0, 1] by 1023 as 8-bit by 255.
+PEAK = {8: 255, 10: 1023}
 
 
-def luma_to_float(lumas: list[np.ndarray]) -> np.ndarray:
-    """uint8 (H, W) planes -> float32 (N, 1, H, W) in [0, 1]."""
+def luma_to_float(lumas: list[np.ndarray], peak: int = 255) -> np.ndarray:
+    """uint8 (or 10-bit uint16) (H, W) planes -> float32 (N, 1, H, W) in [0, 1]."""
     batch = np.stack(lumas)[:, None].astype(np.float32)
-    batch *= np.float32(1 / 255)
+    batch *= np.float32(1 / peak)
     return batch
+
+
+def float_to_samples(values: np.ndarray, peak: int) -> np.ndarray:
+    """Float in [0, 1] -> uint8 (peak 255) or uint16 (peak 1023), rounded (in place on the way)."""
+    if peak == 255:
+        return float_to_uint8(values)
+    values *= np.float32(peak)
+    values += np.float32(0.5)
+    np.clip(values, 0, peak, out=values)
+    return values.astype(np.uint16)
+
+
+def convert_depth(plane: np.ndarray, from_bits: int, to_bits: int) -> np.ndarray:
+    """Samples of one bit depth as another (8 <-> 10): << 2, or >> 2 rounded, as swscale does."""
+    if from_bits == to_bits:
+        return plane
+    if to_bits > from_bits:
+        return plane.astype(np.uint16) << (to_bits - from_bits)
+    shift = from_bits - to_bits
+    return np.minimum((plane.astype(np.uint32) + (1 << (shift - 1))) >> shift, (1 << to_bits) - 1).astype(np.uint8)
 
 
 def float_to_uint8(values: np.ndarray) -> np.ndarray:
@@ -30,7 +53,7 @@ def float_to_uint8(values: np.ndarray) -> np.ndarray:
 
 
 def resize_plane(plane: np.ndarray, out_hw: tuple[int, int]) -> np.ndarray:
-    """Bicubic resize of one uint8 plane (OpenCV: 20x faster than NumPy or swscale here)."""
+    """Bicubic resize of one uint8 or uint16 plane (OpenCV: 20x faster than NumPy or swscale here)."""
     import cv2
 
     if plane.shape == out_hw:
@@ -39,7 +62,11 @@ def resize_plane(plane: np.ndarray, out_hw: tuple[int, int]) -> np.ndarray:
 
 
 def upscale_luma(lumas: list[np.ndarray], backend: Backend) -> np.ndarray:
-    """uint8 luma planes (same size) -> uint8 (N, H * s, W * s) through the backend."""
+    """Luma planes (same size), uint8 or 10-bit uint16 -> the same dtype (N, H * s, W * s)
+    through the backend. 10-bit luma goes in and out as float in [0, 1]: no bits are lost to
+    the network's input (int8 networks quantise their activations whatever comes in)."""
+    if lumas[0].dtype == np.uint16:
+        return float_to_samples(backend.upscale_luma(luma_to_float(lumas, PEAK[10]))[:, 0], PEAK[10])
     upscaler = getattr(backend, "upscale_luma_uint8", None)
     if upscaler is not None:  # backends that convert on their side (inside the ONNX graph, on the GPU)
         return upscaler(np.stack(lumas))
@@ -47,12 +74,14 @@ def upscale_luma(lumas: list[np.ndarray], backend: Backend) -> np.ndarray:
 
 
 def assemble(frame: YuvFrame, luma: np.ndarray, out_layout: str) -> YuvFrame:
-    """The upscaled frame: new luma, and the source chroma resized to ``out_layout``'s size."""
+    """The upscaled frame: new luma, and the source chroma resized to ``out_layout``'s size
+    (and bit depth: a 10-bit source written 8-bit is rounded here, after the network)."""
     c_shape = chroma_shape(luma.shape, out_layout)
+    bits, out_bits = frame.bit_depth, layout_bit_depth(out_layout)
     return YuvFrame(
-        luma,
-        resize_plane(frame.chroma_u, c_shape),
-        resize_plane(frame.chroma_v, c_shape),
+        convert_depth(luma, bits, out_bits),
+        convert_depth(resize_plane(frame.chroma_u, c_shape), bits, out_bits),
+        convert_depth(resize_plane(frame.chroma_v, c_shape), bits, out_bits),
         out_layout,
         frame.pts,
         frame.time_base,
