@@ -216,11 +216,20 @@ def nvdec_probe(session: Session) -> dict:
         from vsr.media.decode import VideoReader
     except ImportError as exc:
         return {"decoder": "unknown", "note": f"vsr.media.decode not importable: {exc}"}
+    import numpy as np
+
     clip = session.work / "nvdec_probe.mp4"
-    make_clip(clip, (64, 48), frames=10, fps=10, keyframe_frames=10, source=None)
+    make_clip(clip, (160, 96), frames=10, fps=10, keyframe_frames=5, source=None)
+    with VideoReader(clip) as reader:
+        reference = list(reader.frames())
     with VideoReader(clip, decoder="nvdec", cuda=True) as reader:
-        frames = sum(1 for _ in reader.frames())
-        return {"decoder": reader.report.decoder, "note": reader.report.decoder_note, "frames": frames}
+        frames = list(reader.frames())
+        probe = {"decoder": reader.report.decoder, "note": reader.report.decoder_note, "frames": len(frames)}
+    # H.264 decoding is exact: NVDEC's frames must be the CPU decoder's, pixel for pixel.
+    probe["same_frames_as_cpu"] = len(frames) == len(reference) and all(
+        a.pts == b.pts and np.array_equal(a.luma, b.luma) and np.array_equal(a.chroma_u, b.chroma_u)
+        for a, b in zip(frames, reference))
+    return probe
 
 
 def make_clip(path: Path, size: tuple[int, int], *, frames: int, fps: int, keyframe_frames: int,
@@ -510,7 +519,8 @@ def markdown(results: dict) -> str:
         lines.append("- versions: " + ", ".join(f"{k} {v}" for k, v in versions.items() if not isinstance(v, dict)))
     nvdec = results.get("nvdec") or {}
     if nvdec:
-        lines.append(f"- NVDEC: {nvdec.get('decoder')}" + (f" ({nvdec['note']})" if nvdec.get("note") else ""))
+        lines.append(f"- NVDEC: {nvdec.get('decoder')}" + (f" ({nvdec['note']})" if nvdec.get("note") else "")
+                     + f"; frames identical to the CPU decoder's: {nvdec.get('same_frames_as_cpu')}")
     tests = results.get("tests")
     if tests:
         lines.append(f"- GPU tests: {tests.get('passed', 0)} passed, {tests.get('failed', 0)} failed, "

@@ -55,6 +55,7 @@ def test_gpu_session_dry_run_writes_its_report(tmp_path):
     assert nvdec["decoder"] == "cpu"
     assert sum("NVDEC unavailable" in note for note in nvdec["notes"]) == 1
     assert results["nvdec"]["decoder"] == "cpu" and "NVDEC unavailable" in results["nvdec"]["note"]
+    assert results["nvdec"]["same_frames_as_cpu"] is True
 
 
 def test_stats_json_and_the_nvdec_fallback_line(tiny_clip, tmp_path):

@@ -90,7 +90,8 @@ class RunStats:
     #: "download" as the device timed them (CUDA events). "startup": building the upscaler
     #: (model load, engine compile), once per process. Summed over workers, as ``busy_seconds``.
     stage_seconds: dict = field(default_factory=dict)
-    #: Processes that ran segments (1: one stream), and each segment's record (``segment_record``).
+    #: Processes (Ray: nodes) that ran segments (1: one stream), and each segment's record
+    #: (``segments.driver.segment_record``).
     workers: int = 1
     segments: tuple = ()
     #: The decoder that ran: "cpu" or "nvdec" (``media.decode.open_decoder``); the model that ran.
