@@ -140,3 +140,22 @@ def test_gpu_frame_path_takes_ten_bit_frames():
         upscaler.close()
     assert out.layout == "yuv420p10le" and out.luma.dtype == np.uint16 and out.luma.shape == (80, 96)
     assert np.all(out.chroma_u == 512) and np.any(out.luma % 4 != 0)
+
+
+def test_segment_workers_keep_ten_bits_and_hdr(tmp_path):
+    """Segments (each encoded by a worker, joined at packet level) keep 10 bits and HDR10."""
+    src, out = tmp_path / "gop5.mkv", tmp_path / "out.mkv"
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", "testsrc2=size=96x64:rate=10", "-frames:v",
+                    "20", "-pix_fmt", "yuv420p10le", "-c:v", "libx265", "-preset", "ultrafast", "-x265-params",
+                    f"log-level=error:keyint=5:min-keyint=5:scenecut=0:master-display={MASTER_X265}:max-cll=1000,400",
+                    "-color_primaries", "bt2020", "-color_trc", "smpte2084", "-colorspace", "bt2020nc", str(src)],
+                   check=True, capture_output=True)
+    result = subprocess.run([sys.executable, "-m", "vsr", "run", str(src), str(out), "--scale", "2", "--model",
+                             "espcn", "--workers", "2", "--segment-seconds", "0.5", "--codec", "libx265"],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "segments on 2 workers" in result.stderr and "8-bit" not in result.stderr
+    tags = stream_tags(out)
+    assert tags["pix_fmt"] == "yuv420p10le" and {key: tags[key] for key in TAGS} == TAGS
+    _, luma, mastering, light = decoded(out)
+    assert light == (1000, 400) and mastering is not None and np.any(luma % 4 != 0)

@@ -187,7 +187,8 @@ def output_layout(options: EncodeOptions, source_layout: str | None = None) -> s
 
 def depth_note(options: EncodeOptions, source_layout: str | None) -> str | None:
     """The note for a 10-bit source written 8-bit (only ever by an explicit --pix-fmt)."""
-    if source_layout and layout_bit_depth(source_layout) > 8 and layout_bit_depth(output_layout(options)) == 8:
+    if (options.pix_fmt is not None and source_layout and layout_bit_depth(source_layout) > 8
+            and layout_bit_depth(output_layout(options)) == 8):
         return (f"the 10-bit source is written as 8-bit {output_layout(options)} (--pix-fmt); leave --pix-fmt out, "
                 f"or give {with_bit_depth(output_layout(options), 10)}, to keep 10 bits")
     return None
