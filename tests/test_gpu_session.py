@@ -172,3 +172,48 @@ def test_nvdec_decodes_the_cpu_decoders_frames(tmp_path):
     assert [f.pts for f in nvdec] == [f.pts for f in plain]
     assert all(np.array_equal(a.luma, b.luma) and np.array_equal(a.chroma_u, b.chroma_u)
                for a, b in zip(plain, nvdec))
+
+
+def test_a_gpu_rows_numbers_and_report_from_its_stats():
+    """What a GPU-resident segmented run's --stats-json becomes in the session's row and report:
+    device stages per frame, startup apart, per worker, best fps and worker count."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("gpu_session", REPO / "benchmarks" / "gpu_session.py")
+    session = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(session)
+    segment = {"frames": 100, "wall_seconds": 1.0, "busy_seconds": {"decode": 0.2, "engine": 0.5, "encode": 0.4},
+               "stage_seconds": {"upload": 0.05, "engine": 0.1, "chroma": 0.02, "download": 0.08}}
+    stats = {"frames": 200, "fps": 180.0, "wall_seconds": 1.1, "first_frame_seconds": 0.6, "workers": 2,
+             "model": "espcn", "backend": "torch", "decoder": "nvdec", "notes": [],
+             "busy_seconds": {"decode": 0.4, "engine": 1.0, "encode": 0.8},
+             "stage_seconds": {"startup": 3.0, "upload": 0.1, "engine": 0.2, "chroma": 0.04, "download": 0.16},
+             "segments": [dict(segment, index=0, worker="pid 1", stage_seconds=dict(segment["stage_seconds"], startup=1.5)),
+                          dict(segment, index=1, worker="pid 2")]}
+    row = session.row_from_stats(stats, process_seconds=2.0)
+    assert row["fps"] == 100.0 and row["pipeline_fps"] == 180.0 and row["startup_seconds"] == 3.0
+    assert row["stage_ms_per_frame"] == {"decode": 2.0, "upload": 0.5, "engine": 1.0, "chroma": 0.2,
+                                         "download": 0.8, "encode": 4.0}
+    assert row["engine_thread_seconds"] == 1.0 and row["segments"] == 2
+    assert row["per_worker"]["pid 1"]["seconds"] == {"decode": 0.2, "engine_thread": 0.5, "encode": 0.4,
+                                                     "upload": 0.05, "engine": 0.1, "chroma": 0.02,
+                                                     "download": 0.08, "startup": 1.5}
+    row.update(resolution="1080p", input="640x360", output="1920x1080", workers_asked="2", decoder_asked="cpu",
+               model_asked="espcn", state="ok")
+    results = {"mode": "gpu", "device": "cuda", "gpu": "NVIDIA H100 80GB HBM3", "started_utc": "now", "budget_s": 480,
+               "model": "espcn", "scale": 3, "segment_seconds": 2.0, "rows": [row], "bench": [], "steps": [],
+               "best_workers": {}, "run_fps_1080p": None, "run_fps_4k": None}
+
+    class Args:
+        resolutions = ["1080p", "4k"]
+
+    class Fake:
+        args, write = Args, staticmethod(lambda: None)
+
+    Fake.results = results
+    session.summarise(Fake)
+    assert results["run_fps_1080p"] == 100.0 and results["best_workers"] == {"1080p": 2}
+    report = session.markdown(results)
+    assert "| 1080p 640x360->1920x1080 | 2 (2) | nvdec | espcn | ok | 200 | 100.0 | 0.6 | 3.0 | 2.0 | 0.5 | 1.0 | " \
+           "0.2 | 0.8 | 4.0 |" in report
+    assert "1080p 2" in report
