@@ -22,6 +22,42 @@ _QUERY_INCOMPLETE = {
 }
 
 
+#: Muxers that store chapters (FFmpeg's Matroska/WebM, MP4/MOV family and Ogg muxers write them).
+CHAPTER_FORMATS = {"matroska", "webm", "mp4", "mov", "ipod", "3gp", "3g2", "ismv", "ogg", "ffmetadata"}
+#: Tags that describe the old encode, not the content: the muxer and encoder write their own, and
+#: Matroska's statistics tags (mkvmerge's BPS, DURATION ...) would be wrong for the new video.
+_STALE_TAGS = {"encoder", "major_brand", "minor_version", "compatible_brands", "vendor_id", "bps", "duration",
+               "number_of_frames", "number_of_bytes", "_statistics_writing_app", "_statistics_writing_date_utc",
+               "_statistics_tags"}
+
+
+def _kept_tags(metadata) -> dict[str, str]:
+    # Matroska's statistics tags may carry a language suffix ("BPS-eng").
+    return {key: value for key, value in metadata.items() if key.lower().split("-")[0] not in _STALE_TAGS}
+
+
+def copy_metadata(source, container, streams: dict, notes: list[str]) -> None:
+    """What ``ffmpeg -map_metadata 0 -map_chapters 0`` keeps: the title and other tags of the
+    file and of each stream (``streams``: source stream index -> output stream), each stream's
+    dispositions (default, forced ...) and the chapters, where the output container holds them
+    (a note says what it cannot hold). Call before the first packet is muxed (the header)."""
+    container.metadata.update(_kept_tags(source.metadata))
+    for index, out in streams.items():
+        stream = source.streams[index]
+        out.metadata.update(_kept_tags(stream.metadata))
+        try:
+            out.disposition = stream.disposition
+        except (AttributeError, TypeError, ValueError):  # a PyAV without settable dispositions
+            pass
+    chapters = source.chapters()
+    if chapters:
+        if container.format.name in CHAPTER_FORMATS:
+            container.set_chapters(chapters)
+        else:
+            notes.append(f"{len(chapters)} chapters dropped: {Path(container.name).suffix} files cannot hold chapters "
+                         "(.mkv and .mp4 can)")
+
+
 #: Samples per frame of the audio encoders we re-encode with (AAC-LC; Opus at 48 kHz, 20 ms).
 _AUDIO_FRAME_SIZE = {"aac": 1024, "libopus": 960}
 
@@ -248,6 +284,10 @@ class StreamCopier:
                 # Converting subtitle formats (e.g. SubRip to MP4's mov_text) is not done.
                 notes.append(f"subtitle stream {stream.index} ({name}) dropped: {Path(container.name).suffix} "
                              "files cannot hold it (use .mkv)")
+        copied = dict(self._outputs)
+        if self._input.streams.video and container.streams.video:
+            copied[self._input.streams.video[0].index] = container.streams.video[0]
+        copy_metadata(self._input, container, copied, notes)
         streams = [self._input.streams[i] for i in self._outputs]
         #: Where the input's clock may restart (MPEG-TS), the video's packets are read too (and
         #: dropped) so the copied streams are closed up with the very offsets the video gets.

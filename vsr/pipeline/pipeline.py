@@ -212,7 +212,8 @@ def run_video(
             if on_start is not None:
                 on_start(info, upscaler.description, expected)
             out_size = (info.width * config.scale, info.height * config.scale)
-            copy_streams = info.has_audio or info.has_subtitles
+            # Without audio or subtitles the input is still read again for its title, tags and chapters.
+            copy_streams = info.has_audio or info.has_subtitles or can_reopen(config.input_path)
             dropped_note = None
             if copy_streams and config.encode.audio and not can_reopen(config.input_path):
                 # The audio is copied by a second reader of the input; a pipe can be read only once.
