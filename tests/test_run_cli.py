@@ -275,3 +275,17 @@ def test_an_mp4_with_its_index_at_the_end_from_a_pipe_says_why_and_what_to_do(tm
                             input=early.read_bytes(), capture_output=True, timeout=300)
     assert played.returncode == 0, played.stderr.decode()
     assert len(decode_all(tmp_path / "b.mp4")[0]) == 2
+
+
+def test_a_folder_run_gives_each_file_the_notes_a_single_run_prints(tmp_path):
+    """A 4:4:4 source written 4:2:0 is said in the folder summary, on its own row only."""
+    in_dir, out_dir = tmp_path / "in", tmp_path / "out"
+    in_dir.mkdir()
+    make_clip(in_dir / "full.mp4", frames=4, pix_fmt="yuv444p")
+    make_clip(in_dir / "plain.mp4", frames=4)
+    result = vsr("run", in_dir, out_dir, "--scale", "2", "--model", "espcn", "--backend", "onnxruntime",
+                 "--workers", "1")
+    assert result.returncode == 0, result.stderr
+    rows = {line.split()[0]: line for line in result.stderr.splitlines() if line.startswith(("full.mp4", "plain.mp4"))}
+    assert "written as yuv420p (plays everywhere; --pix-fmt yuv444p keeps its chroma)" in rows["full.mp4"]
+    assert "written as" not in rows["plain.mp4"]

@@ -632,16 +632,10 @@ class _Progress:
             return
         from tqdm import tqdm
 
-        from .media.encode import EncodeOptions, output_layout
+        from .media.encode import EncodeOptions
+        from .pipeline.pipeline import input_notes
 
-        notes = [info.conversion_note] if info.conversion_note else []
-        written = output_layout(EncodeOptions(pix_fmt=self.pix_fmt), info.layout)
-        if self.pix_fmt is None and written != info.layout:
-            # The default layout (4:2:0, plays everywhere) halves a 4:2:2 / 4:4:4 source's chroma: say so.
-            notes.append(f"written as {written} (plays everywhere; --pix-fmt {info.layout} keeps its chroma)")
-        if " int8" in backend and getattr(info, "bit_depth", 8) > 8:
-            notes.append("int8 rounds the network's input to 8 bits: the output is 10-bit, the detail the network "
-                         "adds is 8-bit precise (--precision fp32 keeps 10 bits throughout)")
+        notes = input_notes(info, EncodeOptions(pix_fmt=self.pix_fmt), backend)
         note = "".join(f"; {n}" for n in notes)
         click.echo(f"{info.path}: {info.width}x{info.height} {info.source_pix_fmt}, backend {backend}{note}",
                    err=True)

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Callable
 
 from .errors import InputError, OutputError, VsrError
-from .pipeline.pipeline import RunConfig
+from .pipeline.pipeline import RunConfig, input_notes
 
 #: What counts as a video in a folder: the containers FFmpeg's CLI users meet most.
 VIDEO_EXTENSIONS = (".mp4", ".m4v", ".mkv", ".mov", ".avi", ".webm", ".ts", ".m2ts", ".mts", ".mpg", ".mpeg",
@@ -118,8 +118,15 @@ def run_folder(
 
             if progress is not None:
                 progress.start_file(source, number, len(todo), estimates[source])
+            # The notes a single run prints on its first line (a 4:4:4 source written 4:2:0 ...), per file.
+            first_notes: list[str] = []
+
+            def on_start(info, backend: str, expected, first_notes=first_notes) -> None:
+                first_notes.extend(input_notes(info, config.encode, backend))
+
             try:
-                stats = upscale_video(replace(config, input_path=source, output_path=target), on_frame=on_frame)
+                stats = upscale_video(replace(config, input_path=source, output_path=target), on_frame=on_frame,
+                                      on_start=on_start)
             except VsrError as exc:
                 outcomes.append(FileOutcome(source, target, "failed", seconds=time.perf_counter() - started,
                                             message=str(exc)))
@@ -130,7 +137,7 @@ def run_folder(
             else:
                 status = "interrupted" if stats.interrupted else "done"
                 outcomes.append(FileOutcome(source, target, status, stats.frames, stats.wall_seconds,
-                                            "; ".join(stats.notes)))
+                                            "; ".join(first_notes + list(stats.notes))))
                 if progress is not None:
                     progress.end_file("failed" if stats.interrupted else "done", stats.frames,
                                       error="interrupted" if stats.interrupted else None)

@@ -273,6 +273,23 @@ def run_video(
     )
 
 
+def input_notes(info, options: EncodeOptions, backend: str = "") -> list[str]:
+    """What a run tells about its input on its first line (and a folder run in its summary, per
+    file): a conversion the decoder made (RGB, 12-bit ...), chroma the default 4:2:0 halves, and
+    the 8-bit precision of int8 on a 10-bit source."""
+    from ..media.encode import output_layout
+
+    notes = [info.conversion_note] if info.conversion_note else []
+    written = output_layout(options, info.layout)
+    if options.pix_fmt is None and written != info.layout:
+        # The default layout (4:2:0, plays everywhere) halves a 4:2:2 / 4:4:4 source's chroma: say so.
+        notes.append(f"written as {written} (plays everywhere; --pix-fmt {info.layout} keeps its chroma)")
+    if " int8" in backend and getattr(info, "bit_depth", 8) > 8:
+        notes.append("int8 rounds the network's input to 8 bits: the output is 10-bit, the detail the network "
+                     "adds is 8-bit precise (--precision fp32 keeps 10 bits throughout)")
+    return notes
+
+
 def check_output(input_path: os.PathLike | str, out_path: Path, *, overwrite: bool) -> None:
     """Refuse an existing OUTPUT without ``overwrite``, and OUTPUT that is the input itself."""
     if not str(out_path) or str(out_path) == ".":  # Path("") is "."
