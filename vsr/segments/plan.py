@@ -73,6 +73,10 @@ def plan_segments(path: os.PathLike | str, *, segment_seconds: float, max_frames
         if by_index and container.format.name != "avi":
             # A raw stream has no index: seeking is by byte, and the frame count before a cut unknown.
             return _whole(time_base, stream.frames, "a raw stream has no index to cut it by")
+        if container.format.name == "mpeg":
+            # Program streams carry a time on some packets only: after a seek, the first frames'
+            # times are unknown, so a segment cannot tell which of them are its own.
+            return _whole(time_base, stream.frames, "an MPEG program stream has no exact cut points")
         missing = False
         # In formats whose clock restarts (MPEG-TS), the decoder closes the jumps up as it goes
         # (ClockJumps), which a segment starting after one cannot know.
