@@ -289,3 +289,13 @@ def test_a_folder_run_gives_each_file_the_notes_a_single_run_prints(tmp_path):
     rows = {line.split()[0]: line for line in result.stderr.splitlines() if line.startswith(("full.mp4", "plain.mp4"))}
     assert "written as yuv420p (plays everywhere; --pix-fmt yuv444p keeps its chroma)" in rows["full.mp4"]
     assert "written as" not in rows["plain.mp4"]
+
+
+def test_level_note_names_the_codec_and_its_highest_level():
+    from vsr.pipeline.pipeline import level_note
+
+    note = level_note("libx264", 15360, 8640)
+    assert note and "larger than H.264's highest level (6.2" in note and "smaller --scale" in note
+    assert "HEVC's highest level" in level_note("libx265", 15360, 8640)
+    assert level_note("libx264", 8192, 4320) is None and level_note("libx264", 3840, 2160) is None
+

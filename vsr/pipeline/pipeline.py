@@ -202,7 +202,7 @@ def run_video(
                      decoder_threads=config.decoder_threads, decoder=config.decoder,
                      cuda=config.engine.cuda) as reader:
         info = reader.info
-        check_run(config, info)
+        run_notes = check_run(config, info)
         layout = output_layout(config.encode, info.layout)  # a 10-bit source stays 10-bit
         startup = time.perf_counter()
         upscaler = create_frame_upscaler(config.engine, out_layout=layout)
@@ -267,7 +267,7 @@ def run_video(
         stage_seconds=stages,
         decoder=reader.report.decoder,
         model=config.model,
-        notes=tuple(decode_notes + writer.notes) + (
+        notes=tuple(run_notes + decode_notes + writer.notes) + (
             (f"the {writer.frames_written} frames done are kept in {kept_at}; {out_path} is written only by a "
              "complete run",) if kept_at else ()),
     )
@@ -311,9 +311,29 @@ MEMORY_SHARE = 0.8
 _FEATURE_BYTES_PER_PIXEL = (64 + 32) * 4
 
 
-def check_run(config: RunConfig, info, *, workers: int = 1) -> None:
+#: The largest picture (luma samples) of each codec's highest level: H.264 level 6.2 (139,264
+#: macroblocks), HEVC level 6.2 and AV1 level 6.3 (35,651,584 samples each: 8192x4352). Encoders
+#: write larger frames, but decoders (players, phones, GPUs) may refuse them.
+LEVEL_MAX_SAMPLES = {"libx264": ("H.264", "6.2", 139264 * 256), "h264_nvenc": ("H.264", "6.2", 139264 * 256),
+                     "libx265": ("HEVC", "6.2", 35651584), "libsvtav1": ("AV1", "6.3", 35651584)}
+
+
+def level_note(codec: str, width: int, height: int) -> str | None:
+    """The note for an output larger than the codec's highest level allows, or None."""
+    if codec not in LEVEL_MAX_SAMPLES:
+        return None
+    name, level, samples = LEVEL_MAX_SAMPLES[codec]
+    if width * height <= samples:
+        return None
+    return (f"the output, {width}x{height}, is larger than {name}'s highest level ({level}: {samples / 1e6:.1f} "
+            "million pixels, 8192x4352) allows: many players and hardware decoders will refuse it; "
+            "H.264, HEVC and AV1 all stop there, so use a smaller --scale to stay playable")
+
+
+def check_run(config: RunConfig, info, *, workers: int = 1) -> list[str]:
     """Refuse, before any work, a run that cannot finish: frames too small for the network, an
-    output larger than the encoder takes, encoder settings it refuses, or more memory than there is."""
+    output larger than the encoder takes, encoder settings it refuses, or more memory than there is.
+    Returns notes on what will run but may not play everywhere (a frame beyond the codec's levels)."""
     from ..media.encode import check_encode_options, output_layout
 
     if info.width < MIN_FRAME_SIZE or info.height < MIN_FRAME_SIZE:
@@ -337,6 +357,8 @@ def check_run(config: RunConfig, info, *, workers: int = 1) -> None:
         raise OutputError(f"{info.width}x{info.height} at x{config.scale} ({out_w}x{out_h}) needs about "
                           f"{needed / gib:.1f} GiB of memory, {available / gib:.1f} GiB is available; "
                           "use a smaller --scale, --batch-size 1 or --workers 1")
+    note = level_note(config.encode.codec, out_w, out_h)
+    return [note] if note else []
 
 
 def estimated_memory_bytes(width: int, height: int, scale: int, out_layout: str, *, queue_depth: int,

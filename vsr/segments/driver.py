@@ -225,7 +225,7 @@ def run_segmented(
     with VideoReader(config.input_path) as reader:
         info = reader.info
     out_layout = output_layout(config.encode, info.layout)
-    check_run(config, info, workers=workers)
+    run_notes = check_run(config, info, workers=workers)
     spec, description = _resolve_engine(config.engine)
     # On Ray without --workers, each task asks for 2 CPUs (engine and encoder) and the cluster
     # runs as many as fit; otherwise the local cores are divided among the workers.
@@ -245,7 +245,7 @@ def run_segmented(
     work = WorkFolder(output, manifest, resume=config.resume, discard=config.overwrite and not config.resume)
     from ..media.encode import depth_note
 
-    notes: list[str] = [note for note in [depth_note(config.encode, info.layout)] if note]
+    notes: list[str] = list(run_notes) + [note for note in [depth_note(config.encode, info.layout)] if note]
     try:
         done = {s.index for s in plan.segments if work.finished(s.index, s.num_frames)}
         if done:
