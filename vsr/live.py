@@ -456,8 +456,15 @@ def run_live(config: LiveConfig, *, status: Callable[[str], None] | None = None,
         recorder = None
         if config.record is not None:
             # Timed in milliseconds from each frame's media time: dropped frames make it variable rate.
+            from .media.encode import implied_colour_tags
+
+            # The source's colour tags; where it has none, what players assume for its size, written out
+            # (an untagged SD source recorded at HD would otherwise be shown with the HD matrix).
+            (colorspace, primaries, trc), _ = implied_colour_tags(info.width, info.height, info.colorspace,
+                                                                  info.color_primaries, info.color_trc)
             spec = VideoSpec(time_base=RECORD_TIME_BASE, average_fps=info.fps,
-                             color_range=2 if info.full_range else 1)
+                             color_range=2 if info.full_range else 1, colorspace=colorspace,
+                             color_primaries=primaries, color_trc=trc)
             recorder = stack.enter_context(VideoWriter(
                 config.record, width=out_wh[0], height=out_wh[1], source=spec, overwrite=True,
                 options=EncodeOptions(preset="veryfast", crf=18, audio=False)))

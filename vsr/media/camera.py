@@ -50,6 +50,10 @@ class SourceInfo:
     full_range: bool
     #: The decoder's codec (rawvideo for most cameras, mjpeg, h264 for files and streams), None via OpenCV.
     codec_name: str | None = None
+    #: The source's colour tags (FFmpeg enum values; 2: unspecified), which a recording keeps.
+    colorspace: int = 2
+    color_primaries: int = 2
+    color_trc: int = 2
 
 
 @dataclass(frozen=True)
@@ -127,8 +131,11 @@ class LiveSource:
         self._layout, _ = yuv_layout_for(first.format.name)
         rate = stream.average_rate or stream.guessed_rate
         full_range = int(first.color_range) == 2 or first.format.name.startswith("yuvj")
+        ctx = stream.codec_context
         self.info = SourceInfo(target.label, target.kind, "pyav", first.width, first.height,
-                               float(rate) if rate else None, full_range, stream.codec_context.name)
+                               float(rate) if rate else None, full_range, ctx.name,
+                               colorspace=int(first.colorspace) or int(ctx.colorspace),
+                               color_primaries=int(ctx.color_primaries), color_trc=int(ctx.color_trc))
         return None
 
     def _open_opencv(self, pyav_error: str | None) -> None:

@@ -84,6 +84,35 @@ def claim_stdout() -> int:
     return _stdout_fd
 
 
+#: FFmpeg's enum values (AVColorSpace / AVColorPrimaries / AVColorTransferCharacteristic).
+AVCOL_UNSPECIFIED = 2
+BT709 = 1
+BT470BG = 5
+SMPTE170M = 6
+
+
+def implied_colour_tags(width: int, height: int, colorspace: int, primaries: int, trc: int
+                        ) -> tuple[tuple[int, int, int], str | None]:
+    """The colour tags for the output of an untagged (or partly tagged) source of ``width`` x
+    ``height``: what players assume for the source, written out. Players guess BT.601 below HD
+    and BT.709 from HD up, so an untagged SD source upscaled to HD would otherwise change colour
+    (its picture decoded with the other matrix). Returns (colorspace, primaries, trc) and a note
+    when it filled anything in."""
+    if AVCOL_UNSPECIFIED not in (colorspace, primaries, trc):
+        return (colorspace, primaries, trc), None
+    if width >= 1280 or height > 576:
+        guess, name = (BT709, BT709, BT709), "BT.709"
+    else:
+        # 625-line (PAL) SD has its own primaries; the matrix and curve are the same BT.601 ones.
+        guess, name = (SMPTE170M, BT470BG if height in (576, 288) else SMPTE170M, SMPTE170M), "BT.601"
+    tags = tuple(g if value == AVCOL_UNSPECIFIED else value for value, g in zip((colorspace, primaries, trc), guess))
+    note = None
+    if colorspace == AVCOL_UNSPECIFIED:
+        note = (f"the source has no colour matrix tag: the output is tagged {name}, what players assume for the "
+                f"source's {width}x{height}, so its colours do not change at the new size")
+    return tags, note
+
+
 def default_codec(output_suffix: str) -> str:
     """The encoder for an output named ``*output_suffix`` when no ``--codec`` was given."""
     return CODEC_FOR_SUFFIX.get(output_suffix.lower(), DEFAULT_CODEC)
@@ -342,6 +371,12 @@ class VideoWriter:
             self.notes.append("the RGB source was converted to YUV with the BT.601 matrix, and is tagged so")
         ctx.color_primaries = source.color_primaries
         ctx.color_trc = source.color_trc
+        if getattr(source, "width", None) and source.colorspace != AVCOL_SPC_RGB:
+            tags, note = implied_colour_tags(source.width, source.height, ctx.colorspace, ctx.color_primaries,
+                                             ctx.color_trc)
+            ctx.colorspace, ctx.color_primaries, ctx.color_trc = tags
+            if note:
+                self.notes.append(note)
         if source.sample_aspect_ratio:
             ctx.sample_aspect_ratio = source.sample_aspect_ratio
         settings = {}

@@ -58,6 +58,11 @@ def copy_metadata(source, container, streams: dict, notes: list[str]) -> None:
                          "(.mkv and .mp4 can)")
 
 
+#: Audio codecs a muxer writes but the container's usual players (browsers, phones, QuickTime)
+#: refuse: FFmpeg puts Vorbis into MP4, which next to nothing plays. Re-encoded (AAC), with a note.
+PLAYERS_REFUSE = {"mp4": {"vorbis"}, "mov": {"vorbis"}, "ipod": {"vorbis", "opus", "flac"}, "3gp": {"vorbis"}}
+
+
 #: Samples per frame of the audio encoders we re-encode with (AAC-LC; Opus at 48 kHz, 20 ms).
 _AUDIO_FRAME_SIZE = {"aac": 1024, "libopus": 960}
 
@@ -260,7 +265,8 @@ class StreamCopier:
         for stream in list(self._input.streams.audio) + list(self._input.streams.subtitles):
             # canonical_name is the codec ("mp3"), name the decoder ("mp3float").
             name = stream.codec_context.codec.canonical_name
-            if container_accepts(container, name):
+            refused_by_players = name in PLAYERS_REFUSE.get(container.format.name, ())
+            if container_accepts(container, name) and not refused_by_players:
                 self._outputs[stream.index] = container.add_stream_from_template(stream)
             elif stream.type == "audio":
                 codec = ("aac" if container_accepts(container, "aac")
@@ -268,7 +274,9 @@ class StreamCopier:
                 if codec is None:
                     notes.append(f"audio stream {stream.index} ({name}) dropped: the container takes no audio we encode")
                     continue
-                notes.append(f"audio stream {stream.index} ({name}) re-encoded to {codec}: the container refuses {name}")
+                why = (f"players of {Path(container.name).suffix} files do not play {name}" if refused_by_players
+                       else f"the container refuses {name}")
+                notes.append(f"audio stream {stream.index} ({name}) re-encoded to {codec}: {why}")
                 # Opus runs at 48 kHz (or 24, 16, 12, 8), never at a source's 44.1 kHz.
                 rate = 48000 if codec == "libopus" else stream.codec_context.sample_rate or 48000
                 out = container.add_stream(codec, rate=rate)
