@@ -807,8 +807,8 @@ def _size(text: str | None) -> tuple[int, int] | None:
 @click.option("--frames", type=click.IntRange(min=1), default=60, show_default=True, help="Frames per timed loop.")
 @click.option("--warmup", type=click.IntRange(min=0), default=5, show_default=True, help="Untimed frames first.")
 @click.option("--preset", default="ultrafast", show_default=True, help="libx264 preset for the encode stage.")
-@click.option("--json", "json_path", type=click.Path(path_type=Path), default=Path("vsr-bench.json"),
-              show_default=True, help="Where to write the results as JSON.")
+@click.option("--json", "json_path", type=click.Path(path_type=Path), default=None, metavar="FILE",
+              help="Also write the results as JSON to FILE (nothing is written without it).")
 @_verbose_option
 @_reports_errors
 def bench(input_path, size, scale, model_name, backend, device, weights, batch_size, precision, threads, frames, warmup,
@@ -827,8 +827,9 @@ def bench(input_path, size, scale, model_name, backend, device, weights, batch_s
                          frames=frames, warmup_frames=warmup, encoder_preset=preset)
     report = run_bench(config)
     click.echo(report.to_table())
-    json_path.write_text(report.to_json() + "\n")
-    click.echo(f"wrote {json_path}")
+    if json_path is not None:
+        json_path.write_text(report.to_json() + "\n")
+        click.echo(f"wrote {json_path}")
 
 
 @main.command("build-engine")
