@@ -104,7 +104,7 @@ CASES: tuple[Case, ...] = (
     Case("raw-hevc-bframes", "hevc", X265, audio=(), index_timed=True),
     Case("avi-mpeg4-bframes", "avi", MPEG4 + ("-vtag", "XVID"), index_timed=True),
     Case("mp4-mpeg4-bframes", "mp4", MPEG4),
-    Case("raw-m4v-bframes", "m4v", MPEG4, audio=(), index_timed=True),
+    Case("raw-m4v-bframes", "m4v", MPEG4, audio=(), out=("-f", "m4v"), index_timed=True),
     Case("ts-mpeg2-bframes", "ts", MPEG2, audio=("mp2",)),
     Case("mpg-mpeg2-bframes", "mpg", MPEG2, audio=("mp2",)),
     Case("raw-m2v-bframes", "m2v", MPEG2, audio=(), index_timed=True),
@@ -373,8 +373,14 @@ def write_table(rows, path: Path) -> None:
         def verdict(result):
             comparison = result[0]
             return "match" if comparison.matches else "**differs**"
-        segments = next((note for note in two[2].notes if "one segment" in note), None)
-        seg = "one stream (" + segments.split(": ", 1)[1].split(": ran")[0] + ")" if segments else "segmented"
+        whole = next((note for note in two[2].notes if "one segment" in note), None)
+        fallback = next((note for note in two[2].notes if "single stream instead" in note), None)
+        if whole:
+            seg = "one stream (" + whole.split(": ", 1)[1].split(": ran")[0] + ")"
+        elif fallback:
+            seg = "cut, then one stream (" + fallback.split(": upscaled")[0] + ")"
+        else:
+            seg = "segmented"
         lines.append(f"| {case.name} | {verdict(one)} | {verdict(two)} | {one[0].describe()} | {seg} |")
     lines += ["", "## Where vsr must differ from the ffmpeg CLI", "", DIFFERENCES.strip(), ""]
     path.write_text("\n".join(lines))
@@ -391,6 +397,17 @@ DIFFERENCES = """
 - **Variable frame rate into MP4.** `ffmpeg -i IN -c:v libx264 OUT.mp4` makes MP4 output constant-rate
   (it repeats and drops frames); vsr keeps every frame at its own time, as `-fps_mode passthrough`
   (the reference above) or a Matroska output does.
+- **Frame times rounded to the frame rate.** ffmpeg 5.1's CLI encodes in a time base of 1/fps by default,
+  so every frame time is rounded to a multiple of the frame duration: a Matroska, FLV, NUT or MPEG-TS
+  video whose first frame is 23 ms after the audio's comes out 40 ms after it at 25 fps (17 ms later
+  than the source says). vsr keeps the source's own times, as `-enc_time_base -1` does (the reference
+  above); on MP4 and MOV sources, whose times are already on that grid, the two agree either way.
+- **Cuts that the index cannot promise.** A segment must decode exactly the frames the plan gives it. Where
+  a GOP is open (MPEG-4 part 2 and MPEG-2 encoders leave them open by default) the B-frames that lead
+  a keyframe cannot be decoded from it: the worker then counts fewer frames than the index, and the
+  driver upscales the video as one stream instead (the note says so), so the output is still frame-exact,
+  at the cost of the segments' work. MPEG program streams, raw elementary streams and MPEG-TS files whose
+  clock restarts always run as one stream (nothing exact to cut by).
 - **Frames whose times go backwards** (damaged or badly muxed inputs): vsr keeps every frame, moved one
   tick after the frame before; ffmpeg's passthrough mode keeps them out of order and its muxer then
   moves them.

@@ -140,3 +140,25 @@ def test_up_front_checks_on_every_path(check, path, check_inputs, tmp_path):
     assert not any(p.name.endswith(".vsr-work") for p in tmp_path.rglob("*"))
     if path == "folder":
         assert "error" in result.stderr.lower()
+
+
+def test_ray_runs_a_restarting_clock_as_the_single_stream_does(folder, tmp_path, monkeypatch):
+    """On Ray even a one-segment plan runs as a task (decode_range from the start): the clock
+    restart of `cat a.ts a.ts` is closed up there too, with the same times as one stream."""
+    pytest.importorskip("ray", reason="Ray is optional: pip install -e '.[ray]'")
+    import tempfile
+
+    from vsr.pipeline.pipeline import RunConfig
+    from vsr.segments import upscale_video
+
+    # Ray's socket paths must fit in 107 bytes: a short folder of its own, removed by Ray's shutdown.
+    monkeypatch.setenv("RAY_TMPDIR", tempfile.mkdtemp(prefix="vsr-raytest-", dir="/tmp"))
+    case = next(c for c in corpus.CASES if c.name == "ts-h264-concat")
+    source = corpus.make_input(case, folder)
+    ref = corpus.reference(case, source, folder)
+    out = tmp_path / "ray.mp4"
+    stats = upscale_video(RunConfig(input_path=source, output_path=out, scale=2, model="espcn", backend="onnxruntime",
+                                    workers=None, ray_address="local", segment_seconds=0.4))
+    result = corpus.compare(out, ref)
+    assert result.same_times and result.same_audio, result.describe()
+    assert any("clock restarts once" in note for note in stats.notes), stats.notes

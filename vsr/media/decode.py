@@ -269,7 +269,10 @@ def decode_range(
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
         stream.codec_context.thread_count = decoder_threads
-        packets = _seek_before(container, stream, start_pts, by_dts=index_timed(container))
+        # From the start (the first segment, or a whole video on Ray), clock restarts are closed up
+        # as the single stream does; later segments start after none (plan_segments).
+        packets = (demux_video(container, stream, report) if start_pts is None
+                   else _seek_before(container, stream, start_pts, by_dts=index_timed(container)))
         decoding = open_decoder(stream, decoder, cuda=cuda, report=report)
         index = first_index
         for frame in clean_frames(container, decoding, path=str(path), packets=packets, size=size,
