@@ -64,3 +64,12 @@ def test_bad_gpus_is_one_line(tmp_path, clip):
     assert result.returncode == 1
     assert result.stderr.strip().splitlines() == ["Error: --gpus 1: CUDA_VISIBLE_DEVICES=3 lists 1 GPUs; --gpus "
                                                   "counts in that list (0 to 0)"]
+
+
+@pytest.mark.skipif(_gpu_visible(), reason="a CUDA GPU is visible: the missing-GPU message cannot be seen")
+def test_live_missing_gpu_is_one_line(clip):
+    result = subprocess.run([sys.executable, "-m", "vsr", "live", "--source", str(clip), "--headless",
+                             "--max-frames", "2", "--device", "cuda:0"], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: --device cuda:0") and "no CUDA GPU" in lines[0], lines
