@@ -59,9 +59,18 @@ def cpu_identity() -> str:
     ])
 
 
+def int8_arithmetic(fields: dict[str, str] | None = None) -> str:
+    """"vnni" where the CPU multiplies int8 with VNNI or AMX (exact int32 sums), else "no-vnni"
+    (u8 x s8 pairs summed in saturating int16): the two lose different amounts to int8, so
+    ``int8.recorded_loss_db`` keeps a figure for each."""
+    flags = set((_cpuinfo() if fields is None else fields).get("flags", "").split())
+    return "vnni" if flags & {"avx512_vnni", "avx_vnni", "amx_int8"} else "no-vnni"
+
+
 def candidates(onnx_path: Path) -> list[str]:
     """fp32; bf16 where native; int8 where NNCF is installed and this network's int8 was recorded
-    within ``int8.MAX_LOSS_DB`` on Set5 (a faster but visibly worse precision is never automatic)."""
+    within ``int8.MAX_LOSS_DB`` on Set5 with this CPU's int8 arithmetic (a faster but visibly
+    worse precision is never automatic, nor one never measured on this kind of CPU)."""
     from .int8 import MAX_LOSS_DB, nncf_version, recorded_loss_db
     from .openvino import native_bf16
 
@@ -74,7 +83,7 @@ def candidates(onnx_path: Path) -> list[str]:
     return names
 
 
-def int8_left_out(loss_db: float | None) -> str | None:
+def int8_left_out(loss_db: float | None, *, measured_on_vnni_only: bool = False) -> str | None:
     """Why int8 is not among ``candidates`` for a network whose recorded int8 loss is ``loss_db``
     (``int8.recorded_loss_db``), for a user who wants speed more than the last 0.1 dB (the lever
     that makes ESPCN real time on CPUs without AMX), or None where it is a candidate or was never
@@ -82,6 +91,9 @@ def int8_left_out(loss_db: float | None) -> str | None:
     from .int8 import MAX_LOSS_DB, nncf_version
 
     if loss_db is None:
+        if measured_on_vnni_only:
+            return ("int8 left out: its loss was measured only on CPUs with VNNI or AMX, and this one sums "
+                    "int8 products in 16 bits, which loses more (--precision int8 runs it anyway)")
         return None
     if loss_db > MAX_LOSS_DB:
         return (f"int8 left out: it loses {loss_db:.2f} dB on Set5 with this network, over the "
@@ -159,7 +171,12 @@ def choose_precision(onnx_path: Path, scale: int, calibration: Path | None = Non
     times = ", ".join(f"{name} {ms:g} ms" for name, ms in sorted(timings.items(), key=lambda item: item[1]))
     note = (f"precision auto: {choice}, the fastest here ({times} per {record['plane']} plane; "
             f"{'measured now' if measured_now else 'measured before'} on {key['cpu'].split(' family')[0]}, cached in {path})")
-    left_out = int8_left_out(key["int8_loss_db"])  # the record the cache key already read
+    from .int8 import recorded_loss_db
+
+    # The record the cache key already read; where it is missing only for this kind of CPU, say so.
+    elsewhere = (key["int8_loss_db"] is None and int8_arithmetic() == "no-vnni"
+                 and recorded_loss_db(onnx_path, arithmetic="vnni") is not None)
+    left_out = int8_left_out(key["int8_loss_db"], measured_on_vnni_only=elsewhere)
     if left_out:
         note += f"; {left_out}"
     if measured_now:
