@@ -130,3 +130,19 @@ def test_several_workers_with_stdout_is_refused():
     result = subprocess.run(VSR + ["--workers", "2"], input=b"", capture_output=True, timeout=60)
     assert result.returncode == 2 and result.stdout == b""
     assert "one stream only" in result.stderr.decode()
+
+
+def test_reader_that_stops_early_is_one_line():
+    """`vsr run - - | head -c 100`: the reader goes away; vsr says so in one line, no traceback."""
+    producer = subprocess.Popen(["ffmpeg", "-v", "quiet", "-f", "lavfi", "-i", "testsrc2=size=160x120:rate=10",
+                                 "-frames:v", "40", "-f", "yuv4mpegpipe", "-"], stdout=subprocess.PIPE)
+    middle = subprocess.Popen(VSR, stdin=producer.stdout, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    producer.stdout.close()
+    assert len(middle.stdout.read(100)) == 100
+    middle.stdout.close()  # as `head -c 100` does
+    err = middle.stderr.read().decode()
+    assert middle.wait(120) == 1
+    producer.wait(120)
+    assert "Traceback" not in err
+    assert [line for line in err.splitlines() if line.startswith("Error:")] == [
+        "Error: standard output was closed by the reading program"]
