@@ -146,3 +146,22 @@ def test_reader_that_stops_early_is_one_line():
     assert "Traceback" not in err
     assert [line for line in err.splitlines() if line.startswith("Error:")] == [
         "Error: standard output was closed by the reading program"]
+
+
+@pytest.mark.parametrize("side", ["stdin", "stdout"])
+def test_a_terminal_is_refused_in_one_line(side):
+    """`vsr run - -` typed at a terminal: no waiting on the keyboard, no binary on the screen."""
+    import os
+    import pty
+
+    leader, follower = pty.openpty()
+    try:
+        streams = {"stdin": follower} if side == "stdin" else {"stdin": subprocess.DEVNULL, "stdout": follower}
+        result = subprocess.run(VSR, stderr=subprocess.PIPE, timeout=60, **streams,
+                                **({} if side == "stdout" else {"stdout": subprocess.PIPE}))
+    finally:
+        os.close(leader)
+        os.close(follower)
+    assert result.returncode == 2
+    err = result.stderr.decode()
+    assert "is a terminal here" in err and ("standard input" if side == "stdin" else "standard output") in err

@@ -495,9 +495,16 @@ def run(input_path, output_path, scale, degradation, model_name, target_fps, bac
         check_cuda_device(device)  # a missing GPU is one line, before any model is timed or loaded
     notes = []
     container = None
+    if input_path == "/dev/stdin" and sys.stdin.isatty():
+        raise click.UsageError("INPUT - reads a stream from standard input, which is a terminal here: pipe one in, "
+                               "e.g. ffmpeg -i in.mp4 -f yuv4mpegpipe - | vsr run - out.mp4")
     if str(output_path) == "-":
         # OUTPUT "-": the stream alone on standard output (y4m unless --format says otherwise).
         from .media.encode import STDOUT_CODEC, claim_stdout, stdout_format
+
+        if sys.stdout.isatty():
+            raise click.UsageError("OUTPUT - writes a video stream to standard output, which is a terminal here: "
+                                   "pipe it into a program (e.g. | ffmpeg -f yuv4mpegpipe -i - out.mp4)")
 
         container = stdout_format(out_format)
         out_format = None
