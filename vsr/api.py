@@ -184,7 +184,11 @@ class Upscaler:
         if self._tensors is None:
             self._check_open()
             self._tensors = _TensorUpscaler(self.spec)
-        for tensor in tensors:
+        for index, tensor in enumerate(tensors):
+            if not _is_tensor(tensor):
+                from .errors import InputError
+
+                raise InputError(f"frame {index}: a {type(tensor).__name__} among tensors; give one kind of frame")
             yield self._tensors.upscale(tensor)
 
     # -- life cycle --------------------------------------------------------------------------
