@@ -73,10 +73,6 @@ def plan_segments(path: os.PathLike | str, *, segment_seconds: float, max_frames
         if by_index and container.format.name != "avi":
             # A raw stream has no index: seeking is by byte, and the frame count before a cut unknown.
             return _whole(time_base, stream.frames, "a raw stream has no index to cut it by")
-        if container.format.name == "mpeg":
-            # Program streams carry a time on some packets only: after a seek, the first frames'
-            # times are unknown, so a segment cannot tell which of them are its own.
-            return _whole(time_base, stream.frames, "an MPEG program stream has no exact cut points")
         missing = False
         # In formats whose clock restarts (MPEG-TS), the decoder closes the jumps up as it goes
         # (ClockJumps), which a segment starting after one cannot know.
@@ -100,13 +96,19 @@ def plan_segments(path: os.PathLike | str, *, segment_seconds: float, max_frames
         except av.error.FFmpegError:
             missing = True  # a damaged index: the single stream decodes what it can
     count = len(pts_list)
-    if missing or count == 0:
-        return _whole(time_base, count, "some packets have no timestamp")
+    # A one-segment plan still names its first frame's time: on Ray it runs as a task, and the
+    # join puts that frame there.
     ordered = sorted(pts_list)
+    if missing or count == 0:
+        return _whole(time_base, count, "some packets have no timestamp", ordered)
     if any(a == b for a, b in zip(ordered, ordered[1:])):
-        return _whole(time_base, count, "some frames share a timestamp")
+        return _whole(time_base, count, "some frames share a timestamp", ordered)
     if clock is not None and clock.jumps:
-        return _whole(time_base, count, "the timestamps jump (a clock restart)")
+        return _whole(time_base, count, "the timestamps jump (a clock restart)", ordered)
+    if container.format.name == "mpeg":
+        # Program streams carry a time on some packets only: after a seek, the first frames'
+        # times are unknown, so a segment cannot tell which of them are its own.
+        return _whole(time_base, count, "an MPEG program stream has no exact cut points", ordered)
     full = ordered
     if max_frames is not None:
         ordered = ordered[:max_frames]
