@@ -199,3 +199,51 @@ def test_memory_check_on_every_path(path, check_inputs, tmp_path, monkeypatch):
             upscale_video(config)
     left = [p for p in tmp_path.rglob("*") if p.is_file() and p.parent != tmp_path / "in"]
     assert left == []
+
+
+LIBRARY_CHECKS = {
+    "unknown-format": ("out.xyz", dict(), "no container format for '.xyz'"),
+    "codec-vs-container": ("out.webm", dict(codec="libx264"), "VP8, VP9 and AV1"),
+    "crf": ("out.mp4", dict(crf=99), "--crf 99: libx264 takes 0 to 51"),
+    "pix-fmt": ("out.mp4", dict(codec="mpeg4", pix_fmt="yuv444p"), "mpeg4 cannot encode it"),
+    "size": ("out.mp4", dict(codec="mpeg4"), "larger than mpeg4 encodes"),
+}
+
+
+@pytest.mark.parametrize("path", ["one-stream", "segments", "ray", "folder"])
+@pytest.mark.parametrize("check", list(LIBRARY_CHECKS))
+def test_library_refuses_up_front_on_every_path(check, path, check_inputs, tmp_path):
+    """The same checks through the library (vsr.segments.upscale_video, vsr.folders.run_folder), which
+    API users call without the CLI's own checks: refused before any frame is decoded or written."""
+    from vsr.errors import VsrError
+    from vsr.folders import run_folder
+    from vsr.media.encode import EncodeOptions
+    from vsr.pipeline.pipeline import RunConfig
+    from vsr.segments import upscale_video
+
+    name, encode, message = LIBRARY_CHECKS[check]
+    source = check_inputs["tall" if check == "size" else "small"]
+    options = dict(scale=4 if check == "size" else 2, model="espcn", backend="onnxruntime", segment_seconds=0.4,
+                   encode=EncodeOptions(**encode))
+    if path == "folder":
+        in_dir = tmp_path / "in"
+        in_dir.mkdir()
+        os.symlink(source, in_dir / source.name)
+        config = RunConfig(input_path=in_dir, output_path=tmp_path / "out", workers=2, **options)
+        if check != "size":
+            # Refused before any file is read: every file would fail the same way.
+            with pytest.raises(VsrError) as error:
+                run_folder(config, out_format=Path(name).suffix, quiet=True)
+            assert message in str(error.value)
+        else:  # depends on each input: that file fails (before any of its work), the others would run
+            failed = run_folder(config, quiet=True)
+            assert len(failed) == 1 and message in failed[0].message
+    else:
+        workers = {"one-stream": 1, "segments": 2, "ray": None}[path]
+        config = RunConfig(input_path=source, output_path=tmp_path / name, workers=workers,
+                           ray_address="local" if path == "ray" else None, **options)
+        with pytest.raises(VsrError) as error:
+            upscale_video(config)
+        assert message in str(error.value)
+    left = [p for p in tmp_path.rglob("*") if p.is_file() and p.parent != tmp_path / "in"]
+    assert left == []

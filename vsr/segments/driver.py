@@ -82,34 +82,20 @@ def check_request(config: RunConfig, outputs: list[Path] | None = None) -> None:
 
     output_layout(config.encode)
     check_encode_options(config.encode, 1, 1)
+    if getattr(config.encode, "container", None):
+        return  # a container named outright (--format with standard output): the writer checks it
     for output in outputs if outputs is not None else [Path(config.output_path)]:
         check_output_format(output, config.encode.codec)
 
 
 def check_output_format(output: Path, codec: str) -> None:
-    """The container OUTPUT's extension names exists and can hold ``codec`` (standard output,
-    whose format is given otherwise, is the writer's to check)."""
-    import tempfile
-
-    import av
-
-    from ..errors import OutputError
+    """The container OUTPUT's extension names exists and can hold ``codec`` (``encode.check_container``,
+    the CLI's own check; standard output, whose format is given otherwise, is the writer's to check)."""
     from ..media import encode
-    from ..media.mux import container_accepts
 
-    if getattr(encode, "is_stdout", lambda path: False)(output):
-        return
-    if codec not in av.codecs_available:
-        raise OutputError(f"encoder {codec} is not available in this FFmpeg build")
-    with tempfile.TemporaryDirectory(prefix="vsr-format-") as folder:
-        try:
-            container = av.open(str(Path(folder) / f"probe{output.suffix}"), "w")
-        except (av.error.FFmpegError, ValueError) as exc:
-            raise OutputError(f"{output}: no container format for {output.suffix!r} ({exc})") from None
-        with container:
-            accepts = container_accepts(container, codec) or codec in getattr(encode, "RAW_CODECS", ())
-    if not accepts:
-        raise OutputError(encode._container_refuses(output.suffix, codec))
+    if encode.is_stdout(output) or output.is_dir():
+        return  # a folder as OUTPUT: check_output names that problem
+    encode.check_container(output.suffix, codec)
 
 
 def _announcing(on_start, note: str):
