@@ -575,3 +575,17 @@ def test_the_chosen_models_reason_rounds_the_frame_rate_for_people(clip, tmp_pat
              status=lines.append)
     reason = next(line for line in lines if line.startswith("model "))
     assert " 25.01 fps at 200x150 x2" in reason and "25.0146" not in reason
+
+
+@pytest.mark.parametrize("suffix", [".gif", ".webm", ""])
+def test_a_recording_container_that_cannot_hold_it_is_refused_before_any_work(clip, tmp_path, suffix):
+    """One line naming --record and what to name it instead; no model timed (the default is --model auto)."""
+    cache = tmp_path / "cache"
+    record = tmp_path / f"rec{suffix}"
+    result = run_vsr("live", "--source", clip, "--headless", "--record", record, "--scale", 2,
+                     env={**os.environ, "VSR_CACHE_DIR": str(cache)})
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "--record" in lines[0], result.stderr
+    assert not cache.exists() or not any(cache.rglob("*"))
+    assert not record.exists() and not [p for p in tmp_path.iterdir() if "partial" in p.name]

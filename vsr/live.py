@@ -400,8 +400,17 @@ def run_live(config: LiveConfig, *, status: Callable[[str], None] | None = None,
     if config.screenshot_at_frame is not None or not config.headless:
         if not Path(config.screenshot_dir).is_dir():
             raise OutputError(f"{config.screenshot_dir}: the screenshot folder does not exist")
-    if config.record is not None and not Path(config.record).parent.is_dir():
-        raise OutputError(f"{config.record}: the folder {Path(config.record).parent} does not exist")
+    if config.record is not None:
+        from .errors import unwritable_reason
+        from .media.encode import check_container
+
+        folder = Path(config.record).parent
+        if not folder.is_dir():
+            raise OutputError(f"{config.record}: the folder {folder} does not exist")
+        if not os.access(folder, os.W_OK):
+            raise OutputError(f"{config.record}: cannot write in {folder} ({unwritable_reason(folder)})")
+        # Before the model loads: the recording is H.264.
+        check_container(Path(config.record).suffix, "libx264", what="--record", codec_is_fixed=True)
 
     from .backends import EngineSpec
     from .media.camera import open_live_source

@@ -547,7 +547,7 @@ def check_preset(codec: str, preset: str | None) -> None:
         raise OutputError(f"--preset {preset}: {codec} has no such preset; choose one of {shown}")
 
 
-def check_container(suffix: str, codec: str) -> None:
+def check_container(suffix: str, codec: str, *, what: str = "OUTPUT", codec_is_fixed: bool = False) -> None:
     """Refuse, before any work, an OUTPUT extension with no container, or whose container cannot
     hold ``codec``; the message names the codecs that fit, or the containers to use when none does."""
     import tempfile
@@ -555,19 +555,21 @@ def check_container(suffix: str, codec: str) -> None:
     import av
 
     if not suffix:
-        raise OutputError("OUTPUT has no extension to name its container: give one such as out.mp4 or out.mkv")
+        raise OutputError(f"{what} has no extension to name its container: give one such as out.mp4 or out.mkv")
     try:
         # Opening for writing creates nothing until the header is written.
         container = av.open(os.path.join(tempfile.gettempdir(), f"vsr-probe{suffix}"), "w")
     except (av.error.FFmpegError, ValueError):
-        raise OutputError(f"no container format for {suffix!r}: name OUTPUT .mp4, .mkv, .mov, .ts or .webm") from None
+        raise OutputError(f"no container format for {suffix!r}: name {what} .mp4, .mkv, .mov, .ts or .webm") from None
     try:
         if container_accepts(container, codec):
             return
         fitting = [c for c in CODECS if c in av.codecs_available and container_accepts(container, c)]
     finally:
         container.close()
-    raise OutputError(_container_refuses(suffix, codec, fitting))
+    if codec_is_fixed:  # no --codec to choose (vsr live --record writes H.264)
+        raise OutputError(f"{suffix} files cannot hold the {codec} video {what} writes; name {what} .mp4, .mkv or .mov")
+    raise OutputError(_container_refuses(suffix, codec, fitting).replace("name OUTPUT", f"name {what}"))
 
 
 def _rate(source: StreamInfo | VideoSpec) -> Fraction:
