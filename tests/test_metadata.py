@@ -86,3 +86,13 @@ def test_a_container_without_chapters_says_it_dropped_them(tagged_mkv, tmp_path)
     assert "2 chapters dropped: .ts files cannot hold chapters" in result.stderr
     title, streams, chapters = _describe(out)
     assert chapters == [] and [s[1] for s in streams if s[0] == "audio"] == ["eng", "fra"]
+
+
+@pytest.mark.parametrize("workers", ["1", "2"], ids=["one-stream", "segments"])
+def test_no_audio_still_keeps_the_title_tags_and_chapters(tagged_mkv, tmp_path, workers):
+    out = tmp_path / "out.mkv"
+    result = _vsr_run(tagged_mkv, out, "--no-audio", "--workers", workers, "--segment-seconds", "0.2")
+    assert result.returncode == 0, result.stderr
+    title, streams, chapters = _describe(out)
+    assert title == "My Holiday" and chapters == [(0.0, "Arrival"), (0.5, "Beach")]
+    assert [(s[0], s[1]) for s in streams] == [("video", "eng")]

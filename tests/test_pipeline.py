@@ -260,7 +260,8 @@ def test_subtitles_copied_or_reported(tmp_path):
 
     src = _with_subtitles(tmp_path)
     stats = _run(src, tmp_path / "out.mkv", scale=2)
-    assert stats.notes == ()
+    # (the clip has no colour tags: the only note says which the output was given)
+    assert [note for note in stats.notes if "no colour matrix tag" not in note] == []
     with av.open(str(tmp_path / "out.mkv")) as container:
         texts = [bytes(p) for p in container.demux(subtitles=0) if p.size]
     assert texts == [b"hello", b"world"]

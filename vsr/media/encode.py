@@ -308,8 +308,9 @@ class VideoWriter:
             raise OutputError(f"{self.path}: no container format for {self.path.suffix!r} ({exc})") from None
         try:
             self._stream = self._add_video(self.width, self.height, source)
-            self._passthrough = (StreamCopier(audio_from, self._container, self.notes)
-                                 if audio_from and options.audio else None)
+            # With --no-audio the input is still read for its title, tags and chapters.
+            self._passthrough = (StreamCopier(audio_from, self._container, self.notes, streams=options.audio)
+                                 if audio_from else None)
         except BaseException:
             self._abort()
             raise

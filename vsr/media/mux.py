@@ -129,6 +129,7 @@ def join_segments(
     rotation_degrees: float = 0.0,
     audio_from: os.PathLike | str | None = None,
     end_seconds: float | None = None,
+    copy_streams: bool = True,
 ) -> JoinResult:
     """Concatenate the video packets of ``parts`` (encoded with the same settings, each
     starting with an IDR frame) into ``output`` without re-encoding, with the audio and
@@ -167,7 +168,7 @@ def join_segments(
             if rotation_degrees:
                 out.set_display_rotation(rotation_degrees)
             if audio_from is not None:
-                copier = StreamCopier(audio_from, container, notes)
+                copier = StreamCopier(audio_from, container, notes, streams=copy_streams)
             extradata = template.codec_context.extradata
             last_dts = None
             for part, source, part_first_pts in zip(parts, inputs, first_pts):
@@ -251,7 +252,8 @@ class StreamCopier:
     subtitle packets into the output, in step with the video so the muxer never has to
     buffer a whole track."""
 
-    def __init__(self, source: os.PathLike | str, container, notes: list[str]) -> None:
+    def __init__(self, source: os.PathLike | str, container, notes: list[str], *, streams: bool = True) -> None:
+        """``streams`` False (``--no-audio``): only the file's and the video's tags and the chapters."""
         import av
 
         self._input = av.open(str(source), "r")
@@ -262,7 +264,7 @@ class StreamCopier:
         self._next_pts: dict[int, int | None] = {}
         #: Copied streams: the decode time of the last packet muxed (the source's time base).
         self._last_dts: dict[int, int] = {}
-        for stream in list(self._input.streams.audio) + list(self._input.streams.subtitles):
+        for stream in (list(self._input.streams.audio) + list(self._input.streams.subtitles)) if streams else []:
             # canonical_name is the codec ("mp3"), name the decoder ("mp3float").
             name = stream.codec_context.codec.canonical_name
             refused_by_players = name in PLAYERS_REFUSE.get(container.format.name, ())

@@ -215,10 +215,11 @@ def run_video(
             # Without audio or subtitles the input is still read again for its title, tags and chapters.
             copy_streams = info.has_audio or info.has_subtitles or can_reopen(config.input_path)
             dropped_note = None
-            if copy_streams and config.encode.audio and not can_reopen(config.input_path):
+            if copy_streams and not can_reopen(config.input_path):
                 # The audio is copied by a second reader of the input; a pipe can be read only once.
                 copy_streams = False
-                dropped_note = "audio and subtitles dropped: the input is a pipe or stream, read once for the video"
+                if config.encode.audio:
+                    dropped_note = "audio and subtitles dropped: the input is a pipe or stream, read once for the video"
             writer = VideoWriter(
                 out_path, width=out_size[0], height=out_size[1], source=info, options=config.encode,
                 audio_from=config.input_path if copy_streams else None, overwrite=config.overwrite,

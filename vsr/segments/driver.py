@@ -292,7 +292,8 @@ def run_segmented(
             joined = join_segments(
                 parts, output, first_pts=[s.first_pts for s in plan.segments], time_base=info.time_base,
                 rotation_degrees=info.rotation_degrees, end_seconds=end_seconds,
-                audio_from=config.input_path if config.encode.audio and (info.has_audio or info.has_subtitles) else None,
+                # Read again for its title, tags and chapters even without audio (or with --no-audio).
+                audio_from=config.input_path, copy_streams=config.encode.audio,
             )
         except KeyboardInterrupt:  # every segment is done: --resume only has the join left to do
             return RunStats(frames=sum(frames_done.values()), wall_seconds=time.perf_counter() - started,
