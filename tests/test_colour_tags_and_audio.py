@@ -32,16 +32,19 @@ def tags(path):
         return ctx.color_range, ctx.colorspace, ctx.color_primaries, ctx.color_trc
 
 
-def test_a_y4m_source_keeps_its_range_and_gets_the_matrix_players_assume(tmp_path):
+@pytest.mark.parametrize("size,scale,noted", [("96x64", 2, False), ("640x360", 2, True)], ids=["sd", "sd-to-hd"])
+def test_a_y4m_source_keeps_its_range_and_gets_the_matrix_players_assume(tmp_path, size, scale, noted):
+    """y4m holds a range but no matrix: the output is tagged BT.601, what players assume for the SD
+    source; said when it matters, where the upscale crosses into HD (players would switch to BT.709)."""
     src, out = tmp_path / "in.y4m", tmp_path / "out.mp4"
-    ffmpeg("-f", "lavfi", "-i", "testsrc=size=96x64:rate=25:duration=0.2", "-pix_fmt", "yuv420p", "-color_range", "pc",
-           src)
+    ffmpeg("-f", "lavfi", "-i", f"testsrc=size={size}:rate=25:duration=0.12", "-pix_fmt", "yuv420p",
+           "-color_range", "pc", src)
     assert "XCOLORRANGE=FULL" in src.read_bytes()[:100].decode("ascii", "replace")
-    result = vsr("run", src, out, "--scale", 2, "--model", "espcn", "--backend", "onnxruntime", "--workers", 1)
+    result = vsr("run", src, out, "--scale", scale, "--model", "espcn", "--backend", "onnxruntime", "--workers", 1)
     assert result.returncode == 0, result.stderr
-    # Full range (2), and BT.601 (SMPTE 170M: 6) matrix, primaries and curve for a 96x64 source.
+    # Full range (2), and BT.601 (SMPTE 170M: 6) matrix, primaries and curve for an SD source.
     assert tags(out) == (2, 6, 6, 6)
-    assert "no colour matrix tag: the output is tagged BT.601" in result.stderr
+    assert ("no colour matrix tag: the output is tagged BT.601" in result.stderr) == noted, result.stderr
 
 
 def test_a_live_recording_keeps_the_sources_colour_tags(tmp_path):

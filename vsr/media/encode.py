@@ -91,23 +91,28 @@ BT470BG = 5
 SMPTE170M = 6
 
 
-def implied_colour_tags(width: int, height: int, colorspace: int, primaries: int, trc: int
-                        ) -> tuple[tuple[int, int, int], str | None]:
+def _players_assume_709(width: int, height: int) -> bool:
+    return width >= 1280 or height > 576
+
+
+def implied_colour_tags(width: int, height: int, colorspace: int, primaries: int, trc: int,
+                        out_size: tuple[int, int] | None = None) -> tuple[tuple[int, int, int], str | None]:
     """The colour tags for the output of an untagged (or partly tagged) source of ``width`` x
     ``height``: what players assume for the source, written out. Players guess BT.601 below HD
     and BT.709 from HD up, so an untagged SD source upscaled to HD would otherwise change colour
-    (its picture decoded with the other matrix). Returns (colorspace, primaries, trc) and a note
-    when it filled anything in."""
+    (its picture decoded with the other matrix). Returns (colorspace, primaries, trc), and a note
+    where the tag changes what players would have done with an untagged output of ``out_size``."""
     if AVCOL_UNSPECIFIED not in (colorspace, primaries, trc):
         return (colorspace, primaries, trc), None
-    if width >= 1280 or height > 576:
+    if _players_assume_709(width, height):
         guess, name = (BT709, BT709, BT709), "BT.709"
     else:
         # 625-line (PAL) SD has its own primaries; the matrix and curve are the same BT.601 ones.
         guess, name = (SMPTE170M, BT470BG if height in (576, 288) else SMPTE170M, SMPTE170M), "BT.601"
     tags = tuple(g if value == AVCOL_UNSPECIFIED else value for value, g in zip((colorspace, primaries, trc), guess))
     note = None
-    if colorspace == AVCOL_UNSPECIFIED:
+    if colorspace == AVCOL_UNSPECIFIED and out_size is not None and (
+            _players_assume_709(*out_size) != _players_assume_709(width, height)):
         note = (f"the source has no colour matrix tag: the output is tagged {name}, what players assume for the "
                 f"source's {width}x{height}, so its colours do not change at the new size")
     return tags, note
@@ -374,7 +379,7 @@ class VideoWriter:
         ctx.color_trc = source.color_trc
         if getattr(source, "width", None) and source.colorspace != AVCOL_SPC_RGB:
             tags, note = implied_colour_tags(source.width, source.height, ctx.colorspace, ctx.color_primaries,
-                                             ctx.color_trc)
+                                             ctx.color_trc, out_size=(width, height))
             ctx.colorspace, ctx.color_primaries, ctx.color_trc = tags
             if note:
                 self.notes.append(note)
