@@ -91,6 +91,9 @@ CASES: tuple[Case, ...] = (
     Case("mp4-h264-audio-late", "mp4", X264, audio_in=("-itsoffset", "0.3")),
     Case("mkv-h264-audio-late", "mkv", X264, audio_in=("-itsoffset", "0.3")),
     Case("ts-h264-audio-late", "ts", X264, audio_in=("-itsoffset", "0.3")),
+    # Variable frame rate into AVI: the muxer writes empty "dropped frame" chunks in the gaps.
+    Case("avi-h264-vfr-dropped-frames", "avi", X264_NOBF, vf=VFR, out=("-fps_mode", "vfr"), index_timed=True,
+         reorders=False),
     Case("avi-h264-audio-late", "avi", X264, audio_in=("-itsoffset", "0.3"), index_timed=True),
     Case("ts-h264-concat", "ts", X264, make="concat"),
     Case("ts-h264-no-bframes-concat", "ts", X264_NOBF, make="concat"),
