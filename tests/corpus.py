@@ -74,6 +74,7 @@ CASES: tuple[Case, ...] = (
     Case("mov-h264-bframes", "mov", X264),
     Case("avi-h264-bframes-10fps", "avi", X264, rate="10", index_timed=True),
     Case("avi-h264-bframes-25fps", "avi", X264, index_timed=True),
+    Case("avi-h264-bframes-29.97fps", "avi", X264, rate="30000/1001", index_timed=True),
     Case("avi-h264-no-bframes", "avi", X264_NOBF, index_timed=True, reorders=False),
     Case("ts-h264-bframes", "ts", X264),
     Case("m2ts-h264-bframes", "m2ts", X264),
