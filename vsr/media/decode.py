@@ -766,15 +766,23 @@ def _pull_all(graph, time_base: Fraction):
         yield frame
 
 
+#: How much longer than the video the other streams of a file may run before a video that stops
+#: early is called truncated (audio often outlasts the last frame by a fraction of a second).
+OTHER_STREAMS_LONGER_SECONDS = 1.0
+
+
 def _reaches_header_end(container, stream, end: int) -> bool:
     """Whether a video ending at ``end`` (stream time base) is whole after all: where the stream
     states no duration, the container's is the file's, which covers audio that lasts longer than
     the video, and Matroska writes it as the last timestamp, not the span from a non-zero start."""
     if stream.duration or not container.duration or not stream.time_base:
         return False
-    if len(container.streams) > 1:
-        return True  # the file's duration may be another stream's: it says nothing about the video's
-    return float(end * stream.time_base) >= container.duration / 1_000_000
+    end_seconds = float(end * stream.time_base)
+    if end_seconds >= container.duration / 1_000_000:
+        return True
+    # The file's duration may be another stream's, which may outlast the video by a little.
+    start = (container.start_time or 0) / 1_000_000
+    return len(container.streams) > 1 and end_seconds >= start + container.duration / 1_000_000 - OTHER_STREAMS_LONGER_SECONDS
 
 
 def _announced_end(container, stream) -> int | None:
