@@ -131,7 +131,9 @@ def test_vsr_models_json_lists_every_shipped_model():
         # What int8 costs, as recorded for --precision auto (every shipped network is measured).
         from vsr.backends.int8 import recorded_loss_db
 
-        assert row["int8_set5_loss_db"] == {str(s): recorded_loss_db(info.weights_path(s)) for s in info.scales}
+        # This CPU's kind of int8 arithmetic (VNNI/AMX or not); a scale never measured on it is left out.
+        recorded = {str(s): recorded_loss_db(info.weights_path(s)) for s in info.scales}
+        assert row["int8_set5_loss_db"] == {s: loss for s, loss in recorded.items() if loss is not None}
     table = _vsr("models")
     assert table.returncode == 0 and all(name in table.stdout for name in SHIPPED)
     assert "int8 -dB x2/x3/x4" in table.stdout
