@@ -530,7 +530,10 @@ def run(input_path, output_path, scale, degradation, model_name, target_fps, bac
     from .media.encode import check_container, check_encode_options
 
     check_encode_options(EncodeOptions(codec=codec, crf=crf, preset=preset, pix_fmt=pix_fmt), 16, 16)
-    if container is None and (out_format or not (isinstance(input_path, Path) and input_path.is_dir())):
+    # A folder INPUT names its outputs' containers by --format; a folder OUTPUT for one file is
+    # check_output's to name ("is a directory"), not a missing extension.
+    if container is None and (out_format or not (isinstance(input_path, Path) and input_path.is_dir()
+                                                 or isinstance(output_path, Path) and output_path.is_dir())):
         check_container(f".{out_format.lstrip('.')}" if out_format else output_path.suffix, codec)
     config = RunConfig(
         input_path=input_path, output_path=output_path, scale=int(scale),
