@@ -526,15 +526,9 @@ def run(input_path, output_path, scale, degradation, model_name, target_fps, bac
             raise click.UsageError("INPUT is a stream or pipe: it can only be upscaled as one stream "
                                    "(--workers 1, no --resume or --ray)")
         workers = 1
-    # Refused before any work (no model timed or loaded, no frame decoded), one line each.
-    from .media.encode import check_container, check_encode_options
-
-    check_encode_options(EncodeOptions(codec=codec, crf=crf, preset=preset, pix_fmt=pix_fmt), 16, 16)
-    # A folder INPUT names its outputs' containers by --format; a folder OUTPUT for one file is
-    # check_output's to name ("is a directory"), not a missing extension.
-    if container is None and (out_format or not (isinstance(input_path, Path) and input_path.is_dir()
-                                                 or isinstance(output_path, Path) and output_path.is_dir())):
-        check_container(f".{out_format.lstrip('.')}" if out_format else output_path.suffix, codec)
+    # What no input could make work (output format, codec and container, CRF, preset, pixel
+    # format) is refused by the library itself before any work, on every path
+    # (segments.driver.check_request, called first by upscale_video and run_folder).
     config = RunConfig(
         input_path=input_path, output_path=output_path, scale=int(scale),
         model=_pick_model(model_name, target_fps, weights), target_fps=target_fps, degradation=degradation,

@@ -78,10 +78,9 @@ def check_request(config: RunConfig, outputs: list[Path] | None = None) -> None:
     once too; segmented, folder and Ray runs would only meet them at the join, after all the work.
     (What depends on the input, sizes and memory, is ``check_run``'s, also before any work.)
     ``outputs``: the files to check (a folder run's); default ``config.output_path``."""
-    from ..media.encode import check_encode_options, output_layout
+    from ..media.encode import check_encode_options
 
-    output_layout(config.encode)
-    check_encode_options(config.encode, 1, 1)
+    check_encode_options(config.encode, 1, 1)  # its output_layout refuses a bad --pix-fmt
     if getattr(config.encode, "container", None):
         return  # a container named outright (--format with standard output): the writer checks it
     for output in outputs if outputs is not None else [Path(config.output_path)]:
