@@ -156,10 +156,10 @@ def main() -> None:
     import onnxruntime
     import openvino
 
-    from vsr.backends.precision import cpu_identity
+    from vsr.backends.precision import cpu_identity, cpu_model_name
 
     results = {
-        "machine": {"cpu": _cpu_name(), "cpu_identity": cpu_identity(), "cores": os.cpu_count(),
+        "machine": {"cpu": cpu_model_name(), "cpu_identity": cpu_identity(), "cores": os.cpu_count(),
                     "python": platform.python_version(),
                     "av": av.__version__, "onnxruntime": onnxruntime.__version__,
                     "openvino": openvino.__version__},
@@ -227,16 +227,6 @@ def _markdown(r: dict) -> str:
     lines += ["", "Versions: " + ", ".join(f"{k} {v}" for k, v in r["machine"].items()
                                             if k not in ("cpu", "cores", "cpu_identity"))]
     return "\n".join(lines) + "\n"
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 if __name__ == "__main__":

@@ -183,7 +183,9 @@ def environment(session: Session) -> None:
             session.results["gpu"] = name
             versions.update(nvidia_driver=driver, gpu_memory=memory, gpu_max_sm_clock=clock)
     versions["vsr_commit"] = session.args.commit or _git_commit()
-    versions["cpu"] = _cpu_name()
+    from vsr.backends.precision import cpu_model_name
+
+    versions["cpu"] = cpu_model_name()
     versions["cpu_cores"] = os.cpu_count()
     session.results["versions"] = versions
     session.results["nvdec"] = nvdec_probe(session)
@@ -197,16 +199,6 @@ def _git_commit() -> str:
         return "unknown (no git here: give --commit)"
     done = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=REPO)
     return done.stdout.strip() if done.returncode == 0 else "unknown"
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def nvdec_probe(session: Session) -> dict:
