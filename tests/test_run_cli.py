@@ -146,14 +146,16 @@ def test_ctrl_c_keeps_the_frames_done_in_a_partial_file_never_at_output(tmp_path
     wait_for_frames(proc)
     proc.send_signal(signal.SIGINT)
     _, stderr = proc.communicate(timeout=60)
-    assert "Traceback" not in stderr
-    assert proc.returncode == 130, stderr
-    assert not out.exists()
+    # Every check names what the run printed and left: a failure on CI must be readable from its log alone.
+    left = f"files left: {sorted(p.name for p in out_dir.iterdir())}\nstderr:\n{stderr}"
+    assert "Traceback" not in stderr, left
+    assert proc.returncode == 130, left
+    assert not out.exists(), f"{len(decode_all(out)[0])} frames at OUTPUT; {left}"
     partial = out_dir / "long.partial.mp4"
-    assert str(partial) in stderr
+    assert str(partial) in stderr, left
     frames, _ = decode_all(partial)
-    assert 0 < len(frames) < 600
-    assert not list(out_dir.glob(".vsr-*"))
+    assert 0 < len(frames) < 600, left
+    assert not list(out_dir.glob(".vsr-*")), left
     again = vsr("run", in_dir, out_dir, *args, "--quiet")
     assert again.returncode == 0, again.stderr
     assert len(decode_all(out)[0]) == 600
