@@ -81,7 +81,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=HERE / "results" / "cpu_levers")
     args = parser.parse_args()
     sys.path.insert(0, str(REPO))
-    from vsr.backends.precision import cpu_identity
+    from vsr.cpu import cpu_identity
 
     path = args.out.with_suffix(".json")
     results = json.loads(path.read_text()) if path.is_file() else {"rows": {}}

@@ -102,7 +102,7 @@ def main() -> None:
     args = parser.parse_args()
     if not (DATA / "set5").is_dir():
         raise SystemExit(f"needs Set5 under {DATA} (VSR_TEST_DATA)")
-    from vsr.backends.precision import cpu_identity
+    from vsr.cpu import cpu_identity
 
     results = []
     for model in args.models:

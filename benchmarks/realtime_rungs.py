@@ -67,7 +67,7 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=HERE / "results" / "realtime_rungs")
     args = parser.parse_args()
     sys.path.insert(0, str(REPO))
-    from vsr.backends.precision import cpu_identity
+    from vsr.cpu import cpu_identity
 
     engine = [engine_ms(name, scale) for scale in args.scales for name in MODELS]
     for row in engine:

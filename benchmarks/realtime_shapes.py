@@ -50,7 +50,8 @@ def main() -> int:
     import torch
 
     from vsr.backends.openvino import OpenVinoOptions, native_bf16
-    from vsr.backends.precision import cpu_identity, time_plane_ms
+    from vsr.backends.precision import time_plane_ms
+    from vsr.cpu import cpu_identity
     from vsr.export import export_onnx
     from vsr.models.reparam import RepSR
     from vsr.models.weights import shipped_weights

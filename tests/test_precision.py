@@ -14,6 +14,7 @@ from click.testing import CliRunner
 
 from vsr.backends import BackendUnavailable, create_backend
 from vsr.color import rgb_to_y
+from vsr.cpu import cpu_identity
 from vsr.metrics import psnr
 
 from .conftest import has_nncf, needs_nncf, synthetic_rgb
@@ -181,7 +182,7 @@ def test_precision_auto_measures_once_and_keeps_the_fastest(monkeypatch, tmp_pat
     choice, note = auto.choose_precision(onnx, SCALE)
     assert choice == "bf16" and "measured before" in note
     (record,) = (tmp_path / "precision").glob("*.json")
-    assert json.loads(record.read_text())["cpu"] == auto.cpu_identity()
+    assert json.loads(record.read_text())["cpu"] == cpu_identity()
 
 
 def test_auto_never_picks_int8_beyond_the_quality_bound(monkeypatch):

@@ -147,7 +147,7 @@ def machine_info(device: str) -> dict:
     CUDA, the GPU a figure was measured on."""
     # "AMD EPYC" alone does not say whether the CPU has AMX or AVX-512 BF16, which decide bf16's
     # speed by 2x: name family/model/stepping and those flags too, as --precision auto keys its cache.
-    from .backends.precision import cpu_identity, cpu_model_name
+    from .cpu import cpu_identity, cpu_model_name
 
     identity = cpu_identity()
     info = {"cpu": cpu_model_name(), "cpu_cores": os.cpu_count(), "cpu_identity": identity, "device": f"CPU ({identity})"}

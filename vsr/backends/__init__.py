@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from .base import Backend, BackendUnavailable
+from .base import PRECISIONS, Backend, BackendUnavailable
 
 BACKENDS = ("openvino", "onnxruntime", "torch", "tensorrt")
 #: Fastest first: on CPUs OpenVINO (bf16) beat ONNX Runtime, which beat torch (benchmarks/); on NVIDIA GPUs a compiled
@@ -21,9 +21,6 @@ AUTO_ORDER = {"cpu": ("openvino", "onnxruntime", "torch"), "cuda": ("tensorrt", 
 __all__ = ["Backend", "BackendUnavailable", "BACKENDS", "EngineSpec", "PRECISIONS", "check_device", "check_cuda_device", "create_backend",
            "describe", "visible_gpus"]
 
-#: What ``--precision`` accepts. auto: OpenVINO times what this CPU runs and keeps the fastest
-#: (backends/precision.py); the other backends run fp32.
-PRECISIONS = ("auto", "fp32", "bf16", "int8")
 
 _DEVICE = re.compile(r"cpu|cuda(:\d+)?")
 
@@ -193,8 +190,14 @@ def _create(name: str, scale: int, *, model: str, weights, device: str, num_thre
     if name == "openvino":
         from .openvino import OpenVinoBackend, OpenVinoOptions
 
-        return OpenVinoBackend(scale, _onnx_for(scale, weights, model), OpenVinoOptions(device=device, num_threads=num_threads,
-                                                                                 precision=precision))
+        onnx = _onnx_for(scale, weights, model)
+        if precision == "auto":
+            # Decided here, above the backend: timing the candidates builds OpenVinoBackend once each.
+            _check_openvino(device)
+            from .precision import choose_precision
+
+            precision, _ = choose_precision(onnx, scale)
+        return OpenVinoBackend(scale, onnx, OpenVinoOptions(device=device, num_threads=num_threads, precision=precision))
     if precision not in ("auto", "fp32"):
         # Only OpenVINO has bf16 kernels worth having off AMX and an int8 path (NNCF) in vsr.
         raise BackendUnavailable(f"--precision {precision} runs on the openvino backend only; {name} runs fp32 "
@@ -219,6 +222,16 @@ def _create(name: str, scale: int, *, model: str, weights, device: str, num_thre
 
         return TensorRTBackend(scale, _onnx_for(scale, weights, model), TensorRTOptions(device=device))
     raise BackendUnavailable(f"unknown backend {name!r}: choose auto or one of {', '.join(BACKENDS)}")
+
+
+def _check_openvino(device: str) -> None:
+    """What OpenVinoBackend would refuse, said before ``auto`` times anything with it."""
+    try:
+        import openvino  # noqa: F401
+    except ImportError:
+        raise BackendUnavailable("openvino is not installed (pip install openvino)") from None
+    if device != "cpu":
+        raise BackendUnavailable("the openvino backend runs on the CPU only (--device cpu)")
 
 
 def _onnx_for(scale: int, weights: os.PathLike | str | None, model: str = "espcn") -> Path:

@@ -7,7 +7,11 @@ import numpy as np
 
 from ..errors import BackendUnavailable
 
-__all__ = ["Backend", "BackendUnavailable", "as_batch"]
+__all__ = ["Backend", "BackendUnavailable", "PRECISIONS", "as_batch"]
+
+#: What ``--precision`` accepts. auto: OpenVINO times what this CPU runs and keeps the fastest
+#: (backends/precision.py, called by ``create_backend``); the other backends run fp32.
+PRECISIONS = ("auto", "fp32", "bf16", "int8")
 
 
 @runtime_checkable

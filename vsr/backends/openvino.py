@@ -16,8 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import PRECISIONS
-from .base import BackendUnavailable, as_batch
+from .base import PRECISIONS, BackendUnavailable, as_batch
 
 #: OpenVINO's own spelling, accepted for scripts written before fp32 was the name.
 _ALIASES = {"f32": "fp32"}
@@ -25,14 +24,14 @@ _ALIASES = {"f32": "fp32"}
 
 @dataclass(frozen=True)
 class OpenVinoOptions:
-    """``precision``: 'auto' times fp32, bf16 (where the CPU has it natively) and int8 (where
-    NNCF is installed and the network's int8 is recorded within 0.05 dB on Set5) once per CPU
-    model and network, caches the fastest (``precision.py``) and says which.
+    """``precision``: fp32, bf16 (where the CPU has it natively) or int8. 'auto' is decided
+    above the backend, by ``create_backend`` (``precision.choose_precision`` times the
+    candidates, building this backend once for each): a backend runs what it is given.
     ``num_threads`` 0 lets OpenVINO use every core; give fewer to leave room for decoding
     and encoding. ``calibration``: an .npz of LR luma patches for int8 instead of the
     shipped ones (``int8.calibration_patches``)."""
 
-    precision: str = "auto"
+    precision: str = "fp32"
     num_threads: int = 0
     device: str = "cpu"
     calibration: Path | None = None
@@ -51,8 +50,10 @@ class OpenVinoBackend:
         if options.device != "cpu":
             raise BackendUnavailable("the openvino backend runs on the CPU only (--device cpu)")
         precision = _ALIASES.get(options.precision, options.precision)
-        if precision not in PRECISIONS:
-            raise BackendUnavailable(f"unknown precision {options.precision!r}: choose one of {', '.join(PRECISIONS)}")
+        if precision not in PRECISIONS or precision == "auto":
+            choices = ", ".join(p for p in PRECISIONS if p != "auto")
+            raise BackendUnavailable(f"unknown precision {options.precision!r} for OpenVinoBackend: choose one of "
+                                     f"{choices} (create_backend resolves auto)")
         self._ov = ov
         self._core = ov.Core()
         self.scale = scale
@@ -60,14 +61,8 @@ class OpenVinoBackend:
         self._options = options
         self._onnx_path = Path(onnx_path)
         self._compiled: dict = {}
-        #: What the user may want to know about the choice (auto's measurement), or None.
-        self.note: str | None = None
         if precision == "bf16" and not native_bf16(self._core):
             raise BackendUnavailable("this CPU has no native bf16 (AMX or AVX-512 BF16): use --precision fp32 or int8")
-        if precision == "auto":
-            from .precision import choose_precision
-
-            precision, self.note = choose_precision(self._onnx_path, scale, options.calibration)
         self.precision = precision
         #: The precision as ``describe`` says it (int8: how many convolutions accuracy control keeps float).
         self.precision_label = precision

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -20,51 +18,11 @@ from pathlib import Path
 import numpy as np
 
 from ..cache import cache_dir
+from ..cpu import cpu_identity, int8_arithmetic
 
 #: The plane auto times: a quarter of 640x360, big enough that per-call overhead does not decide.
 PROBE_SHAPE = (1, 180, 320)
 PROBE_CALLS = 5
-
-
-def _cpuinfo() -> dict[str, str]:
-    """The first core's "model name", "cpu family", "model", "stepping" and "flags" from
-    /proc/cpuinfo (empty where there is none)."""
-    fields: dict[str, str] = {}
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            key, _, value = line.partition(":")
-            key = key.strip()
-            if key in ("model name", "cpu family", "model", "stepping", "flags") and key not in fields:
-                fields[key] = value.strip()
-    except OSError:
-        pass
-    return fields
-
-
-def cpu_model_name(fields: dict[str, str] | None = None) -> str:
-    fields = _cpuinfo() if fields is None else fields
-    return fields.get("model name", platform.processor() or platform.machine())
-
-
-def cpu_identity() -> str:
-    """Model name, family/model/stepping and the flags that decide the winner, plus the core count."""
-    fields = _cpuinfo()
-    flags = set(fields.get("flags", "").split())
-    wanted = ("amx_bf16", "amx_int8", "avx512_bf16", "avx512_vnni", "avx_vnni", "avx512f", "avx2")
-    return " ".join([
-        cpu_model_name(fields),
-        f"family {fields.get('cpu family', '?')} model {fields.get('model', '?')} stepping {fields.get('stepping', '?')}",
-        f"{os.cpu_count()} cores",
-        "+".join(flag for flag in wanted if flag in flags) or "no-simd-flags",
-    ])
-
-
-def int8_arithmetic(fields: dict[str, str] | None = None) -> str:
-    """"vnni" where the CPU multiplies int8 with VNNI or AMX (exact int32 sums), else "no-vnni"
-    (u8 x s8 pairs summed in saturating int16): the two lose different amounts to int8, so
-    ``int8.recorded_loss_db`` keeps a figure for each."""
-    flags = set((_cpuinfo() if fields is None else fields).get("flags", "").split())
-    return "vnni" if flags & {"avx512_vnni", "avx_vnni", "amx_int8"} else "no-vnni"
 
 
 def candidates(onnx_path: Path) -> list[str]:
