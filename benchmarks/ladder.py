@@ -6,7 +6,7 @@
 
 Quality: `vsr eval`'s convention on Set5 (../shared/data/set5), computed with ONNX Runtime fp32.
 Speed: the engine alone (what `--model auto` calibrates: ``vsr.models.choose.measure_engine_fps``)
-on a 640x360 luma plane at x3, the size the README's `vsr run` example upscales to 1080p, batch 1,
+on a 640x360 luma plane at x3, the size docs/results.md's `vsr run` speed table upscales to 1080p, batch 1,
 every thread of the machine. Results are keyed by machine, so a CPU run and a GPU run (made on
 different machines) sit side by side in benchmarks/results/ladder.json; the chart
 (ladder.png) plots Set5 x3 PSNR against fps, one series per machine and backend.

@@ -467,7 +467,7 @@ def _video_input(text: str) -> Path | str:
 @click.option("--progress", "progress_mode", type=click.Choice(["auto", "json"]), default="auto", show_default=True,
               help="auto: a bar on a terminal, a plain line every 30 s elsewhere. json: one JSON object per line "
                    "on standard error, at least once a second and at the end (frames_done, frames_total, fps, "
-                   "eta_seconds, state running|done|failed, file); see README.")
+                   "eta_seconds, state running|done|failed, file); see docs/usage.md.")
 @_verbose_option
 @_reports_errors
 def run(input_path, output_path, scale, degradation, model_name, target_fps, backend, device, weights, precision, codec, crf, preset, pix_fmt, no_audio, max_frames,

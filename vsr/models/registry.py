@@ -19,7 +19,7 @@ from ..errors import InputError
 #: and `vsr live` default to ``--model auto`` instead (``models.choose``).
 DEFAULT_MODEL = "espcn"
 #: ``vsr upscale``'s model: images are clean input, and the real-time clean rung upscales a
-#: 12-megapixel photo in seconds on two cores, where the larger rungs take far longer (README, Models).
+#: 12-megapixel photo in seconds on two cores, where the larger rungs take far longer (docs/models.md).
 IMAGE_MODEL = "realtime"
 
 #: The real-time rungs' shapes (``vsr.models.reparam``), chosen by engine time against ESPCN on the
