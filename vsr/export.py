@@ -16,16 +16,15 @@ def export_onnx(model, path: os.PathLike | str, *, opset: int = OPSET) -> Path:
     """Write ``model`` (any network of the ladder) as ONNX with input ``luma`` (N, 1, H, W) and output ``upscaled``."""
     import torch
 
-    from .images import atomic_target
+    from .images import atomic_output
 
     path = Path(path)
     if path.is_dir():
         raise OutputError(f"{path}: is a directory")
     if hasattr(model, "collapse"):
         model = model.collapse()  # a re-parameterised network exports its plain inference form
-    tmp = atomic_target(path)
     example = torch.rand(1, 1, 32, 48)
-    try:
+    with atomic_output(path) as tmp:
         # The TorchScript exporter: the dynamo one needs onnxscript, which is not a dependency.
         with warnings.catch_warnings():
             # The reflect padding's Slice nodes cannot be constant-folded; harmless, and noisy.
@@ -34,7 +33,7 @@ def export_onnx(model, path: os.PathLike | str, *, opset: int = OPSET) -> Path:
             torch.onnx.export(
                 model.eval(),
                 (example,),
-                tmp,
+                str(tmp),
                 input_names=["luma"],
                 output_names=["upscaled"],
                 dynamic_axes={"luma": {0: "batch", 2: "height", 3: "width"},
@@ -42,11 +41,6 @@ def export_onnx(model, path: os.PathLike | str, *, opset: int = OPSET) -> Path:
                 opset_version=opset,
                 dynamo=False,
             )
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
     return path
 
 

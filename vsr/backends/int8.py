@@ -43,15 +43,13 @@ import dataclasses
 import hashlib
 import json
 import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
 import numpy as np
 
-from ..cache import cache_dir
+from ..cache import atomic_dir, build_lock, cache_dir
 from .base import BackendUnavailable
 
 __all__ = ["Int8Recipe", "RECIPE", "cached_int8_model", "calibration_patches", "quantize_int8", "shipped_recipe"]
@@ -365,8 +363,6 @@ def cached_int8_model(
     """(path of the int8 IR .xml for ``onnx_path``, whether it was already cached), quantised by
     ``recipe`` (by default ``shipped_recipe``). Built once under a lock: segment workers starting
     together quantise once and never read a half-written model."""
-    from ..cache import build_lock
-
     recipe = shipped_recipe(onnx_path) if recipe is None else recipe
     calibration = Path(calibration_path) if calibration_path is not None else _shipped_calibration()
     onnx_path = int8_source(onnx_path)
@@ -381,11 +377,6 @@ def cached_int8_model(
 
         model = quantize_int8(onnx_path, calibration_patches(scale, calibration), recipe)
         # Save into a unique folder, then rename it into place: the .xml and .bin appear together.
-        tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".part", dir=folder.parent))
-        try:
+        with atomic_dir(folder) as tmp:
             ov.save_model(model, str(tmp / "model.xml"), compress_to_fp16=False)
-            os.replace(tmp, folder)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
     return xml, False
