@@ -1,6 +1,7 @@
-"""vsr.cache: the one atomic writer."""
+"""vsr.cache: the one atomic writer and the one file digest."""
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import stat
@@ -10,7 +11,7 @@ import numpy as np
 import pytest
 
 import vsr.cache as cache
-from vsr.cache import atomic_dir, atomic_path, write_atomic, write_json_atomic
+from vsr.cache import atomic_dir, atomic_path, file_sha256, text_digest, write_atomic, write_json_atomic
 
 
 class _Boom(Exception):
@@ -137,3 +138,69 @@ def test_output_writers_report_an_unwritable_place_as_an_output_error(tmp_path, 
     with pytest.raises(OutputError, match="cannot write"):
         write_image(tmp_path / "o.png", np.zeros((2, 2, 3), np.uint8))
     assert list(tmp_path.iterdir()) == []
+
+
+# -- digests ---------------------------------------------------------------------------------
+
+def test_file_sha256_streams_a_multi_chunk_file_and_matches_hashlib(tmp_path, monkeypatch):
+    path = tmp_path / "big.bin"
+    data = os.urandom(3 * 4096 + 123)
+    path.write_bytes(data)
+    reads = []
+    real_open = open
+
+    class Spy:
+        def __init__(self, handle):
+            self.handle = handle
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.handle.close()
+
+        def read(self, size=-1):
+            reads.append(size)
+            return self.handle.read(size)
+
+    monkeypatch.setattr(cache, "HASH_CHUNK_BYTES", 4096)
+    monkeypatch.setattr(cache, "open", lambda *a, **k: Spy(real_open(*a, **k)), raising=False)
+    assert file_sha256(path) == hashlib.sha256(data).hexdigest()
+    assert len(reads) >= 4 and all(0 < size <= 4096 for size in reads)  # never the whole file at once
+
+
+def test_file_sha256_of_a_file_larger_than_one_chunk(tmp_path):
+    path = tmp_path / "big.bin"
+    data = os.urandom(2 * cache.HASH_CHUNK_BYTES + 7)
+    path.write_bytes(data)
+    assert file_sha256(path) == hashlib.sha256(data).hexdigest()
+    assert file_sha256(str(path)) == hashlib.sha256(data).hexdigest()
+
+
+def test_digests_truncate_to_the_characters_asked(tmp_path):
+    path = tmp_path / "f"
+    path.write_bytes(b"abc")
+    full = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+    assert file_sha256(path) == full and file_sha256(path, 16) == full[:16] and file_sha256(path, 8) == full[:8]
+    assert text_digest("abc") == full and text_digest("abc", 16) == full[:16]
+    assert text_digest("é") == hashlib.sha256("é".encode()).hexdigest()
+
+
+def test_cache_keys_are_unchanged():
+    """Names that existing caches and work folders were made under (before the digests moved here)."""
+    from vsr.backends.engine_cache import ShapeRange, plan_name
+    from vsr.segments.workdir import work_folder_for
+
+    assert work_folder_for(Path("/x") / ("é" * 70 + ".mp4")).name == \
+        "." + "é" * 60 + "-dc64562ecf231869.vsr-work"
+    assert plan_name(onnx_sha256="a" * 64, shapes=ShapeRange.for_frames(360, 640), precision="fp16",
+                     tensorrt_version="10.1", gpu_name="NVIDIA H100", compute_capability=(9, 0)) == \
+        "espcn_aaaaaaaaaaaa_1x1x360x640-1x1x360x640-1x1x360x640_fp16_trt10.1_nvidia-h100_sm90_6f8166a21888c6ca.plan"
+
+
+def test_weights_digests_are_the_files_sha256(tmp_path):
+    from vsr.backends.int8 import onnx_digest
+
+    path = tmp_path / "m.onnx"
+    path.write_bytes(os.urandom(5000))
+    assert onnx_digest(path) == hashlib.sha256(path.read_bytes()).hexdigest()[:16]

@@ -4,17 +4,23 @@ renamed into place, so segment workers starting together never read a half-writt
 clobber each other's temporary file, and the work is done once.
 
 Every file vsr writes atomically goes through ``atomic_path`` (or ``write_atomic`` /
-``write_json_atomic`` / ``atomic_dir`` on top of it). The video writer's partial files (vsr.media.mux) follow their own scheme.
+``write_json_atomic`` / ``atomic_dir`` on top of it), and every whole-file checksum through
+``file_sha256``. The video writer's partial files (vsr.media.mux) follow their own scheme.
 """
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import shutil
 import tempfile
 from pathlib import Path
 from typing import Callable, Iterator
+
+#: Bytes read at a time when hashing a file: large files are never read whole.
+HASH_CHUNK_BYTES = 1 << 20
+
 
 def cache_dir(kind: str) -> Path:
     """vsr's cache folder for one ``kind`` of file (``$VSR_CACHE_DIR/KIND``, by default under
@@ -101,6 +107,21 @@ def atomic_dir(path: os.PathLike | str, *, suffix: str = ".part") -> Iterator[Pa
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def file_sha256(path: os.PathLike | str, chars: int | None = None) -> str:
+    """The hex SHA-256 of a file's bytes, read in chunks; only its first ``chars`` characters
+    when given (the short digests cache names carry)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(HASH_CHUNK_BYTES):
+            digest.update(block)
+    return digest.hexdigest()[:chars]
+
+
+def text_digest(text: str, chars: int | None = None) -> str:
+    """The hex SHA-256 of ``text`` (UTF-8), cut to its first ``chars`` characters when given."""
+    return hashlib.sha256(text.encode()).hexdigest()[:chars]
 
 
 def cached_file(target: Path, build: Callable[[Path], object]) -> Path:

@@ -1,12 +1,11 @@
 """ONNX export (``vsr export``): dynamic batch, height and width."""
 from __future__ import annotations
 
-import hashlib
 import os
 import warnings
 from pathlib import Path
 
-from .cache import cache_dir
+from .cache import cache_dir, cached_file, file_sha256
 from .errors import BackendUnavailable, OutputError
 
 OPSET = 17
@@ -58,10 +57,9 @@ def cached_onnx_export(weights: os.PathLike | str, scale: int) -> Path:
     from .models.weights import checkpoint_model, load_checkpoint, load_model
 
     name = checkpoint_model(load_checkpoint(weights)).name
-    digest = hashlib.sha256(Path(weights).read_bytes()).hexdigest()[:16]
+    digest = file_sha256(weights, 16)
     cache = cache_dir("onnx")
     cache.mkdir(parents=True, exist_ok=True)
-    from .cache import cached_file
 
     return cached_file(cache / f"{name}_x{scale}_{digest}_g{GRAPH_VERSION}.onnx",
                        lambda target: export_onnx(load_model(scale, weights), target))

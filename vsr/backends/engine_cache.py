@@ -7,13 +7,12 @@ alone loaded: a changed model, shape range, precision, TensorRT or GPU means a n
 """
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..cache import cache_dir
+from ..cache import cache_dir, text_digest
 
 #: ``engines/`` of a source checkout (or editable install); absent once installed as a wheel.
 _CHECKOUT_ENGINE_DIR = Path(__file__).resolve().parents[2] / "engines"
@@ -54,14 +53,6 @@ class ShapeRange:
         return "-".join("x".join(map(str, s)) for s in (self.min, self.opt, self.max))
 
 
-def file_sha256(path: os.PathLike | str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _slug(text: str) -> str:
     """File-name-safe text: 'NVIDIA GeForce RTX 4090' -> 'nvidia-geforce-rtx-4090'."""
     return re.sub(r"[^a-z0-9.]+", "-", text.lower()).strip("-") or "unknown"
@@ -87,7 +78,7 @@ def plan_name(
         raise ValueError("onnx_sha256 must be a hex SHA-256 digest")
     major, minor = compute_capability
     raw = "|".join([onnx_sha256, shapes.tag(), precision, tensorrt_version, gpu_name, f"{major}.{minor}"])
-    key = hashlib.sha256(raw.encode()).hexdigest()[:16]
+    key = text_digest(raw, 16)
     return (f"espcn_{onnx_sha256[:12]}_{shapes.tag()}_{precision}_trt{_slug(tensorrt_version)}"
             f"_{_slug(gpu_name)}_sm{major}{minor}_{key}.plan")
 

@@ -40,7 +40,6 @@ NNCF/OpenVINO versions: a new model, new patches or a new NNCF never reuses a st
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import os
 from dataclasses import dataclass
@@ -49,7 +48,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..cache import atomic_dir, build_lock, cache_dir
+from ..cache import atomic_dir, build_lock, cache_dir, file_sha256
 from .base import BackendUnavailable
 
 __all__ = ["Int8Recipe", "RECIPE", "cached_int8_model", "calibration_patches", "quantize_int8", "shipped_recipe"]
@@ -112,7 +111,8 @@ MAX_LOSS_DB = 0.05
 
 
 def onnx_digest(onnx_path: os.PathLike | str) -> str:
-    return hashlib.sha256(Path(onnx_path).read_bytes()).hexdigest()[:16]
+    """The first 16 hex characters of the file's SHA-256: how the records and caches name a network."""
+    return file_sha256(onnx_path, 16)
 
 
 INT8_SUFFIX = ".int8.onnx"
@@ -344,7 +344,7 @@ def int8_cache_key(onnx_path: os.PathLike | str, calibration_path: Path, recipe:
     nncf = nncf_version()
     if nncf is None:
         raise BackendUnavailable(NO_NNCF)
-    calibration_digest = hashlib.sha256(calibration_path.read_bytes()).hexdigest()[:8]
+    calibration_digest = file_sha256(calibration_path, 8)
     versions = f"nncf{nncf}-ov{ov.__version__.split('-')[0]}"
     return f"{Path(onnx_path).stem}_{onnx_digest(onnx_path)}_cal{calibration_digest}_{recipe.tag}_{versions}"
 

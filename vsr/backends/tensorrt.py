@@ -15,8 +15,9 @@ from typing import Iterable, Iterator
 
 import numpy as np
 
+from ..cache import file_sha256
 from .base import BackendUnavailable, as_batch
-from .engine_cache import PRECISIONS, ShapeRange, engine_dir, file_sha256, plan_name, timing_cache_name
+from .engine_cache import PRECISIONS, ShapeRange, engine_dir, plan_name, timing_cache_name
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ import os
 import shutil
 from pathlib import Path
 
-from ..cache import write_atomic, write_json_atomic
+from ..cache import file_sha256, text_digest, write_atomic, write_json_atomic
 from ..errors import OutputError
 
 MANIFEST_VERSION = 1
@@ -31,7 +31,7 @@ def work_folder_for(output: Path) -> Path:
     name stays valid for any valid OUTPUT name."""
     name = output.name
     if len(name.encode()) > 120:
-        name = name[:60] + "-" + hashlib.sha256(name.encode()).hexdigest()[:16]
+        name = name[:60] + "-" + text_digest(name, 16)
     return output.parent / f".{name}.vsr-work"
 
 
@@ -67,14 +67,6 @@ def write_into(path: Path, data: bytes) -> None:
 
 def _write_json(path: Path, data: dict) -> None:
     write_json_atomic(path, data, indent=1, sort_keys=True, **_temp_names(path))
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 class WorkFolder:
