@@ -1,4 +1,4 @@
-"""vsr.cache: the one atomic writer and the one file digest."""
+"""vsr.cache: the one atomic writer, the one file digest and the one cache root."""
 from __future__ import annotations
 
 import hashlib
@@ -204,3 +204,19 @@ def test_weights_digests_are_the_files_sha256(tmp_path):
     path = tmp_path / "m.onnx"
     path.write_bytes(os.urandom(5000))
     assert onnx_digest(path) == hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+
+
+# -- one cache root --------------------------------------------------------------------------
+
+def test_engine_plans_cache_under_vsr_cache_dir(tmp_path, monkeypatch):
+    from vsr.backends.engine_cache import engine_dir
+
+    monkeypatch.delenv("VSR_ENGINE_DIR", raising=False)
+    monkeypatch.setenv("VSR_CACHE_DIR", str(tmp_path / "cache"))
+    assert engine_dir() == tmp_path / "cache" / "engines"
+    monkeypatch.delenv("VSR_CACHE_DIR")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert engine_dir() == tmp_path / "home" / ".cache" / "vsr" / "engines"
+    monkeypatch.setenv("VSR_ENGINE_DIR", str(tmp_path / "plans"))  # an explicit folder still wins
+    assert engine_dir() == tmp_path / "plans"
+

@@ -14,8 +14,6 @@ from pathlib import Path
 
 from ..cache import cache_dir, text_digest
 
-#: ``engines/`` of a source checkout (or editable install); absent once installed as a wheel.
-_CHECKOUT_ENGINE_DIR = Path(__file__).resolve().parents[2] / "engines"
 PRECISIONS = ("fp16", "fp32")
 
 Shape = tuple[int, int, int, int]  # (N, 1, H, W)
@@ -90,11 +88,11 @@ def timing_cache_name(*, tensorrt_version: str, gpu_name: str, compute_capabilit
 
 
 def engine_dir() -> Path:
-    """The plan cache folder: ``$VSR_ENGINE_DIR``, else the checkout's ``engines/``, else
-    ``~/.cache/vsr/engines`` (callers create it when they write)."""
+    """The plan cache folder: ``$VSR_ENGINE_DIR``, else vsr's cache folder's ``engines/``
+    (``$VSR_CACHE_DIR/engines``, by default ``~/.cache/vsr/engines``), the same for a source
+    checkout and an installed wheel. Callers create it when they write; ``vsr build-engine
+    --engine-dir`` and ``TensorRTOptions.engine_dir`` name another."""
     configured = os.environ.get("VSR_ENGINE_DIR")
     if configured:
         return Path(configured)
-    if _CHECKOUT_ENGINE_DIR.is_dir():
-        return _CHECKOUT_ENGINE_DIR
     return cache_dir("engines")

@@ -31,7 +31,8 @@ class TensorRTOptions:
     at some speed cost away from ``opt``. ``workspace_mib``: scratch memory TensorRT may
     use while choosing kernels; ESPCN needs little. ``optimization_level``: 0-5, higher
     builds slower and may run faster (3 is TensorRT's default). ``engine_dir``: the plan
-    cache (default ``$VSR_ENGINE_DIR`` or ``engines/``). ``device``: 'cuda' or 'cuda:N'.
+    cache (default ``engine_cache.engine_dir()``: ``$VSR_ENGINE_DIR``, else
+    ``$VSR_CACHE_DIR/engines``). ``device``: 'cuda' or 'cuda:N'.
     """
 
     precision: str = "fp16"
