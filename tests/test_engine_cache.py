@@ -4,7 +4,8 @@ import dataclasses
 import numpy as np
 import pytest
 
-from vsr.backends.engine_cache import ShapeRange, engine_dir, file_sha256, plan_name, timing_cache_name
+from vsr.backends.engine_cache import ShapeRange, engine_dir, plan_name, timing_cache_name
+from vsr.cache import file_sha256
 
 BASE = dict(
     onnx_sha256="ab" * 32,

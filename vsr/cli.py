@@ -848,7 +848,7 @@ def bench(input_path, size, scale, model_name, backend, device, weights, batch_s
 @click.option("--device", default="cuda", show_default=True)
 @click.option("--workspace-mib", type=click.IntRange(min=16), default=1024, show_default=True)
 @click.option("--engine-dir", type=click.Path(path_type=Path), default=None,
-              help="Plan cache folder [default: $VSR_ENGINE_DIR or engines/].")
+              help="Plan cache folder [default: $VSR_ENGINE_DIR, else $VSR_CACHE_DIR/engines (~/.cache/vsr/engines)].")
 @_reports_errors
 def build_engine(scale, size, min_size, max_size, precision, model_name, weights, device, workspace_mib, engine_dir):
     """Build (or find cached) the TensorRT plan for a frame size, so the first video starts at once."""

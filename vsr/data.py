@@ -9,7 +9,6 @@ rerun makes no request at all. Only the standard library talks HTTP (``urllib.re
 from __future__ import annotations
 
 import errno
-import hashlib
 import http.client
 import json
 import os
@@ -23,6 +22,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
 from typing import Callable
 
+from .cache import file_sha256
 from .errors import InputError, OutputError
 
 DIV2K_BASE_URL = "https://data.vision.ee.ethz.ch/cvl/DIV2K/"
@@ -227,12 +227,9 @@ def _verify(path: Path, spec: ArchiveSpec) -> None:
     if spec.size_bytes is not None and size_bytes != spec.size_bytes:
         problem = f"is {size_bytes} bytes, expected {spec.size_bytes}"
     elif spec.sha256 is not None:
-        digest = hashlib.sha256()
-        with open(path, "rb") as f:
-            while block := f.read(_CHUNK_BYTES):
-                digest.update(block)
-        if digest.hexdigest() != spec.sha256.lower():
-            problem = f"has SHA-256 {digest.hexdigest()}, expected {spec.sha256}"
+        digest = file_sha256(path)
+        if digest != spec.sha256.lower():
+            problem = f"has SHA-256 {digest}, expected {spec.sha256}"
     if problem is None:
         return
     path.unlink()

@@ -1,12 +1,11 @@
 """ONNX export (``vsr export``): dynamic batch, height and width."""
 from __future__ import annotations
 
-import hashlib
 import os
 import warnings
 from pathlib import Path
 
-from .cache import cache_dir
+from .cache import cache_dir, cached_file, file_sha256
 from .errors import BackendUnavailable, OutputError
 
 OPSET = 17
@@ -16,16 +15,15 @@ def export_onnx(model, path: os.PathLike | str, *, opset: int = OPSET) -> Path:
     """Write ``model`` (any network of the ladder) as ONNX with input ``luma`` (N, 1, H, W) and output ``upscaled``."""
     import torch
 
-    from .images import atomic_target
+    from .images import atomic_output
 
     path = Path(path)
     if path.is_dir():
         raise OutputError(f"{path}: is a directory")
     if hasattr(model, "collapse"):
         model = model.collapse()  # a re-parameterised network exports its plain inference form
-    tmp = atomic_target(path)
     example = torch.rand(1, 1, 32, 48)
-    try:
+    with atomic_output(path) as tmp:
         # The TorchScript exporter: the dynamo one needs onnxscript, which is not a dependency.
         with warnings.catch_warnings():
             # The reflect padding's Slice nodes cannot be constant-folded; harmless, and noisy.
@@ -34,7 +32,7 @@ def export_onnx(model, path: os.PathLike | str, *, opset: int = OPSET) -> Path:
             torch.onnx.export(
                 model.eval(),
                 (example,),
-                tmp,
+                str(tmp),
                 input_names=["luma"],
                 output_names=["upscaled"],
                 dynamic_axes={"luma": {0: "batch", 2: "height", 3: "width"},
@@ -42,11 +40,6 @@ def export_onnx(model, path: os.PathLike | str, *, opset: int = OPSET) -> Path:
                 opset_version=opset,
                 dynamo=False,
             )
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
     return path
 
 
@@ -64,10 +57,9 @@ def cached_onnx_export(weights: os.PathLike | str, scale: int) -> Path:
     from .models.weights import checkpoint_model, load_checkpoint, load_model
 
     name = checkpoint_model(load_checkpoint(weights)).name
-    digest = hashlib.sha256(Path(weights).read_bytes()).hexdigest()[:16]
+    digest = file_sha256(weights, 16)
     cache = cache_dir("onnx")
     cache.mkdir(parents=True, exist_ok=True)
-    from .cache import cached_file
 
     return cached_file(cache / f"{name}_x{scale}_{digest}_g{GRAPH_VERSION}.onnx",
                        lambda target: export_onnx(load_model(scale, weights), target))

@@ -4,7 +4,6 @@ from __future__ import annotations
 import contextlib
 import os
 import struct
-import tempfile
 import warnings
 import zlib
 from dataclasses import dataclass
@@ -194,25 +193,18 @@ def read_rgb(path: os.PathLike | str) -> np.ndarray:
     return picture.rgb
 
 
-def _file_mode() -> int:
-    """The mode a plain open() would give: mkstemp's 0600 would hide outputs from other users."""
-    umask = os.umask(0)
-    os.umask(umask)
-    return 0o666 & ~umask
+def atomic_output(path: Path):
+    """vsr.cache.atomic_path for an output file (a context manager yielding a temporary path
+    beside ``path``, renamed over it when the block ends without an error and removed otherwise),
+    with the mode a plain open() would give; a missing folder or a temporary file that cannot be
+    made is an OutputError, and what the block raises passes through unchanged."""
+    from .cache import atomic_path
 
-
-def atomic_target(path: Path, suffix: str = ".part") -> str:
-    """A temporary file beside ``path`` (same filesystem, so the final rename is atomic)."""
     parent = path.parent if str(path.parent) else Path(".")
     if not parent.is_dir():
         raise OutputError(f"{path}: directory {parent} does not exist")
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=parent)
-    except OSError as exc:
-        raise OutputError(f"{path}: cannot write ({exc.strerror})") from None
-    os.close(fd)
-    os.chmod(tmp, _file_mode())
-    return tmp
+    return atomic_path(path, shared=True,
+                       create_error=lambda exc: OutputError(f"{path}: cannot write ({exc.strerror})"))
 
 
 def write_image(path: os.PathLike | str, rgb: np.ndarray) -> None:
@@ -235,17 +227,11 @@ def write_image(path: os.PathLike | str, rgb: np.ndarray) -> None:
 def _replacing(path: Path) -> Iterator:
     """An open temporary file beside ``path`` that replaces it when the block ends without an
     error, and is deleted otherwise: ``path`` never holds a truncated file."""
-    tmp = atomic_target(path)
     try:
-        with open(tmp, "wb") as handle:
+        with atomic_output(path) as tmp, open(tmp, "wb") as handle:
             yield handle
-        os.replace(tmp, path)
     except OSError as exc:
-        os.unlink(tmp)
         raise OutputError(f"{path}: cannot write ({exc.strerror or exc})") from None
-    except BaseException:
-        os.unlink(tmp)
-        raise
 
 
 def _png_chunk(kind: bytes, data: bytes) -> bytes:

@@ -740,9 +740,10 @@ def _transfer(model, state_dict) -> None:
 def _save(path: Path, obj: dict) -> None:
     import torch
 
-    tmp = path.with_suffix(".tmp")
-    torch.save(obj, tmp)
-    tmp.replace(path)
+    from .cache import atomic_path
+
+    with atomic_path(path, shared=True) as tmp:
+        torch.save(obj, tmp)
 
 
 class _Logger:

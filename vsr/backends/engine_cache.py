@@ -7,16 +7,13 @@ alone loaded: a changed model, shape range, precision, TensorRT or GPU means a n
 """
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..cache import cache_dir
+from ..cache import cache_dir, text_digest
 
-#: ``engines/`` of a source checkout (or editable install); absent once installed as a wheel.
-_CHECKOUT_ENGINE_DIR = Path(__file__).resolve().parents[2] / "engines"
 PRECISIONS = ("fp16", "fp32")
 
 Shape = tuple[int, int, int, int]  # (N, 1, H, W)
@@ -54,14 +51,6 @@ class ShapeRange:
         return "-".join("x".join(map(str, s)) for s in (self.min, self.opt, self.max))
 
 
-def file_sha256(path: os.PathLike | str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _slug(text: str) -> str:
     """File-name-safe text: 'NVIDIA GeForce RTX 4090' -> 'nvidia-geforce-rtx-4090'."""
     return re.sub(r"[^a-z0-9.]+", "-", text.lower()).strip("-") or "unknown"
@@ -87,7 +76,7 @@ def plan_name(
         raise ValueError("onnx_sha256 must be a hex SHA-256 digest")
     major, minor = compute_capability
     raw = "|".join([onnx_sha256, shapes.tag(), precision, tensorrt_version, gpu_name, f"{major}.{minor}"])
-    key = hashlib.sha256(raw.encode()).hexdigest()[:16]
+    key = text_digest(raw, 16)
     return (f"espcn_{onnx_sha256[:12]}_{shapes.tag()}_{precision}_trt{_slug(tensorrt_version)}"
             f"_{_slug(gpu_name)}_sm{major}{minor}_{key}.plan")
 
@@ -99,11 +88,11 @@ def timing_cache_name(*, tensorrt_version: str, gpu_name: str, compute_capabilit
 
 
 def engine_dir() -> Path:
-    """The plan cache folder: ``$VSR_ENGINE_DIR``, else the checkout's ``engines/``, else
-    ``~/.cache/vsr/engines`` (callers create it when they write)."""
+    """The plan cache folder: ``$VSR_ENGINE_DIR``, else vsr's cache folder's ``engines/``
+    (``$VSR_CACHE_DIR/engines``, by default ``~/.cache/vsr/engines``), the same for a source
+    checkout and an installed wheel. Callers create it when they write; ``vsr build-engine
+    --engine-dir`` and ``TensorRTOptions.engine_dir`` name another."""
     configured = os.environ.get("VSR_ENGINE_DIR")
     if configured:
         return Path(configured)
-    if _CHECKOUT_ENGINE_DIR.is_dir():
-        return _CHECKOUT_ENGINE_DIR
     return cache_dir("engines")

@@ -40,18 +40,15 @@ NNCF/OpenVINO versions: a new model, new patches or a new NNCF never reuses a st
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
 import numpy as np
 
-from ..cache import cache_dir
+from ..cache import atomic_dir, build_lock, cache_dir, file_sha256
 from .base import BackendUnavailable
 
 __all__ = ["Int8Recipe", "RECIPE", "cached_int8_model", "calibration_patches", "quantize_int8", "shipped_recipe"]
@@ -114,7 +111,8 @@ MAX_LOSS_DB = 0.05
 
 
 def onnx_digest(onnx_path: os.PathLike | str) -> str:
-    return hashlib.sha256(Path(onnx_path).read_bytes()).hexdigest()[:16]
+    """The first 16 hex characters of the file's SHA-256: how the records and caches name a network."""
+    return file_sha256(onnx_path, 16)
 
 
 INT8_SUFFIX = ".int8.onnx"
@@ -346,7 +344,7 @@ def int8_cache_key(onnx_path: os.PathLike | str, calibration_path: Path, recipe:
     nncf = nncf_version()
     if nncf is None:
         raise BackendUnavailable(NO_NNCF)
-    calibration_digest = hashlib.sha256(calibration_path.read_bytes()).hexdigest()[:8]
+    calibration_digest = file_sha256(calibration_path, 8)
     versions = f"nncf{nncf}-ov{ov.__version__.split('-')[0]}"
     return f"{Path(onnx_path).stem}_{onnx_digest(onnx_path)}_cal{calibration_digest}_{recipe.tag}_{versions}"
 
@@ -365,8 +363,6 @@ def cached_int8_model(
     """(path of the int8 IR .xml for ``onnx_path``, whether it was already cached), quantised by
     ``recipe`` (by default ``shipped_recipe``). Built once under a lock: segment workers starting
     together quantise once and never read a half-written model."""
-    from ..cache import build_lock
-
     recipe = shipped_recipe(onnx_path) if recipe is None else recipe
     calibration = Path(calibration_path) if calibration_path is not None else _shipped_calibration()
     onnx_path = int8_source(onnx_path)
@@ -381,11 +377,6 @@ def cached_int8_model(
 
         model = quantize_int8(onnx_path, calibration_patches(scale, calibration), recipe)
         # Save into a unique folder, then rename it into place: the .xml and .bin appear together.
-        tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".part", dir=folder.parent))
-        try:
+        with atomic_dir(folder) as tmp:
             ov.save_model(model, str(tmp / "model.xml"), compress_to_fp16=False)
-            os.replace(tmp, folder)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
     return xml, False

@@ -15,8 +15,9 @@ from typing import Iterable, Iterator
 
 import numpy as np
 
+from ..cache import file_sha256
 from .base import BackendUnavailable, as_batch
-from .engine_cache import PRECISIONS, ShapeRange, engine_dir, file_sha256, plan_name, timing_cache_name
+from .engine_cache import PRECISIONS, ShapeRange, engine_dir, plan_name, timing_cache_name
 
 
 @dataclass(frozen=True)
@@ -30,7 +31,8 @@ class TensorRTOptions:
     at some speed cost away from ``opt``. ``workspace_mib``: scratch memory TensorRT may
     use while choosing kernels; ESPCN needs little. ``optimization_level``: 0-5, higher
     builds slower and may run faster (3 is TensorRT's default). ``engine_dir``: the plan
-    cache (default ``$VSR_ENGINE_DIR`` or ``engines/``). ``device``: 'cuda' or 'cuda:N'.
+    cache (default ``engine_cache.engine_dir()``: ``$VSR_ENGINE_DIR``, else
+    ``$VSR_CACHE_DIR/engines``). ``device``: 'cuda' or 'cuda:N'.
     """
 
     precision: str = "fp16"

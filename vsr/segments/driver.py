@@ -6,13 +6,13 @@ progress count, and joins the finished segments at packet level into OUTPUT.
 """
 from __future__ import annotations
 
-import hashlib
 import time
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Callable
 
 from ..backends import EngineSpec
+from ..cache import file_sha256
 from ..errors import InputError
 from ..pipeline.pipeline import RunConfig, RunStats, check_output, check_run, run_video
 from .plan import SegmentPlan, plan_segments
@@ -161,7 +161,7 @@ def _engine_identity(spec: EngineSpec) -> dict:
     identity = {"scale": spec.scale, "backend": spec.backend, "device": "cuda" if spec.cuda else "cpu",
                 "batch_size": spec.batch_size, "precision": spec.precision}
     if spec.weights is not None:
-        identity["weights_sha256"] = hashlib.sha256(Path(spec.weights).read_bytes()).hexdigest()
+        identity["weights_sha256"] = file_sha256(spec.weights)
     else:
         from .. import __version__
 

@@ -29,6 +29,7 @@ from typing import Callable
 from ..errors import BackendUnavailable, InputError, VsrError
 from .pool import PROGRESS_INTERVAL_SECONDS, WorkerFailed
 from .worker import SegmentJob, SegmentResult, available_cpus
+from .workdir import write_into
 
 #: Seconds the driver waits for a finished task before it polls progress again.
 POLL_SECONDS = 0.25
@@ -234,7 +235,7 @@ def run_ray(
                 except (ray.exceptions.WorkerCrashedError, ray.exceptions.NodeDiedError,
                         ray.exceptions.RayError) as exc:
                     raise WorkerFailed(f"{what}: its Ray worker died ({type(exc).__name__})") from None
-                _write_atomic(Path(by_index[index].output_path), data)
+                write_into(Path(by_index[index].output_path), data)
                 results[index] = dataclasses.replace(result, path=by_index[index].output_path)
                 start(index, result.worker)
                 on_event(("progress", index, result.frames))
@@ -245,17 +246,3 @@ def run_ray(
             ray.cancel(ref, force=True)
         if started_here:
             ray.shutdown()
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    """Under the work folder's temporary-name pattern, which a resumed run cleans up."""
-    from ..media.mux import partial_path
-
-    tmp = partial_path(path)
-    try:
-        Path(tmp).write_bytes(data)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise

@@ -6,6 +6,7 @@ Layout (``.NAME.vsr-work/``)::
     lock               held (flock) by the run using the folder: a second run to the same OUTPUT is refused
     seg-00003.mp4      a finished segment (written under a temporary name, renamed when complete)
     seg-00003.json     its record: frames and sha256, written after the segment file, atomically
+    .vsr-*             a file being written (renamed into place when complete); a killed run's are removed
 
 A segment counts as done only when its record exists and the file still matches it, so a run
 killed at any moment (SIGKILL included) leaves nothing that ``--resume`` could mistake for
@@ -19,6 +20,7 @@ import os
 import shutil
 from pathlib import Path
 
+from ..cache import file_sha256, text_digest, write_atomic, write_json_atomic
 from ..errors import OutputError
 
 MANIFEST_VERSION = 1
@@ -29,7 +31,7 @@ def work_folder_for(output: Path) -> Path:
     name stays valid for any valid OUTPUT name."""
     name = output.name
     if len(name.encode()) > 120:
-        name = name[:60] + "-" + hashlib.sha256(name.encode()).hexdigest()[:16]
+        name = name[:60] + "-" + text_digest(name, 16)
     return output.parent / f".{name}.vsr-work"
 
 
@@ -47,18 +49,24 @@ def input_identity(path: Path) -> dict:
             "head_tail_sha256": digest.hexdigest()}
 
 
+#: How files being written into the work folder are named (``.vsr-XXXXXXXX.partial.EXT``, as the
+#: video writer names its own, vsr.media.mux.partial_path): a run removes those a killed run left.
+TEMP_PREFIX = ".vsr-"
+
+
+def _temp_names(path: Path) -> dict:
+    return {"prefix": TEMP_PREFIX, "suffix": f".partial{path.suffix}", "shared": True}
+
+
+def write_into(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` in the work folder atomically, under the temporary-name pattern
+    a resumed run cleans up."""
+    write_atomic(path, data, **_temp_names(path),
+                 create_error=lambda exc: OutputError(f"{path}: cannot write in {path.parent} ({exc.strerror})"))
+
+
 def _write_json(path: Path, data: dict) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
-    os.replace(tmp, path)
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    write_json_atomic(path, data, indent=1, sort_keys=True, **_temp_names(path))
 
 
 class WorkFolder:
@@ -115,7 +123,7 @@ class WorkFolder:
         if not (resume and old == self.manifest):
             self._empty()
         _write_json(manifest_path, self.manifest)
-        for stray in self.path.glob(".vsr-*"):  # temporary files of a killed run
+        for stray in self.path.glob(f"{TEMP_PREFIX}*"):  # temporary files of a killed run
             stray.unlink()
 
     def _empty(self) -> None:
