@@ -85,10 +85,10 @@ def test_fp16_onnx_stays_close_to_fp32(tmp_path):
     ort = pytest.importorskip("onnxruntime")
     pytest.importorskip("onnx")
     from vsr.export import export_onnx
-    from vsr.models.weights import load_espcn
+    from vsr.models.weights import load_model
     from vsr.onnx_fp16 import cached_fp16_onnx
 
-    fp32 = export_onnx(load_espcn(3), tmp_path / "m.onnx")
+    fp32 = export_onnx(load_model(3), tmp_path / "m.onnx")
     fp16 = cached_fp16_onnx(fp32, file_sha256(fp32), tmp_path / "cache")
     assert cached_fp16_onnx(fp32, file_sha256(fp32), tmp_path / "cache") == fp16  # converted once
     x = np.random.default_rng(0).random((2, 1, 37, 53), dtype=np.float32)

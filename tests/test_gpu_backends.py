@@ -176,9 +176,9 @@ def test_tensorrt_builds_caches_and_matches_reference(tmp_path, reference, preci
     from vsr.backends.engine_cache import ShapeRange
     from vsr.backends.tensorrt import TensorRTBackend, TensorRTOptions
     from vsr.export import export_onnx
-    from vsr.models.weights import load_espcn
+    from vsr.models.weights import load_model
 
-    onnx_path = export_onnx(load_espcn(3), tmp_path / "x3.onnx")  # the reference's own weights
+    onnx_path = export_onnx(load_model(3), tmp_path / "x3.onnx")  # the reference's own weights
     shapes = ShapeRange((1, 1, 32, 32), (1, 1, 90, 160), (1, 1, 180, 320))
     options = TensorRTOptions(precision=precision, shapes=shapes, engine_dir=tmp_path / "engines")
     with TensorRTBackend(3, onnx_path, options) as backend:

@@ -4,7 +4,7 @@ import torch
 
 from vsr.errors import UnsupportedScale
 from vsr.models.espcn import ESPCN
-from vsr.models.weights import load_espcn, shipped_weights
+from vsr.models.weights import load_model, shipped_weights
 
 
 @pytest.mark.parametrize("scale", [2, 3, 4])
@@ -44,24 +44,24 @@ def test_unsupported_scale():
     with pytest.raises(ValueError):
         ESPCN(5)
     with pytest.raises(UnsupportedScale, match="choose one of 2, 3, 4"):
-        load_espcn(7)
+        load_model(7)
 
 
 @pytest.mark.parametrize("scale", [2, 3, 4])
 def test_shipped_weights_load(scale):
-    model = load_espcn(scale)
+    model = load_model(scale)
     assert model.scale == scale and not model.training
     assert shipped_weights(scale, "onnx").stat().st_size > 50_000
 
 
 def test_wrong_scale_weights_rejected(tmp_path):
     with pytest.raises(UnsupportedScale, match="x2, not x3"):
-        load_espcn(3, shipped_weights(2, "pt"))
+        load_model(3, shipped_weights(2, "pt"))
 
 
 def test_flat_input_stays_flat():
     """A trained model maps a flat grey frame to (nearly) the same flat grey."""
-    model = load_espcn(3)
+    model = load_model(3)
     with torch.no_grad():
         out = model(torch.full((1, 1, 16, 16), 0.5)).numpy()
     assert np.abs(out - 0.5).max() < 0.02

@@ -75,7 +75,7 @@ def test_seed_makes_runs_reproducible_and_resume_continues(image_dir, tmp_path):
 def test_the_weight_average_is_what_is_validated_and_kept(image_dir, tmp_path):
     from vsr.evaluate import evaluate
     from vsr.images import find_images
-    from vsr.models.weights import load_espcn
+    from vsr.models.weights import load_model
     from vsr.train import _torch_upscaler
 
     result = train(_config(image_dir, tmp_path, val_dirs=(image_dir,), epochs=3, ema_decay=0.9, jitter=False))
@@ -87,14 +87,26 @@ def test_the_weight_average_is_what_is_validated_and_kept(image_dir, tmp_path):
         for name in best:
             torch.testing.assert_close(best[name], average[name])
     # The logged validation PSNR is the saved best model's, recomputed here.
-    model = load_espcn(3, result.best_path)
+    model = load_model(3, result.best_path)
     report = evaluate(find_images(image_dir), 3, _torch_upscaler(model, "cpu"))
     assert report.mean("vsr_psnr_db") == pytest.approx(result.best_val_psnr_db, abs=1e-3)
 
 
 def test_gaussian_degradation_trains(image_dir, tmp_path):
-    train(_config(image_dir, tmp_path, epochs=1, degradation="gaussian", scale=2))
-    assert _log(tmp_path, 2)[0]["val_psnr_db"] > 10
+    """--degradation gaussian: the LR is the paper's blur + subsample, not the bicubic downscale
+    (a different picture), and the model learns from it: validation on
+    such input climbs by decibels within three short epochs. (Beating bicubic takes a real
+    training run: ESPCN starts far below it.)"""
+    from vsr.images import find_images
+    from vsr.metrics import psnr
+
+    paths = find_images(image_dir)
+    gaussian, bicubic = degraded_images(paths, 2, "gaussian"), degraded_images(paths, 2, "bicubic")
+    for (lr_g, hr), (lr_b, _) in zip(gaussian, bicubic):
+        assert lr_g.shape == lr_b.shape and psnr(lr_g * 255, lr_b * 255) < 40
+    train(_config(image_dir, tmp_path, epochs=3, degradation="gaussian", scale=2))
+    rows = _log(tmp_path, 2)
+    assert rows[-1]["val_psnr_db"] > rows[0]["val_psnr_db"] + 1.0, rows
 
 
 def test_no_images_is_a_clear_error(tmp_path):
@@ -139,14 +151,14 @@ def test_cli_train_takes_patch_and_schedule(image_dir, tmp_path):
 
 @pytest.mark.needs_cuda
 def test_training_on_cuda_matches_cpu_closely_and_saves_cpu_loadable_weights(image_dir, tmp_path):
-    from vsr.models.weights import load_espcn
+    from vsr.models.weights import load_model
 
     options = dict(epochs=3, mixed_precision=False, jitter=False, ema_decay=0, val_dirs=(image_dir,))
     cpu = train(_config(image_dir, tmp_path / "cpu", **options))
     gpu = train(_config(image_dir, tmp_path / "cuda", device="cuda", **options))
     # Same seed, same batches: only floating-point summation order differs between the devices.
     assert gpu.best_val_psnr_db == pytest.approx(cpu.best_val_psnr_db, abs=0.05)
-    model = load_espcn(3, gpu.best_path)
+    model = load_model(3, gpu.best_path)
     assert next(model.parameters()).device.type == "cpu"
 
 
@@ -214,3 +226,19 @@ def test_budget_with_the_plateau_schedule_is_one_line(image_dir, tmp_path):
     result = _vsr_train(image_dir, "--scale", 3, "--out", tmp_path, "--budget-minutes", 1, "--schedule", "plateau")
     assert result.returncode != 0 and "Traceback" not in result.stderr
     assert "--budget-minutes needs the cosine schedule" in result.stderr
+
+
+def test_warm_up_raises_the_rate_linearly_then_hands_over_to_the_schedule(image_dir, tmp_path):
+    """--warmup-steps: the rate each epoch ends on (logged) climbs as steps / warm-up, then is the
+    schedule's own; the auto rule warms up a re-parameterised network from scratch only."""
+    from vsr.train import AUTO_WARMUP_STEPS, warmup_steps
+
+    config = _config(image_dir, tmp_path, epochs=3, sampling="random", steps_per_epoch=5, lr=1e-3,
+                     schedule="plateau", warmup_steps=12)
+    train(config)
+    rates = [row["lr"] for row in _log(tmp_path)]
+    assert rates == pytest.approx([1e-3 * 5 / 12, 1e-3 * 10 / 12, 1e-3])
+    assert warmup_steps(_config(image_dir, tmp_path), "reparam") == AUTO_WARMUP_STEPS > 0
+    assert warmup_steps(_config(image_dir, tmp_path, init=tmp_path / "w.pt"), "reparam") == 0
+    assert warmup_steps(_config(image_dir, tmp_path), "espcn") == 0
+    assert warmup_steps(_config(image_dir, tmp_path, warmup_steps=7), "espcn") == 7

@@ -169,6 +169,10 @@ def _pick_model(model_name: str | None, target_fps: float | None, weights) -> st
                    "to --min-lr over --epochs or --budget-minutes.  [default: cosine with --budget-minutes, "
                    "else plateau]")
 @click.option("--min-lr", type=click.FloatRange(min=0, min_open=True), default=1e-5, show_default=True)
+@click.option("--warmup-steps", type=click.IntRange(min=0), default=None,
+              help="Raise the learning rate linearly over this many first steps (0: none). Keeps a ReLU network "
+                   "trained from scratch from switching its units off in its first steps.  [default: 1000 for "
+                   "a re-parameterised model without --init, else 0]")
 @click.option("--patience", type=click.IntRange(min=1), default=6, show_default=True,
               help="Epochs without a 0.005 dB validation gain before the learning rate halves. tanh networks "
                    "plateau for a while before they improve again, so do not make this short.")
@@ -196,7 +200,8 @@ def _pick_model(model_name: str | None, target_fps: float | None, weights) -> st
 @_reports_errors
 def train(data, scale, model_name, epochs, sampling, steps_per_epoch, loss, budget_minutes, val_dirs, out_dir,
           degradation, clean_fraction, pool_patches, pool_workers, batch_size, jitter, patch_px, stride_px, lr,
-          schedule, min_lr, patience, ema_decay, seed, resume, init, device, mixed_precision, threads, int8_aware, teacher, distill_weight, quiet):
+          schedule, min_lr, warmup_steps, patience, ema_decay, seed, resume, init, device, mixed_precision, threads,
+          int8_aware, teacher, distill_weight, quiet):
     """Train a model of the ladder on folders of HR images (PNG/JPG/BMP, searched recursively)."""
     from .train import TrainConfig
     from .train import train as run_training
@@ -209,7 +214,7 @@ def train(data, scale, model_name, epochs, sampling, steps_per_epoch, loss, budg
         pool_workers=pool_workers, batch_size=batch_size, jitter=jitter, patch_px=patch_px, stride_px=stride_px,
         lr=lr, schedule=schedule or "auto", min_lr=min_lr, patience=patience, ema_decay=ema_decay, seed=seed, resume=resume,
         init=init, device=device, mixed_precision=mixed_precision, num_threads=threads, int8_aware=int8_aware,
-        teacher=teacher, distill_weight=distill_weight, progress=not quiet,
+        teacher=teacher, distill_weight=distill_weight, warmup_steps=warmup_steps, progress=not quiet,
     )
     result = run_training(config)
     click.echo(

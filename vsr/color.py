@@ -7,14 +7,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from .imresize import imresize
 
 __all__ = [
     "rgb_to_ycbcr",
     "ycbcr_to_rgb",
     "rgb_to_y",
     "to_uint8",
-    "upscale_chroma",
 ]
 
 # BT.601 with Y in [16, 235] and Cb/Cr in [16, 240]; the same numbers as MATLAB's rgb2ycbcr.
@@ -50,7 +48,3 @@ def to_uint8(values: np.ndarray) -> np.ndarray:
     """Round and clip float values in [0, 255] to uint8."""
     return np.clip(np.rint(values), 0, 255).astype(np.uint8)
 
-
-def upscale_chroma(ycbcr_lr: np.ndarray, out_hw: tuple[int, int]) -> np.ndarray:
-    """Bicubic (MATLAB-style) resize of the Cb and Cr planes of an (H, W, 3) YCbCr image."""
-    return imresize(ycbcr_lr[..., 1:], output_shape=out_hw)

@@ -119,6 +119,14 @@ class TrainConfig:
     #: loss, fitting the blend is the same as (1 - w) x MSE to HR + w x MSE to the teacher.
     teacher: str | None = None
     distill_weight: float = 0.5
+    #: Steps over which the learning rate rises linearly from ~0 to its scheduled value. None:
+    #: ``AUTO_WARMUP_STEPS`` for a re-parameterised (ReLU) network trained from scratch, else 0.
+    #: Why: the last layer starts at zero, so the first Adam steps move the body's weights by a
+    #: full learning rate each along directions the near-zero last layer makes up; at 1e-3 that
+    #: switched off all but 0.1 % of the last ReLU layer's units of a half-resolution network
+    #: within 50 steps, which then never learned (stuck at its bicubic skip). With 300 steps of
+    #: warm-up a quarter or more stay alive (training/realtime/warmup.md).
+    warmup_steps: int | None = None
     progress: bool = True
     extra: dict = field(default_factory=dict)
 
@@ -334,6 +342,18 @@ class PoolBatches:
         self.served += n
         index = torch.randint(len(self.lr), (n,), generator=self.generator).to(self.device)
         return self.lr[index], self.hr[index].float().div_(255.0)
+
+
+#: ``TrainConfig.warmup_steps`` None: the warm-up of a re-parameterised network from scratch.
+AUTO_WARMUP_STEPS = 1000
+
+
+def warmup_steps(config: "TrainConfig", arch: str) -> int:
+    """The warm-up ``config`` asks for: its own, or, for None, ``AUTO_WARMUP_STEPS`` where a
+    ReLU network (``reparam``) starts from scratch (no ``init``; a resumed run has its steps)."""
+    if config.warmup_steps is not None:
+        return config.warmup_steps
+    return AUTO_WARMUP_STEPS if arch == "reparam" and config.init is None else 0
 
 
 def _cosine(progress: float, floor: float) -> float:
@@ -583,6 +603,9 @@ def _run(config, info, device, source: _BatchSource, validate, validate_clean, g
         return torch.nn.functional.mse_loss(output, target) if l2 else torch.nn.functional.l1_loss(output, target)
 
     model_params, ema_params = list(model.parameters()), list(ema.parameters())
+    warmup = warmup_steps(config, info.arch)
+    if warmup:
+        log.say(f"learning rate warm-up over {warmup} steps")
     steps_run, train_seconds = 0, 0.0
     started = time.perf_counter()
     epoch = start_epoch
@@ -610,7 +633,16 @@ def _run(config, info, device, source: _BatchSource, validate, validate_clean, g
             loss = loss_fn(output.float(), y)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            warm = min(1.0, (steps + 1) / warmup) if warmup else 1.0
+            if warm < 1.0:
+                # The schedule's rate, scaled for this step only: the schedulers never see the warm-up.
+                scheduled = [group["lr"] for group in optimizer.param_groups]
+                for group in optimizer.param_groups:
+                    group["lr"] *= warm
             optimizer.step()
+            if warm < 1.0:
+                for group, rate in zip(optimizer.param_groups, scheduled):
+                    group["lr"] = rate
             steps += 1
             if ema is not model:
                 # Warm-up: a short memory at first, so the average does not drag in the initial weights.
@@ -678,7 +710,7 @@ def _run(config, info, device, source: _BatchSource, validate, validate_clean, g
             loss=total_loss.item() / max(batches, 1),
             val_psnr_db=round(val_psnr, 4),
             val_bicubic_psnr_db=round(validate.bicubic_psnr_db, 4),
-            lr=optimizer.param_groups[0]["lr"],
+            lr=optimizer.param_groups[0]["lr"] * (min(1.0, steps / warmup) if warmup else 1.0),
             wall_seconds=round(wall, 1),
             steps=batches,
             train_seconds=round(epoch_train_seconds, 3),

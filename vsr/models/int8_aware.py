@@ -25,7 +25,7 @@ from collections.abc import Iterable
 import torch
 from torch import nn
 
-__all__ = ["GridCorrectedConv2d", "Int8AwareConv2d", "SplitConv2d", "make_int8_aware", "is_int8_aware"]
+__all__ = ["GridCorrectedConv2d", "Int8AwareConv2d", "SplitConv2d", "make_int8_aware"]
 
 
 def _round_ste(x: torch.Tensor) -> torch.Tensor:
@@ -63,10 +63,6 @@ class Int8AwareConv2d(nn.Conv2d):
         if self.round_input:
             x = fake_quantize_activation(x, self.input_amax, self.input_signed)
         return self._conv_forward(x, fake_quantize_weight(self.weight) if self.round_weight else self.weight, self.bias)
-
-
-def is_int8_aware(model: nn.Module) -> bool:
-    return any(isinstance(m, Int8AwareConv2d) for m in model.modules())
 
 
 @torch.no_grad()

@@ -85,7 +85,3 @@ def load_model(scale: int, weights: os.PathLike | str | None = None, model: str 
         network = network.collapse()
     return network.eval()
 
-
-def load_espcn(scale: int, weights: os.PathLike | str | None = None):
-    """An ``ESPCN`` in eval mode with the shipped weights for ``scale``, or those in ``weights``."""
-    return load_model(scale, weights, "espcn")
