@@ -109,7 +109,7 @@ def test_run_without_model_picks_by_the_input(tmp_path, cache_env, codec, suffix
     # The run's first line (a first run on this machine may print precision probes before it).
     first = next(line for line in result.stderr.splitlines() if line.startswith(str(clip)))
     assert why in first, first
-    model = re.search(r"model (\S+): the best", first)[1]
+    model = re.search(r"model (\S+): (the best|even the fastest)", first)[1]  # a loaded machine: the fastest
     assert get_model(model).degradation == ladder
     frames, info = decode_all(out)
     assert len(frames) == 8 and (info.width, info.height) == (192, 128)

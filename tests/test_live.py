@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import REPO, synthetic_rgb
+from vsr.backends.base import BackendBase
 
 SOURCE_FPS = 200.0
 SLOW_BACKEND_S = 0.030
@@ -50,7 +51,7 @@ def clip(tmp_path_factory) -> Path:
     return write_clip(tmp_path_factory.mktemp("live") / "clip.mp4")
 
 
-class SlowBackend:
+class SlowBackend(BackendBase):
     """Stands in for a backend slower than the source: sleeps, then upscales by pixel repeat."""
 
     name = "slow"

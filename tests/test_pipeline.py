@@ -6,6 +6,7 @@ import time
 import numpy as np
 import pytest
 
+from vsr.backends.base import BackendBase
 from vsr.errors import InputError, OutputError
 from vsr.media.encode import EncodeOptions
 from vsr.pipeline.pipeline import RunConfig, run_video
@@ -108,7 +109,7 @@ def test_max_frames_and_existing_output_untouched(tmp_path):
     assert _run(src, dst, scale=2, overwrite=True).frames == 10
 
 
-class _Exploding:
+class _Exploding(BackendBase):
     name, scale, device = "exploding", 2, "cpu"
 
     def __init__(self, after: int) -> None:

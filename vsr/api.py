@@ -128,7 +128,7 @@ class Upscaler:
         else:
             raise InputError(f"image shape {array.shape}: expected (H, W, 3), (H, W, 4) or (H, W)")
         backend = self._host_backend()
-        min_px = getattr(backend, "min_input_px", 5)
+        min_px = backend.min_input_px
         if min(array.shape[:2]) < min_px:
             raise InputError(f"image {array.shape[1]}x{array.shape[0]}: at least {min_px}x{min_px} pixels")
         out = upscale_picture(Picture(np.ascontiguousarray(rgb), alpha), backend)

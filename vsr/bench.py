@@ -237,7 +237,7 @@ class _Upscaler:
     @property
     def on_device(self) -> bool:
         """Whether host frames go through a backend that runs on a GPU (copies each batch)."""
-        return self.host and str(getattr(self.backend, "device", "cpu")) != "cpu"
+        return self.host and str(self.backend.device) != "cpu"
 
     def engine_only(self, frame: YuvFrame, iterations: int, warmup: int) -> tuple[float, str]:
         if self.gpu_frames is not None:

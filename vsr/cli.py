@@ -284,7 +284,7 @@ def eval_(data_dirs, scale, model_name, backend, device, weights, precision, as_
                             precision=precision)
     try:
         report = evaluate(list(data_dirs), int(scale), lambda luma: engine.upscale_luma(luma)[0, 0],
-                          backend_name=f"{engine.name} {getattr(engine, 'precision', 'fp32')}")
+                          backend_name=f"{engine.name} {engine.precision or 'fp32'}")
     finally:
         engine.close()
     click.echo(report.to_json() if as_json else report.to_table())

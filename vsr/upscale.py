@@ -38,7 +38,7 @@ OVERLAP_MARGIN_PX = 4
 
 def overlap_px_for(backend: Backend) -> int:
     """Context around each tile for ``backend``'s network (8 for ESPCN)."""
-    return getattr(backend, "receptive_px", 4) + OVERLAP_MARGIN_PX
+    return backend.receptive_px + OVERLAP_MARGIN_PX
 
 
 @lru_cache(maxsize=64)
@@ -310,7 +310,7 @@ def run_upscale(
     scale = backend.scale
     for job in jobs:
         picture = read_picture(job.source)
-        min_px = getattr(backend, "min_input_px", 5)
+        min_px = backend.min_input_px
         if min(picture.rgb.shape[:2]) < min_px:
             raise InputError(f"{job.source}: too small ({picture.width}x{picture.height}); "
                              f"at least {min_px}x{min_px} pixels")

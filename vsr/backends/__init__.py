@@ -137,8 +137,8 @@ def create_backend(
 def describe(backend: Backend) -> str:
     """The backend as the user reads it: name, precision where it has one, device ("openvino bf16 (cpu)",
     "openvino int8, 6 of 7 convolutions float (cpu)")."""
-    precision = getattr(backend, "precision_label", getattr(backend, "precision", None))
-    return f"{backend.name}{f' {precision}' if precision else ''} ({getattr(backend, 'device', 'cpu')})"
+    precision = backend.precision_label
+    return f"{backend.name}{f' {precision}' if precision else ''} ({backend.device})"
 
 
 def _ladder():

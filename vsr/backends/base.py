@@ -7,7 +7,7 @@ import numpy as np
 
 from ..errors import BackendUnavailable
 
-__all__ = ["Backend", "BackendUnavailable", "PRECISIONS", "as_batch"]
+__all__ = ["Backend", "BackendBase", "BackendUnavailable", "PRECISIONS", "as_batch"]
 
 #: What ``--precision`` accepts. auto: OpenVINO times what this CPU runs and keeps the fastest
 #: (backends/precision.py, called by ``create_backend``); the other backends run fp32.
@@ -25,10 +25,59 @@ class Backend(Protocol):
 
     name: str
     scale: int
+    #: Where it runs ("cpu", "cuda:0" ...) and its arithmetic where it has a choice (None: fp32).
+    device: str
+    precision: str | None
+    #: The precision as ``describe`` says it ("int8, 6 of 7 convolutions float").
+    precision_label: str | None
+    #: Facts of the network it runs, from the model registry (``create_backend`` sets them): how
+    #: far one input pixel reaches (the overlap tiles need) and the smallest input side it takes.
+    receptive_px: int
+    min_input_px: int
 
     def upscale_luma(self, luma: np.ndarray) -> np.ndarray: ...
 
+    def upscale_luma_uint8(self, luma: np.ndarray) -> np.ndarray: ...
+
     def close(self) -> None: ...
+
+
+class BackendBase:
+    """The defaults of what ``Backend`` declares beyond ``upscale_luma``: every backend class
+    derives from it, so callers read attributes instead of guessing them with ``getattr``."""
+
+    name = ""
+    device = "cpu"
+    precision: str | None = None
+    receptive_px = 4
+    min_input_px = 5
+
+    _precision_label: str | None = None
+
+    @property
+    def precision_label(self) -> str | None:
+        return self._precision_label or self.precision
+
+    @precision_label.setter
+    def precision_label(self, label: str | None) -> None:
+        self._precision_label = label
+
+    def upscale_luma(self, luma: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def upscale_luma_uint8(self, luma: np.ndarray) -> np.ndarray:
+        """uint8 (N, H, W) -> uint8 (N, H * s, W * s) through ``upscale_luma``, rounded to nearest.
+        Backends that convert on their side (inside the graph, on the GPU) override it."""
+        batch = np.ascontiguousarray(luma, dtype=np.uint8)[:, None].astype(np.float32)
+        batch *= np.float32(1 / 255)
+        out = self.upscale_luma(batch)[:, 0]
+        out *= np.float32(255)
+        out += np.float32(0.5)
+        np.clip(out, 0, 255, out=out)
+        return out.astype(np.uint8)
+
+    def close(self) -> None:
+        pass
 
 
 def as_batch(luma: np.ndarray) -> np.ndarray:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .base import BackendUnavailable, as_batch
+from .base import BackendBase, BackendUnavailable, as_batch
 
 
 @dataclass(frozen=True)
@@ -23,7 +23,7 @@ class OrtOptions:
     device: str = "cpu"
 
 
-class OnnxRuntimeBackend:
+class OnnxRuntimeBackend(BackendBase):
     name = "onnxruntime"
 
     def __init__(self, scale: int, onnx_path: os.PathLike | str, options: OrtOptions = OrtOptions()) -> None:

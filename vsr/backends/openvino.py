@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .base import PRECISIONS, BackendUnavailable, as_batch
+from .base import PRECISIONS, BackendBase, BackendUnavailable, as_batch
 
 #: OpenVINO's own spelling, accepted for scripts written before fp32 was the name.
 _ALIASES = {"f32": "fp32"}
@@ -39,7 +39,7 @@ class OpenVinoOptions:
     int8_recipe: object = None
 
 
-class OpenVinoBackend:
+class OpenVinoBackend(BackendBase):
     name = "openvino"
 
     def __init__(self, scale: int, onnx_path: os.PathLike | str, options: OpenVinoOptions = OpenVinoOptions()) -> None:

@@ -16,7 +16,7 @@ from typing import Iterable, Iterator
 import numpy as np
 
 from ..cache import file_sha256
-from .base import BackendUnavailable, as_batch
+from .base import BackendBase, BackendUnavailable, as_batch
 from .engine_cache import PRECISIONS, ShapeRange, engine_dir, plan_name, timing_cache_name
 
 
@@ -82,7 +82,7 @@ class _Slot:
         _check(cudart.cudaFree(self.dev_out))
 
 
-class TensorRTBackend:
+class TensorRTBackend(BackendBase):
     """Owns the engine, its context, three streams (upload, compute, download) and two slots.
 
     Frames run one per ``execute_async_v3``; the two slots let the upload of frame n+1 and

@@ -5,10 +5,10 @@ import os
 
 import numpy as np
 
-from .base import BackendUnavailable, as_batch
+from .base import BackendBase, BackendUnavailable, as_batch
 
 
-class TorchBackend:
+class TorchBackend(BackendBase):
     name = "torch"
 
     def __init__(self, scale: int, weights: os.PathLike | str | None = None, device: str = "cpu",

@@ -13,7 +13,7 @@ from typing import Callable
 
 import numpy as np
 
-from .base import BackendUnavailable, as_batch
+from .base import BackendBase, BackendUnavailable, as_batch
 
 
 @dataclass(frozen=True)
@@ -57,7 +57,7 @@ class _Graphed:
         self._graph.replay() if self._graph is not None else self._fn()
 
 
-class TorchCudaBackend:
+class TorchCudaBackend(BackendBase):
     """ESPCN on a torch device with static per-shape buffers (see ``TorchCudaOptions``)."""
 
     name = "torch"

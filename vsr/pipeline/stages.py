@@ -67,10 +67,8 @@ def upscale_luma(lumas: list[np.ndarray], backend: Backend) -> np.ndarray:
     the network's input (int8 networks quantise their activations whatever comes in)."""
     if lumas[0].dtype == np.uint16:
         return float_to_samples(backend.upscale_luma(luma_to_float(lumas, PEAK[10]))[:, 0], PEAK[10])
-    upscaler = getattr(backend, "upscale_luma_uint8", None)
-    if upscaler is not None:  # backends that convert on their side (inside the ONNX graph, on the GPU)
-        return upscaler(np.stack(lumas))
-    return float_to_uint8(backend.upscale_luma(luma_to_float(lumas))[:, 0])
+    # Backends that convert on their side (inside the ONNX graph, on the GPU) override the float round trip.
+    return backend.upscale_luma_uint8(np.stack(lumas))
 
 
 def assemble(frame: YuvFrame, luma: np.ndarray, out_layout: str) -> YuvFrame:

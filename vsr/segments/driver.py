@@ -184,7 +184,7 @@ def _resolve_engine(spec: EngineSpec) -> tuple[EngineSpec, str]:
     backend = create_backend(spec.backend, spec.scale, model=spec.model, weights=spec.weights, device=spec.device,
                              precision=spec.precision)
     # Precision too: auto is timed once, here, and every worker runs what it chose.
-    precision = getattr(backend, "precision", spec.precision)
+    precision = backend.precision or spec.precision
     try:
         return replace(spec, backend=backend.name, precision=precision), describe(backend)
     finally:
