@@ -228,32 +228,61 @@ def depth_note(options: EncodeOptions, source_layout: str | None) -> str | None:
     return None
 
 
+def _units(scale: int):
+    return lambda value: str(round(value * scale))
+
+
+def _decimals(places: int):
+    return lambda value: f"{value:.{places}f}"
+
+
+#: How each encoder spells HDR10 static metadata: its parameter option, the names of mastering
+#: display and content light, and how it writes a chromaticity and a luminance (x264 and x265
+#: count in units of 0.00002 and 0.0001 cd/m^2; SVT-AV1 takes decimals).
+_HDR_SPELLING = {
+    "libx264": ("x264-params", "mastering-display", "cll", _units(50000), _units(10000)),
+    "libx265": ("x265-params", "master-display", "max-cll", _units(50000), _units(10000)),
+    "libsvtav1": ("svtav1-params", "mastering-display", "content-light", _decimals(5), _decimals(4)),
+}
+
+
 def hdr_settings(codec: str, mastering_display: tuple | None, content_light: tuple | None) -> dict[str, str]:
     """The encoder's own parameters that write HDR10 static metadata into the bitstream (SEI for
     HEVC and H.264, metadata OBUs for AV1), where players and the next encoder read it."""
-    if mastering_display is None and content_light is None:
+    if (mastering_display is None and content_light is None) or codec not in _HDR_SPELLING:
         return {}
+    option, display_name, light_name, chroma, luminance = _HDR_SPELLING[codec]
     params = []
-    if codec in ("libx264", "libx265"):
-        if mastering_display is not None:
-            (rx, ry), (gx, gy), (bx, by), (wx, wy), (high, low) = mastering_display
-            xy = lambda x, y: f"({round(x * 50000)},{round(y * 50000)})"  # units of 0.00002
-            params.append(f"{'master-display' if codec == 'libx265' else 'mastering-display'}="
-                          f"G{xy(gx, gy)}B{xy(bx, by)}R{xy(rx, ry)}WP{xy(wx, wy)}"
-                          f"L({round(high * 10000)},{round(low * 10000)})")  # units of 0.0001 cd/m^2
-        if content_light is not None:
-            params.append(f"{'max-cll' if codec == 'libx265' else 'cll'}={content_light[0]},{content_light[1]}")
-        return {f"{codec[3:]}-params": ":".join(params)}
-    if codec == "libsvtav1":
-        if mastering_display is not None:
-            (rx, ry), (gx, gy), (bx, by), (wx, wy), (high, low) = mastering_display
-            xy = lambda x, y: f"({x:.5f},{y:.5f})"
-            params.append(f"mastering-display=G{xy(gx, gy)}B{xy(bx, by)}R{xy(rx, ry)}WP{xy(wx, wy)}"
-                          f"L({high:.4f},{low:.4f})")
-        if content_light is not None:
-            params.append(f"content-light={content_light[0]},{content_light[1]}")
-        return {"svtav1-params": ":".join(params)}
-    return {}
+    if mastering_display is not None:
+        (rx, ry), (gx, gy), (bx, by), (wx, wy), (high, low) = mastering_display
+        xy = lambda x, y: f"({chroma(x)},{chroma(y)})"  # noqa: E731
+        params.append(f"{display_name}=G{xy(gx, gy)}B{xy(bx, by)}R{xy(rx, ry)}WP{xy(wx, wy)}"
+                      f"L({luminance(high)},{luminance(low)})")
+    if content_light is not None:
+        params.append(f"{light_name}={content_light[0]},{content_light[1]}")
+    return {option: ":".join(params)}
+
+
+def check_output_path(path: os.PathLike | str, *, overwrite: bool, input_path: os.PathLike | str | None = None) -> None:
+    """The one check of an OUTPUT file before anything is written (the writer's, and the run's
+    before any work): a name, not a folder, not existing unless ``overwrite``, in a folder that
+    exists and can be written, and never ``input_path`` itself. Standard output passes."""
+    if is_stdout(path):
+        return
+    target = Path(path)
+    if not str(path) or str(path) == ".":  # Path("") is "."
+        raise OutputError("the output name is empty; give a file name such as out.mp4")
+    if target.is_dir():
+        raise OutputError(f"{target}: is a directory; give a file name for the output video")
+    if target.exists() and not overwrite:
+        raise OutputError(f"{target}: already exists (use --overwrite to replace it)")
+    if input_path is not None and Path(input_path).exists() and target.exists() and os.path.samefile(input_path, target):
+        raise OutputError(f"{target}: is the input file")
+    parent = target.parent if str(target.parent) else Path(".")
+    if not parent.is_dir():
+        raise OutputError(f"{target}: directory {parent} does not exist")
+    if not os.access(parent, os.W_OK):
+        raise OutputError(f"{target}: cannot write in {parent} ({unwritable_reason(parent)})")
 
 
 class VideoWriter:
@@ -275,8 +304,6 @@ class VideoWriter:
         audio_from: os.PathLike | str | None = None,
         overwrite: bool = False,
     ) -> None:
-        import av
-
         self.path = Path(path)
         self.options = options
         self.layout = output_layout(options, getattr(source, "layout", None))
@@ -286,66 +313,48 @@ class VideoWriter:
         self.frames_written = 0
         self._closed = False
         self.to_stdout = is_stdout(path)
-        if self.to_stdout:
-            self._open_stdout(width, height, source, audio_from)
-            return
-        if not str(path):
-            raise OutputError("the output name is empty; give a file name such as out.mp4")
-        if self.path.is_dir():
-            raise OutputError(f"{self.path}: is a directory; give a file name for the output video")
-        if self.path.exists() and not overwrite:
-            raise OutputError(f"{self.path}: already exists (use --overwrite to replace it)")
-        parent = self.path.parent if str(self.path.parent) else Path(".")
-        if not parent.is_dir():
-            raise OutputError(f"{self.path}: directory {parent} does not exist")
-        if not os.access(parent, os.W_OK):
-            raise OutputError(f"{self.path}: cannot write in {parent} ({unwritable_reason(parent)})")
-        # Unique per run (two runs to one OUTPUT never share it), short whatever OUTPUT's name
-        # length, and with the target's suffix so FFmpeg picks the same container format.
-        self._tmp = Path(partial_path(self.path))
+        self._tmp = None
+        if not self.to_stdout:
+            check_output_path(path, overwrite=overwrite)
+            # Unique per run (two runs to one OUTPUT never share it), short whatever OUTPUT's name
+            # length, and with the target's suffix so FFmpeg picks the same container format.
+            self._tmp = Path(partial_path(self.path))
         # Encoders cannot subsample an odd size: the last row / column is left out (say x3 of 427x241).
         sub_x, sub_y = CHROMA_SUBSAMPLING[self.layout]
         self.width, self.height = width - width % sub_x, height - height % sub_y
-        try:
-            self._container = av.open(str(self._tmp), "w")
-        except (av.error.FFmpegError, ValueError) as exc:
-            os.unlink(self._tmp)
-            raise OutputError(f"{self.path}: no container format for {self.path.suffix!r} ({exc})") from None
+        self._container = self._open_container()
         try:
             self._stream = self._add_video(self.width, self.height, source)
-            # With --no-audio the input is still read for its title, tags and chapters.
-            self._passthrough = (StreamCopier(audio_from, self._container, self.notes, streams=options.audio)
-                                 if audio_from else None)
+            if audio_from and self.to_stdout and options.audio and self._container.format.name == "yuv4mpegpipe":
+                self.notes.append("audio and subtitles dropped: y4m holds video only (--format nut or matroska "
+                                  "carries them)")
+            elif audio_from and (options.audio or not self.to_stdout):
+                # With --no-audio a file still gets the input's title, tags and chapters.
+                self._passthrough = StreamCopier(audio_from, self._container, self.notes, streams=options.audio)
         except BaseException:
             self._abort()
             raise
 
-    def _open_stdout(self, width: int, height: int, source, audio_from) -> None:
-        """OUTPUT "-": the stream straight to standard output (no temporary file: a pipe cannot
-        be renamed into place; a reader sees the frames as they are encoded)."""
+    def _open_container(self):
+        """The output container: the temporary file beside OUTPUT, or for OUTPUT "-" standard
+        output itself (no temporary file: a pipe cannot be renamed into place; a reader sees the
+        frames as they are encoded)."""
         import av
 
+        if not self.to_stdout:
+            try:
+                return av.open(str(self._tmp), "w")
+            except (av.error.FFmpegError, ValueError) as exc:
+                os.unlink(self._tmp)
+                raise OutputError(f"{self.path}: no container format for {self.path.suffix!r} ({exc})") from None
         fmt = self.options.container or "yuv4mpegpipe"
-        self._tmp = None
-        sub_x, sub_y = CHROMA_SUBSAMPLING[self.layout]
-        self.width, self.height = width - width % sub_x, height - height % sub_y
         fd = _stdout_fd if _stdout_fd is not None else 1
         # y4m's own spec knows 8-bit formats only; FFmpeg writes and reads the 10-bit extension
         # ("C420p10") when told not to be strict.
         try:
-            self._container = av.open(f"pipe:{fd}", "w", format=fmt, options={"strict": "-1"})
+            return av.open(f"pipe:{fd}", "w", format=fmt, options={"strict": "-1"})
         except (av.error.FFmpegError, ValueError) as exc:
             raise OutputError(f"standard output: cannot write {fmt} ({exc})") from None
-        try:
-            self._stream = self._add_video(self.width, self.height, source)
-            if audio_from and self.options.audio and fmt == "yuv4mpegpipe":
-                self.notes.append("audio and subtitles dropped: y4m holds video only (--format nut or matroska "
-                                  "carries them)")
-            elif audio_from and self.options.audio:
-                self._passthrough = StreamCopier(audio_from, self._container, self.notes)
-        except BaseException:
-            self._abort()
-            raise
 
     def _add_video(self, width: int, height: int, source: StreamInfo | VideoSpec):
         import av

@@ -192,11 +192,11 @@ def run_video(
     Ctrl-C finishes the frames already encoded into a playable (shorter) output.
     """
     from ..media.decode import VideoReader
-    from ..media.encode import VideoWriter, output_layout
+    from ..media.encode import VideoWriter, check_output_path, output_layout
     from ..media.mux import interrupted_path
 
     out_path = Path(config.output_path)
-    check_output(config.input_path, out_path, overwrite=config.overwrite)
+    check_output_path(out_path, overwrite=config.overwrite, input_path=config.input_path)
     started = time.perf_counter()
     with VideoReader(config.input_path, strict=config.strict, deinterlace=config.deinterlace,
                      decoder_threads=config.decoder_threads, decoder=config.decoder,
@@ -245,7 +245,7 @@ def run_video(
                     # An interrupted run's frames are kept, playable, under a name that says they are
                     # partial: at OUTPUT a shortened file would pass for a finished one (and be skipped
                     # by a later folder run as done).
-                    kept_at = interrupted_path(out_path) if interrupted and not getattr(writer, "to_stdout", False) else None
+                    kept_at = interrupted_path(out_path) if interrupted and not writer.to_stdout else None
                     writer.close(keep=True, complete=not interrupted and config.max_frames is None, to=kept_at)
             except KeyboardInterrupt:
                 writer.close(keep=False)
@@ -289,18 +289,6 @@ def input_notes(info, options: EncodeOptions, backend: str = "") -> list[str]:
         notes.append("int8 rounds the network's input to 8 bits: the output is 10-bit, the detail the network "
                      "adds is 8-bit precise (--precision fp32 keeps 10 bits throughout)")
     return notes
-
-
-def check_output(input_path: os.PathLike | str, out_path: Path, *, overwrite: bool) -> None:
-    """Refuse an existing OUTPUT without ``overwrite``, and OUTPUT that is the input itself."""
-    if not str(out_path) or str(out_path) == ".":  # Path("") is "."
-        raise OutputError("the output name is empty; give a file name such as out.mp4")
-    if out_path.is_dir():
-        raise OutputError(f"{out_path}: is a directory; give a file name for the output video")
-    if out_path.exists() and not overwrite:
-        raise OutputError(f"{out_path}: already exists (use --overwrite to replace it)")
-    if Path(input_path).exists() and out_path.exists() and os.path.samefile(input_path, out_path):
-        raise OutputError(f"{out_path}: is the input file")
 
 
 #: Frames smaller than this cannot be upscaled: ESPCN's first layer is a 5x5 convolution.

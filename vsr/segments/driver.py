@@ -14,7 +14,7 @@ from typing import Callable
 from ..backends import EngineSpec
 from ..cache import file_sha256
 from ..errors import InputError
-from ..pipeline.pipeline import RunConfig, RunStats, check_output, check_run, run_video
+from ..pipeline.pipeline import RunConfig, RunStats, check_run, run_video
 from .plan import SegmentPlan, plan_segments
 from .worker import SegmentJob, SegmentResult, available_cpus, thread_budget
 
@@ -93,7 +93,7 @@ def check_output_format(output: Path, codec: str) -> None:
     from ..media import encode
 
     if encode.is_stdout(output) or output.is_dir():
-        return  # a folder as OUTPUT: check_output names that problem
+        return  # a folder as OUTPUT: encode.check_output_path names that problem
     encode.check_container(output.suffix, codec)
 
 
@@ -200,13 +200,13 @@ def run_segmented(
     on_frame: Callable[[int], None] | None = None,
 ) -> RunStats:
     from ..media.decode import VideoReader
-    from ..media.encode import output_layout
+    from ..media.encode import check_output_path, output_layout
     from ..media.mux import join_segments
     from .workdir import WorkFolder, input_identity
 
     started = time.perf_counter()
     output = Path(config.output_path)
-    check_output(config.input_path, output, overwrite=config.overwrite)
+    check_output_path(output, overwrite=config.overwrite, input_path=config.input_path)
     with VideoReader(config.input_path) as reader:
         info = reader.info
     out_layout = output_layout(config.encode, info.layout)
