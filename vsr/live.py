@@ -434,19 +434,16 @@ def run_live(config: LiveConfig, *, status: Callable[[str], None] | None = None,
         if backend is None:
             model = config.model
             if model == "auto":
-                from .models.choose import DEGRADATION_CHOICES, choose_model, input_degradation
+                from .models.choose import choose_for_input
 
-                if config.degradation == "auto":
-                    # A camera's raw frames are clean, its MJPEG and a file's or stream's codec usually not.
-                    degradation, why = input_degradation(info.codec_name, None)
-                else:
-                    degradation, why = DEGRADATION_CHOICES[config.degradation], f"--degradation {config.degradation}"
-                choice = choose_model(EngineSpec(scale=config.scale, backend=config.backend, device=config.device,
-                                                 precision=config.precision),
-                                      info.width, info.height, config.target_fps or info.fps or 30.0,
-                                      degradation=degradation)
-                model = choice.model
-                status(f"{choice.reason}; {why}")
+                # A camera's raw frames are clean, its MJPEG and a file's or stream's codec usually not
+                # (no bit rate to judge by: a live source's is unknown).
+                model, note = choose_for_input(
+                    EngineSpec(scale=config.scale, backend=config.backend, device=config.device,
+                               precision=config.precision),
+                    info.width, info.height, config.target_fps or info.fps or 30.0,
+                    degradation_option=config.degradation, codec_name=info.codec_name, bits_per_pixel=None)
+                status(note)
             upscaler = create_frame_upscaler(EngineSpec(scale=config.scale, model=model,
                                                         backend=config.backend, device=config.device,
                                                         weights=config.weights, precision=config.precision),

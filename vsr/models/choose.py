@@ -192,3 +192,18 @@ def choose_model(spec, width_px: int, height_px: int, target_fps: float, *, degr
                   f"(engine fps: {timed}; needs {needed_fps:.3g} with room for decode and encode"
                   + (f"; {better[0]} is too slow" if better else "") + ")")
     return Choice(model=chosen, engine_fps=fps, reason=reason)
+
+
+def choose_for_input(spec, width_px: int, height_px: int, target_fps: float, *, degradation_option: str,
+                     codec_name: str | None, bits_per_pixel: float | None) -> tuple[str, str]:
+    """``--model auto`` for one input, the one place ``vsr run`` and ``vsr live`` resolve it:
+    (the model, the line that says which and why). ``degradation_option`` is ``--degradation``:
+    "auto" judges the input by its codec and bits per pixel (``input_degradation``), "clean" and
+    "compressed" name the ladder outright."""
+    if degradation_option == "auto":
+        degradation, why = input_degradation(codec_name, bits_per_pixel)
+        why = f"{why}: models for {'clean' if degradation == 'bicubic' else 'compressed'} input"
+    else:
+        degradation, why = DEGRADATION_CHOICES[degradation_option], f"--degradation {degradation_option}"
+    choice = choose_model(spec, width_px, height_px, target_fps, degradation=degradation)
+    return choice.model, f"{choice.reason}; {why}"

@@ -111,7 +111,7 @@ def _choose_model(config: RunConfig) -> tuple[RunConfig, str]:
     (``config.degradation``; auto: from its codec and bits per pixel), and the line that says why."""
     from ..media.decode import VideoReader
     from ..media.probe import video_bits_per_pixel
-    from ..models.choose import DEGRADATION_CHOICES, choose_model, input_degradation
+    from ..models.choose import choose_for_input
     from ..pipeline.pipeline import can_reopen
 
     if not can_reopen(config.input_path):
@@ -132,15 +132,12 @@ def _choose_model(config: RunConfig) -> tuple[RunConfig, str]:
     target_fps = config.target_fps or info.average_fps
     if not target_fps:
         raise InputError(f"{config.input_path}: no frame rate to keep up with: give --target-fps")
-    if config.degradation == "auto":
-        degradation, why = input_degradation(info.codec_name, video_bits_per_pixel(config.input_path))
-        why = f"{why}: models for {'clean' if degradation == 'bicubic' else 'compressed'} input"
-    else:
-        degradation, why = DEGRADATION_CHOICES[config.degradation], f"--degradation {config.degradation}"
     spec = EngineSpec(scale=config.scale, backend=config.backend, device=config.device,
                       batch_size=config.batch_size, precision=config.precision)
-    choice = choose_model(spec, info.width, info.height, target_fps, degradation=degradation)
-    return replace(config, model=choice.model), f"{choice.reason}; {why}"
+    bits_per_pixel = video_bits_per_pixel(config.input_path) if config.degradation == "auto" else None
+    model, note = choose_for_input(spec, info.width, info.height, target_fps, degradation_option=config.degradation,
+                                   codec_name=info.codec_name, bits_per_pixel=bits_per_pixel)
+    return replace(config, model=model), note
 
 
 def _upscale_video(config: RunConfig, *, on_start, on_frame) -> RunStats:
