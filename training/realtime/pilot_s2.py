@@ -30,6 +30,8 @@ def main():
     parser.add_argument("--shape", default="48,4")
     parser.add_argument("--resume", action="store_true")
     parser.add_argument("--no-identity", action="store_true")
+    parser.add_argument("--init", type=Path, default=None, help="start from these weights (e.g. the x3 run's)")
+    parser.add_argument("--warmup-steps", type=int, default=None)
     parser.add_argument("--stride", type=int, default=2)
     parser.add_argument("--degradation", default="compressed")
     parser.add_argument("--steps-per-epoch", type=int, default=250)
@@ -60,7 +62,8 @@ def main():
         data_dirs=(Path("/work/shared/data/train"),), scale=args.scale, out_dir=args.out, epochs=None, model=name,
         sampling="random", steps_per_epoch=args.steps_per_epoch, loss="l1-l2", time_budget_s=args.minutes * 60,
         degradation=args.degradation, clean_fraction=0.25, batch_size=16, patch_px=40, lr=args.lr, min_lr=1e-6,
-        schedule="cosine", ema_decay=0.999, num_threads=1, mixed_precision=False, resume=args.resume))
+        schedule="cosine", ema_decay=0.999, num_threads=1, mixed_precision=False, resume=args.resume,
+        init=args.init, warmup_steps=args.warmup_steps))
     print(result)
 
 
