@@ -66,6 +66,9 @@ def _verbose_option(command):
 @click.version_option(__version__, prog_name="vsr")
 def main() -> None:
     """vsr: real-time super-resolution of video and images with ESPCN."""
+    from .verbosity import show_notes
+
+    show_notes()
 
 
 def _model_option(command=None, *, auto: bool = False, default: str = "espcn"):

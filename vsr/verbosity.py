@@ -9,11 +9,31 @@ from __future__ import annotations
 
 import contextlib
 import io
+import logging
 import os
+import sys
 
 ENV = "VSR_VERBOSE"
 #: SVT-AV1's log level when quiet: errors only (0 fatal, 1 error, 2 warn, 3 info).
 SVT_QUIET_LEVEL = "1"
+
+
+#: What the library has to tell a user (``precision auto``'s first measurement ...): logged at INFO
+#: on this logger, never printed by the library itself; the CLI shows it as ``note:`` lines, a
+#: script that wants it configures logging.
+NOTES = logging.getLogger("vsr")
+
+
+def show_notes() -> None:
+    """The ``vsr`` command's notes on the current standard error as ``note: ...`` lines (once:
+    a second call replaces the handler, so a test runner's swapped stream is the one used)."""
+    for handler in [h for h in NOTES.handlers if getattr(h, "vsr_notes", False)]:
+        NOTES.removeHandler(handler)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("note: %(message)s"))
+    handler.vsr_notes = True
+    NOTES.addHandler(handler)
+    NOTES.setLevel(logging.INFO)
 
 
 def verbose() -> bool:

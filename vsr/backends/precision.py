@@ -5,13 +5,13 @@ AMX Xeons but 1.8x on AVX-512 BF16 without AMX, and int8 (VNNI) beats bf16 there
 So auto measures fp32, bf16 (only where native) and int8 (only where NNCF is installed and the
 network's int8 was recorded within 0.05 dB of fp32 on Set5: every shipped network, some with
 convolutions kept float by accuracy control) on a small luma plane, about a second, and caches the
-choice per CPU model, network and tool versions under ``$VSR_CACHE_DIR/precision/``. The first run says what it measured, on stderr.
+choice per CPU model, network and tool versions under ``$VSR_CACHE_DIR/precision/``. The first run logs what it measured
+(``verbosity.NOTES``; the CLI shows it).
 """
 from __future__ import annotations
 
 import hashlib
 import json
-import sys
 import time
 from pathlib import Path
 
@@ -19,6 +19,7 @@ import numpy as np
 
 from ..cache import cache_dir
 from ..cpu import cpu_identity, int8_arithmetic
+from ..verbosity import NOTES
 
 #: The plane auto times: a quarter of 640x360, big enough that per-call overhead does not decide.
 PROBE_SHAPE = (1, 180, 320)
@@ -138,5 +139,5 @@ def choose_precision(onnx_path: Path, scale: int, calibration: Path | None = Non
     if left_out:
         note += f"; {left_out}"
     if measured_now:
-        print(f"note: {note}", file=sys.stderr)
+        NOTES.info(note)  # the CLI shows it as a note: line; the library prints nothing
     return choice, note
