@@ -161,3 +161,13 @@ def test_missing_gpu_is_a_named_error():
         pytest.skip("a CUDA GPU is visible")
     with pytest.raises(vsr.BackendUnavailable, match="no CUDA GPU"):
         vsr.Upscaler(2, device="cuda:0")
+
+
+def test_the_api_types_name_the_library_choices():
+    """The Literal types type checkers read list exactly what the library accepts at run time."""
+    import typing
+
+    from vsr import api, backends
+
+    assert typing.get_args(api.BackendName) == ("auto", *backends.BACKENDS) == api.BACKENDS
+    assert typing.get_args(api.Precision) == backends.PRECISIONS == api.PRECISIONS

@@ -13,6 +13,8 @@ from collections import deque
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Literal
 
+from . import backends as _backends
+
 if TYPE_CHECKING:
     import numpy as np
 
@@ -20,10 +22,11 @@ if TYPE_CHECKING:
 
 __all__ = ["Upscaler", "upscale_video"]
 
+#: For type checkers; the values checked at run time are the library's (tests hold the two equal).
 BackendName = Literal["auto", "openvino", "onnxruntime", "torch", "tensorrt"]
 Precision = Literal["auto", "fp32", "bf16", "int8"]
-BACKENDS = ("auto", "openvino", "onnxruntime", "torch", "tensorrt")
-PRECISIONS = ("auto", "fp32", "bf16", "int8")
+BACKENDS = ("auto", *_backends.BACKENDS)
+PRECISIONS = _backends.PRECISIONS
 SCALES = (2, 3, 4)
 
 

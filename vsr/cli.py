@@ -17,6 +17,7 @@ from pathlib import Path
 import click
 
 from . import __version__
+from .backends import BACKENDS, PRECISIONS
 from .errors import VsrError
 
 SCALES = click.Choice(["2", "3", "4"])
@@ -233,9 +234,10 @@ def train(data, scale, model_name, epochs, sampling, steps_per_epoch, loss, budg
 #: vsr upscale's default model (models.registry.IMAGE_MODEL, spelled here: `vsr --help` stays torch- and import-free).
 IMAGE_MODEL = "realtime"
 
-BACKEND_CHOICE = click.Choice(["auto", "openvino", "onnxruntime", "torch", "tensorrt"])
-#: backends.PRECISIONS, spelled here so that `vsr --help` does not import the backends.
-PRECISION_CHOICE = click.Choice(["auto", "fp32", "bf16", "int8"])
+#: The library's own lists (vsr.backends imports no backend library, nor NumPy): a new backend or
+#: precision reaches every command's choices from there.
+BACKEND_CHOICE = click.Choice(["auto", *BACKENDS])
+PRECISION_CHOICE = click.Choice(list(PRECISIONS))
 
 
 def _precision_option(command):

@@ -1,11 +1,12 @@
 """The contract every inference backend meets."""
 from __future__ import annotations
 
-from typing import Protocol, runtime_checkable
-
-import numpy as np
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from ..errors import BackendUnavailable
+
+if TYPE_CHECKING:
+    import numpy as np
 
 __all__ = ["Backend", "BackendBase", "BackendUnavailable", "PRECISIONS", "as_batch"]
 
@@ -68,6 +69,8 @@ class BackendBase:
     def upscale_luma_uint8(self, luma: np.ndarray) -> np.ndarray:
         """uint8 (N, H, W) -> uint8 (N, H * s, W * s) through ``upscale_luma``, rounded to nearest.
         Backends that convert on their side (inside the graph, on the GPU) override it."""
+        import numpy as np
+
         batch = np.ascontiguousarray(luma, dtype=np.uint8)[:, None].astype(np.float32)
         batch *= np.float32(1 / 255)
         out = self.upscale_luma(batch)[:, 0]
@@ -82,6 +85,8 @@ class BackendBase:
 
 def as_batch(luma: np.ndarray) -> np.ndarray:
     """Accept (H, W), (N, H, W) or (N, 1, H, W); return contiguous float32 (N, 1, H, W)."""
+    import numpy as np  # here, not at the top: the CLI reads BACKENDS and PRECISIONS without NumPy
+
     luma = np.asarray(luma, dtype=np.float32)
     if luma.ndim == 2:
         luma = luma[None, None]
