@@ -1,6 +1,7 @@
 """The real-time rungs against ESPCN, engine alone and whole `vsr run`, on one machine in one run.
 
     python benchmarks/realtime_rungs.py [--clip ../shared/data/video/car_traffic_640x360.mp4] [--rounds 2]
+        [--models espcn realtime ...] [--max-frames N]
 
 1. Engine: each model's ONNX on OpenVINO at the precision ``--precision auto`` picks here (the
    precision probe's own timing, fp32 / bf16 / int8 on a 320x180 plane, cached), then that
@@ -26,7 +27,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 DATA = Path(os.environ.get("VSR_TEST_DATA", REPO.parent / "shared" / "data"))
-MODELS = ["espcn", "realtime", "realtime-compressed"]
+MODELS = ["espcn", "realtime", "realtime-compressed", "realtime-compressed-plus"]
 
 
 def whole_process(clip: Path, extra: list[str], env: dict) -> dict:
@@ -65,18 +66,22 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--scales", type=int, nargs="+", default=[2, 3, 4])
     parser.add_argument("--out", type=Path, default=HERE / "results" / "realtime_rungs")
+    parser.add_argument("--models", nargs="+", default=MODELS)
+    parser.add_argument("--max-frames", type=int, default=None, help="frames of the clip each vsr run takes")
     args = parser.parse_args()
+    models = args.models
+    frames = ["--max-frames", str(args.max_frames)] if args.max_frames else []
     sys.path.insert(0, str(REPO))
     from vsr.cpu import cpu_identity
 
-    engine = [engine_ms(name, scale) for scale in args.scales for name in MODELS]
+    engine = [engine_ms(name, scale) for scale in args.scales for name in models]
     for row in engine:
         print(json.dumps({k: v for k, v in row.items() if k != "auto_note"}), flush=True)
     with tempfile.TemporaryDirectory() as cache:
         env = {**os.environ, "VSR_CACHE_DIR": cache}
-        first = whole_process(args.clip, [], env)
+        first = whole_process(args.clip, frames, env)
         print("first default run (calibrating):", first["fps"], "fps;", first["first_line"], flush=True)
-        configs = [[]] + [["--model", name] for name in MODELS]
+        configs = [frames] + [[*frames, "--model", name] for name in models]
         runs = {json.dumps(c): [] for c in configs}
         for _ in range(args.rounds):
             for config in configs:
@@ -92,16 +97,17 @@ def main() -> int:
     lines = [f"# Real-time rungs against ESPCN ({record['date']})", "",
              f"{record['machine']}; `python benchmarks/realtime_rungs.py`.", "",
              "Engine alone, OpenVINO at the precision `--precision auto` picks, ms per 640x360 uint8 luma plane:", "",
-             "| scale | " + " | ".join(MODELS) + " |", "|---|" + "---:|" * len(MODELS)]
+             "| scale | " + " | ".join(models) + " |", "|---|" + "---:|" * len(models)]
     for scale in args.scales:
-        cells = [next(r for r in engine if r["model"] == m and r["scale"] == scale) for m in MODELS]
+        cells = [next(r for r in engine if r["model"] == m and r["scale"] == scale) for m in models]
         lines.append(f"| x{scale} | " + " | ".join(f"{c['ms_per_640x360_plane']:.1f} ({c['precision']})" for c in cells)
                      + " |")
     lines += ["", f"Whole process, `vsr run {args.clip.name} out.mp4 --scale 3` ({whole[0]['frames']} frames, "
               f"640x360 -> 1920x1080), start-up included, {args.rounds} interleaved rounds:", "",
               "| options | fps (each round) | mean | first line |", "|---|---|---:|---|"]
     for row in whole:
-        lines.append(f"| {' '.join(row['args']) or '(none: the default)'} | "
+        options = " ".join(a for a in row["args"] if a not in frames) or "(none: the default)"
+        lines.append(f"| {options} | "
                      f"{', '.join(f'{f:.1f}' for f in row['fps_each'])} | **{row['fps_mean']:.1f}** | "
                      f"`{row['first_line']}` |")
     lines += ["", f"The default's first run on an empty cache (it times the candidates once): {first['fps']:.1f} fps "

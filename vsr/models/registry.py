@@ -25,6 +25,11 @@ IMAGE_MODEL = "realtime"
 #: The real-time rungs' shapes (``vsr.models.reparam``), chosen by engine time against ESPCN on the
 #: CPU (benchmarks/results/realtime_shapes_x3.md).
 REALTIME_OPTIONS = (("channels", 32), ("blocks", 3), ("stride", 1), ("act", "relu"))
+#: The compressed-input rung at about ESPCN's cost: a body at half the LR resolution (stride 2, as
+#: Bicubic++) runs 48 channels x 6 layers for the multiply-adds of 32 x 5 at full resolution, and
+#: each layer reaches twice as far, across the codec's 8x8 and 16x16 blocks (receptive field 12 LR
+#: pixels against 5). Trained from scratch on codec round trips (training/realtime/commands.txt).
+REALTIME_PLUS_OPTIONS = (("channels", 48), ("blocks", 4), ("stride", 2), ("act", "relu"))
 
 
 @dataclass(frozen=True)
@@ -125,12 +130,16 @@ MODELS: dict[str, ModelInfo] = {
         ModelInfo("realtime-compressed", "reparam", "realtime, fine-tuned for compressed video (codec-degraded "
                   "low-resolution input)", rank=2, options=REALTIME_OPTIONS, degradation="compressed",
                   receptive_px=5),
-        ModelInfo("balanced", "residual", "residual network, 32 channels x 6 blocks, bicubic skip", rank=3,
+        ModelInfo("realtime-compressed-plus", "reparam", "six 3x3 convolutions, 48 channels, the body at half "
+                  "resolution (it sees across codec blocks), ReLU, bicubic skip, trained re-parameterised on "
+                  "compressed video; about ESPCN's cost", rank=3, options=REALTIME_PLUS_OPTIONS,
+                  degradation="compressed", receptive_px=12),
+        ModelInfo("balanced", "residual", "residual network, 32 channels x 6 blocks, bicubic skip", rank=4,
                   options=(("channels", 32), ("blocks", 6)), receptive_px=15),
         ModelInfo("balanced-compressed", "residual", "balanced, fine-tuned for compressed video (codec-degraded "
-                  "low-resolution input)", rank=3, options=(("channels", 32), ("blocks", 6)),
+                  "low-resolution input)", rank=4, options=(("channels", 32), ("blocks", 6)),
                   degradation="compressed", receptive_px=15),
-        ModelInfo("quality", "residual", "residual network, 64 channels x 8 blocks, bicubic skip", rank=4,
+        ModelInfo("quality", "residual", "residual network, 64 channels x 8 blocks, bicubic skip", rank=5,
                   options=(("channels", 64), ("blocks", 8)), receptive_px=19),
     )
 }
