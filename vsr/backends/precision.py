@@ -10,14 +10,13 @@ choice per CPU model, network and tool versions under ``$VSR_CACHE_DIR/precision
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from pathlib import Path
 
 import numpy as np
 
-from ..cache import cache_dir
+from ..cache import cache_dir, text_digest
 from ..cpu import cpu_identity, int8_arithmetic
 from ..verbosity import NOTES
 
@@ -70,7 +69,7 @@ def _cache_path(onnx_path: Path) -> tuple[Path, dict]:
     key = {"cpu": cpu_identity(), "onnx_sha256": onnx_digest(onnx_path),
            "openvino": ov.__version__.split("-")[0], "nncf": nncf_version(),
            "int8_loss_db": recorded_loss_db(onnx_path)}
-    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+    digest = text_digest(json.dumps(key, sort_keys=True), 16)
     root = cache_dir("precision")
     return root / f"{onnx_path.stem}_{digest}.json", key
 
