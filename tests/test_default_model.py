@@ -62,15 +62,22 @@ def test_compressed_ladder_is_climbed_for_compressed_input(tmp_path, monkeypatch
     monkeypatch.setenv("VSR_CACHE_DIR", str(tmp_path))
     timed = []
 
+    fps = {"realtime": 40.0, "realtime-compressed": 40.0, "espcn": 35.0}
+
     def measure(spec, width_px, height_px):
         timed.append(spec.model)
-        return {"realtime": 40.0, "realtime-compressed": 40.0, "espcn": 35.0}.get(spec.model, 5.0)
+        return fps.get(spec.model, 5.0)
 
     spec = EngineSpec(scale=3, backend="openvino")
     compressed = choose_model(spec, 640, 360, 25.0, degradation="compressed", measure=measure)
     assert compressed.model == "realtime-compressed"
     assert all(get_model(name).degradation == "compressed" for name in timed)
-    assert "compressed-input model" in compressed.reason and "balanced-compressed is too slow" in compressed.reason
+    assert "compressed-input model" in compressed.reason and "realtime-compressed-plus is too slow" in compressed.reason
+    # Where the half-resolution rung keeps up, it is the better one: chosen, the next rung too slow.
+    fps["realtime-compressed-plus"] = 38.0
+    monkeypatch.setenv("VSR_CACHE_DIR", str(tmp_path / "second"))
+    plus = choose_model(spec, 640, 360, 25.0, degradation="compressed", measure=measure)
+    assert plus.model == "realtime-compressed-plus" and "balanced-compressed is too slow" in plus.reason
     timed.clear()
     clean = choose_model(spec, 640, 360, 25.0, measure=measure)
     assert clean.model == "realtime" and "espcn" in clean.engine_fps  # the near tie is timed too

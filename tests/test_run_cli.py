@@ -139,10 +139,16 @@ def test_ctrl_c_keeps_the_frames_done_in_a_partial_file_never_at_output(tmp_path
     src, out = in_dir / "long.mp4", out_dir / "long.mp4"
     make_clip(src, frames=600, width=160, height=96)  # a few seconds of run; signalled after 30 frames
     args = ["--scale", "3", "--backend", "onnxruntime", "--model", "espcn", "--workers", "1"]
-    # The default SIGINT disposition, as under a shell: an ignored one would be inherited from pytest.
+    def as_a_child_of_a_blocking_parent():
+        # The default SIGINT disposition, as under a shell (an ignored one would be inherited from
+        # pytest), but SIGINT blocked, as a parent forking from a thread that blocks it leaves it:
+        # vsr must unblock it (it once ran to the end with Ctrl-C pending).
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+
     proc = subprocess.Popen([sys.executable, "-m", "vsr", "run", str(src), str(out), *args],
                             stderr=subprocess.PIPE, text=True, env={**os.environ, "VSR_PROGRESS_EVERY_S": "0"},
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+                            preexec_fn=as_a_child_of_a_blocking_parent)
     wait_for_frames(proc)
     proc.send_signal(signal.SIGINT)
     _, stderr = proc.communicate(timeout=60)

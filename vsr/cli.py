@@ -70,6 +70,16 @@ def main() -> None:
     from .verbosity import show_notes
 
     show_notes()
+    _accept_stop_signals()
+
+
+def _accept_stop_signals() -> None:
+    """Unblock SIGINT and SIGTERM, which a process inherits blocked when its parent forked it
+    from a thread that blocked them (Python's multiprocessing does so around starting its
+    resource tracker): Ctrl-C then stayed pending for the whole run, which went on to write a
+    complete OUTPUT and only stopped at the end (seen in the test suite, once on CI)."""
+    if hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
 
 
 def _model_option(command=None, *, auto: bool = False, default: str = "espcn"):
