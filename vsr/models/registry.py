@@ -1,8 +1,10 @@
 """Every shipped model, by name: what it is, how to build it, and where its weights are.
 
-Torch-free, so ``vsr models`` and the ONNX-only backends never import torch. The ladder runs
-from fastest to best: ``espcn`` (the default) < ``espcn7`` < ``balanced`` < ``quality``; each
-rung costs more arithmetic per pixel and restores more detail. ``degradation`` says what
+Torch-free, so ``vsr models`` and the ONNX-only backends never import torch. ``rank`` orders the
+ladder by quality: ``espcn`` < ``espcn7`` < ``realtime`` / ``realtime-compressed`` <
+``realtime-compressed-plus`` < ``balanced`` / ``balanced-compressed`` < ``quality``; ``--model auto``
+times them cheapest first (multiply-adds per pixel, ``macs_per_lr_px``) and takes the best that
+keeps up. ``degradation`` says what
 input the model was trained for: "bicubic" is clean downscaled input (the literature's
 benchmark), "compressed" is video that went through a lossy codec at low resolution.
 """
