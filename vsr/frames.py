@@ -80,3 +80,22 @@ def chroma_shape(luma_hw: tuple[int, int], layout: str) -> tuple[int, int]:
     """Chroma plane (height, width) for a luma size, rounding up as FFmpeg does for odd sizes."""
     sub_x, sub_y = CHROMA_SUBSAMPLING[layout]
     return (-(-luma_hw[0] // sub_y), -(-luma_hw[1] // sub_x))
+
+
+# The uint8 <-> float round trip of luma through a network: the pipeline's stages and the
+# backends' default upscale_luma_uint8 share it, so every path rounds the same way.
+
+
+def luma_to_float(lumas: list[np.ndarray], peak: int = 255) -> np.ndarray:
+    """uint8 (or 10-bit uint16) (H, W) planes -> float32 (N, 1, H, W) in [0, 1]."""
+    batch = np.stack(lumas)[:, None].astype(np.float32)
+    batch *= np.float32(1 / peak)
+    return batch
+
+
+def float_to_uint8(values: np.ndarray) -> np.ndarray:
+    """Float in [0, 1] -> uint8, rounded (scales ``values`` in place on the way)."""
+    values *= np.float32(255)
+    values += np.float32(0.5)
+    np.clip(values, 0, 255, out=values)
+    return values.astype(np.uint8)

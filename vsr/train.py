@@ -356,6 +356,12 @@ def warmup_steps(config: "TrainConfig", arch: str) -> int:
     return AUTO_WARMUP_STEPS if arch == "reparam" and config.init is None else 0
 
 
+def _warmup_factor(steps_done: int, warmup: int) -> float:
+    """The share of the scheduled rate step ``steps_done + 1`` runs at: (steps_done + 1) / warmup
+    during the warm-up, 1 after it (and without one)."""
+    return min(1.0, (steps_done + 1) / warmup) if warmup else 1.0
+
+
 def _cosine(progress: float, floor: float) -> float:
     return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
 
@@ -633,7 +639,7 @@ def _run(config, info, device, source: _BatchSource, validate, validate_clean, g
             loss = loss_fn(output.float(), y)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            warm = min(1.0, (steps + 1) / warmup) if warmup else 1.0
+            warm = _warmup_factor(steps, warmup)
             if warm < 1.0:
                 # The schedule's rate, scaled for this step only: the schedulers never see the warm-up.
                 scheduled = [group["lr"] for group in optimizer.param_groups]
@@ -710,7 +716,7 @@ def _run(config, info, device, source: _BatchSource, validate, validate_clean, g
             loss=total_loss.item() / max(batches, 1),
             val_psnr_db=round(val_psnr, 4),
             val_bicubic_psnr_db=round(validate.bicubic_psnr_db, 4),
-            lr=optimizer.param_groups[0]["lr"] * (min(1.0, steps / warmup) if warmup else 1.0),
+            lr=optimizer.param_groups[0]["lr"] * _warmup_factor(steps - 1, warmup),  # the epoch's last step's
             wall_seconds=round(wall, 1),
             steps=batches,
             train_seconds=round(epoch_train_seconds, 3),

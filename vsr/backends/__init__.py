@@ -188,12 +188,12 @@ def _create(name: str, scale: int, *, model: str, weights, device: str, num_thre
                 reasons.append(f"{candidate}: {exc}")
         raise BackendUnavailable("no backend can run here: " + "; ".join(reasons))
     if name == "openvino":
-        from .openvino import OpenVinoBackend, OpenVinoOptions
+        from .openvino import OpenVinoBackend, OpenVinoOptions, require_openvino
 
         onnx = _onnx_for(scale, weights, model)
         if precision == "auto":
             # Decided here, above the backend: timing the candidates builds OpenVinoBackend once each.
-            _check_openvino(device)
+            require_openvino(device)
             from .precision import choose_precision
 
             precision, _ = choose_precision(onnx, scale)
@@ -222,16 +222,6 @@ def _create(name: str, scale: int, *, model: str, weights, device: str, num_thre
 
         return TensorRTBackend(scale, _onnx_for(scale, weights, model), TensorRTOptions(device=device))
     raise BackendUnavailable(f"unknown backend {name!r}: choose auto or one of {', '.join(BACKENDS)}")
-
-
-def _check_openvino(device: str) -> None:
-    """What OpenVinoBackend would refuse, said before ``auto`` times anything with it."""
-    try:
-        import openvino  # noqa: F401
-    except ImportError:
-        raise BackendUnavailable("openvino is not installed (pip install openvino)") from None
-    if device != "cpu":
-        raise BackendUnavailable("the openvino backend runs on the CPU only (--device cpu)")
 
 
 def _onnx_for(scale: int, weights: os.PathLike | str | None, model: str = "espcn") -> Path:

@@ -69,15 +69,9 @@ class BackendBase:
     def upscale_luma_uint8(self, luma: np.ndarray) -> np.ndarray:
         """uint8 (N, H, W) -> uint8 (N, H * s, W * s) through ``upscale_luma``, rounded to nearest.
         Backends that convert on their side (inside the graph, on the GPU) override it."""
-        import numpy as np
+        from ..frames import float_to_uint8, luma_to_float
 
-        batch = np.ascontiguousarray(luma, dtype=np.uint8)[:, None].astype(np.float32)
-        batch *= np.float32(1 / 255)
-        out = self.upscale_luma(batch)[:, 0]
-        out *= np.float32(255)
-        out += np.float32(0.5)
-        np.clip(out, 0, 255, out=out)
-        return out.astype(np.uint8)
+        return float_to_uint8(self.upscale_luma(luma_to_float(luma))[:, 0])
 
     def close(self) -> None:
         pass

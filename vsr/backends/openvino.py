@@ -43,12 +43,7 @@ class OpenVinoBackend(BackendBase):
     name = "openvino"
 
     def __init__(self, scale: int, onnx_path: os.PathLike | str, options: OpenVinoOptions = OpenVinoOptions()) -> None:
-        try:
-            import openvino as ov
-        except ImportError:
-            raise BackendUnavailable("openvino is not installed (pip install openvino)") from None
-        if options.device != "cpu":
-            raise BackendUnavailable("the openvino backend runs on the CPU only (--device cpu)")
+        ov = require_openvino(options.device)
         precision = _ALIASES.get(options.precision, options.precision)
         if precision not in PRECISIONS or precision == "auto":
             choices = ", ".join(p for p in PRECISIONS if p != "auto")
@@ -122,6 +117,18 @@ class OpenVinoBackend(BackendBase):
 
     def close(self) -> None:
         self._compiled.clear()
+
+
+def require_openvino(device: str):
+    """The openvino module, or the one line saying why this backend cannot run here (not
+    installed, a device other than the CPU): checked before ``auto`` times anything with it too."""
+    try:
+        import openvino as ov
+    except ImportError:
+        raise BackendUnavailable("openvino is not installed (pip install openvino)") from None
+    if device != "cpu":
+        raise BackendUnavailable("the openvino backend runs on the CPU only (--device cpu)")
+    return ov
 
 
 def native_bf16(core=None) -> bool:

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 
+from ..cache import file_mode
 from ..errors import OutputError
 from .decode import ClockJumps, clock_may_restart, clock_streams, frame_duration
 
@@ -95,9 +96,7 @@ def partial_path(target: Path) -> str:
     except OSError as exc:
         raise OutputError(f"{target}: cannot write in {parent} ({exc.strerror})") from None
     os.close(fd)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 would hide the output from other users
+    os.chmod(tmp, file_mode())  # mkstemp's 0600 would hide the output from other users
     return tmp
 
 

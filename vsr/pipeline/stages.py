@@ -11,17 +11,10 @@ from typing import Iterable, Iterator
 import numpy as np
 
 from ..backends.base import Backend
-from ..frames import YuvFrame, chroma_shape, layout_bit_depth
+from ..frames import YuvFrame, chroma_shape, float_to_uint8, layout_bit_depth, luma_to_float
 
 #: The largest sample of each bit depth: 10-bit luma is scaled to [0, 1] by 1023 as 8-bit by 255.
 PEAK = {8: 255, 10: 1023}
-
-
-def luma_to_float(lumas: list[np.ndarray], peak: int = 255) -> np.ndarray:
-    """uint8 (or 10-bit uint16) (H, W) planes -> float32 (N, 1, H, W) in [0, 1]."""
-    batch = np.stack(lumas)[:, None].astype(np.float32)
-    batch *= np.float32(1 / peak)
-    return batch
 
 
 def float_to_samples(values: np.ndarray, peak: int) -> np.ndarray:
@@ -42,14 +35,6 @@ def convert_depth(plane: np.ndarray, from_bits: int, to_bits: int) -> np.ndarray
         return plane.astype(np.uint16) << (to_bits - from_bits)
     shift = from_bits - to_bits
     return np.minimum((plane.astype(np.uint32) + (1 << (shift - 1))) >> shift, (1 << to_bits) - 1).astype(np.uint8)
-
-
-def float_to_uint8(values: np.ndarray) -> np.ndarray:
-    """Float in [0, 1] -> uint8, rounded (scales ``values`` in place on the way)."""
-    values *= np.float32(255)
-    values += np.float32(0.5)
-    np.clip(values, 0, 255, out=values)
-    return values.astype(np.uint8)
 
 
 def resize_plane(plane: np.ndarray, out_hw: tuple[int, int]) -> np.ndarray:
