@@ -177,3 +177,18 @@ def wait_for_frames(proc, frames: int = 30) -> None:
         if line.startswith("progress: ") and int(line.split()[1].split("/")[0]) >= frames:
             return
     raise AssertionError(f"the run ended (exit {proc.wait()}) before {frames} frames: {''.join(seen[-20:])}")
+
+
+def upscale_or_skip(backend: str, scale: int, luma, *, label: str | None = None, **options):
+    """``create_backend(backend, scale, **options).upscale_luma(luma)``, the engine closed after;
+    where the backend cannot run here, the test is skipped with the backend's own reason."""
+    from vsr.backends import BackendUnavailable, create_backend
+
+    try:
+        engine = create_backend(backend, scale, **options)
+    except BackendUnavailable as exc:
+        pytest.skip(f"{label or backend}: {exc}")
+    try:
+        return engine.upscale_luma(luma)
+    finally:
+        engine.close()

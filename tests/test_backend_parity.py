@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 import torch
 
-from vsr.backends import BACKENDS, PRECISIONS, BackendUnavailable, create_backend
+from vsr.backends import BACKENDS, PRECISIONS
 from vsr.color import rgb_to_y
 from vsr.metrics import psnr
 
-from .conftest import DATA, synthetic_rgb
+from .conftest import DATA, synthetic_rgb, upscale_or_skip
 
 #: Largest difference from torch fp32, in 8-bit grey levels, per precision: fp32 differs by
 #: summation order only; bf16 keeps 8 bits of mantissa in the features (about one level out);
@@ -44,14 +44,7 @@ def test_backend_matches_the_torch_reference(backend, precision, model):
     luma = _luma()
     with torch.no_grad():
         reference = load_model(3, model=model)(torch.from_numpy(luma)).clamp(0, 1).numpy()
-    try:
-        engine = create_backend(backend, 3, model=model, precision=precision)
-    except BackendUnavailable as exc:
-        pytest.skip(f"{backend} {precision}: {exc}")
-    try:
-        out = engine.upscale_luma(luma)
-    finally:
-        engine.close()
+    out = upscale_or_skip(backend, 3, luma, label=f"{backend} {precision}", model=model, precision=precision)
     assert out.shape == reference.shape and out.dtype == np.float32
     if precision == "int8":
         assert psnr(reference[0, 0], out[0, 0], peak=1.0) >= INT8_MIN_PSNR_DB

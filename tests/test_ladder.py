@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from tests.conftest import make_clip, synthetic_rgb
+from tests.conftest import make_clip, synthetic_rgb, upscale_or_skip
 from vsr.backends import BackendUnavailable, EngineSpec, create_backend
 from vsr.color import rgb_to_y
 from vsr.models.registry import MODELS, shipped_models
@@ -84,14 +84,7 @@ def test_every_shipped_model_matches_torch_on_each_backend(name, backend, scale)
         from vsr.backends.openvino import native_bf16
 
         precision = "bf16" if native_bf16() else "fp32"
-    try:
-        engine = create_backend(backend, scale, model=name, precision=precision)
-    except BackendUnavailable as exc:
-        pytest.skip(f"{backend}: {exc}")
-    try:
-        out = engine.upscale_luma(luma)
-    finally:
-        engine.close()
+    out = upscale_or_skip(backend, scale, luma, model=name, precision=precision)
     assert out.shape == (1, 1, 60 * scale, 84 * scale)
     diff = np.abs(out - expected)
     max_diff, mean_diff = TOLERANCE[backend]
