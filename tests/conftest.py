@@ -192,3 +192,17 @@ def upscale_or_skip(backend: str, scale: int, luma, *, label: str | None = None,
         return engine.upscale_luma(luma)
     finally:
         engine.close()
+
+
+def run_config(input_path, output_path, **fields):
+    """A ``RunConfig`` from flat keyword options, as `vsr run`'s flags read: those of the engine
+    (scale, model, backend, device, weights, precision, batch_size, num_threads) go into its
+    ``engine`` spec, the others to the run."""
+    from dataclasses import fields as dataclass_fields
+
+    from vsr.backends import EngineSpec
+    from vsr.pipeline.pipeline import RunConfig
+
+    engine_names = {f.name for f in dataclass_fields(EngineSpec)}
+    engine = {k: fields.pop(k) for k in list(fields) if k in engine_names}
+    return RunConfig(input_path=input_path, output_path=output_path, engine=EngineSpec(**engine), **fields)

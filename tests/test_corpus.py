@@ -151,7 +151,7 @@ def test_ray_runs_a_restarting_clock_as_the_single_stream_does(folder, tmp_path,
     pytest.importorskip("ray", reason="Ray is optional: pip install -e '.[ray]'")
     import tempfile
 
-    from vsr.pipeline.pipeline import RunConfig
+    from .conftest import run_config
     from vsr.segments import upscale_video
 
     import shutil
@@ -164,7 +164,7 @@ def test_ray_runs_a_restarting_clock_as_the_single_stream_does(folder, tmp_path,
     ref = corpus.reference(case, source, folder)
     out = tmp_path / "ray.mp4"
     try:
-        stats = upscale_video(RunConfig(input_path=source, output_path=out, scale=2, model="espcn",
+        stats = upscale_video(run_config(source, out, scale=2, model="espcn",
                                         backend="onnxruntime", workers=None, ray_address="local", segment_seconds=0.4))
     finally:
         shutil.rmtree(ray_dir, ignore_errors=True)
@@ -180,7 +180,7 @@ def test_memory_check_on_every_path(path, check_inputs, tmp_path, monkeypatch):
     from vsr.errors import OutputError
     from vsr.folders import run_folder
     from vsr.pipeline import pipeline
-    from vsr.pipeline.pipeline import RunConfig
+    from .conftest import run_config
     from vsr.segments import upscale_video
 
     monkeypatch.setattr(pipeline, "available_memory_bytes", lambda: 1 << 20)
@@ -190,12 +190,12 @@ def test_memory_check_on_every_path(path, check_inputs, tmp_path, monkeypatch):
         in_dir = tmp_path / "in"
         in_dir.mkdir()
         os.symlink(source, in_dir / source.name)
-        failed = run_folder(RunConfig(input_path=in_dir, output_path=tmp_path / "out", workers=2, **options),
+        failed = run_folder(run_config(in_dir, tmp_path / "out", workers=2, **options),
                             quiet=True)
         assert len(failed) == 1 and "GiB of memory" in failed[0].message
     else:
         workers = {"one-stream": 1, "segments": 2, "ray": None}[path]
-        config = RunConfig(input_path=source, output_path=tmp_path / "out.mp4", workers=workers,
+        config = run_config(source, tmp_path / "out.mp4", workers=workers,
                            ray_address="local" if path == "ray" else None, **options)
         with pytest.raises(OutputError, match="GiB of memory"):
             upscale_video(config)
@@ -220,7 +220,7 @@ def test_library_refuses_up_front_on_every_path(check, path, check_inputs, tmp_p
     from vsr.errors import VsrError
     from vsr.folders import run_folder
     from vsr.media.encode import EncodeOptions
-    from vsr.pipeline.pipeline import RunConfig
+    from .conftest import run_config
     from vsr.segments import upscale_video
 
     name, encode, message = LIBRARY_CHECKS[check]
@@ -231,7 +231,7 @@ def test_library_refuses_up_front_on_every_path(check, path, check_inputs, tmp_p
         in_dir = tmp_path / "in"
         in_dir.mkdir()
         os.symlink(source, in_dir / source.name)
-        config = RunConfig(input_path=in_dir, output_path=tmp_path / "out", workers=2, **options)
+        config = run_config(in_dir, tmp_path / "out", workers=2, **options)
         if check != "size":
             # Refused before any file is read: every file would fail the same way.
             with pytest.raises(VsrError) as error:
@@ -242,7 +242,7 @@ def test_library_refuses_up_front_on_every_path(check, path, check_inputs, tmp_p
             assert len(failed) == 1 and message in failed[0].message
     else:
         workers = {"one-stream": 1, "segments": 2, "ray": None}[path]
-        config = RunConfig(input_path=source, output_path=tmp_path / name, workers=workers,
+        config = run_config(source, tmp_path / name, workers=workers,
                            ray_address="local" if path == "ray" else None, **options)
         with pytest.raises(VsrError) as error:
             upscale_video(config)

@@ -9,7 +9,8 @@ import pytest
 from vsr.backends.base import BackendBase
 from vsr.errors import InputError, OutputError
 from vsr.media.encode import EncodeOptions
-from vsr.pipeline.pipeline import RunConfig, run_video
+from .conftest import run_config
+from vsr.pipeline.pipeline import run_video
 from vsr.pipeline.workers import Prefetch
 
 from .conftest import decode_all, make_clip
@@ -26,7 +27,7 @@ def _plane_psnr(reference: np.ndarray, upscaled: np.ndarray) -> float:
 
 
 def _run(src, dst, **kw):
-    return run_video(RunConfig(input_path=src, output_path=dst, backend="onnxruntime", **kw))
+    return run_video(run_config(src, dst, backend="onnxruntime", **kw))
 
 
 @pytest.mark.parametrize("pix_fmt,color_range", [("yuv420p", None), ("yuvj420p", 2), ("yuv444p", None)])

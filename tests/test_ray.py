@@ -12,7 +12,7 @@ import pytest
 
 ray = pytest.importorskip("ray", reason="Ray is optional: pip install -e '.[ray]'")
 
-from vsr.pipeline.pipeline import RunConfig  # noqa: E402
+from .conftest import run_config  # noqa: E402
 from vsr.segments import plan_segments, upscale_video  # noqa: E402
 
 from .test_segments import psnr_db, video_frames, write_clip  # noqa: E402
@@ -77,8 +77,8 @@ def no_ray_left():
 
 def test_local_ray_instance_matches_the_single_stream(tmp_path, clip):
     src, pts = clip
-    upscale_video(RunConfig(input_path=src, output_path=tmp_path / "one.mp4", scale=2, workers=1))
-    stats = upscale_video(RunConfig(input_path=src, output_path=tmp_path / "ray.mp4", scale=2, workers=2,
+    upscale_video(run_config(src, tmp_path / "one.mp4", scale=2, workers=1))
+    stats = upscale_video(run_config(src, tmp_path / "ray.mp4", scale=2, workers=2,
                                     segment_seconds=0.3, ray_address="local"))
     assert stats.frames == len(pts) and not ray.is_initialized()  # the instance it started is gone
     got_pts, got = video_frames(tmp_path / "ray.mp4")
@@ -199,7 +199,7 @@ def test_an_unreachable_cluster_is_one_clear_line(tmp_path, clip):
 
     src, _ = clip
     with pytest.raises(WorkerFailed, match="cannot reach Ray at '127.0.0.1:1'"):
-        upscale_video(RunConfig(input_path=src, output_path=tmp_path / "x.mp4", scale=2, workers=2,
+        upscale_video(run_config(src, tmp_path / "x.mp4", scale=2, workers=2,
                                 segment_seconds=0.3, ray_address="127.0.0.1:1"))
     assert not (tmp_path / "x.mp4").exists()
     assert not list(tmp_path.glob(".*vsr-work"))  # nothing was finished: nothing is kept

@@ -18,7 +18,7 @@ import pytest
 from click.testing import CliRunner
 
 from vsr.errors import InputError
-from vsr.pipeline.pipeline import RunConfig
+from .conftest import run_config
 from vsr.segments import plan_segments, upscale_video
 
 pytestmark = pytest.mark.skipif(shutil.which("ffmpeg") is None,
@@ -39,7 +39,7 @@ def source(size: str = "64x48", rate: int = 25, frames: int = 20, pattern: str =
 def run(src: Path, dst: Path, **options):
     options.setdefault("scale", 2)
     options.setdefault("backend", "onnxruntime")
-    return upscale_video(RunConfig(input_path=src, output_path=dst, **options))
+    return upscale_video(run_config(src, dst, **options))
 
 
 def output_frames(path: Path):

@@ -18,7 +18,7 @@ import pytest
 from .conftest import DATA, decode_all, make_clip
 from .test_segments import write_clip
 from vsr.media.encode import EncodeOptions
-from vsr.pipeline.pipeline import RunConfig
+from .conftest import run_config
 from vsr.segments import upscale_video
 
 needs_ffmpeg = pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="the ffmpeg CLI makes these inputs")
@@ -83,7 +83,7 @@ def late_audio(tmp_path_factory) -> Path:
 def run(source, out, **kwargs):
     kwargs.setdefault("backend", "onnxruntime")
     kwargs.setdefault("scale", 2)
-    return upscale_video(RunConfig(input_path=source, output_path=out, **kwargs))
+    return upscale_video(run_config(source, out, **kwargs))
 
 
 # -- 1. audio: start offset and full duration, copied and re-encoded, one stream and segments ---------
@@ -237,7 +237,7 @@ def test_memory_is_checked_up_front(tmp_path, monkeypatch):
     make_clip(source, frames=2)
     with VideoReader(source) as reader:
         info = reader.info
-    config = RunConfig(input_path=source, output_path=tmp_path / "out.mp4", scale=3)
+    config = run_config(source, tmp_path / "out.mp4", scale=3)
     need = pipeline.estimated_memory_bytes(info.width, info.height, 3, "yuv420p", queue_depth=8, batch_size=1)
     monkeypatch.setattr(pipeline, "available_memory_bytes", lambda: 10 * need)
     pipeline.check_run(config, info)  # plenty: no error

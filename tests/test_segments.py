@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 from .conftest import DATA, make_clip, synthetic_rgb
-from vsr.pipeline.pipeline import RunConfig
+from .conftest import run_config
 from vsr.segments import auto_workers, plan_segments, upscale_video
 from vsr.backends import EngineSpec
 
@@ -112,7 +112,7 @@ def psnr_db(a: np.ndarray, b: np.ndarray) -> float:
 def run(src: Path, dst: Path, **options) -> object:
     options.setdefault("scale", 2)
     options.setdefault("backend", "onnxruntime")
-    return upscale_video(RunConfig(input_path=src, output_path=dst, **options))
+    return upscale_video(run_config(src, dst, **options))
 
 
 CASES = {

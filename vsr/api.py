@@ -83,10 +83,7 @@ class Upscaler:
         if self._backend is None:
             from .backends import create_backend
 
-            spec = self.spec
-            self._backend = create_backend(spec.backend, spec.scale, model=spec.model, weights=spec.weights,
-                                           device=spec.device, num_threads=spec.num_threads,
-                                           precision=spec.precision)
+            self._backend = create_backend(self.spec)
         return self._backend
 
     def _frame_upscaler(self):
@@ -327,6 +324,7 @@ def upscale_video(
     """
     from .media.encode import CODECS, EncodeOptions, default_codec
     from .models.registry import MODELS
+    from .backends import EngineSpec
     from .pipeline.pipeline import RunConfig, can_reopen
 
     scale = _check_scale(scale)
@@ -362,14 +360,13 @@ def upscale_video(
     count = None if workers == "auto" else workers
     if not can_reopen(input_path) or container is not None:
         count = 1
+    engine = EngineSpec(scale=scale, model=model, backend=backend, device=device,
+                        weights=None if weights is None else Path(weights), precision=precision, batch_size=batch_size)
     config = RunConfig(
-        input_path=input_path, output_path=output_path, scale=scale, model=model, target_fps=target_fps,
-        degradation=degradation, backend=backend, device=device,
-        weights=None if weights is None else Path(weights),
+        input_path=input_path, output_path=output_path, engine=engine, target_fps=target_fps, degradation=degradation,
         encode=EncodeOptions(codec=codec, crf=crf, preset=preset, pix_fmt=pix_fmt, audio=audio, container=container),
-        max_frames=max_frames, overwrite=overwrite, batch_size=batch_size, workers=count,
-        segment_seconds=segment_seconds, resume=resume, ray_address=ray_address, strict=strict,
-        deinterlace=deinterlace, precision=precision,
+        max_frames=max_frames, overwrite=overwrite, workers=count, segment_seconds=segment_seconds, resume=resume,
+        ray_address=ray_address, strict=strict, deinterlace=deinterlace,
     )
     from .segments import upscale_video as run
 

@@ -281,22 +281,37 @@ def _engine_options(default_backend: str, backend_help: str = "", *, auto_model:
     return decorate
 
 
+def _backend_option(command):
+    """--backend-option KEY=VALUE: the named backend's own tuning (``EngineSpec.backend_options``)."""
+    return click.option("--backend-option", "backend_option", multiple=True, metavar="KEY=VALUE",
+                        help="Tune the named --backend beyond these flags (repeatable), e.g. --backend tensorrt "
+                             "--backend-option workspace_mib=2048; the keys: docs/usage.md.")(command)
+
+
+def _engine_spec(scale, model_name, backend, device, weights, precision, backend_option=(), **fields):
+    """The ``EngineSpec`` the engine options describe (``--backend-option`` parsed for its backend)."""
+    from .backends import EngineSpec, parse_backend_options
+
+    return EngineSpec(scale=int(scale), model=model_name, backend=backend, device=device, weights=weights,
+                      precision=precision, backend_options=parse_backend_options(backend, backend_option), **fields)
+
+
 @main.command("eval")
 @click.option("--data", "data_dirs", multiple=True, required=True, type=click.Path(path_type=Path),
               help="HR images (folder or file; repeatable).")
 @click.option("--scale", type=SCALES, required=True)
 @_engine_options("onnxruntime")
 @_precision_option
+@_backend_option
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 @_verbose_option
 @_reports_errors
-def eval_(data_dirs, scale, model_name, backend, device, weights, precision, as_json):
+def eval_(data_dirs, scale, model_name, backend, device, weights, precision, backend_option, as_json):
     """PSNR / SSIM on Y of vsr against bicubic (crop, MATLAB bicubic downscale, shave the border)."""
     from .backends import create_backend
     from .evaluate import evaluate
 
-    engine = create_backend(backend, int(scale), model=model_name, weights=weights, device=device,
-                            precision=precision)
+    engine = create_backend(_engine_spec(scale, model_name, backend, device, weights, precision, backend_option))
     try:
         report = evaluate(list(data_dirs), int(scale), lambda luma: engine.upscale_luma(luma)[0, 0],
                           backend_name=f"{engine.name} {engine.precision or 'fp32'}")
@@ -311,6 +326,7 @@ def eval_(data_dirs, scale, model_name, backend, device, weights, precision, as_
 @click.option("--scale", type=SCALES, default="3", show_default=True)
 @_engine_options("onnxruntime", "onnxruntime runs on the CPU without importing torch.", default_model=IMAGE_MODEL)
 @_precision_option
+@_backend_option
 @click.option("--compare", is_flag=True,
               help="Also write NAME_compare.png: nearest | bicubic | vsr (| original with --reference).")
 @click.option("--reference", type=click.Path(path_type=Path), default=None,
@@ -319,8 +335,8 @@ def eval_(data_dirs, scale, model_name, backend, device, weights, precision, as_
 @click.option("--quiet", "-q", is_flag=True)
 @_verbose_option
 @_reports_errors
-def upscale(input_path, output_path, scale, model_name, backend, device, weights, precision, compare, reference,
-            overwrite, quiet):
+def upscale(input_path, output_path, scale, model_name, backend, device, weights, precision, backend_option, compare,
+            reference, overwrite, quiet):
     """Upscale an image, or every image in a folder, to PNG (or the .jpg/.bmp OUTPUT names).
 
     OUTPUT is a file for one image, or a folder (created if needed) that gets the same names.
@@ -334,8 +350,7 @@ def upscale(input_path, output_path, scale, model_name, backend, device, weights
     from .upscale import plan_jobs, run_upscale
 
     jobs = plan_jobs(input_path, output_path, reference, overwrite=overwrite, compare=compare, scale=int(scale))
-    engine = create_backend(backend, int(scale), model=model_name, weights=weights, device=device,
-                            precision=precision)
+    engine = create_backend(_engine_spec(scale, model_name, backend, device, weights, precision, backend_option))
     try:
         # A bar redrawn in a log file is noise: only on a terminal.
         bar = tqdm(total=len(jobs), unit="img", file=sys.stderr,
@@ -438,6 +453,7 @@ def _video_input(text: str) -> Path | str:
 @_engine_options("auto", "auto picks the fastest one available here and says which.", auto_model=True)
 @_target_fps_option
 @_precision_option
+@_backend_option
 @click.option("--codec", type=click.Choice(["libx264", "libx265", "libsvtav1", "mpeg4", "h264_nvenc"]),
               default=None, help="Video encoder. Default: libx264, or libsvtav1 for .webm (which holds only "
                                  "VP8/VP9/AV1).")
@@ -490,7 +506,8 @@ def _video_input(text: str) -> Path | str:
                    "eta_seconds, state running|done|failed, file); see docs/usage.md.")
 @_verbose_option
 @_reports_errors
-def run(input_path, output_path, scale, degradation, model_name, target_fps, backend, device, weights, precision, codec, crf, preset, pix_fmt, no_audio, max_frames,
+def run(input_path, output_path, scale, degradation, model_name, target_fps, backend, device, weights, precision,
+        backend_option, codec, crf, preset, pix_fmt, no_audio, max_frames,
         batch_size, workers_text, segment_seconds, resume, ray_address, strict, deinterlace, out_format, overwrite,
         quiet, progress_mode, decoder, stats_json, gpus=None):
     """Upscale a video (or every video in a folder): PyAV decode -> ESPCN on luma + bicubic
@@ -549,14 +566,14 @@ def run(input_path, output_path, scale, degradation, model_name, target_fps, bac
     # What no input could make work (output format, codec and container, CRF, preset, pixel
     # format) is refused by the library itself before any work, on every path
     # (segments.driver.check_request, called first by upscale_video and run_folder).
+    engine = _engine_spec(scale, _pick_model(model_name, target_fps, weights), backend, device, weights, precision,
+                          backend_option, batch_size=batch_size)
     config = RunConfig(
-        input_path=input_path, output_path=output_path, scale=int(scale),
-        model=_pick_model(model_name, target_fps, weights), target_fps=target_fps, degradation=degradation,
-        backend=backend, device=device, weights=weights, encode=EncodeOptions(codec=codec, crf=crf, preset=preset, pix_fmt=pix_fmt,
-                                              audio=not no_audio, container=container),
-        max_frames=max_frames, overwrite=overwrite, batch_size=batch_size, workers=workers,
-        segment_seconds=segment_seconds, resume=resume, ray_address=ray_address, strict=strict,
-        deinterlace=deinterlace, precision=precision, decoder=decoder,
+        input_path=input_path, output_path=output_path, engine=engine, target_fps=target_fps, degradation=degradation,
+        encode=EncodeOptions(codec=codec, crf=crf, preset=preset, pix_fmt=pix_fmt, audio=not no_audio,
+                             container=container),
+        max_frames=max_frames, overwrite=overwrite, workers=workers, segment_seconds=segment_seconds, resume=resume,
+        ray_address=ray_address, strict=strict, deinterlace=deinterlace, decoder=decoder,
     )
     with _sigterm_as_interrupt():
         if isinstance(input_path, Path) and input_path.is_dir():
@@ -872,7 +889,7 @@ def bench(input_path, size, scale, model_name, backend, device, weights, batch_s
 @_reports_errors
 def build_engine(scale, size, min_size, max_size, precision, model_name, weights, device, workspace_mib, engine_dir):
     """Build (or find cached) the TensorRT plan for a frame size, so the first video starts at once."""
-    from .backends import _onnx_for
+    from .backends import onnx_for
     from .backends.engine_cache import ShapeRange
     from .backends.tensorrt import TensorRTBackend, TensorRTOptions
 
@@ -886,7 +903,7 @@ def build_engine(scale, size, min_size, max_size, precision, model_name, weights
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None
     options = TensorRTOptions(precision=precision, device=device, workspace_mib=workspace_mib, engine_dir=engine_dir)
-    with TensorRTBackend(int(scale), _onnx_for(int(scale), weights, model_name), options) as engine:
+    with TensorRTBackend(int(scale), onnx_for(int(scale), weights, model_name), options) as engine:
         cached = engine.plan_path(shapes).is_file()
         path = engine.build(shapes)
     click.echo(f"{'cached' if cached else 'built'}: {path}")

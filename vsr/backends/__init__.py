@@ -6,6 +6,7 @@ error is a real bug and is raised.
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 from dataclasses import dataclass
@@ -13,13 +14,14 @@ from pathlib import Path
 
 from .base import PRECISIONS, Backend, BackendUnavailable
 
-BACKENDS = ("openvino", "onnxruntime", "torch", "tensorrt")
-#: Fastest first: on CPUs OpenVINO (bf16) beat ONNX Runtime, which beat torch (benchmarks/); on NVIDIA GPUs a compiled
-#: TensorRT plan is expected to beat torch, with ONNX Runtime last as it runs anywhere.
-AUTO_ORDER = {"cpu": ("openvino", "onnxruntime", "torch"), "cuda": ("tensorrt", "torch", "onnxruntime")}
+from .files import onnx_for
+from .registry import REGISTRY, auto_order, entry
+from .registry import parse_options as parse_backend_options
 
-__all__ = ["Backend", "BackendUnavailable", "BACKENDS", "EngineSpec", "PRECISIONS", "check_device", "check_cuda_device", "create_backend",
-           "describe", "visible_gpus"]
+BACKENDS = tuple(REGISTRY)
+
+__all__ = ["Backend", "BackendUnavailable", "BACKENDS", "EngineSpec", "PRECISIONS", "check_device", "check_cuda_device",
+           "create_backend", "describe", "onnx_for", "parse_backend_options", "visible_gpus"]
 
 
 _DEVICE = re.compile(r"cpu|cuda(:\d+)?")
@@ -87,7 +89,8 @@ class EngineSpec:
 
     scale: int = 3
     #: Which model of the ladder (``vsr models``); ignored when ``weights`` is given (a
-    #: checkpoint names its own architecture).
+    #: checkpoint names its own architecture). "auto" is for ``vsr run`` and ``vsr live`` to
+    #: resolve from their input (``models.choose``) before any backend is built.
     model: str = "espcn"
     backend: str = "auto"
     device: str = "cpu"
@@ -95,10 +98,25 @@ class EngineSpec:
     num_threads: int = 0
     batch_size: int = 1
     precision: str = "auto"
+    #: The backend's own tuning, an instance of its options class (``registry.REGISTRY``:
+    #: ``TensorRTOptions`` for tensorrt ...), for what the fields above do not say (TensorRT's
+    #: workspace, OpenVINO's int8 calibration ...); the fields above win where both say something.
+    backend_options: object | None = None
 
     def __post_init__(self) -> None:
         check_device(self.device)
-        if self.weights is None:
+        if self.precision not in PRECISIONS:
+            raise BackendUnavailable(f"unknown precision {self.precision!r}: choose one of {', '.join(PRECISIONS)}")
+        if self.backend != "auto":
+            entry(self.backend)
+        if self.backend_options is not None:
+            if self.backend == "auto":
+                raise BackendUnavailable("backend options are for one backend: name it (--backend)")
+            expected = entry(self.backend).load_options()
+            if not isinstance(self.backend_options, expected):
+                raise BackendUnavailable(f"the {self.backend} backend takes {expected.__name__}, "
+                                         f"not {type(self.backend_options).__name__}")
+        if self.weights is None and self.model != "auto":
             from ..models.registry import get_model
 
             get_model(self.model)  # an unknown name fails here, in the driver, not in every worker
@@ -107,30 +125,52 @@ class EngineSpec:
     def cuda(self) -> bool:
         return self.device.startswith("cuda")
 
+    def network_px(self) -> tuple[int, int]:
+        """(receptive_px, min_input_px) of the network this spec runs: how far one input pixel
+        reaches (the overlap tiles need) and the smallest input side it takes. An .onnx says
+        nothing of its network, so the most demanding model's values hold for it."""
+        info = model_info(self.model, self.weights)
+        if info is not None:
+            return info.receptive_px, info.min_input_px
+        return max(m.receptive_px for m in _ladder()), max(m.min_input_px for m in _ladder())
 
-def create_backend(
-    name: str, scale: int, *, model: str = "espcn", weights: os.PathLike | str | None = None, device: str = "cpu",
-    num_threads: int = 0, precision: str = "auto",
-) -> Backend:
-    """A ready backend for ``scale``: the shipped weights of ``model``, or ``weights`` (.pt
-    checkpoint or .onnx). ``num_threads`` caps the CPU threads of the engine (0: the library's
-    default). ``precision``: one of ``PRECISIONS``; bf16 and int8 run on OpenVINO only, the others
-    refuse them."""
+    def options_for(self, options_class: type, **from_spec):
+        """``backend_options`` (or the class's defaults) with what this spec decides put in:
+        ``from_spec`` maps the options' field names to the spec's values."""
+        import dataclasses
+
+        base = self.backend_options if self.backend_options is not None else options_class()
+        return dataclasses.replace(base, **from_spec)
+
+
+def create_backend(spec: EngineSpec | str, scale: int | None = None, **fields) -> Backend:
+    """A ready backend for ``spec``: the network it names on the backend it names, ``auto``
+    resolved first (the backend: the first of ``registry.auto_order`` that runs here; the
+    precision: ``precision.resolve_precision``), so every backend is built from concrete values.
+
+    ``create_backend("onnxruntime", 3, model="realtime")`` is short for
+    ``create_backend(EngineSpec(backend="onnxruntime", scale=3, model="realtime"))``.
+    """
     from ..models.weights import check_scale
 
-    check_scale(scale)
-    check_device(device)
-    if precision not in PRECISIONS:
-        raise BackendUnavailable(f"unknown precision {precision!r}: choose one of {', '.join(PRECISIONS)}")
-    backend = _create(name, scale, model=model, weights=weights, device=device, num_threads=num_threads,
-                      precision=precision)
-    if weights is not None and name != "tensorrt" and backend.name != "tensorrt":
-        _check_weights_scale(backend, scale, weights)
-    # What callers that cut or check pictures need to know of the network (tiles' overlap, the
-    # smallest input); an .onnx says nothing of it, so the most demanding model's values hold.
-    info = model_info(model, weights)
-    backend.receptive_px = info.receptive_px if info else max(m.receptive_px for m in _ladder())
-    backend.min_input_px = info.min_input_px if info else max(m.min_input_px for m in _ladder())
+    if not isinstance(spec, EngineSpec):
+        spec = EngineSpec(backend=spec, **({"scale": scale} if scale is not None else {}), **fields)
+    check_scale(spec.scale)
+    if spec.model == "auto" and spec.weights is None:
+        raise ValueError("model auto is chosen from an input (vsr run, vsr live): name a model to build a backend")
+    if spec.backend == "auto":
+        reasons = []
+        for candidate in auto_order(spec.device):
+            try:
+                return create_backend(dataclasses.replace(spec, backend=candidate))
+            except BackendUnavailable as exc:
+                reasons.append(f"{candidate}: {exc}")
+        raise BackendUnavailable("no backend can run here: " + "; ".join(reasons))
+    from .precision import resolve_precision
+
+    backend = entry(spec.backend).load().from_spec(resolve_precision(spec))
+    if spec.weights is not None and spec.backend != "tensorrt":
+        _check_weights_scale(backend, spec.scale, spec.weights)
     return backend
 
 
@@ -174,69 +214,3 @@ def _check_weights_scale(backend: Backend, scale: int, weights: os.PathLike | st
         backend.close()
         factor = out.shape[-1] / side_px
         raise UnsupportedScale(f"{weights}: these weights upscale x{factor:g}, not x{scale} (--scale)")
-
-
-def _create(name: str, scale: int, *, model: str, weights, device: str, num_threads: int,
-            precision: str = "auto") -> Backend:
-    if name == "auto":
-        reasons = []
-        for candidate in AUTO_ORDER["cuda" if device.startswith("cuda") else "cpu"]:
-            try:
-                return _create(candidate, scale, model=model, weights=weights, device=device,
-                               num_threads=num_threads, precision=precision)
-            except BackendUnavailable as exc:
-                reasons.append(f"{candidate}: {exc}")
-        raise BackendUnavailable("no backend can run here: " + "; ".join(reasons))
-    if name == "openvino":
-        from .openvino import OpenVinoBackend, OpenVinoOptions, require_openvino
-
-        onnx = _onnx_for(scale, weights, model)
-        if precision == "auto":
-            # Decided here, above the backend: timing the candidates builds OpenVinoBackend once each.
-            require_openvino(device)
-            from .precision import choose_precision
-
-            precision, _ = choose_precision(onnx, scale)
-        return OpenVinoBackend(scale, onnx, OpenVinoOptions(device=device, num_threads=num_threads, precision=precision))
-    if precision not in ("auto", "fp32"):
-        # Only OpenVINO has bf16 kernels worth having off AMX and an int8 path (NNCF) in vsr.
-        raise BackendUnavailable(f"--precision {precision} runs on the openvino backend only; {name} runs fp32 "
-                                 "(use --precision fp32 or auto)")
-    if name == "onnxruntime":
-        from .onnxruntime import OnnxRuntimeBackend, OrtOptions
-
-        return OnnxRuntimeBackend(scale, _onnx_for(scale, weights, model), OrtOptions(device=device,
-                                                                               intra_op_threads=num_threads))
-    if name == "torch" and device.startswith("cuda") and (weights is None or Path(weights).suffix != ".onnx"):
-        from .torch_cuda import TorchCudaBackend, TorchCudaOptions
-
-        return TorchCudaBackend(scale, weights, TorchCudaOptions(device=device), model=model)
-    if name == "torch":
-        from .torch import TorchBackend
-
-        if weights is not None and Path(weights).suffix == ".onnx":
-            raise BackendUnavailable("the torch backend needs .pt weights, not .onnx")
-        return TorchBackend(scale, weights, device=device, num_threads=num_threads, model=model)
-    if name == "tensorrt":
-        from .tensorrt import TensorRTBackend, TensorRTOptions
-
-        return TensorRTBackend(scale, _onnx_for(scale, weights, model), TensorRTOptions(device=device))
-    raise BackendUnavailable(f"unknown backend {name!r}: choose auto or one of {', '.join(BACKENDS)}")
-
-
-def _onnx_for(scale: int, weights: os.PathLike | str | None, model: str = "espcn") -> Path:
-    """The ONNX file to run: ``model``'s shipped one, the given one, or one exported once from a
-    .pt checkpoint into a cache."""
-    from ..errors import InputError
-    from ..models.weights import shipped_weights
-
-    if weights is None:
-        return shipped_weights(scale, "onnx", model)
-    weights = Path(weights)
-    if not weights.is_file():
-        raise InputError(f"{weights}: no such weights file")
-    if weights.suffix == ".onnx":
-        return weights
-    from ..export import cached_onnx_export
-
-    return cached_onnx_export(weights, scale)

@@ -31,10 +31,13 @@ class Backend(Protocol):
     precision: str | None
     #: The precision as ``describe`` says it ("int8, 6 of 7 convolutions float").
     precision_label: str | None
-    #: Facts of the network it runs, from the model registry (``create_backend`` sets them): how
+    #: Facts of the network it runs, from the model registry (``from_spec`` sets them): how
     #: far one input pixel reaches (the overlap tiles need) and the smallest input side it takes.
     receptive_px: int
     min_input_px: int
+
+    @classmethod
+    def from_spec(cls, spec) -> "Backend": ...
 
     def upscale_luma(self, luma: np.ndarray) -> np.ndarray: ...
 
@@ -54,6 +57,18 @@ class BackendBase:
     min_input_px = 5
 
     _precision_label: str | None = None
+
+    @classmethod
+    def from_spec(cls, spec) -> "Backend":
+        """The backend ``spec`` (an ``EngineSpec`` with its precision resolved) describes, with the
+        facts of its network. Each backend builds itself in ``_from_spec``."""
+        backend = cls._from_spec(spec)
+        backend.receptive_px, backend.min_input_px = spec.network_px()
+        return backend
+
+    @classmethod
+    def _from_spec(cls, spec) -> "Backend":
+        raise NotImplementedError
 
     @property
     def precision_label(self) -> str | None:

@@ -203,12 +203,18 @@ def nncf_version() -> str | None:
 def calibration_patches(scale: int, path: os.PathLike | str | None = None) -> np.ndarray:
     """float32 (N, 1, H, W) LR luma patches in [0, 1] for ``scale``: the shipped set, or ``path``
     (an .npz written the same way: uint8 arrays named x2/x3/x4, or one array for every scale)."""
+    from ..errors import InputError
+
     source = Path(path) if path is not None else _shipped_calibration()
-    with np.load(source) as data:
-        key = f"x{scale}" if f"x{scale}" in data.files else data.files[0]
-        patches = data[key]
+    try:
+        with np.load(source) as data:
+            key = f"x{scale}" if f"x{scale}" in data.files else data.files[0]
+            patches = data[key]
+    except (OSError, ValueError, AttributeError, IndexError) as exc:
+        # A user's file (--backend-option calibration=): one line, never NumPy's traceback.
+        raise InputError(f"{source}: not a calibration set (an .npz of uint8 luma patches): {exc}") from None
     if patches.ndim != 3 or patches.dtype != np.uint8:
-        raise ValueError(f"{source}: expected uint8 (N, H, W) luma patches, got {patches.dtype} {patches.shape}")
+        raise InputError(f"{source}: expected uint8 (N, H, W) luma patches, got {patches.dtype} {patches.shape}")
     return (patches.astype(np.float32) / 255.0)[:, None]
 
 
@@ -365,6 +371,10 @@ def cached_int8_model(
     together quantise once and never read a half-written model."""
     recipe = shipped_recipe(onnx_path) if recipe is None else recipe
     calibration = Path(calibration_path) if calibration_path is not None else _shipped_calibration()
+    if not calibration.is_file():
+        from ..errors import InputError
+
+        raise InputError(f"{calibration}: no such calibration file")
     onnx_path = int8_source(onnx_path)
     folder = int8_cache_dir() / int8_cache_key(onnx_path, calibration, recipe)
     xml = folder / "model.xml"

@@ -26,6 +26,13 @@ class OrtOptions:
 class OnnxRuntimeBackend(BackendBase):
     name = "onnxruntime"
 
+    @classmethod
+    def _from_spec(cls, spec) -> "OnnxRuntimeBackend":
+        from .files import onnx_for
+
+        options = spec.options_for(OrtOptions, device=spec.device, intra_op_threads=spec.num_threads)
+        return cls(spec.scale, onnx_for(spec.scale, spec.weights, spec.model), options)
+
     def __init__(self, scale: int, onnx_path: os.PathLike | str, options: OrtOptions = OrtOptions()) -> None:
         try:
             import onnxruntime as ort

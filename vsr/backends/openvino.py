@@ -42,6 +42,14 @@ class OpenVinoOptions:
 class OpenVinoBackend(BackendBase):
     name = "openvino"
 
+    @classmethod
+    def _from_spec(cls, spec) -> "OpenVinoBackend":
+        from .files import onnx_for
+
+        options = spec.options_for(OpenVinoOptions, device=spec.device, num_threads=spec.num_threads,
+                                   precision=spec.precision)
+        return cls(spec.scale, onnx_for(spec.scale, spec.weights, spec.model), options)
+
     def __init__(self, scale: int, onnx_path: os.PathLike | str, options: OpenVinoOptions = OpenVinoOptions()) -> None:
         ov = require_openvino(options.device)
         precision = _ALIASES.get(options.precision, options.precision)

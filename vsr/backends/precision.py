@@ -140,3 +140,29 @@ def choose_precision(onnx_path: Path, scale: int, calibration: Path | None = Non
     if measured_now:
         NOTES.info(note)  # the CLI shows it as a note: line; the library prints nothing
     return choice, note
+
+
+def resolve_precision(spec):
+    """``spec`` (an ``EngineSpec`` naming its backend) with a precision that backend runs:
+    ``auto`` timed here for OpenVINO (``choose_precision``), above the backend, so the backend is
+    built from a concrete value; a precision the backend lacks refused in one line. Backends with
+    one precision keep ``auto``, which means their own default (fp16 on CUDA, fp32 on the CPU)."""
+    import dataclasses
+
+    from .files import onnx_for
+    from .base import BackendUnavailable
+    from .registry import entry
+
+    precisions = entry(spec.backend).precisions
+    if spec.precision not in ("auto", *precisions):
+        # Only OpenVINO has bf16 kernels worth having off AMX and an int8 path (NNCF) in vsr.
+        raise BackendUnavailable(f"--precision {spec.precision} runs on the openvino backend only; {spec.backend} "
+                                 "runs fp32 (use --precision fp32 or auto)")
+    if spec.precision != "auto" or len(precisions) == 1:
+        return spec
+    from .openvino import require_openvino
+
+    require_openvino(spec.device)
+    calibration = getattr(spec.backend_options, "calibration", None)
+    precision, _ = choose_precision(onnx_for(spec.scale, spec.weights, spec.model), spec.scale, calibration)
+    return dataclasses.replace(spec, precision=precision)

@@ -92,6 +92,15 @@ class TensorRTBackend(BackendBase):
 
     name = "tensorrt"
 
+    @classmethod
+    def _from_spec(cls, spec) -> "TensorRTBackend":
+        from .files import onnx_for
+
+        # --precision fp32 means fp32; auto keeps TensorRT's fp16 (the tensor cores' type).
+        precision = {"fp32": {"precision": "fp32"}}.get(spec.precision, {})
+        options = spec.options_for(TensorRTOptions, device=spec.device, **precision)
+        return cls(spec.scale, onnx_for(spec.scale, spec.weights, spec.model), options)
+
     def __init__(self, scale: int, onnx_path: os.PathLike | str, options: TensorRTOptions = TensorRTOptions()) -> None:
         try:
             import tensorrt as trt

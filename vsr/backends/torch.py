@@ -6,10 +6,23 @@ import os
 import numpy as np
 
 from .base import BackendBase, BackendUnavailable, as_batch
+from .torch_cuda import TorchCudaOptions  # the torch backend's options (``EngineSpec.backend_options``)
 
 
 class TorchBackend(BackendBase):
     name = "torch"
+
+    @classmethod
+    def _from_spec(cls, spec) -> BackendBase:
+        """On CUDA with .pt (or shipped) weights, the static-buffer GPU backend (``TorchCudaOptions``,
+        fp16 unless --precision fp32); elsewhere this reference one. An .onnx is not torch's to run."""
+        if spec.weights is not None and str(spec.weights).endswith(".onnx"):
+            raise BackendUnavailable("the torch backend needs .pt weights, not .onnx")
+        if spec.cuda:
+            from .torch_cuda import TorchCudaBackend
+
+            return TorchCudaBackend(spec.scale, spec.weights, torch_cuda_options(spec), model=spec.model)
+        return cls(spec.scale, spec.weights, device=spec.device, num_threads=spec.num_threads, model=spec.model)
 
     def __init__(self, scale: int, weights: os.PathLike | str | None = None, device: str = "cpu",
                  num_threads: int = 0, model: str = "espcn") -> None:
@@ -36,3 +49,10 @@ class TorchBackend(BackendBase):
 
     def close(self) -> None:
         self._model = None
+
+
+def torch_cuda_options(spec):
+    """``TorchCudaOptions`` for ``spec``: its device, fp16 unless it asks fp32 (auto: the tensor
+    cores' type), the rest from ``spec.backend_options``."""
+    fp32 = {"fp16": False} if spec.precision == "fp32" else {}
+    return spec.options_for(TorchCudaOptions, device=spec.device, **fp32)

@@ -94,8 +94,7 @@ def measure_engine_fps(spec, width_px: int, height_px: int) -> float:
 
     from ..backends import create_backend
 
-    backend = create_backend(spec.backend, spec.scale, model=spec.model, device=spec.device,
-                             num_threads=spec.num_threads, precision=spec.precision)
+    backend = create_backend(spec)
     try:
         rng = np.random.default_rng(0)
         luma = rng.random((spec.batch_size, 1, height_px, width_px), dtype=np.float32)

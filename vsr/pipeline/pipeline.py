@@ -17,8 +17,10 @@ from .workers import Prefetch, Timed
 
 @dataclass(frozen=True)
 class RunConfig:
-    """One ``vsr run``. ``batch_size`` frames go through the network together; ``queue_depth``
-    frames may wait between two stages (it bounds memory, not speed, beyond a few).
+    """One ``vsr run``. ``engine``: which network runs where (scale, model, backend, device,
+    weights, precision, threads, batch size); its ``model`` may be "auto", which
+    ``segments.upscale_video`` resolves from the input. ``queue_depth`` frames may wait between
+    two stages (it bounds memory, not speed, beyond a few).
 
     ``workers``: processes that upscale keyframe-aligned segments side by side (None: chosen
     from the machine, see ``segments.auto_workers``; 1: one stream, as ``run_video``).
@@ -33,22 +35,17 @@ class RunConfig:
 
     input_path: Path
     output_path: Path
-    scale: int = 3
-    #: A model of the ladder, or "auto": the best one that holds ``target_fps`` (see ``models.choose``;
+    #: ``engine.model`` "auto": the best model that holds ``target_fps`` (see ``models.choose``;
     #: resolved by ``segments.upscale_video``, what `vsr run` calls with "auto" by default).
-    model: str = "espcn"
-    #: With ``model`` "auto": the frame rate to hold (None: the input's own).
+    engine: EngineSpec = field(default_factory=EngineSpec)
+    #: With model "auto": the frame rate to hold (None: the input's own).
     target_fps: float | None = None
-    #: With ``model`` "auto": which models to choose from: "auto" (from the input's codec and bits
+    #: With model "auto": which models to choose from: "auto" (from the input's codec and bits
     #: per pixel, ``models.choose.input_degradation``), "clean" or "compressed".
     degradation: str = "auto"
-    backend: str = "auto"
-    device: str = "cpu"
-    weights: Path | None = None
     encode: EncodeOptions = field(default_factory=EncodeOptions)
     max_frames: int | None = None
     overwrite: bool = False
-    batch_size: int = 1
     queue_depth: int = 8
     workers: int | None = 1
     segment_seconds: float = 5.0
@@ -58,20 +55,19 @@ class RunConfig:
     strict: bool = False
     #: Deinterlace (yadif) an interlaced input; progressive input is never touched.
     deinterlace: bool = True
-    #: auto, fp32, bf16 or int8 (``backends.PRECISIONS``).
-    precision: str = "auto"
-    #: CPU threads of the engine and of the decoder in a single-stream run (0: the library's default);
-    #: segment workers get their share of the cores instead.
-    engine_threads: int = 0
+    #: CPU threads of the decoder in a single-stream run (0: the library's default); segment
+    #: workers get their share of the cores instead (as for ``engine.num_threads``).
     decoder_threads: int = 0
     #: "cpu", "nvdec" or "auto" (NVDEC with a CUDA device where it works): ``media.decode.open_decoder``.
     decoder: str = "cpu"
 
     @property
-    def engine(self) -> EngineSpec:
-        return EngineSpec(scale=self.scale, model=self.model, backend=self.backend, device=self.device,
-                          weights=self.weights, batch_size=self.batch_size, precision=self.precision,
-                          num_threads=self.engine_threads)
+    def scale(self) -> int:
+        return self.engine.scale
+
+    @property
+    def model(self) -> str:
+        return self.engine.model
 
 
 @dataclass(frozen=True)
@@ -331,14 +327,14 @@ def check_run(config: RunConfig, info, *, workers: int = 1) -> list[str]:
     if config.model != "auto":
         from ..backends import model_info
 
-        model = model_info(config.model, config.weights)
+        model = model_info(config.model, config.engine.weights)
         if model is not None and min(info.width, info.height) < model.min_input_px:
             raise InputError(f"{config.input_path}: frames are {info.width}x{info.height}; model {model.name} "
                              f"needs at least {model.min_input_px}x{model.min_input_px}")
     out_w, out_h = info.width * config.scale, info.height * config.scale
     check_encode_options(config.encode, out_w, out_h, info.layout)
     needed = estimated_memory_bytes(info.width, info.height, config.scale, output_layout(config.encode, info.layout),
-                                    queue_depth=config.queue_depth, batch_size=config.batch_size,
+                                    queue_depth=config.queue_depth, batch_size=config.engine.batch_size,
                                     network_on_host=not config.engine.cuda) * workers
     available = available_memory_bytes()
     if available is not None and needed > available * MEMORY_SHARE:

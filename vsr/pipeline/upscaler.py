@@ -85,12 +85,11 @@ def create_frame_upscaler(spec: EngineSpec, *, out_layout: str | None = None) ->
 
             raise BackendUnavailable(f"--precision {spec.precision} runs on the openvino backend (CPU) only")
         from ..backends.gpu_frames import GpuFrameUpscaler
-        from ..backends.torch_cuda import TorchCudaOptions
+        from ..backends.torch import torch_cuda_options
 
-        return GpuFrameUpscaler(spec.scale, spec.weights, TorchCudaOptions(device=spec.device), out_layout=out_layout,
+        return GpuFrameUpscaler(spec.scale, spec.weights, torch_cuda_options(spec), out_layout=out_layout,
                                 model=spec.model)
     from ..backends import create_backend
 
-    backend = create_backend(spec.backend, spec.scale, model=spec.model, weights=spec.weights, device=spec.device,
-                             num_threads=spec.num_threads, precision=spec.precision)
+    backend = create_backend(spec)
     return HostFrameUpscaler(backend, out_layout=out_layout, batch_size=spec.batch_size)

@@ -119,7 +119,7 @@ def _choose_model(config: RunConfig) -> tuple[RunConfig, str]:
         name = "realtime-compressed" if config.degradation == "compressed" else "realtime"
         why = ("--degradation compressed" if config.degradation == "compressed" else
                "a stream's codec is unknown until it is read; --degradation compressed for lossy sources")
-        return replace(config, model=name), (f"model {name}: the real-time model for a stream or pipe ({why}; "
+        return _with_model(config, name), (f"model {name}: the real-time model for a stream or pipe ({why}; "
                                              "--model NAME picks another)")
     with VideoReader(config.input_path) as reader:
         info = reader.info
@@ -132,12 +132,15 @@ def _choose_model(config: RunConfig) -> tuple[RunConfig, str]:
     target_fps = config.target_fps or info.average_fps
     if not target_fps:
         raise InputError(f"{config.input_path}: no frame rate to keep up with: give --target-fps")
-    spec = EngineSpec(scale=config.scale, backend=config.backend, device=config.device,
-                      batch_size=config.batch_size, precision=config.precision)
+    spec = replace(config.engine, weights=None, num_threads=0)
     bits_per_pixel = video_bits_per_pixel(config.input_path) if config.degradation == "auto" else None
     model, note = choose_for_input(spec, info.width, info.height, target_fps, degradation_option=config.degradation,
                                    codec_name=info.codec_name, bits_per_pixel=bits_per_pixel)
-    return replace(config, model=model), note
+    return _with_model(config, model), note
+
+
+def _with_model(config: RunConfig, model: str) -> RunConfig:
+    return replace(config, engine=replace(config.engine, model=model))
 
 
 def _upscale_video(config: RunConfig, *, on_start, on_frame) -> RunStats:
@@ -177,9 +180,9 @@ def _resolve_engine(spec: EngineSpec) -> tuple[EngineSpec, str]:
             from ..errors import BackendUnavailable
 
             raise BackendUnavailable("torch sees no CUDA GPU")
-        return replace(spec, backend="torch"), f"torch ({spec.device}, fp16, GPU-resident frames)"
-    backend = create_backend(spec.backend, spec.scale, model=spec.model, weights=spec.weights, device=spec.device,
-                             precision=spec.precision)
+        arithmetic = "fp32" if spec.precision == "fp32" else "fp16"
+        return replace(spec, backend="torch"), f"torch ({spec.device}, {arithmetic}, GPU-resident frames)"
+    backend = create_backend(replace(spec, num_threads=0))
     # Precision too: auto is timed once, here, and every worker runs what it chose.
     precision = backend.precision or spec.precision
     try:
