@@ -8,7 +8,7 @@ For each model and scale: Set5 PSNR of the shipped fp32 ONNX on OpenVINO fp32 an
 its int8 model (NNCF, the shipped calibration patches: training images, never Set5), quantised
 from the network ``--precision int8`` quantises (``int8.int8_source``: ``NAME_xS.int8.onnx`` where
 one ships, else the fp32 ONNX) with the recipe it uses for that network (``int8.shipped_recipe``:
-the convolutions accuracy control keeps float, benchmarks/int8_accuracy_control.py). With
+the convolutions accuracy control keeps float, tools/int8_accuracy_control.py). With
 ``--recipes all``, the older fixed list ``RECIPES`` is tried fastest first and the first within
 ``--max-loss-db`` (0.05) is marked kept. ``--record`` writes the shipped recipe's loss per network
 into vsr/models/weights/int8_accuracy.json, which ``--precision auto`` reads. Untimed: it may run
@@ -170,7 +170,7 @@ def main() -> None:
              f"Bound: at most {args.max_loss_db} dB lost per scale. Calibration: {results['calibration']}. "
              f"NNCF {results['nncf']}, OpenVINO {results['openvino']}. Recipes are tried fastest first; "
              "the first within the bound is kept. int8 network: `NAME_xS.int8.onnx` where one ships (espcn: the "
-             "bicubic-skip form, benchmarks/espcn_int8.py), else the fp32 ONNX itself; its loss is against the fp32 "
+             "bicubic-skip form, tools/espcn_int8.py), else the fp32 ONNX itself; its loss is against the fp32 "
              "ONNX. `floatcN` in a recipe: convolution N kept float by accuracy control "
              "(int8_accuracy_control.md). int8's PSNR depends on the CPU's int8 arithmetic: measured on "
              f"{results['cpu']} ({results['int8_arithmetic']}; without VNNI/AMX products are summed in saturating "

@@ -15,7 +15,7 @@ Configurations, per model:
 - ``grid 17/64``: the ESPCN paper's 17 px patches on a grid, batch 64 (the baseline);
 - ``grid 32/16``: larger grid patches, for unpadded networks only (espcn, espcn7);
 - ``random P/B``: random crops gathered on the device at the ladder recipe's patch and batch
-  (``RECIPES`` in ``benchmarks/train_ladder.py``, what made the shipped weights);
+  (``RECIPES`` in ``tools/train_ladder.py``, what made the shipped weights);
 - ``random P/kB``: the same crops at ``--batch-factor`` times the batch (what a GPU wants).
 
 Reported: steps/s, output LR pixels/s (patch_px^2 x batch x steps/s: the pixels the loss sees)
@@ -46,8 +46,8 @@ LARGE_GRID_PATCH_PX, LARGE_GRID_BATCH = 32, 16
 
 
 def ladder_recipes() -> dict[str, dict[str, str]]:
-    """Per model, the `vsr train` options of benchmarks/train_ladder.py's RECIPES, as a dict."""
-    spec = importlib.util.spec_from_file_location("train_ladder", HERE / "train_ladder.py")
+    """Per model, the `vsr train` options of tools/train_ladder.py's RECIPES, as a dict."""
+    spec = importlib.util.spec_from_file_location("train_ladder", HERE.parent / "tools" / "train_ladder.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     recipes = {}

@@ -8,7 +8,7 @@ import pytest
 
 from vsr.color import rgb_to_y
 
-from .conftest import needs_nncf, synthetic_rgb
+from .conftest import REPO, needs_nncf, synthetic_rgb
 
 torch = pytest.importorskip("torch")
 F = torch.nn.functional
@@ -51,7 +51,7 @@ def test_residual_networks_carry_the_skip_as_a_convolution():
         for scale in info.scales:
             path = info.weights_path(scale)
             ops = {node.op_type for node in onnx.load(str(path)).graph.node}
-            assert "Resize" not in ops, f"{path.name}: re-export it (benchmarks/ship_model.py)"
+            assert "Resize" not in ops, f"{path.name}: re-export it (tools/ship_model.py)"
             with torch.no_grad():
                 expected = load_model(scale, model=info.name)(luma).numpy()
             session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
@@ -79,45 +79,29 @@ def test_split_conv_is_exact_in_float_and_on_the_int8_grid():
     assert remainder.abs().max() <= conv.weight.abs().amax() / 254 + 1e-7
 
 
-def test_grid_corrected_conv_holds_the_grid_and_crops_the_correction():
-    """``GridCorrectedConv2d``: the convolution plus a 1x1 correction of its input, cropped to the
-    convolution's output (cropping the correction's output equals correcting the cropped input);
-    ``snap_to_grid`` puts the weights where per-channel int8 keeps them exactly."""
-    from vsr.models.int8_aware import GridCorrectedConv2d, fake_quantize_weight
+def _espcn_int8_tool():
+    """tools/espcn_int8.py, the script that makes the shipped ``espcn_xS.int8.onnx``, as a module."""
+    import importlib.util
 
-    torch.manual_seed(0)
-    conv = torch.nn.Conv2d(32, 9, 3)
-    x = torch.randn(2, 32, 12, 14)
-    with torch.no_grad():
-        expected = conv(x)
-        layer = GridCorrectedConv2d(conv)
-        assert torch.equal(layer(x), expected)  # a zero correction at first
-        layer.correction.weight.normal_(std=0.01)
-        correction = torch.nn.functional.conv2d(x[..., 1:-1, 1:-1], layer.correction.weight)
-        assert (layer(x) - (expected + correction)).abs().max() < 1e-5
-        before = layer.on_grid.weight.clone()
-        layer.snap_to_grid()
-        after = layer.on_grid.weight
-        assert torch.equal(fake_quantize_weight(after), after)
-        step = before.abs().amax(dim=(1, 2, 3), keepdim=True) / 127
-        assert not torch.equal(after, before) and ((after - before).abs() <= step / 2 + 1e-7).all()
-    with pytest.raises(ValueError, match="unpadded"):
-        GridCorrectedConv2d(torch.nn.Conv2d(32, 9, 3, padding=1))
+    spec = importlib.util.spec_from_file_location("espcn_int8", REPO / "tools" / "espcn_int8.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def test_espcn_skip_reproduces_espcn_in_float():
-    """``from_espcn`` refits the last layer on one picture's patches; on another picture the skip
-    form gives ESPCN's output to a fraction of a grey level."""
-    from vsr.models.espcn import ESPCNSkip
+    """tools/espcn_int8.py's ``skip_from_espcn`` refits the last layer on one picture's patches; on
+    another picture the skip form gives ESPCN's output to a fraction of a grey level."""
     from vsr.models.weights import load_model
 
+    tool = _espcn_int8_tool()
     espcn = load_model(3, model="espcn").eval()
     fit = _luma(160, 200, seed=7).unfold(2, 40, 30).unfold(3, 40, 30).reshape(-1, 1, 40, 40)
-    skip = ESPCNSkip.from_espcn(espcn, fit).eval()
+    skip = tool.skip_from_espcn(espcn, fit).eval()
     other = _luma(60, 80, seed=8)
     with torch.no_grad():
         difference = (skip(other) - espcn(other)).abs() * 255
-        split = ESPCNSkip.from_espcn(espcn, fit).eval().split_last_conv()
+        split = tool.skip_from_espcn(espcn, fit).eval().split_last_conv()
         assert (split(other) - skip(other)).abs().max() < 1e-5
     assert difference.mean() < 0.25 and difference.max() < 3
 

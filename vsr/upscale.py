@@ -123,12 +123,6 @@ def upscale_picture(picture: Picture, backend: Backend, *, tile_px: int = TILE_P
     return np.concatenate(list(upscale_strips(picture, backend, tile_px=tile_px)), axis=0)
 
 
-def upscale_rgb(rgb: np.ndarray, backend: Backend) -> np.ndarray:
-    """(H, W, 3) uint8 RGB -> (H * s, W * s, 3) uint8 RGB, in one piece (no tiling)."""
-    sr, _ = _upscale_tile(rgb, None, 255, backend)
-    return to_uint8(sr)
-
-
 def bicubic_rgb(rgb: np.ndarray, scale: int) -> np.ndarray:
     return to_uint8(bicubic_up(rgb, (rgb.shape[0] * scale, rgb.shape[1] * scale)))
 

@@ -19,13 +19,13 @@ itself to about two grey levels, which cost ``balanced`` x3 0.10 dB on Set5 wher
 alone cost 0.02 dB, for no speed (element-wise work is memory-bound).
 
 int8 networks: where a model ships ``NAME_xS.int8.onnx`` beside ``NAME_xS.onnx``, that network is
-the one quantised (``int8_source``). For ESPCN it is ``ESPCNSkip`` (``benchmarks/espcn_int8.py``):
+the one quantised (``int8_source``). For ESPCN it is ``ESPCNSkip`` (``tools/espcn_int8.py``):
 the same layers around a float bicubic skip, so that int8 rounds only the detail, fine-tuned with
 the int8 rounding simulated, its last layer split into int8-exact halves. The residual networks
 need none: their skip is already float.
 
 Accuracy control: where every convolution int8 still loses more than the bound, some stay float.
-``benchmarks/int8_accuracy_control.py`` found which, greedily on held-out training images (never
+``tools/int8_accuracy_control.py`` found which, greedily on held-out training images (never
 Set5), and recorded them by the network's checksum in ``int8_float_convs.json``;
 ``shipped_recipe`` reads them. ESPCN x2 keeps one half of its last layer float (0.066 -> 0.032 dB,
 but slower than bf16 there, so ``auto`` picks bf16). espcn7's four middle convolutions are
@@ -136,7 +136,7 @@ def accuracy_records() -> dict:
 
 
 #: The convolutions each shipped network keeps float under ``--precision int8``, by the checksum
-#: of the network quantised: found by accuracy control (benchmarks/int8_accuracy_control.py) for
+#: of the network quantised: found by accuracy control (tools/int8_accuracy_control.py) for
 #: the networks whose every-convolution int8 lost more than the bound.
 FLOAT_CONVS_RESOURCE = "int8_float_convs.json"
 
@@ -245,7 +245,7 @@ def calibration_dataset(calibration: np.ndarray):
 
 def quantize_settings(model, recipe: Int8Recipe, subset_size: int) -> dict:
     """The keyword arguments of ``nncf.quantize`` for ``model`` (``ov.Model``) under ``recipe``,
-    calibrating on ``subset_size`` patches. benchmarks/int8_accuracy_control.py passes the same to
+    calibrating on ``subset_size`` patches. tools/int8_accuracy_control.py passes the same to
     ``nncf.quantize_with_accuracy_control`` (which names ``advanced_parameters``
     ``advanced_quantization_parameters``)."""
     nncf = nncf_module()

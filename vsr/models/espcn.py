@@ -73,13 +73,14 @@ class ESPCN(nn.Module):
 class ESPCNSkip(ESPCN):
     """ESPCN re-parameterised for int8: the same three layers, but the last convolution adds
     detail to a fixed bicubic upscale of the input (``BicubicSkip``, float) instead of drawing
-    the whole picture. The form ``NAME_xS.int8.onnx`` of ESPCN ships in (``benchmarks/espcn_int8.py``).
+    the whole picture. The form ``NAME_xS.int8.onnx`` of ESPCN ships in (made by ``tools/espcn_int8.py``).
 
     Why: in plain ESPCN every int8 rounding lands on the picture itself; here the picture comes
     through the float skip and int8 only touches the detail. Built from trained ESPCN weights by
-    ``from_espcn`` (equal in float to the network it came from, within 0.003 dB on Set5), then
-    fine-tuned with int8 simulated. ``split_last_conv`` writes the last layer as two int8-exact
-    halves for export (``int8_aware.SplitConv2d``).
+    ``tools/espcn_int8.py`` (the last layer refitted by least squares: equal in float to the
+    network it came from, within 0.003 dB on Set5), then fine-tuned with int8 simulated.
+    ``split_last_conv`` writes the last layer as two int8-exact halves for export
+    (``int8_aware.SplitConv2d``).
     """
 
     def __init__(self, scale: int) -> None:
@@ -98,47 +99,3 @@ class ESPCNSkip(ESPCN):
 
         self.conv3 = SplitConv2d(self.conv3)
         return self
-
-    def correct_last_conv(self) -> "ESPCNSkip":
-        """Make the last layer a ``GridCorrectedConv2d`` with a zero correction (in place; to be
-        fine-tuned with int8 simulated, then snapped to the grid for export)."""
-        from .int8_aware import GridCorrectedConv2d
-
-        self.conv3 = GridCorrectedConv2d(self.conv3)
-        return self
-
-    @classmethod
-    @torch.no_grad()
-    def from_espcn(cls, espcn: ESPCN, luma_with_context: torch.Tensor, ridge: float = 1e-6,
-                   chunk: int = 64) -> "ESPCNSkip":
-        """The skip form of trained ``espcn``: its first two layers as they are, the last refitted
-        by least squares on ``luma_with_context`` (LR patches with their 4 px of context) so that
-        ``conv3'(features) + skip`` reproduces ``conv3(features) + 0.5``. ``ridge`` (times the
-        number of samples) keeps the refitted weights small: the features are strongly
-        correlated, and an unregularised fit buys a 0.001 dB closer float copy with weights that
-        magnify int8's rounding (see benchmarks/espcn_int8.py)."""
-        model = cls(espcn.scale)
-        model.load_state_dict(espcn.state_dict(), strict=False)
-        batches = luma_with_context.split(chunk)
-        features = [espcn.features(patches) for patches in batches]
-        targets = [espcn.conv3(f) + 0.5 - model.bicubic_skip(patches) for f, patches in zip(features, batches)]
-        fit_conv(model.conv3, features, targets, ridge)
-        return model
-
-
-@torch.no_grad()
-def fit_conv(conv: nn.Conv2d, inputs, targets, ridge: float) -> None:
-    """Set ``conv`` (unpadded, stride 1) to the ridge least-squares map from ``inputs`` to
-    ``targets`` (matching lists of batches), in place. ``ridge`` is relative to the number of
-    output pixels, so it means the same whatever the batches."""
-    gram, cross = 0, 0
-    for x, y in zip(inputs, targets):
-        columns = nn.functional.unfold(x, conv.kernel_size).transpose(1, 2).reshape(-1, conv.weight[0].numel())
-        design = torch.cat([columns, torch.ones(len(columns), 1)], 1).double()
-        gram = gram + design.T @ design
-        cross = cross + design.T @ y.flatten(2).transpose(1, 2).reshape(len(design), -1).double()
-    samples = float(gram[-1, -1])  # the constant column's sum of squares
-    gram = gram + ridge * samples * torch.eye(len(gram), dtype=gram.dtype)
-    solution = torch.linalg.solve(gram, cross).float()
-    conv.weight.copy_(solution[:-1].T.reshape(conv.weight.shape))
-    conv.bias.copy_(solution[-1])

@@ -25,7 +25,7 @@ from collections.abc import Iterable
 import torch
 from torch import nn
 
-__all__ = ["GridCorrectedConv2d", "Int8AwareConv2d", "SplitConv2d", "make_int8_aware"]
+__all__ = ["Int8AwareConv2d", "SplitConv2d", "make_int8_aware"]
 
 
 def _round_ste(x: torch.Tensor) -> torch.Tensor:
@@ -133,34 +133,3 @@ class SplitConv2d(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.on_grid(x) + self.remainder(x)
-
-
-class GridCorrectedConv2d(nn.Module):
-    """``conv`` for int8 as ``on_grid``, the convolution itself with its weights held on the
-    per-output-channel int8 grid (``snap_to_grid`` before export; the simulation rounds them in
-    every forward pass), plus ``correction``, a 1x1 convolution of the same input (int8 as well),
-    cropped to ``conv``'s unpadded output. ``SplitConv2d``'s cheaper, inexact cousin: a 1x1 in place
-    of a second 3x3 (ESPCN x3's int8 engine, one core of the AMD EPYC: 53 -> 49 ms a 640x360 plane),
-    fitted by least squares to what the grid loses (``benchmarks/espcn_int8.py --last-layer 1x1``).
-    Not shipped: it lost 0.0511 dB on Set5 x3, over the bound, and no fine-tune tried brought
-    that down (results/cpu_levers.md)."""
-
-    def __init__(self, conv: nn.Conv2d) -> None:
-        super().__init__()
-        if conv.padding not in ((0, 0), "valid") or conv.kernel_size[0] != conv.kernel_size[1]:
-            raise ValueError("GridCorrectedConv2d needs an unpadded square convolution")
-        self.on_grid = conv
-        self.correction = nn.Conv2d(conv.in_channels, conv.out_channels, 1, bias=False)
-        nn.init.zeros_(self.correction.weight)
-        self.crop_px = conv.kernel_size[0] // 2
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # Cropping the correction's few output channels, not its many input channels: OpenVINO
-        # copies a sliced input (52 against 47 ms a plane on one core, best of 15).
-        extra, crop = self.correction(x), self.crop_px
-        return self.on_grid(x) + (extra[..., crop:-crop, crop:-crop] if crop else extra)
-
-    @torch.no_grad()
-    def snap_to_grid(self) -> "GridCorrectedConv2d":
-        self.on_grid.weight.copy_(fake_quantize_weight(self.on_grid.weight))
-        return self

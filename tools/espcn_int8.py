@@ -1,14 +1,14 @@
 """Build ESPCN's int8 network (the shipped ``espcn_xS.int8.onnx``): a bicubic-skip form of the
 shipped weights, fine-tuned with int8 simulated, its last layer split for exact int8 weights.
 
-    python benchmarks/espcn_int8.py --scales 3 [--minutes 18] [--out vsr/models/weights]
+    python tools/espcn_int8.py --scales 3 [--minutes 18] [--out vsr/models/weights]
 
-Why (results/int8_loss_budget.md): in plain ESPCN every int8 rounding lands on the picture, and
+Why (benchmarks/results/int8_loss_budget.md): in plain ESPCN every int8 rounding lands on the picture, and
 post-training int8 lost 0.13-0.27 dB on Set5; the int8-aware fine-tune of the plain network still
 lost 0.11-0.23. Three steps, each measured in the torch simulation of OpenVINO's int8 model
-(``vsr/models/int8_aware.py``), then checked in OpenVINO by ``int8_quality.py``:
+(``vsr/models/int8_aware.py``), then checked in OpenVINO by ``benchmarks/int8_quality.py``:
 
-1. ``ESPCNSkip.from_espcn``: the same first two layers; the last one refitted by least squares
+1. ``skip_from_espcn``: the same first two layers; the last one refitted by least squares
    (ridge ``--ridge``) so that its output plus a float bicubic upscale of the input equals
    ESPCN's output. Equal in float (within 0.01 dB); int8 now rounds only the detail.
 2. Fine-tune (``--minutes``, Adam at ``--lr`` on a cosine, batches of 32 LR crops of 40 px with
@@ -99,6 +99,47 @@ def held_out_psnr(network, images: list, scale: int) -> float:
                               for hr, lr in images]))
 
 
+def fit_conv(conv, inputs, targets, ridge: float) -> None:
+    """Set ``conv`` (unpadded, stride 1) to the ridge least-squares map from ``inputs`` to
+    ``targets`` (matching lists of batches), in place. ``ridge`` is relative to the number of
+    output pixels, so it means the same whatever the batches."""
+    import torch
+
+    with torch.no_grad():
+        gram, cross = 0, 0
+        for x, y in zip(inputs, targets):
+            columns = torch.nn.functional.unfold(x, conv.kernel_size).transpose(1, 2).reshape(-1, conv.weight[0].numel())
+            design = torch.cat([columns, torch.ones(len(columns), 1)], 1).double()
+            gram = gram + design.T @ design
+            cross = cross + design.T @ y.flatten(2).transpose(1, 2).reshape(len(design), -1).double()
+        samples = float(gram[-1, -1])  # the constant column's sum of squares
+        gram = gram + ridge * samples * torch.eye(len(gram), dtype=gram.dtype)
+        solution = torch.linalg.solve(gram, cross).float()
+        conv.weight.copy_(solution[:-1].T.reshape(conv.weight.shape))
+        conv.bias.copy_(solution[-1])
+
+
+def skip_from_espcn(espcn, luma_with_context, ridge: float = 1e-6, chunk: int = 64):
+    """The ``ESPCNSkip`` form of trained ``espcn``: its first two layers as they are, the last
+    refitted by least squares on ``luma_with_context`` (LR patches with their 4 px of context) so
+    that ``conv3'(features) + skip`` reproduces ``conv3(features) + 0.5``. ``ridge`` (times the
+    number of samples) keeps the refitted weights small: the features are strongly correlated,
+    and an unregularised fit buys a 0.001 dB closer float copy with weights that magnify int8's
+    rounding."""
+    import torch
+
+    from vsr.models.espcn import ESPCNSkip
+
+    model = ESPCNSkip(espcn.scale)
+    model.load_state_dict(espcn.state_dict(), strict=False)
+    with torch.no_grad():
+        batches = luma_with_context.split(chunk)
+        features = [espcn.features(patches) for patches in batches]
+        targets = [espcn.conv3(f) + 0.5 - model.bicubic_skip(patches) for f, patches in zip(features, batches)]
+        fit_conv(model.conv3, features, targets, ridge)
+    return model
+
+
 def simulate_int8(network, scale: int, split: bool = True):
     """``network`` with OpenVINO's int8 rounding simulated, except, where ``split``, the last
     layer's weights (exported split, so int8 holds them exactly)."""
@@ -133,26 +174,6 @@ def shipped_skip_network(scale: int):
     return network.eval()
 
 
-def fit_correction(network, patches, ridge: float, chunk: int = 16) -> None:
-    """Start ``network``'s ``GridCorrectedConv2d`` correction at the least-squares 1x1 map from the
-    features to what rounding the last layer's weights to the grid loses (float, before the fine-tune)."""
-    import torch
-
-    from vsr.models.espcn import fit_conv
-    from vsr.models.int8_aware import fake_quantize_weight
-
-    layer = network.conv3
-    probe = torch.nn.Conv2d(layer.correction.in_channels, layer.correction.out_channels, 1)
-    crop = layer.crop_px
-    with torch.no_grad():
-        features = [network.features(x) for x in patches.split(chunk)]
-        lost = [torch.nn.functional.conv2d(f, layer.on_grid.weight - fake_quantize_weight(layer.on_grid.weight))
-                for f in features]
-        fit_conv(probe, [f[..., crop:-crop, crop:-crop] for f in features], lost, ridge)
-        layer.correction.weight.copy_(probe.weight)
-        layer.on_grid.bias.add_(probe.bias)
-
-
 def refit_for_int8(network, espcn, patches, ridge: float, chunk: int = 16) -> None:
     """Refit the int8-simulated ``network``'s conv2 and conv3, layer by layer, to what the float
     ``espcn`` computes from the same patches, given the rounded inputs int8 feeds them: each
@@ -160,7 +181,6 @@ def refit_for_int8(network, espcn, patches, ridge: float, chunk: int = 16) -> No
     noise the ridge keeps from being amplified). Closed form, seconds; the fine-tune starts here."""
     import torch
 
-    from vsr.models.espcn import fit_conv
     from vsr.models.int8_aware import fake_quantize_activation
 
     batches = list(patches.split(chunk))
@@ -178,19 +198,17 @@ def refit_for_int8(network, espcn, patches, ridge: float, chunk: int = 16) -> No
 def plain_copy(network, scale: int):
     """A plain ``ESPCNSkip`` holding ``network``'s weights (the simulation's convolutions undone)."""
     from vsr.models.espcn import ESPCNSkip
-    from vsr.models.int8_aware import GridCorrectedConv2d
 
     plain = ESPCNSkip(scale)
-    if isinstance(network.conv3, GridCorrectedConv2d):
-        plain.correct_last_conv()
     plain.load_state_dict(network.state_dict())
     return plain.eval()
 
 
 #: The last layer as exported: ``split`` (its int8-grid half plus the exact remainder, a second
-#: 3x3; what ships), ``whole`` (its weights int8-rounded in the fine-tune too) or ``1x1`` (its
-#: int8-grid half plus a 1x1 correction fitted by least squares: cheaper, inexact; not shipped).
-LAST_LAYERS = ("split", "whole", "1x1")
+#: 3x3; what ships) or ``whole`` (its weights int8-rounded in the fine-tune too). A third form, its
+#: int8-grid half plus a 1x1 correction fitted by least squares (cheaper, inexact), lost 0.0511 dB
+#: on Set5 x3 and was removed (benchmarks/results/cpu_levers.md; docs/results.md#one-off-studies).
+LAST_LAYERS = ("split", "whole")
 
 
 def build(scale: int, minutes: float, lr: float, ridge: float, seed: int, out: Path, refit: bool = False,
@@ -198,7 +216,6 @@ def build(scale: int, minutes: float, lr: float, ridge: float, seed: int, out: P
     import torch
 
     from vsr.export import export_onnx
-    from vsr.models.espcn import ESPCNSkip
     from vsr.models.weights import load_model
 
     torch.manual_seed(seed)
@@ -206,16 +223,12 @@ def build(scale: int, minutes: float, lr: float, ridge: float, seed: int, out: P
     train, held_out = split_images(scale)
     espcn = load_model(scale, model="espcn").eval()
     fit_patches, _ = crops(train, scale, 1024, rng)
-    network = (ESPCNSkip.from_espcn(espcn, fit_patches, ridge=ridge) if start == "espcn"
+    network = (skip_from_espcn(espcn, fit_patches, ridge=ridge) if start == "espcn"
                else shipped_skip_network(scale))
     log = {"scale": scale, "minutes": minutes, "lr": lr, "ridge": ridge, "seed": seed, "refit": refit,
            "last_layer": last_layer, "start": start,
            "held_out_psnr_db": {"espcn_float": held_out_psnr(espcn, held_out, scale),
                                 "skip_float": held_out_psnr(network.eval(), held_out, scale)}}
-    if last_layer == "1x1":
-        network.correct_last_conv()
-        fit_correction(network, fit_patches[:600], ridge)
-        log["held_out_psnr_db"]["grid_corrected_float"] = held_out_psnr(network.eval(), held_out, scale)
     simulate_int8(network, scale, split=last_layer == "split")
     if refit:
         log["held_out_psnr_db"]["skip_int8_before_refit"] = held_out_psnr(network, held_out, scale)
@@ -249,9 +262,7 @@ def build(scale: int, minutes: float, lr: float, ridge: float, seed: int, out: P
     log["held_out_psnr_db"]["skip_int8_best"] = best
 
     final = plain_copy(network, scale)
-    if last_layer == "1x1":
-        final.conv3.snap_to_grid()
-    elif last_layer == "split":
+    if last_layer == "split":
         final.split_last_conv()
     target = out / f"espcn_x{scale}.int8.onnx"
     export_onnx(final, target)
@@ -270,16 +281,13 @@ def main() -> None:
                         help="refit conv2 and conv3 to the float network under simulated int8 before the fine-tune")
     parser.add_argument("--last-layer", choices=LAST_LAYERS, default="split",
                         help="split: int8-grid half plus exact remainder (ships); whole: rounded in the fine-tune "
-                             "too (faster, less exact); 1x1: int8-grid half plus a 1x1 correction (not shipped: "
-                             "0.0511 dB on Set5 x3)")
+                             "too (faster, less exact)")
     parser.add_argument("--start", choices=["espcn", "shipped"], default="espcn",
                         help="espcn: refit the shipped ESPCN (step 1); shipped: the shipped espcn_xS.int8.onnx's weights")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=REPO / "vsr" / "models" / "weights")
     args = parser.parse_args()
-    if args.refit and args.last_layer == "1x1":
-        parser.error("--refit refits the last layer as one convolution: not with --last-layer 1x1")
     import torch
 
     torch.set_num_threads(args.threads)

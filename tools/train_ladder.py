@@ -1,6 +1,6 @@
 """Train rungs of the model ladder side by side on one machine (how the shipped weights were made).
 
-    python benchmarks/train_ladder.py --data DIR --out DIR --device cuda --budget-minutes 7 \
+    python tools/train_ladder.py --data DIR --out DIR --device cuda --budget-minutes 7 \
         --runs quality:2 quality:3 quality:4 balanced:3 ...
 
 Each run is one `vsr train` process with the recipe below; on a GPU they share the device

@@ -1,6 +1,6 @@
 """Accuracy control for int8: which convolutions each network keeps float to stay within 0.05 dB.
 
-    python benchmarks/int8_accuracy_control.py [--models espcn espcn7] [--scales 2 3 4] [--record]
+    python tools/int8_accuracy_control.py [--models espcn espcn7] [--scales 2 3 4] [--record]
 
 For each network: the network ``--precision int8`` quantises (``int8.int8_source``) is quantised
 by the shipped recipe (NNCF post-training, the shipped calibration patches; ``int8.quantize_int8``)
@@ -20,8 +20,8 @@ then had nothing to restore; it also scores models without vsr's full input rang
 
 ``--record`` writes the convolutions kept float into vsr/models/weights/int8_float_convs.json
 (by the checksum of the network quantised), which ``--precision int8`` reads
-(``int8.shipped_recipe``); then ``int8_quality.py --record`` measures Set5 with them. Writes
-results/int8_accuracy_control.{json,md}. Untimed: PSNR does not depend on the CPU.
+(``int8.shipped_recipe``); then ``benchmarks/int8_quality.py --record`` measures Set5 with them. Writes
+benchmarks/results/int8_accuracy_control.{json,md}. Untimed: PSNR does not depend on the CPU.
 """
 from __future__ import annotations
 
@@ -40,7 +40,7 @@ sys.path.insert(0, str(REPO))
 DATA = Path(os.environ.get("VSR_TEST_DATA", REPO.parent / "shared" / "data"))
 
 #: Every HELD_OUT_EVERY-th training image is held out (as the ladder's training and
-#: benchmarks/espcn_int8.py hold them out).
+#: tools/espcn_int8.py hold them out).
 HELD_OUT_EVERY = 20
 #: The loss on the held-out images accuracy control stops at (see above).
 TARGET_DB = 0.03
@@ -123,7 +123,7 @@ def record(rows: list[dict], target_db: float) -> None:
         if row["float_convs"]:
             records[digest] = {"model": row["model"], "scale": row["scale"], "int8_source": row["int8_source"],
                                "float_convs": row["float_convs"], "held_out_loss_db": row["loss_db"],
-                               "found_by": f"benchmarks/int8_accuracy_control.py, {target_db} dB on held-out images"}
+                               "found_by": f"tools/int8_accuracy_control.py, {target_db} dB on held-out images"}
     path.write_text(json.dumps(records, indent=2, sort_keys=True) + "\n")
     print(f"recorded {path}")
 
@@ -134,7 +134,7 @@ def main() -> None:
     parser.add_argument("--scales", type=int, nargs="+", default=[2, 3, 4])
     parser.add_argument("--target-db", type=float, default=TARGET_DB, help="loss on the held-out images to reach")
     parser.add_argument("--record", action="store_true")
-    parser.add_argument("--out", type=Path, default=HERE / "results" / "int8_accuracy_control")
+    parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "int8_accuracy_control")
     args = parser.parse_args()
     import nncf
 

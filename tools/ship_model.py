@@ -1,6 +1,6 @@
 """Turn a training checkpoint into shipped weights (how every file in vsr/models/weights was made).
 
-    python benchmarks/ship_model.py CHECKPOINT --set5 ../shared/data/set5 [--name NAME] [--ema]
+    python tools/ship_model.py CHECKPOINT --set5 ../shared/data/set5 [--name NAME] [--ema]
 
 Writes, for the checkpoint's model and scale, into vsr/models/weights/:
 - NAME_xS.pt: only what inference needs (scale, model, arch, options, state_dict) plus where it
@@ -11,7 +11,7 @@ Writes, for the checkpoint's model and scale, into vsr/models/weights/:
 
 ``--ema``: take the moving average from a `_last.pt` resume file (its ``ema_state_dict``).
 ``--int8-aware``: the checkpoint is an int8-aware fine-tune (``vsr train --int8-aware``, e.g.
-``benchmarks/train_ladder.py --int8-aware``); write only NAME_xS.int8.onnx, the network
+``tools/train_ladder.py --int8-aware``); write only NAME_xS.int8.onnx, the network
 ``--precision int8`` quantises in place of NAME_xS.onnx (``vsr.backends.int8.int8_source``; its
 Set5 cost is measured by ``benchmarks/int8_quality.py``).
 Set5 is only measured here, never used to choose anything during training.

@@ -1,6 +1,6 @@
 """A starting point for the seven-layer ESPCN grown from the shipped ESPCN (Net2Net's "deeper").
 
-    python benchmarks/espcn7_init.py --scale 3 --out runs/espcn7_init_x3.pt
+    python tools/espcn7_init.py --scale 3 --out runs/espcn7_init_x3.pt
     vsr train DATA --scale 3 --model espcn7 --init runs/espcn7_init_x3.pt ...
 
 ESPCN7 is ESPCN with four more 3x3 layers between its second and last convolution. Its first,
