@@ -24,17 +24,19 @@ import math
 import random
 import sys
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
+from .checkpoint import (CheckpointPaths, LastState, config_record, read_last_state, read_weights,
+                         write_best_weights, write_last_state)
 from .color import rgb_to_y
 from .errors import InputError, OutputError
 from .images import DEGRADATIONS, degrade, find_images, modcrop, read_rgb
 from .metrics import psnr
 from .models.registry import DEFAULT_MODEL, get_model
-from .models.weights import check_scale, load_checkpoint
+from .models.weights import check_scale
 
 
 @dataclass(frozen=True)
@@ -367,13 +369,41 @@ def _cosine(progress: float, floor: float) -> float:
 
 
 def train(config: TrainConfig) -> TrainResult:
-    import torch
+    """Train ``config.model`` as ``config`` says: the library's one entry point for training
+    (``vsr train`` only builds the config). Every option is checked before any work; the data
+    is prepared, then a ``Trainer`` runs; pool workers, if any, are closed however it ends."""
+    config = _resolved(config)
+    info = _checked_model(config)
+    _check_combinations(config)
+    device = _training_device(config.device)
+    out_dir = _output_folder(Path(config.out_dir))
+    generator = _set_up_torch(config)
+    train_paths, val_paths = _split_images(config)
+    files = CheckpointPaths(out_dir, f"{info.name}_x{config.scale}")
+    log = _Logger(out_dir / f"{files.stem}_log.jsonl", config.progress)
+    log.say(f"{info.name} x{config.scale}: {len(train_paths)} training images, {len(val_paths)} validation images")
+    source, (validator, clean_validator) = _prepare_data(config, info, device, generator, train_paths, val_paths,
+                                                         log)
+    try:
+        trainer = Trainer(config, info, device=device, source=source, generator=generator, log=log, files=files,
+                          validator=validator, clean_validator=clean_validator)
+        return trainer.run()
+    finally:
+        source.close()
 
+
+def _resolved(config: TrainConfig) -> TrainConfig:
+    """``config`` with its "auto" schedule and open epoch count made definite."""
     if config.schedule == "auto":
         config = replace(config, schedule="cosine" if config.time_budget_s else "plateau")
     if config.epochs is None:
         # No --epochs: a time budget alone decides the length (epochs would cut it short).
         config = replace(config, epochs=EPOCHS_WITHOUT_LIMIT if config.time_budget_s else 100)
+    return config
+
+
+def _checked_model(config: TrainConfig):
+    """The ``ModelInfo`` to train, once the scale, the model and every named choice are valid."""
     check_scale(config.scale)
     info = get_model(config.model)
     if config.scale not in info.scales:
@@ -383,8 +413,12 @@ def train(config: TrainConfig) -> TrainResult:
                                  (config.loss, LOSSES, "loss")):
         if value not in allowed:
             raise InputError(f"{what} must be one of {', '.join(allowed)}")
-    compressed = config.degradation == "compressed"
-    if compressed and config.sampling != "random":
+    return info
+
+
+def _check_combinations(config: TrainConfig) -> None:
+    """Options that only work together, and ranges the dataclass cannot enforce."""
+    if config.degradation == "compressed" and config.sampling != "random":
         raise InputError("--degradation compressed needs --sampling random (patches come from pools, not a grid)")
     if not 0.0 <= config.clean_fraction <= 1.0:
         raise InputError("clean_fraction must be in [0, 1]")
@@ -397,93 +431,124 @@ def train(config: TrainConfig) -> TrainResult:
         raise InputError("distill_weight must be in (0, 1]")
     if config.int8_aware and config.init is None:
         raise InputError("--int8-aware fine-tunes a trained network: give its weights with --init")
-    stride_px = config.stride_px or max(1, config.patch_px - 3)
-    if config.device.startswith("cuda") and not torch.cuda.is_available():
+
+
+def _training_device(name: str):
+    """The torch device ``name`` (cpu, cuda, cuda:N), set up for training."""
+    import torch
+
+    if name.startswith("cuda") and not torch.cuda.is_available():
         raise InputError("--device cuda: no CUDA GPU is visible to torch")
-    device = torch.device(config.device)
+    device = torch.device(name)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed patch shapes: pick the fastest kernels once
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
-    out_dir = Path(config.out_dir)
+    return device
+
+
+def _output_folder(out_dir: Path) -> Path:
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise OutputError(f"{out_dir}: cannot create output directory ({exc.strerror})") from None
+    return out_dir
+
+
+def _set_up_torch(config: TrainConfig):
+    """Threads, and every random generator seeded from ``config.seed``; returns the generator of
+    the batch order and flips (saved and restored apart, for ``--resume``)."""
+    import torch
 
     if config.num_threads:
         torch.set_num_threads(config.num_threads)
     random.seed(config.seed)
     np.random.seed(config.seed)
     torch.manual_seed(config.seed)
-    generator = torch.Generator().manual_seed(config.seed)
-    context_px = info.context_px
+    return torch.Generator().manual_seed(config.seed)
 
+
+def _split_images(config: TrainConfig) -> tuple[list[Path], list[Path]]:
+    """(training images, validation images)."""
     train_paths = find_images(*config.data_dirs)
     if not train_paths:
         raise InputError(f"no training images found in {', '.join(map(str, config.data_dirs))}")
     if config.val_dirs:
-        val_paths = find_images(*config.val_dirs)
-    else:
-        # Hold out every 20th image so validation measures generalisation, not memory.
-        val_paths = train_paths[::20]
-        train_paths = [p for p in train_paths if p not in set(val_paths)] or val_paths
-    stem = f"{info.name}_x{config.scale}"
-    log = _Logger(out_dir / f"{stem}_log.jsonl", config.progress)
-    log.say(f"{info.name} x{config.scale}: {len(train_paths)} training images, {len(val_paths)} validation images")
+        return train_paths, find_images(*config.val_dirs)
+    # Hold out every 20th image so validation measures generalisation, not memory.
+    val_paths = train_paths[::20]
+    return [p for p in train_paths if p not in set(val_paths)] or val_paths, val_paths
 
+
+def _prepare_data(config, info, device, generator, train_paths, val_paths, log):
+    """(the batch source, (validator, clean validator or None)). The training images are held
+    here only, so they are freed once on the device (random crops)."""
+    context_px = info.context_px
     # With "compressed", the whole images serve the clean share of each batch.
-    clean_degradation = "bicubic" if compressed else config.degradation
+    clean_degradation = "bicubic" if config.degradation == "compressed" else config.degradation
     pairs = degraded_images(train_paths, config.scale, clean_degradation, config.progress, context_px)
     too_small = sum(min(lr.shape) - 2 * context_px < config.patch_px for lr, _ in pairs)
     if too_small:
         log.say(f"{too_small} image(s) smaller than a {config.patch_px * config.scale}px patch: not used")
-    validate = _Validator(val_paths, config.scale, config.degradation, config.seed)
-    validate_clean = _Validator(val_paths, config.scale, "bicubic") if compressed else None
-
+    validators = _validators(config, val_paths)
     if config.sampling == "grid":
-        def patches(origin_px):
-            lr_np, hr_np = grid_patches(pairs, config.scale, config.patch_px, stride_px, origin_px, context_px)
-            # The whole epoch's patches live on the device (tens of MB): on a GPU, batches are then
-            # gathered there instead of copied over PCIe at every step.
-            return torch.from_numpy(lr_np)[:, None].to(device), torch.from_numpy(hr_np)[:, None].to(device)
+        return _grid_source(config, device, generator, pairs, context_px, log), validators
+    if config.teacher is not None:
+        pairs = distilled_pairs(pairs, config.scale, context_px, config.teacher, config.distill_weight,
+                                config.num_threads)
+        log.say(f"distilling from {config.teacher}: targets are {1 - config.distill_weight:g} x HR + "
+                f"{config.distill_weight:g} x its upscale")
+    crops = RandomCrops(pairs, config.scale, config.patch_px, context_px, device, config.seed)
+    del pairs  # on the device now
+    log.say(f"random {config.patch_px * config.scale}px crops of {crops.images} images on {device}, "
+            f"{config.steps_per_epoch} batches of {config.batch_size} per epoch ({config.degradation} degradation)")
+    return _random_source(config, device, generator, crops, train_paths, context_px, log), validators
 
-        lr_all, hr_all = patches((0, 0))
-        crops = None
-        log.say(
-            f"{len(lr_all)} patches of {config.patch_px * config.scale}px ({config.degradation} degradation)"
-            + (", grid shifted at random each epoch" if config.jitter else "")
-        )
-    else:
-        if config.teacher is not None:
-            pairs = distilled_pairs(pairs, config.scale, context_px, config.teacher, config.distill_weight,
-                                    config.num_threads)
-            log.say(f"distilling from {config.teacher}: targets are {1 - config.distill_weight:g} x HR + "
-                    f"{config.distill_weight:g} x its upscale")
-        crops = RandomCrops(pairs, config.scale, config.patch_px, context_px, device, config.seed)
-        del pairs  # on the device now
-        log.say(f"random {config.patch_px * config.scale}px crops of {crops.images} images on {device}, "
-                f"{config.steps_per_epoch} batches of {config.batch_size} per epoch ({config.degradation} degradation)")
-    n_clean = round(config.batch_size * config.clean_fraction) if compressed else config.batch_size
-    pools = None
-    if compressed:
-        from .degradations import PoolProducer
 
-        producer = PoolProducer(train_paths, config.scale, config.patch_px, context_px, config.pool_patches,
-                                config.seed, workers=config.pool_workers)
-        try:
-            pools = PoolBatches(producer, device, config.seed)
-        except BaseException:
-            producer.close()
-            raise
-        log.say(f"compressed pools of {config.pool_patches} patches from {config.pool_workers} worker(s), "
-                f"the first after {pools.first_pool_s:.1f}s; {n_clean} of each {config.batch_size} clean bicubic")
-    source = _BatchSource(config, device, generator, crops=crops, pools=pools, n_clean=n_clean,
-                          grid=(patches, lr_all, hr_all, stride_px) if crops is None else None)
+def _validators(config: TrainConfig, val_paths: list[Path]):
+    """(validator of the training degradation, validator on clean input or None): compressed
+    training is also scored on clean input, the skill ``clean_fraction`` is there to keep."""
+    validator = _Validator(val_paths, config.scale, config.degradation, config.seed)
+    if config.degradation != "compressed":
+        return validator, None
+    return validator, _Validator(val_paths, config.scale, "bicubic")
+
+
+def _grid_source(config, device, generator, pairs, context_px: int, log) -> "_BatchSource":
+    import torch
+
+    stride_px = config.stride_px or max(1, config.patch_px - 3)
+
+    def cut(origin_px):
+        lr_np, hr_np = grid_patches(pairs, config.scale, config.patch_px, stride_px, origin_px, context_px)
+        # The whole epoch's patches live on the device (tens of MB): on a GPU, batches are then
+        # gathered there instead of copied over PCIe at every step.
+        return torch.from_numpy(lr_np)[:, None].to(device), torch.from_numpy(hr_np)[:, None].to(device)
+
+    lr_all, hr_all = cut((0, 0))
+    log.say(
+        f"{len(lr_all)} patches of {config.patch_px * config.scale}px ({config.degradation} degradation)"
+        + (", grid shifted at random each epoch" if config.jitter else "")
+    )
+    return _BatchSource(config, device, generator, grid=(cut, lr_all, hr_all, stride_px))
+
+
+def _random_source(config, device, generator, crops, train_paths, context_px: int, log) -> "_BatchSource":
+    """Random crops, with compressed training some of each batch from codec-degraded pools."""
+    if config.degradation != "compressed":
+        return _BatchSource(config, device, generator, crops=crops, n_clean=config.batch_size)
+    from .degradations import PoolProducer
+
+    n_clean = round(config.batch_size * config.clean_fraction)
+    producer = PoolProducer(train_paths, config.scale, config.patch_px, context_px, config.pool_patches,
+                            config.seed, workers=config.pool_workers)
     try:
-        return _run(config, info, device, source, validate, validate_clean, generator, log, out_dir, stem)
-    finally:
-        if pools is not None:
-            pools.producer.close()
+        pools = PoolBatches(producer, device, config.seed)
+    except BaseException:
+        producer.close()
+        raise
+    log.say(f"compressed pools of {config.pool_patches} patches from {config.pool_workers} worker(s), "
+            f"the first after {pools.first_pool_s:.1f}s; {n_clean} of each {config.batch_size} clean bicubic")
+    return _BatchSource(config, device, generator, crops=crops, pools=pools, n_clean=n_clean)
 
 
 class _BatchSource:
@@ -491,13 +556,12 @@ class _BatchSource:
     (re-cut at a random origin each epoch with ``jitter``, shuffled), or random crops, some of
     each batch replaced by compressed pool patches."""
 
-    def __init__(self, config, device, generator, *, crops, pools, n_clean, grid) -> None:
+    def __init__(self, config, device, generator, *, crops=None, pools=None, n_clean: int = 0, grid=None) -> None:
         self.config, self.device, self.generator = config, device, generator
         self.crops, self.pools, self.n_clean = crops, pools, n_clean
         if grid is not None:
             self._cut, self.lr_all, self.hr_all, self._stride_px = grid
         self._order = None
-
     def start_epoch(self, epoch: int) -> int:
         """Batches in this epoch."""
         import torch
@@ -536,198 +600,287 @@ class _BatchSource:
             elif i * size < len(self.lr_all):
                 yield self.lr_all[i * size:(i + 1) * size]
 
-    def rng_state(self) -> dict:
-        return {"crops_rng": self.crops.generator.get_state()} if self.crops is not None else {}
+    def rng_state(self):
+        """The random crops' generator state (None for the grid, which draws from ``generator``)."""
+        return self.crops.generator.get_state() if self.crops is not None else None
 
-    def set_rng_state(self, state: dict) -> None:
-        if self.crops is not None and "crops_rng" in state:
-            self.crops.generator.set_state(state["crops_rng"])
+    def set_rng_state(self, state) -> None:
+        if self.crops is not None and state is not None:
+            self.crops.generator.set_state(state)
+
+    def close(self) -> None:
+        """Stop the pool workers, if any."""
+        if self.pools is not None:
+            self.pools.producer.close()
 
 
-def _run(config, info, device, source: _BatchSource, validate, validate_clean, generator, log, out_dir, stem):
-    """The training loop proper (``train`` prepares the data and owns the pool workers)."""
-    import torch
-    from tqdm import tqdm
+class Trainer:
+    """One training run: the network, the moving average of its weights (``ema``, what is
+    validated and kept), Adam, the learning-rate schedule and its warm-up, fed by a batch source
+    and scored by validators, with where the run stands (``epoch``, ``steps``, the best so far) as
+    attributes that the last-state file saves and ``resume`` restores.
 
-    # channels_last: oneDNN's and cuDNN's convolutions (forward and backward) run faster in it.
-    model = info.build(config.scale).to(device, memory_format=torch.channels_last)
-    if config.init is not None:
-        _transfer(model, load_checkpoint(config.init)["state_dict"])
-    if config.int8_aware:
-        from .models.int8_aware import make_int8_aware
+    ``run`` trains epoch after epoch: ``run_epoch`` (``step`` per batch), then ``finish_epoch``
+    (``validate``, the schedule, ``save_best`` / ``save_last``, the log line)."""
 
-        ranges = make_int8_aware(model, source.calibration_batches())
-        log.say("int8-aware: input ranges " + ", ".join(
-            f"{name} {'±' if signed else '0..'}{amax:.3g}" for name, (amax, signed) in ranges.items()))
-    # The int8 simulation rounds in fp32; bf16 autocast would add a second, different rounding.
-    mixed_precision = config.mixed_precision and not config.int8_aware
-    ema = copy.deepcopy(model) if config.ema_decay else model
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
-    floor = min(config.min_lr / config.lr, 1.0)
-    if config.schedule == "cosine":
-        # Closed form in the progress (LambdaLR saves no curve): a run resumed with a larger
-        # --epochs follows the longer cosine from where it stands.
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda epoch: _cosine(epoch / config.epochs, floor))
-    else:
-        scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
-            optimizer,
-            mode="max",
-            factor=0.5,
-            patience=config.patience,
-            threshold=config.plateau_db,
-            threshold_mode="abs",
-            min_lr=config.min_lr,
-        )
-    last_path = out_dir / f"{stem}_last.pt"
-    best_path = out_dir / f"{stem}.pt"
-    start_epoch, best_psnr, best_epoch, wall_before, steps = 0, -math.inf, 0, 0.0, 0
-    if config.resume and last_path.exists():
-        state = torch.load(last_path, map_location="cpu", weights_only=False)
-        model.load_state_dict(state["state_dict"])
-        if ema is not model:
-            ema.load_state_dict(state.get("ema_state_dict", state["state_dict"]))
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        generator.set_state(state["generator"])
-        torch.set_rng_state(state["torch_rng"])
-        source.set_rng_state(state)
-        start_epoch, best_psnr, best_epoch = state["epoch"], state["best_val_psnr_db"], state["best_epoch"]
-        wall_before = state["wall_seconds"]
-        steps = state.get("steps", 0)
-        log.say(f"resumed from {last_path} after epoch {start_epoch} (best {best_psnr:.3f} dB)")
-    elif config.resume:
-        log.say(f"--resume: no {last_path.name} in {out_dir}, starting afresh")
+    def __init__(self, config: TrainConfig, info, *, device, source: _BatchSource, generator, log: "_Logger",
+                 files: CheckpointPaths, validator: "_Validator", clean_validator: "_Validator | None") -> None:
+        import torch
 
-    def progress_now() -> float:
-        """How far through the run (0..1): epochs, or the time budget if that ends first."""
-        wall = wall_before + time.perf_counter() - started
-        by_epochs = (epoch - 1 + b / max(batches, 1)) / config.epochs
-        return max(by_epochs, wall / config.time_budget_s) if config.time_budget_s else by_epochs
+        self.config, self.info, self.device = config, info, device
+        self.source, self.generator, self.log, self.files = source, generator, log, files
+        self.validator, self.clean_validator = validator, clean_validator
+        self.model = self._build_model()
+        # The int8 simulation rounds in fp32; bf16 autocast would add a second, different rounding.
+        self.mixed_precision = config.mixed_precision and not config.int8_aware
+        self.ema = copy.deepcopy(self.model) if config.ema_decay else self.model
+        self._model_params, self._ema_params = list(self.model.parameters()), list(self.ema.parameters())
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr)
+        #: ``min_lr`` as a share of ``lr``: where the cosine ends.
+        self.lr_floor = min(config.min_lr / config.lr, 1.0)
+        self.scheduler = self._make_scheduler()
+        self.warmup_steps = warmup_steps(config, info.arch)
+        # Where the run stands: epochs done (then the current one), optimiser steps over the whole
+        # run, the best validation, and the wall time of earlier (resumed) parts of the run.
+        self.epoch, self.steps, self.best_val_psnr_db, self.best_epoch = 0, 0, -math.inf, 0
+        self.wall_before_s = 0.0
+        # This call's: steps and seconds inside the step loops, when it started, and the batch
+        # the current epoch is at (``progress`` reads them).
+        self.steps_run, self.train_seconds, self.started_s = 0, 0.0, 0.0
+        self.batch_index, self.batches = 0, 0
 
-    def loss_fn(output, target):
-        l2 = config.loss == "l2" or (config.loss == "l1-l2" and progress_now() >= 0.8)
-        return torch.nn.functional.mse_loss(output, target) if l2 else torch.nn.functional.l1_loss(output, target)
+    def _build_model(self):
+        import torch
 
-    model_params, ema_params = list(model.parameters()), list(ema.parameters())
-    warmup = warmup_steps(config, info.arch)
-    if warmup:
-        log.say(f"learning rate warm-up over {warmup} steps")
-    steps_run, train_seconds = 0, 0.0
-    started = time.perf_counter()
-    epoch = start_epoch
-    for epoch in range(start_epoch + 1, config.epochs + 1):
-        model.train()
-        batches = source.start_epoch(epoch)
-        flips = torch.randint(0, 8, (batches,), generator=generator).tolist()
-        # Summed on the device: reading the loss back at every step would make a GPU wait for it.
-        total_loss = torch.zeros((), dtype=torch.float64, device=device)
-        bar = tqdm(
-            range(batches), desc=f"epoch {epoch}" + (f"/{config.epochs}" if config.epochs < EPOCHS_WITHOUT_LIMIT else ""), unit="batch",
-            disable=not config.progress, leave=False, file=sys.stderr,
-        )
-        loop_started = time.perf_counter()
-        for b in bar:
-            x, y = source.batch(b)
-            k = flips[b]
-            x = _dihedral(x, k).contiguous(memory_format=torch.channels_last)
-            y = _dihedral(y, k)
-            if config.time_budget_s:
-                for group in optimizer.param_groups:
-                    group["lr"] = config.lr * _cosine(progress_now(), floor)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=mixed_precision):
-                output = model.body(x)
-            loss = loss_fn(output.float(), y)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            warm = _warmup_factor(steps, warmup)
-            if warm < 1.0:
-                # The schedule's rate, scaled for this step only: the schedulers never see the warm-up.
-                scheduled = [group["lr"] for group in optimizer.param_groups]
-                for group in optimizer.param_groups:
-                    group["lr"] *= warm
-            optimizer.step()
-            if warm < 1.0:
-                for group, rate in zip(optimizer.param_groups, scheduled):
-                    group["lr"] = rate
-            steps += 1
-            if ema is not model:
-                # Warm-up: a short memory at first, so the average does not drag in the initial weights.
-                decay = min(config.ema_decay, (1 + steps) / (10 + steps))
-                with torch.no_grad():
-                    torch._foreach_lerp_(ema_params, model_params, 1.0 - decay)
-            total_loss += loss.detach()
-            if config.progress and b % 50 == 0:
-                bar.set_postfix(loss=f"{total_loss.item() / (b + 1):.2e}", best=f"{best_psnr:.2f}dB")
-            if config.time_budget_s and progress_now() >= 1.0:
-                batches = b + 1
-                break
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)  # a GPU runs behind the host: time the work, not the queueing
-        epoch_train_seconds = time.perf_counter() - loop_started
-        steps_run += batches
-        train_seconds += epoch_train_seconds
-        model.eval()
-        val_psnr = validate(_torch_upscaler(ema, device))
-        extra = {}
-        if validate_clean is not None:
-            extra = {"val_clean_psnr_db": round(validate_clean(_torch_upscaler(ema, device)), 4),
-                     "pools": source.pools.pools, "pool_wait_s": round(source.pools.waited_s, 2)}
+        # channels_last: oneDNN's and cuDNN's convolutions (forward and backward) run faster in it.
+        model = self.info.build(self.config.scale).to(self.device, memory_format=torch.channels_last)
+        if self.config.init is not None:
+            _transfer(model, read_weights(self.config.init)["state_dict"])
+        if self.config.int8_aware:
+            from .models.int8_aware import make_int8_aware
+
+            ranges = make_int8_aware(model, self.source.calibration_batches())
+            self.log.say("int8-aware: input ranges " + ", ".join(
+                f"{name} {'±' if signed else '0..'}{amax:.3g}" for name, (amax, signed) in ranges.items()))
+        return model
+
+    def _make_scheduler(self):
+        import torch
+
+        config = self.config
         if config.schedule == "cosine":
-            scheduler.step()
-            if config.time_budget_s:
-                for group in optimizer.param_groups:
-                    group["lr"] = config.lr * _cosine(progress_now(), floor)
-        else:
-            scheduler.step(val_psnr)
-        improved = val_psnr > best_psnr
+            # Closed form in the progress (LambdaLR saves no curve): a run resumed with a larger
+            # --epochs follows the longer cosine from where it stands.
+            epochs, floor = config.epochs, self.lr_floor
+            return torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda epoch: _cosine(epoch / epochs, floor))
+        return torch.optim.lr_scheduler.ReduceLROnPlateau(
+            self.optimizer, mode="max", factor=0.5, patience=config.patience, threshold=config.plateau_db,
+            threshold_mode="abs", min_lr=config.min_lr,
+        )
+
+    def resume(self) -> None:
+        """Continue from the run folder's last-state file (any version's), if it has one."""
+        import torch
+
+        path = self.files.last
+        if not path.exists():
+            self.log.say(f"--resume: no {path.name} in {self.files.out_dir}, starting afresh")
+            return
+        state = read_last_state(path)
+        self.model.load_state_dict(state.state_dict)
+        if self.ema is not self.model:
+            self.ema.load_state_dict(state.ema_state_dict)
+        self.optimizer.load_state_dict(state.optimizer)
+        self.scheduler.load_state_dict(state.scheduler)
+        self.generator.set_state(state.generator)
+        torch.set_rng_state(state.torch_rng)
+        self.source.set_rng_state(state.crops_rng)
+        self.epoch, self.best_val_psnr_db, self.best_epoch = state.epoch, state.best_val_psnr_db, state.best_epoch
+        self.wall_before_s, self.steps = state.wall_seconds, state.steps
+        self.log.say(f"resumed from {path} after epoch {self.epoch} (best {self.best_val_psnr_db:.3f} dB)")
+
+    def run(self) -> TrainResult:
+        if self.config.resume:
+            self.resume()
+        if self.warmup_steps:
+            self.log.say(f"learning rate warm-up over {self.warmup_steps} steps")
+        self.started_s = time.perf_counter()
+        for epoch in range(self.epoch + 1, self.config.epochs + 1):
+            self.epoch = epoch
+            mean_loss, train_seconds = self.run_epoch()
+            if self.finish_epoch(mean_loss, train_seconds):
+                break
+        return TrainResult(self.files.best, self.best_val_psnr_db, self.best_epoch, self.epoch, self.wall_seconds(),
+                           self.steps_run, self.train_seconds, val_bicubic_psnr_db=self.validator.bicubic_psnr_db)
+
+    def wall_seconds(self) -> float:
+        """Wall time of the whole run so far, resumed parts included."""
+        return self.wall_before_s + time.perf_counter() - self.started_s
+
+    def progress(self) -> float:
+        """How far through the run (0..1): epochs, or the time budget if that ends first."""
+        by_epochs = (self.epoch - 1 + self.batch_index / max(self.batches, 1)) / self.config.epochs
+        if not self.config.time_budget_s:
+            return by_epochs
+        return max(by_epochs, self.wall_seconds() / self.config.time_budget_s)
+
+    def run_epoch(self) -> tuple[float, float]:
+        """Train for epoch ``self.epoch``: (mean loss, seconds inside the step loop)."""
+        import torch
+
+        self.model.train()
+        self.batches = self.source.start_epoch(self.epoch)
+        flips = torch.randint(0, 8, (self.batches,), generator=self.generator).tolist()
+        # Summed on the device: reading the loss back at every step would make a GPU wait for it.
+        total_loss = torch.zeros((), dtype=torch.float64, device=self.device)
+        bar = self._progress_bar()
+        loop_started_s = time.perf_counter()
+        for index in bar:
+            self.batch_index = index
+            total_loss += self.step(*self.source.batch(index), flips[index])
+            if self.config.progress and index % 50 == 0:
+                bar.set_postfix(loss=f"{total_loss.item() / (index + 1):.2e}", best=f"{self.best_val_psnr_db:.2f}dB")
+            if self.config.time_budget_s and self.progress() >= 1.0:
+                self.batches = index + 1  # the budget ends the epoch here
+                break
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)  # a GPU runs behind the host: time the work, not the queueing
+        train_seconds = time.perf_counter() - loop_started_s
+        self.steps_run += self.batches
+        self.train_seconds += train_seconds
+        return total_loss.item() / max(self.batches, 1), train_seconds
+
+    def _progress_bar(self):
+        from tqdm import tqdm
+
+        of_epochs = f"/{self.config.epochs}" if self.config.epochs < EPOCHS_WITHOUT_LIMIT else ""
+        return tqdm(range(self.batches), desc=f"epoch {self.epoch}{of_epochs}", unit="batch",
+                    disable=not self.config.progress, leave=False, file=sys.stderr)
+
+    def step(self, lr_batch, hr_batch, flip: int):
+        """One optimiser step on a batch shown in flip/rotation ``flip`` (0..7); returns its loss,
+        detached, on the device."""
+        import torch
+
+        x = _dihedral(lr_batch, flip).contiguous(memory_format=torch.channels_last)
+        y = _dihedral(hr_batch, flip)
+        if self.config.time_budget_s:
+            self._set_rate(self.config.lr * _cosine(self.progress(), self.lr_floor))
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.mixed_precision):
+            output = self.model.body(x)
+        loss = self._loss(output.float(), y)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self._optimizer_step()
+        self.steps += 1
+        self._update_average()
+        return loss.detach()
+
+    def _loss(self, output, target):
+        """MSE or L1 as ``config.loss`` says; "l1-l2" switches to MSE for the last 20% of the run."""
+        from torch.nn import functional
+
+        loss = self.config.loss
+        if loss == "l2" or (loss == "l1-l2" and self.progress() >= 0.8):
+            return functional.mse_loss(output, target)
+        return functional.l1_loss(output, target)
+
+    def _optimizer_step(self) -> None:
+        """Adam's step, at a share of the scheduled rate during the warm-up, for this step only:
+        the schedulers never see the warm-up."""
+        warm = _warmup_factor(self.steps, self.warmup_steps)
+        if warm >= 1.0:
+            self.optimizer.step()
+            return
+        groups = self.optimizer.param_groups
+        scheduled = [group["lr"] for group in groups]
+        for group in groups:
+            group["lr"] *= warm
+        self.optimizer.step()
+        for group, rate in zip(groups, scheduled):
+            group["lr"] = rate
+
+    def _update_average(self) -> None:
+        import torch
+
+        if self.ema is self.model:
+            return
+        # Warm-up: a short memory at first, so the average does not drag in the initial weights.
+        decay = min(self.config.ema_decay, (1 + self.steps) / (10 + self.steps))
+        with torch.no_grad():
+            torch._foreach_lerp_(self._ema_params, self._model_params, 1.0 - decay)
+
+    def _set_rate(self, lr: float) -> None:
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+
+    def finish_epoch(self, mean_loss: float, train_seconds: float) -> bool:
+        """Validate, update the schedule, save and log the epoch; True when the time budget is spent."""
+        val_psnr_db, extra = self.validate()
+        self._schedule_epoch(val_psnr_db)
+        improved = val_psnr_db > self.best_val_psnr_db
         if improved:
-            best_psnr, best_epoch = val_psnr, epoch
-            _save(best_path, {
-                "arch": info.arch,
-                "model": info.name,
-                "options": dict(info.options),
-                "scale": config.scale,
-                "state_dict": ema.state_dict(),
-                "epoch": epoch,
-                "val_psnr_db": val_psnr,
-                "degradation": config.degradation,
-                "int8_aware": config.int8_aware,
-            })
-        wall = wall_before + time.perf_counter() - started
-        _save(last_path, {
-            "scale": config.scale,
-            "model": info.name,
-            "state_dict": model.state_dict(),
-            "ema_state_dict": ema.state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(),
-            "generator": generator.get_state(),
-            "torch_rng": torch.get_rng_state(),
-            **source.rng_state(),
-            "epoch": epoch,
-            "best_val_psnr_db": best_psnr,
-            "best_epoch": best_epoch,
-            "wall_seconds": wall,
-            "steps": steps,
-            "config": {k: str(v) for k, v in asdict(config).items()},
-        })
-        log.epoch(
-            epoch=epoch,
-            loss=total_loss.item() / max(batches, 1),
-            val_psnr_db=round(val_psnr, 4),
-            val_bicubic_psnr_db=round(validate.bicubic_psnr_db, 4),
-            lr=optimizer.param_groups[0]["lr"] * _warmup_factor(steps - 1, warmup),  # the epoch's last step's
-            wall_seconds=round(wall, 1),
-            steps=batches,
-            train_seconds=round(epoch_train_seconds, 3),
+            self.best_val_psnr_db, self.best_epoch = val_psnr_db, self.epoch
+            self.save_best(val_psnr_db)
+        wall_s = self.wall_seconds()
+        self.save_last(wall_s)
+        self.log.epoch(
+            epoch=self.epoch,
+            loss=mean_loss,
+            val_psnr_db=round(val_psnr_db, 4),
+            val_bicubic_psnr_db=round(self.validator.bicubic_psnr_db, 4),
+            # The rate the epoch's last step ran at (warm-up included).
+            lr=self.optimizer.param_groups[0]["lr"] * _warmup_factor(self.steps - 1, self.warmup_steps),
+            wall_seconds=round(wall_s, 1),
+            steps=self.batches,
+            train_seconds=round(train_seconds, 3),
             best="*" if improved else "",
             **extra,
         )
-        if config.time_budget_s and wall >= config.time_budget_s:
-            log.say(f"time budget of {config.time_budget_s:.0f}s spent after epoch {epoch}")
-            break
-    return TrainResult(best_path, best_psnr, best_epoch, epoch, wall_before + time.perf_counter() - started,
-                       steps_run, train_seconds, val_bicubic_psnr_db=validate.bicubic_psnr_db)
+        budget_s = self.config.time_budget_s
+        if budget_s and wall_s >= budget_s:
+            self.log.say(f"time budget of {budget_s:.0f}s spent after epoch {self.epoch}")
+            return True
+        return False
+
+    def validate(self) -> tuple[float, dict]:
+        """The weight average's validation PSNR (dB), and the log's extra fields: with compressed
+        training, its PSNR on clean input and the pools' counters."""
+        self.model.eval()
+        upscale = _torch_upscaler(self.ema, self.device)
+        val_psnr_db = self.validator(upscale)
+        if self.clean_validator is None:
+            return val_psnr_db, {}
+        pools = self.source.pools
+        return val_psnr_db, {"val_clean_psnr_db": round(self.clean_validator(upscale), 4),
+                             "pools": pools.pools, "pool_wait_s": round(pools.waited_s, 2)}
+
+    def _schedule_epoch(self, val_psnr_db: float) -> None:
+        """The epoch's learning-rate update: plateau's on the validation PSNR, or the cosine's by
+        epochs, or with a time budget by the time spent (as each step set it)."""
+        if self.config.schedule != "cosine":
+            self.scheduler.step(val_psnr_db)
+            return
+        self.scheduler.step()
+        if self.config.time_budget_s:
+            self._set_rate(self.config.lr * _cosine(self.progress(), self.lr_floor))
+
+    def save_best(self, val_psnr_db: float) -> None:
+        config = self.config
+        write_best_weights(self.files.best, self.info, config.scale, self.ema.state_dict(), epoch=self.epoch,
+                           val_psnr_db=val_psnr_db, degradation=config.degradation, int8_aware=config.int8_aware)
+
+    def save_last(self, wall_s: float) -> None:
+        import torch
+
+        write_last_state(self.files.last, LastState(
+            scale=self.config.scale, model=self.info.name,
+            state_dict=self.model.state_dict(), ema_state_dict=self.ema.state_dict(),
+            optimizer=self.optimizer.state_dict(), scheduler=self.scheduler.state_dict(),
+            generator=self.generator.get_state(), torch_rng=torch.get_rng_state(), crops_rng=self.source.rng_state(),
+            epoch=self.epoch, best_val_psnr_db=self.best_val_psnr_db, best_epoch=self.best_epoch,
+            wall_seconds=wall_s, steps=self.steps, config=config_record(self.config),
+        ))
 
 
 class _Validator:
@@ -774,14 +927,6 @@ def _transfer(model, state_dict) -> None:
     own.update({k: v for k, v in state_dict.items() if k in own and own[k].shape == v.shape})
     model.load_state_dict(own)
 
-
-def _save(path: Path, obj: dict) -> None:
-    import torch
-
-    from .cache import atomic_path
-
-    with atomic_path(path, shared=True) as tmp:
-        torch.save(obj, tmp)
 
 
 class _Logger:

@@ -36,19 +36,11 @@ def shipped_weights(scale: int, kind: str = "onnx", model: str = "espcn") -> Pat
 
 
 def load_checkpoint(path: os.PathLike | str) -> dict:
-    """Read a checkpoint written by ``vsr train`` (a dict with 'scale' and 'state_dict')."""
-    import torch
+    """Read a weights file (a dict with 'scale' and 'state_dict'): ``vsr.checkpoint``, which
+    writes them, owns their layout."""
+    from ..checkpoint import read_weights
 
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{path}: no such weights file")
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises many types for a file that is not a checkpoint
-        raise InputError(f"{path}: not a vsr checkpoint ({exc.__class__.__name__})") from None
-    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint or "scale" not in checkpoint:
-        raise InputError(f"{path}: not a vsr checkpoint (no 'scale' / 'state_dict')")
-    return checkpoint
+    return read_weights(path)
 
 
 def checkpoint_model(checkpoint: dict):
