@@ -336,6 +336,139 @@ def test_full_range_vfr_source_records(data_dir, tmp_path):
         assert len(list(container.decode(stream))) == 4
 
 
+# -- the session: one frame per step, and what each way of ending keeps ----------------------
+
+
+def _recorded_times_s(path: Path) -> list[float]:
+    import av
+
+    with av.open(str(path)) as container:
+        return [float(frame.pts * frame.time_base) for frame in container.decode(video=0)]
+
+
+def test_a_session_steps_one_frame_at_a_time_and_its_close_finishes_the_recording(clip, tmp_path):
+    from vsr.live import LiveConfig, LiveSession
+
+    out = tmp_path / "rec.mp4"
+    config = LiveConfig(source=str(clip), scale=2, headless=True, as_fast_as_possible=True, record=out)
+    with LiveSession(config, status=lambda line: None, backend=SlowBackend(2, delay_s=0)) as session:
+        assert [session.step() for _ in range(13)] == [True] * 12 + [False]  # False: the clip's end
+        report = session.finish()
+        assert not out.exists(), "the recording appears once it is finished"
+    assert session.source_error is None and not session.frames.running
+    assert (report.frames_processed, report.frames_dropped, report.recording) == (12, 0, out)
+    # Timed from each frame's media time, not from when it was upscaled.
+    assert _recorded_times_s(out) == pytest.approx([i / 25 for i in range(12)], abs=1e-3)
+
+
+class ScriptedWindow:
+    """Stands in for LiveWindow: answers each poll with the next scripted key (then q), keeps
+    every picture it was shown."""
+
+    def __init__(self, keys: list[int]) -> None:
+        self.keys, self.shown = list(keys), []
+
+    def __call__(self, state, image_wh):  # what LiveSession calls to open its LiveWindow
+        return self
+
+    def show(self, canvas: np.ndarray) -> None:
+        self.shown.append(canvas.copy())
+
+    def poll_key(self, wait_ms: int = 1) -> int:
+        return self.keys.pop(0) if self.keys else ord("q")
+
+    def closed(self) -> bool:
+        return False
+
+    def close(self) -> None:
+        pass
+
+
+def test_space_pauses_on_one_frame_while_the_divider_and_screenshots_follow_the_keys(clip, tmp_path, monkeypatch):
+    import cv2
+
+    from vsr import live
+
+    window = ScriptedWindow([ord(" "), ord("d"), ord("p"), ord(" "), ord("q")])
+    monkeypatch.setattr(live, "check_display", lambda: None)
+    monkeypatch.setattr(live, "LiveWindow", window)
+    report = live.run_live(live.LiveConfig(source=str(clip), scale=2, as_fast_as_possible=True,
+                                           screenshot_dir=tmp_path),
+                           status=lambda line: None, backend=SlowBackend(2, delay_s=0))
+    # Frame 1, then, paused: redrawn to say so, redrawn at the moved divider, not redrawn for p;
+    # space again lets frame 2 through, and q ends the run there.
+    assert report.frames_processed == 2 and len(window.shown) == 4
+    first, paused, moved, second = window.shown
+    rows = slice(75, 225)  # away from the overlay and the labels
+
+    def divider_at(canvas, fraction):
+        x = live.divider_x(400, fraction)
+        return (canvas[rows, x - 1 : x + 1] == 255).all()
+
+    assert all(divider_at(c, 0.5) and not divider_at(c, 0.55) for c in (first, paused))
+    assert all(divider_at(c, 0.55) and not divider_at(c, 0.5) for c in (moved, second))
+    vsr_side = (rows, slice(230, 400))
+    assert np.array_equal(first[vsr_side], moved[vsr_side]), "paused: still the first frame"
+    assert not np.array_equal(moved[vsr_side], second[vsr_side]), "unpaused: the next frame"
+    (shot,) = report.screenshots
+    assert np.array_equal(cv2.imread(str(shot)), moved), "p saves the picture on show"
+
+
+def test_a_source_failing_mid_stream_raises_once_the_recording_so_far_is_finished(clip, tmp_path, monkeypatch):
+    from vsr.errors import InputError
+    from vsr.live import LiveConfig, run_live
+    from vsr.media import camera
+
+    plays = camera.LiveSource.frames
+
+    def unplugged_after_three(self):
+        for index, frame in enumerate(plays(self)):
+            if index == 3:
+                raise InputError("camera unplugged")
+            yield frame
+
+    monkeypatch.setattr(camera.LiveSource, "frames", unplugged_after_three)
+    out = tmp_path / "rec.mp4"
+    with pytest.raises(InputError, match="camera unplugged"):
+        run_live(LiveConfig(source=str(clip), scale=2, headless=True, as_fast_as_possible=True, record=out),
+                 status=lambda line: None, backend=SlowBackend(2, delay_s=0))
+    assert len(_recorded_times_s(out)) == 3
+
+
+class FailingBackend(SlowBackend):
+    """Upscales like SlowBackend (without the wait) until frame ``at_frame``, which raises ``error``."""
+
+    def __init__(self, scale: int, error: BaseException, at_frame: int) -> None:
+        super().__init__(scale, delay_s=0)
+        self.error, self.at_frame, self.calls = error, at_frame, 0
+
+    def upscale_luma(self, luma: np.ndarray) -> np.ndarray:
+        self.calls += 1
+        if self.calls == self.at_frame:
+            raise self.error
+        return super().upscale_luma(luma)
+
+
+def test_an_error_during_the_run_throws_the_unfinished_recording_away(clip, tmp_path):
+    from vsr.live import LiveConfig, run_live
+
+    out = tmp_path / "rec.mp4"
+    with pytest.raises(RuntimeError, match="the engine broke"):
+        run_live(LiveConfig(source=str(clip), scale=2, headless=True, as_fast_as_possible=True, record=out),
+                 status=lambda line: None, backend=FailingBackend(2, RuntimeError("the engine broke"), at_frame=3))
+    assert list(tmp_path.iterdir()) == []  # neither the recording nor a partial file
+
+
+def test_ctrl_c_before_the_first_frame_keeps_no_recording(clip, tmp_path):
+    from vsr.live import LiveConfig, run_live
+
+    out = tmp_path / "rec.mp4"
+    report = run_live(LiveConfig(source=str(clip), scale=2, headless=True, as_fast_as_possible=True, record=out),
+                      status=lambda line: None, backend=FailingBackend(2, KeyboardInterrupt(), at_frame=1))
+    assert report.interrupted and report.frames_processed == 0 and report.recording is None
+    assert list(tmp_path.iterdir()) == []
+
+
 # -- the command -----------------------------------------------------------------------------
 
 

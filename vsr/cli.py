@@ -943,11 +943,6 @@ def live(source, scale, degradation, model_name, target_fps, backend, device, we
     """
     from .live import LiveConfig, run_live
 
-    if device != "cpu":
-        from .backends import check_cuda_device
-
-        check_cuda_device(device)  # one line, before a model is timed on a GPU that is not there
-
     config = LiveConfig(
         source=source, scale=int(scale), model=_pick_model(model_name, target_fps, weights), target_fps=target_fps,
         degradation=degradation, backend=backend, weights=weights, device=device, record=record,

@@ -1,10 +1,11 @@
 """``vsr live``: upscale a camera, file or stream as it plays, in a window or headless.
 
-One loop, fed by a capture thread through a "newest wins" slot (``pipeline.latest``): when
-the upscaling is slower than the source, stale frames are dropped so the picture shown is
-always the newest one. Each frame goes through the frame upscaler ``vsr run`` builds for the
-same options (``pipeline.upscaler.create_frame_upscaler``); then the recording, and the window
-(bicubic | vsr with a movable divider, and an overlay).
+A ``LiveSession`` holds one run: a capture thread feeds it through a "newest wins" slot
+(``pipeline.latest``), so when the upscaling is slower than the source, stale frames are
+dropped and the picture shown is always the newest one. Each ``step()`` takes one frame
+through the frame upscaler ``vsr run`` builds for the same options
+(``pipeline.upscaler.create_frame_upscaler``), then the recording, and the window (bicubic |
+vsr with a movable divider, and an overlay). ``run_live`` is the one entry point the CLI calls.
 """
 from __future__ import annotations
 
@@ -19,13 +20,20 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 from fractions import Fraction
+from functools import cached_property
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable, Iterable, Iterator, Protocol, runtime_checkable
 
 import numpy as np
 
 from .errors import InputError, OutputError, VsrError
 from .frames import YuvFrame
+
+if TYPE_CHECKING:
+    from .backends.base import Backend
+    from .media.camera import LiveFrame, LiveSource, SourceInfo
+    from .media.encode import VideoWriter
+    from .pipeline.latest import NewestWins
 
 RECORD_TIME_BASE = Fraction(1, 1000)
 
@@ -376,235 +384,410 @@ def save_screenshot(canvas: np.ndarray, folder: Path, frame_number: int) -> Path
     return path
 
 
-# -- the loop ------------------------------------------------------------------------------
+# -- the session ---------------------------------------------------------------------------
+
+#: Headless, a progress line goes to ``status`` at most this often.
+STATUS_INTERVAL_S = 2.0
+#: While paused, each wait for a key: short enough for the divider to follow the keys smoothly.
+PAUSED_KEY_WAIT_MS = 30
 
 
-def upscale_one(upscaler, picture: YuvFrame) -> YuvFrame:
+@runtime_checkable
+class LiveUpscaler(Protocol):
+    """What the session needs of its upscaler: a ``FrameUpscaler`` (``pipeline.upscaler``; both
+    kinds qualify) plus ``name``, the short backend name the overlay shows."""
+
+    name: str
+    description: str
+    scale: int
+
+    def upscale_frames(self, frames: Iterable[YuvFrame]) -> Iterator[YuvFrame]: ...
+
+    def close(self) -> None: ...
+
+
+def upscale_one(upscaler: LiveUpscaler, picture: YuvFrame) -> YuvFrame:
     """``picture`` through ``upscaler.upscale_frames``, the path `vsr run` ships: a live loop
     cannot wait for later frames, so each call is one frame in, that frame out."""
     (upscaled,) = upscaler.upscale_frames([picture])
     return upscaled
 
 
-def run_live(config: LiveConfig, *, status: Callable[[str], None] | None = None, backend=None) -> LiveReport:
-    """Capture, upscale, show and record until the source ends, ``max_frames``, or q/Esc.
+def check_live_config(config: LiveConfig) -> None:
+    """Refuse what would fail later, before the source opens or a model is timed: a missing
+    GPU, no display for the window, and folders the screenshots or the recording cannot go to."""
+    if config.device != "cpu":
+        from .backends import check_cuda_device
 
-    Frames are upscaled one at a time by the frame upscaler `vsr run` builds for the same
-    options (``create_frame_upscaler``). ``status`` receives progress lines (stderr by default).
-    ``backend``: instead of building one from the config, a ready ``FrameUpscaler`` (used as
-    it is) or a ``Backend`` (run as host frames, ``HostFrameUpscaler``); the caller closes it.
-    """
-    status = status or (lambda line: print(line, file=sys.stderr))
+        check_cuda_device(config.device)  # one line, before a model is timed on a GPU that is not there
     if not config.headless:
         check_display()
     if config.screenshot_at_frame is not None or not config.headless:
         if not Path(config.screenshot_dir).is_dir():
             raise OutputError(f"{config.screenshot_dir}: the screenshot folder does not exist")
     if config.record is not None:
-        from .errors import unwritable_reason
-        from .media.encode import check_container
+        _check_record_path(config.record)
 
-        folder = Path(config.record).parent
-        if not folder.is_dir():
-            raise OutputError(f"{config.record}: the folder {folder} does not exist")
-        if not os.access(folder, os.W_OK):
-            raise OutputError(f"{config.record}: cannot write in {folder} ({unwritable_reason(folder)})")
-        # Before the model loads: the recording is H.264.
-        check_container(Path(config.record).suffix, "libx264", what="--record", codec_is_fixed=True)
 
+def _check_record_path(record: Path) -> None:
+    from .errors import unwritable_reason
+    from .media.encode import check_container
+
+    folder = Path(record).parent
+    if not folder.is_dir():
+        raise OutputError(f"{record}: the folder {folder} does not exist")
+    if not os.access(folder, os.W_OK):
+        raise OutputError(f"{record}: cannot write in {folder} ({unwritable_reason(folder)})")
+    # Before the model loads: the recording is H.264.
+    check_container(Path(record).suffix, "libx264", what="--record", codec_is_fixed=True)
+
+
+def _choose_model(config: LiveConfig, info: SourceInfo, status: Callable[[str], None]) -> str:
+    """``--model auto`` for this source, timed at its own frame size; ``status`` hears why."""
     from .backends import EngineSpec
-    from .media.camera import open_live_source
-    from .media.encode import EncodeOptions, VideoSpec, VideoWriter
-    from .pipeline.latest import NewestWins
-    from .pipeline.upscaler import HostFrameUpscaler, create_frame_upscaler
+    from .models.choose import choose_for_input
 
-    report = LiveReport()
-    state = ViewState(split=config.split, divider=config.divider)
-    with contextlib.ExitStack() as stack:
-        source = open_live_source(config.source, as_fast_as_possible=config.as_fast_as_possible)
-        capture: dict = {}
+    # A camera's raw frames are clean, its MJPEG and a file's or stream's codec usually not
+    # (no bit rate to judge by: a live source's is unknown).
+    model, note = choose_for_input(
+        EngineSpec(scale=config.scale, backend=config.backend, device=config.device, precision=config.precision),
+        info.width, info.height, config.target_fps or info.fps or 30.0,
+        degradation_option=config.degradation, codec_name=info.codec_name, bits_per_pixel=None)
+    status(note)
+    return model
 
-        def close_source() -> None:
-            # A capture thread stuck in a device read must not have its container closed under it.
-            if "frames" not in capture or not capture["frames"].running:
-                source.close()
 
-        stack.callback(close_source)
-        info = source.info
-        if backend is None:
-            model = config.model
-            if model == "auto":
-                from .models.choose import choose_for_input
+def _build_upscaler(config: LiveConfig, info: SourceInfo, status: Callable[[str], None]) -> LiveUpscaler:
+    """The frame upscaler `vsr run` builds for the same options."""
+    from .backends import EngineSpec
+    from .pipeline.upscaler import create_frame_upscaler
 
-                # A camera's raw frames are clean, its MJPEG and a file's or stream's codec usually not
-                # (no bit rate to judge by: a live source's is unknown).
-                model, note = choose_for_input(
-                    EngineSpec(scale=config.scale, backend=config.backend, device=config.device,
-                               precision=config.precision),
-                    info.width, info.height, config.target_fps or info.fps or 30.0,
-                    degradation_option=config.degradation, codec_name=info.codec_name, bits_per_pixel=None)
-                status(note)
-            upscaler = create_frame_upscaler(EngineSpec(scale=config.scale, model=model,
-                                                        backend=config.backend, device=config.device,
-                                                        weights=config.weights, precision=config.precision),
-                                             out_layout="yuv420p")
-            stack.callback(upscaler.close)
-        elif hasattr(backend, "upscale_frames"):
-            upscaler = backend  # a ready FrameUpscaler; the caller closes it
-        else:
-            upscaler = HostFrameUpscaler(backend, out_layout="yuv420p")  # the caller closes its backend
-        if upscaler.scale != config.scale:
-            raise ValueError(f"the backend upscales x{upscaler.scale}, the config asks for x{config.scale}")
-        report.backend = upscaler.description
-        status(f"upscaling with {upscaler.description}")
-        in_wh = (info.width, info.height)
-        out_wh = (info.width * config.scale, info.height * config.scale)
-        recorder = None
+    model = _choose_model(config, info, status) if config.model == "auto" else config.model
+    spec = EngineSpec(scale=config.scale, model=model, backend=config.backend, device=config.device,
+                      weights=config.weights, precision=config.precision)
+    return create_frame_upscaler(spec, out_layout="yuv420p")
+
+
+def _as_live_upscaler(backend: LiveUpscaler | Backend) -> LiveUpscaler:
+    """A ready frame upscaler as it is; a ``Backend`` run as host frames (``HostFrameUpscaler``)."""
+    if isinstance(backend, LiveUpscaler):
+        return backend
+    from .pipeline.upscaler import HostFrameUpscaler
+
+    return HostFrameUpscaler(backend, out_layout="yuv420p")
+
+
+def _open_recorder(path: Path, info: SourceInfo, out_wh_px: tuple[int, int]) -> VideoWriter:
+    """The H.264 recording, timed in milliseconds from each frame's media time (dropped frames
+    make it variable rate)."""
+    from .media.encode import EncodeOptions, VideoSpec, VideoWriter, implied_colour_tags
+
+    # The source's colour tags; where it has none, what players assume for its size, written out
+    # (an untagged SD source recorded at HD would otherwise be shown with the HD matrix).
+    (colorspace, primaries, trc), _ = implied_colour_tags(info.width, info.height, info.colorspace,
+                                                          info.color_primaries, info.color_trc)
+    spec = VideoSpec(time_base=RECORD_TIME_BASE, average_fps=info.fps, color_range=2 if info.full_range else 1,
+                     colorspace=colorspace, color_primaries=primaries, color_trc=trc)
+    return VideoWriter(path, width=out_wh_px[0], height=out_wh_px[1], source=spec, overwrite=True,
+                       options=EncodeOptions(preset="veryfast", crf=18, audio=False))
+
+
+class _ViewFrame:
+    """One frame as the view shows it: each picture converted to BGR once, however often a
+    paused view redraws it."""
+
+    def __init__(self, picture: YuvFrame, upscaled: YuvFrame, scale: int, full_range: bool) -> None:
+        self.picture, self.upscaled = picture, upscaled
+        self.scale, self.full_range = scale, full_range
+
+    @cached_property
+    def vsr_bgr(self) -> np.ndarray:
+        return yuv_to_bgr(self.upscaled, self.full_range)
+
+    @cached_property
+    def bicubic_bgr(self) -> np.ndarray:
+        return yuv_to_bgr(bicubic_upscale(self.picture, self.scale), self.full_range)
+
+
+class _Timings:
+    """The run's clocks: the output rate, and how old each frame is when picked up and when shown."""
+
+    def __init__(self) -> None:
+        self.meter = RateMeter()
+        self.started_at_s: float | None = None
+        self.pickup_ages_ms: list[float] = []
+        self.latencies_ms: list[float] = []
+        #: What the overlay shows: smoothed, so the number can be read while it changes.
+        self.latency_ema_ms: float | None = None
+
+    def picked_up(self, live: LiveFrame, now_s: float) -> None:
+        self.started_at_s = now_s if self.started_at_s is None else self.started_at_s
+        self.pickup_ages_ms.append((now_s - live.captured_at) * 1000)
+
+    def shown(self, live: LiveFrame, now_s: float) -> None:
+        """Latency: from capture until the picture is in the window (or, headless, recorded)."""
+        latency_ms = (now_s - live.captured_at) * 1000
+        self.latencies_ms.append(latency_ms)
+        ema_ms = self.latency_ema_ms
+        self.latency_ema_ms = latency_ms if ema_ms is None else 0.9 * ema_ms + 0.1 * latency_ms
+
+    def fill(self, report: LiveReport, now_s: float) -> None:
+        if report.frames_processed > 1:
+            report.fps = (report.frames_processed - 1) / max(now_s - self.started_at_s, 1e-9)
+        if self.latencies_ms:
+            report.median_latency_ms = statistics.median(self.latencies_ms)
+            report.median_pickup_age_ms = statistics.median(self.pickup_ages_ms)
+
+
+class LiveSession:
+    """One ``vsr live`` run. The constructor checks the config and opens everything: the source
+    and its capture thread, the upscaler, the recording and the window; ``close`` (or leaving
+    ``with``) closes them. ``step()`` handles one frame; ``run()`` steps to the end.
+
+    ``backend``: as ``run_live`` takes it. A source failing mid-stream ends the steps and is
+    kept in ``source_error`` rather than raised: the recording so far is a good file, finished
+    on a normal close, so the caller raises the error after closing. An exception leaving
+    ``with`` throws the recording away instead.
+    """
+
+    source: LiveSource
+    upscaler: LiveUpscaler
+    recorder: VideoWriter | None
+    window: LiveWindow | None
+    frames: NewestWins[LiveFrame] | None
+
+    def __init__(self, config: LiveConfig, *, status: Callable[[str], None] | None = None,
+                 backend: LiveUpscaler | Backend | None = None) -> None:
+        self.config = config
+        self.status = status or _to_stderr
+        check_live_config(config)
+        self.report = LiveReport()
+        self.view = ViewState(split=config.split, divider=config.divider)
+        self.source_error: InputError | None = None
+        self.frames = None
+        self._timings = _Timings()
+        self._first_pts_s: float | None = None
+        self._last_record_pts_ms = -1
+        with contextlib.ExitStack() as stack:  # what opened before a failure is closed again
+            self._open(stack, backend)
+            self._stack = stack.pop_all()
+
+    def _open(self, stack: contextlib.ExitStack, backend: LiveUpscaler | Backend | None) -> None:
+        from .media.camera import open_live_source
+        from .pipeline.latest import NewestWins
+
+        config = self.config
+        self.source = open_live_source(config.source, as_fast_as_possible=config.as_fast_as_possible)
+        stack.callback(self._close_source)
+        info = self.source.info
+        self.upscaler = self._open_upscaler(stack, backend)
+        self.in_wh_px = (info.width, info.height)
+        self.out_wh_px = (info.width * config.scale, info.height * config.scale)
+        self.recorder = None
         if config.record is not None:
-            # Timed in milliseconds from each frame's media time: dropped frames make it variable rate.
-            from .media.encode import implied_colour_tags
-
-            # The source's colour tags; where it has none, what players assume for its size, written out
-            # (an untagged SD source recorded at HD would otherwise be shown with the HD matrix).
-            (colorspace, primaries, trc), _ = implied_colour_tags(info.width, info.height, info.colorspace,
-                                                                  info.color_primaries, info.color_trc)
-            spec = VideoSpec(time_base=RECORD_TIME_BASE, average_fps=info.fps,
-                             color_range=2 if info.full_range else 1, colorspace=colorspace,
-                             color_primaries=primaries, color_trc=trc)
-            recorder = stack.enter_context(VideoWriter(
-                config.record, width=out_wh[0], height=out_wh[1], source=spec, overwrite=True,
-                options=EncodeOptions(preset="veryfast", crf=18, audio=False)))
-        last_record_pts = -1
-        window = None
+            self.recorder = stack.enter_context(_open_recorder(Path(config.record), info, self.out_wh_px))
+        self.window = None
         if not config.headless:
-            window = LiveWindow(state, out_wh)
-            stack.callback(window.close)
+            self.window = LiveWindow(self.view, self.out_wh_px)
+            stack.callback(self.window.close)
         # A file played as fast as possible gives every frame, as fast as the upscaling goes;
         # a camera or a stream cannot wait, so there the newest frame always wins.
         every_frame = config.as_fast_as_possible and info.kind == "file"
-        frames = capture["frames"] = stack.enter_context(NewestWins(source.frames(), drop=not every_frame))
+        self.frames = stack.enter_context(NewestWins(self.source.frames(), drop=not every_frame))
+        self._next_frames = iter(self.frames)
+        self._last_status_s = time.monotonic()
 
-        meter = RateMeter()
-        latencies_ms: list[float] = []
-        pickup_ages_ms: list[float] = []
-        latency_ema_ms = None
-        last_status = time.monotonic()
-        first_pts = None
+    def _open_upscaler(self, stack: contextlib.ExitStack, backend: LiveUpscaler | Backend | None) -> LiveUpscaler:
+        """The config's upscaler, closed with the session; or the caller's, which the caller closes."""
+        if backend is None:
+            upscaler = _build_upscaler(self.config, self.source.info, self.status)
+            stack.callback(upscaler.close)
+        else:
+            upscaler = _as_live_upscaler(backend)
+        if upscaler.scale != self.config.scale:
+            raise ValueError(f"the backend upscales x{upscaler.scale}, the config asks for x{self.config.scale}")
+        self.report.backend = upscaler.description
+        self.status(f"upscaling with {upscaler.description}")
+        return upscaler
 
-        def render(picture: YuvFrame, upscaled: YuvFrame, cache: dict) -> np.ndarray:
-            if "vsr" not in cache:
-                cache["vsr"] = yuv_to_bgr(upscaled, info.full_range)
-            if not state.split:
-                canvas = cache["vsr"].copy()
-            else:
-                if "bicubic" not in cache:
-                    cache["bicubic"] = yuv_to_bgr(bicubic_upscale(picture, config.scale), info.full_range)
-                canvas = compose_split(cache["bicubic"], cache["vsr"], state.divider)
-            text = overlay_text(in_wh, out_wh, upscaler.name, meter.rate(), latency_ema_ms)
-            lines = [text + ("  [paused]" if state.paused else "")]
-            if frames.dropped:
-                lines.append(f"dropped {frames.dropped} stale frames")
-            draw_overlay(canvas, lines)
-            return canvas
+    def _close_source(self) -> None:
+        # A capture thread stuck in a device read must not have its container closed under it.
+        if self.frames is None or not self.frames.running:
+            self.source.close()
 
-        def screenshot(canvas: np.ndarray) -> None:
-            try:
-                path = save_screenshot(canvas, config.screenshot_dir, report.frames_processed)
-            except OutputError as exc:
-                status(f"warning: {exc}")
+    # -- one frame -----------------------------------------------------------------------
+
+    def step(self) -> bool:
+        """One frame: take the newest, upscale, record, show, follow the keys. False when the
+        run is over: the source ended or failed, ``max_frames`` was reached, or the viewer quit."""
+        live = self._grab()
+        if live is None:
+            return False
+        upscaled = upscale_one(self.upscaler, live.picture)
+        if self.recorder is not None:
+            self._record(live, upscaled)
+        self.report.frames_processed += 1
+        self._timings.meter.tick(time.monotonic())
+        frame = _ViewFrame(live.picture, upscaled, self.config.scale, self.source.info.full_range)
+        canvas, key = self._show(frame)
+        now_s = time.monotonic()
+        self._timings.shown(live, now_s)
+        if self.window is not None:
+            self._follow_keys(key, frame, canvas)
+            if self.view.quit:
+                return False
+        elif now_s - self._last_status_s > STATUS_INTERVAL_S:
+            self._last_status_s = now_s
+            self.status(self._overlay_line() + f"  dropped {self.frames.dropped}")
+        max_frames = self.config.max_frames
+        return max_frames is None or self.report.frames_processed < max_frames
+
+    def _grab(self) -> LiveFrame | None:
+        """The newest frame; None at the source's end, or when it failed (kept in ``source_error``)."""
+        try:
+            live = next(self._next_frames)
+        except StopIteration:
+            return None
+        except InputError as exc:
+            # The source failed mid-stream (camera unplugged, stream cut): what was recorded
+            # so far is a good file, so it is finished before the error is raised.
+            self.source_error = exc
+            return None
+        self._timings.picked_up(live, time.monotonic())
+        return live
+
+    def _record(self, live: LiveFrame, upscaled: YuvFrame) -> None:
+        self._first_pts_s = live.pts_seconds if self._first_pts_s is None else self._first_pts_s
+        # Timestamps must increase: two frames within a millisecond would share one.
+        pts_ms = max(round((live.pts_seconds - self._first_pts_s) / RECORD_TIME_BASE), self._last_record_pts_ms + 1)
+        self.recorder.write(dataclasses.replace(upscaled, pts=pts_ms, time_base=RECORD_TIME_BASE))
+        self._last_record_pts_ms = pts_ms
+
+    def _show(self, frame: _ViewFrame) -> tuple[np.ndarray | None, int]:
+        """The view, rendered where it is seen or saved; in a window, shown, and the key pressed
+        (-1: none, or no window)."""
+        wants_screenshot = self.config.screenshot_at_frame == self.report.frames_processed
+        canvas = None
+        if self.window is not None or wants_screenshot:
+            canvas = self._render(frame)  # its overlay shows the latency so far
+            if wants_screenshot:
+                self.screenshot(canvas)
+        if self.window is None:
+            return canvas, -1
+        self.window.show(canvas)
+        return canvas, self.window.poll_key(1)  # the window paints the picture here
+
+    def _render(self, frame: _ViewFrame) -> np.ndarray:
+        """Split (bicubic | vsr) or vsr alone, under the overlay."""
+        if self.view.split:
+            canvas = compose_split(frame.bicubic_bgr, frame.vsr_bgr, self.view.divider)
+        else:
+            canvas = frame.vsr_bgr.copy()
+        lines = [self._overlay_line() + ("  [paused]" if self.view.paused else "")]
+        if self.frames.dropped:
+            lines.append(f"dropped {self.frames.dropped} stale frames")
+        draw_overlay(canvas, lines)
+        return canvas
+
+    def _overlay_line(self) -> str:
+        timings = self._timings
+        return overlay_text(self.in_wh_px, self.out_wh_px, self.upscaler.name, timings.meter.rate(),
+                            timings.latency_ema_ms)
+
+    def _follow_keys(self, key: int, frame: _ViewFrame, canvas: np.ndarray) -> None:
+        """Apply ``key``, then, while paused, keep showing this frame and follow the keys (the
+        capture keeps dropping meanwhile); screenshots and the close button are handled here."""
+        view = self.view
+        handle_key(view, key)
+        shown_view = (view.divider, view.split)
+        redrawn_paused = False
+        while not view.quit:
+            if view.screenshot:
+                view.screenshot = False
+                self.screenshot(canvas)
+            if self.window.closed():
+                view.quit = True
+            if not view.paused:
                 return
-            report.screenshots.append(path)
-            status(f"screenshot: {path}")
+            # Redrawn once to say [paused], then only when the divider or the view changes.
+            if (view.divider, view.split) != shown_view or not redrawn_paused:
+                redrawn_paused = True
+                canvas = self._render(frame)
+                self.window.show(canvas)
+                shown_view = (view.divider, view.split)
+            handle_key(view, self.window.poll_key(PAUSED_KEY_WAIT_MS))
 
-        started_at = None
-        source_error = None
-        live_frames = iter(frames)
+    def screenshot(self, canvas: np.ndarray) -> Path | None:
+        """``canvas`` as a PNG in the screenshot folder; one that cannot be written is a warning,
+        not the end of the run."""
+        try:
+            path = save_screenshot(canvas, self.config.screenshot_dir, self.report.frames_processed)
+        except OutputError as exc:
+            self.status(f"warning: {exc}")
+            return None
+        self.report.screenshots.append(path)
+        self.status(f"screenshot: {path}")
+        return path
+
+    # -- the whole run ---------------------------------------------------------------------
+
+    def run(self) -> LiveReport:
+        """Step until the source ends, ``max_frames``, q/Esc or Ctrl-C; then ``finish()``."""
         # Ctrl-C (and SIGTERM, which the CLI turns into the same) is how a live source is
         # stopped: it ends the loop like the end of the source, so the recording is finished.
         try:
-            while True:
-                try:
-                    live = next(live_frames)
-                except StopIteration:
-                    break
-                except InputError as exc:
-                    # The source failed mid-stream (camera unplugged, stream cut): what was recorded
-                    # so far is a good file, so finish it, then report the error.
-                    source_error = exc
-                    break
-                picked_at = time.monotonic()
-                started_at = picked_at if started_at is None else started_at
-                pickup_ages_ms.append((picked_at - live.captured_at) * 1000)
-                picture = live.picture
-                upscaled = upscale_one(upscaler, picture)
-                if recorder is not None:
-                    first_pts = live.pts_seconds if first_pts is None else first_pts
-                    # Timestamps must increase: two frames within a millisecond would share one.
-                    pts = max(round((live.pts_seconds - first_pts) / RECORD_TIME_BASE), last_record_pts + 1)
-                    recorder.write(dataclasses.replace(upscaled, pts=pts, time_base=RECORD_TIME_BASE))
-                    last_record_pts = pts
-                report.frames_processed += 1
-                meter.tick(time.monotonic())
-
-                cache: dict = {}
-                wants_screenshot = config.screenshot_at_frame == report.frames_processed
-                if window is not None or wants_screenshot:
-                    canvas = render(picture, upscaled, cache)  # its overlay shows the latency so far
-                    if wants_screenshot:
-                        screenshot(canvas)
-                if window is not None:
-                    window.show(canvas)
-                    key = window.poll_key(1)  # the window paints the picture here
-                # Latency: from capture until the picture is in the window (or, headless, recorded).
-                now = time.monotonic()
-                latency_ms = (now - live.captured_at) * 1000
-                latencies_ms.append(latency_ms)
-                latency_ema_ms = latency_ms if latency_ema_ms is None else 0.9 * latency_ema_ms + 0.1 * latency_ms
-                if window is not None:
-                    handle_key(state, key)
-                    shown_divider, shown_split = state.divider, state.split
-                    while not state.quit:
-                        if state.screenshot:
-                            state.screenshot = False
-                            screenshot(canvas)
-                        if window.closed():
-                            state.quit = True
-                        if not state.paused:
-                            break
-                        # Paused: keep the picture, follow the divider; the capture keeps dropping.
-                        if (state.divider, state.split) != (shown_divider, shown_split) or "paused" not in cache:
-                            cache["paused"] = True
-                            canvas = render(picture, upscaled, cache)
-                            window.show(canvas)
-                            shown_divider, shown_split = state.divider, state.split
-                        handle_key(state, window.poll_key(30))
-                    if state.quit:
-                        break
-                elif now - last_status > 2.0:
-                    last_status = now
-                    status(overlay_text(in_wh, out_wh, upscaler.name, meter.rate(), latency_ema_ms)
-                           + f"  dropped {frames.dropped}")
-                if config.max_frames is not None and report.frames_processed >= config.max_frames:
-                    break
+            while self.step():
+                pass
         except KeyboardInterrupt:
-            report.interrupted = True
-        if recorder is not None and recorder.frames_written == 0 and report.interrupted:
-            recorder.close(keep=False)  # stopped before the first frame: nothing to keep
-            recorder = None
+            self.report.interrupted = True
+        return self.finish()
 
-        report.frames_dropped = frames.dropped
-        if report.frames_processed > 1:
-            report.fps = (report.frames_processed - 1) / max(time.monotonic() - started_at, 1e-9)
-        if latencies_ms:
-            report.median_latency_ms = statistics.median(latencies_ms)
-            report.median_pickup_age_ms = statistics.median(pickup_ages_ms)
-        if recorder is not None:
-            report.recording = config.record
-    if source_error is not None:
-        raise source_error
+    def finish(self) -> LiveReport:
+        """The report of the frames so far; a recording interrupted before its first frame is
+        thrown away (nothing to keep)."""
+        report = self.report
+        if self.recorder is not None and self.recorder.frames_written == 0 and report.interrupted:
+            self.recorder.close(keep=False)
+            self.recorder = None
+        report.frames_dropped = self.frames.dropped
+        self._timings.fill(report, time.monotonic())
+        if self.recorder is not None:
+            report.recording = self.config.record
+        return report
+
+    def close(self) -> None:
+        """Stop the capture, finish the recording, close the window and what the session built."""
+        self._stack.close()
+
+    def __enter__(self) -> "LiveSession":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        # The exception reaches the recorder, which then throws its unfinished file away.
+        self._stack.__exit__(*exc_info)
+
+
+def _to_stderr(line: str) -> None:
+    print(line, file=sys.stderr)
+
+
+def run_live(config: LiveConfig, *, status: Callable[[str], None] | None = None,
+             backend: LiveUpscaler | Backend | None = None) -> LiveReport:
+    """Capture, upscale, show and record until the source ends, ``max_frames``, or q/Esc.
+
+    Frames are upscaled one at a time by the frame upscaler `vsr run` builds for the same
+    options (``create_frame_upscaler``). ``status`` receives progress lines (stderr by default).
+    ``backend``: instead of building one from the config, a ready ``FrameUpscaler`` (used as
+    it is) or a ``Backend`` (run as host frames, ``HostFrameUpscaler``); the caller closes it.
+    A source that fails mid-stream raises its ``InputError`` once the recording is finished.
+    """
+    with LiveSession(config, status=status, backend=backend) as session:
+        report = session.run()
+    if session.source_error is not None:
+        raise session.source_error
     return report
 
 
-__all__ = ["LiveConfig", "LiveReport", "ViewState", "DisplayUnavailable", "run_live", "check_display",
-           "compose_split", "draw_overlay", "overlay_text", "overlay_box", "handle_key", "yuv_to_bgr",
-           "bicubic_upscale", "OVERLAY_TEXT_BGR"]
+__all__ = ["LiveConfig", "LiveReport", "LiveSession", "LiveUpscaler", "ViewState", "DisplayUnavailable", "run_live",
+           "check_display", "check_live_config", "compose_split", "draw_overlay", "overlay_text", "overlay_box",
+           "handle_key", "yuv_to_bgr", "bicubic_upscale", "OVERLAY_TEXT_BGR"]
