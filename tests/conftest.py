@@ -194,15 +194,22 @@ def upscale_or_skip(backend: str, scale: int, luma, *, label: str | None = None,
         engine.close()
 
 
-def run_config(input_path, output_path, **fields):
-    """A ``RunConfig`` from flat keyword options, as `vsr run`'s flags read: those of the engine
-    (scale, model, backend, device, weights, precision, batch_size, num_threads) go into its
-    ``engine`` spec, the others to the run."""
-    from dataclasses import fields as dataclass_fields
+def with_engine(config_class, /, **fields):
+    """``config_class`` (RunConfig, LiveConfig, BenchConfig) from flat keyword options, as the
+    commands' flags read: the engine's (scale, model, backend, device, weights, precision,
+    batch_size, num_threads) go into its ``engine`` spec, over the class's default one."""
+    from dataclasses import fields as dataclass_fields, replace
 
     from vsr.backends import EngineSpec
-    from vsr.pipeline.pipeline import RunConfig
 
     engine_names = {f.name for f in dataclass_fields(EngineSpec)}
     engine = {k: fields.pop(k) for k in list(fields) if k in engine_names}
-    return RunConfig(input_path=input_path, output_path=output_path, engine=EngineSpec(**engine), **fields)
+    default = config_class.__dataclass_fields__["engine"].default_factory()
+    return config_class(engine=replace(default, **engine), **fields)
+
+
+def run_config(input_path, output_path, **fields):
+    """A ``RunConfig`` from flat keyword options (``with_engine``)."""
+    from vsr.pipeline.pipeline import RunConfig
+
+    return with_engine(RunConfig, input_path=input_path, output_path=output_path, **fields)

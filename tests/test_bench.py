@@ -8,7 +8,7 @@ from click.testing import CliRunner
 from vsr.bench import PAPER_FPS, STAGE_ORDER, BenchConfig, run_bench
 from vsr.cli import main
 
-from .conftest import synthetic_rgb
+from .conftest import synthetic_rgb, with_engine
 
 
 @pytest.fixture
@@ -27,7 +27,7 @@ def tiny_clip(tmp_path):
 
 
 def test_bench_on_a_clip(tiny_clip):
-    report = run_bench(BenchConfig(scale=2, input=tiny_clip, size=None, frames=4, warmup_frames=1))
+    report = run_bench(with_engine(BenchConfig, scale=2, input=tiny_clip, size=None, frames=4, warmup_frames=1))
     assert report.frames == 4 and report.input_hw == (48, 64) and report.output_hw == (96, 128)
     for stage in ("decode", "engine", "chroma", "encode"):
         assert report.stage_fps[stage] > 0
@@ -94,7 +94,7 @@ def test_bench_measures_the_upscaler_vsr_run_builds(tiny_clip, backend):
     upscaler = create_frame_upscaler(EngineSpec(scale=2, backend=backend))
     expected = upscaler.description
     upscaler.close()
-    report = run_bench(BenchConfig(scale=2, backend=backend, input=tiny_clip, size=None, frames=6, warmup_frames=1))
+    report = run_bench(with_engine(BenchConfig, scale=2, backend=backend, input=tiny_clip, size=None, frames=6, warmup_frames=1))
     assert report.backend == expected
     assert report.end_to_end_fps > 0 and report.frames == 6
 
@@ -115,7 +115,7 @@ def test_bench_end_to_end_encodes_the_frames_vsr_run_ships(tiny_clip, backend, b
     from vsr.pipeline.upscaler import HostFrameUpscaler
 
     upscaled = []
-    report = run_bench(BenchConfig(scale=2, backend=backend, input=tiny_clip, size=None, frames=6,
+    report = run_bench(with_engine(BenchConfig, scale=2, backend=backend, input=tiny_clip, size=None, frames=6,
                                    warmup_frames=1, batch_size=batch_size, num_threads=1),
                        on_upscaled=upscaled.append)
     assert report.config["batch_size"] == batch_size and report.config["num_threads"] == 1
@@ -144,11 +144,11 @@ def test_bench_runs_given_weights_through_the_factory(tiny_clip, tmp_path):
     from vsr.models.weights import shipped_weights
 
     with pytest.raises(InputError, match="no such weights file"):
-        run_bench(BenchConfig(scale=2, backend="onnxruntime", weights=tmp_path / "missing.onnx",
+        run_bench(with_engine(BenchConfig, scale=2, backend="onnxruntime", weights=tmp_path / "missing.onnx",
                               input=tiny_clip, size=None, frames=2, warmup_frames=0))
     shipped, given = [], []
     for weights, out in ((None, shipped), (shipped_weights(2, "onnx"), given)):
-        report = run_bench(BenchConfig(scale=2, backend="onnxruntime", weights=weights, input=tiny_clip, size=None,
+        report = run_bench(with_engine(BenchConfig, scale=2, backend="onnxruntime", weights=weights, input=tiny_clip, size=None,
                                        frames=3, warmup_frames=0), on_upscaled=out.append)
     assert report.config["weights"] == str(shipped_weights(2, "onnx"))
     assert len(given) == len(shipped) == 3
@@ -172,7 +172,7 @@ def test_bench_on_cuda_measures_the_path_vsr_run_takes(backend):
         pytest.skip(f"{backend} cannot run on CUDA here: {exc}")
     expected, gpu_frames = upscaler.description, hasattr(upscaler, "upscale_frame")
     upscaler.close()
-    report = run_bench(BenchConfig(scale=2, backend=backend, device="cuda", size=(64, 48), frames=4,
+    report = run_bench(with_engine(BenchConfig, scale=2, backend=backend, device="cuda", size=(64, 48), frames=4,
                                    warmup_frames=1))
     assert report.backend == expected
     assert gpu_frames == (backend in ("auto", "torch"))

@@ -3,7 +3,6 @@ and the real window under Xvfb (skipped where Xvfb or an OpenCV with a GUI is mi
 from __future__ import annotations
 
 import os
-import re
 import select
 import shutil
 import statistics
@@ -15,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import REPO, synthetic_rgb
+from tests.conftest import REPO, synthetic_rgb, with_engine
 from vsr.backends.base import BackendBase
 
 SOURCE_FPS = 200.0
@@ -178,7 +177,7 @@ def test_live_loop_drops_frames_when_the_backend_is_slower_than_the_source(tmp_p
 
     interval_s = 1 / 100
     fast_clip = write_clip(tmp_path / "fast.mp4", frames=60, width=64, height=48, fps=100)
-    config = LiveConfig(source=str(fast_clip), scale=2, headless=True)
+    config = with_engine(LiveConfig, source=str(fast_clip), scale=2, headless=True)
     report = run_live(config, status=lambda line: None, backend=SlowBackend(2))
     assert report.frames_dropped > 0
     assert report.frames_processed + report.frames_dropped == 60
@@ -224,7 +223,7 @@ def test_live_uses_a_ready_frame_upscaler_as_is(clip):
     lines = []
     upscaler = RecordingUpscaler(2)
     try:
-        report = run_live(LiveConfig(source=str(clip), scale=2, headless=True, as_fast_as_possible=True,
+        report = run_live(with_engine(LiveConfig, source=str(clip), scale=2, headless=True, as_fast_as_possible=True,
                                      max_frames=5), status=lines.append, backend=upscaler)
         assert not upscaler.closed
     finally:
@@ -261,7 +260,7 @@ def test_live_upscales_with_the_upscaler_vsr_run_builds(clip, tmp_path, backend)
         description = upscaler.description
     lines = []
     out = tmp_path / "live.mp4"
-    report = run_live(LiveConfig(source=str(clip), scale=2, backend=backend, headless=True,
+    report = run_live(with_engine(LiveConfig, source=str(clip), scale=2, backend=backend, headless=True,
                                  as_fast_as_possible=True, max_frames=6, record=out), status=lines.append)
     assert report.backend == description and f"upscaling with {description}" in lines
     assert report.frames_processed == 6
@@ -350,7 +349,7 @@ def test_a_session_steps_one_frame_at_a_time_and_its_close_finishes_the_recordin
     from vsr.live import LiveConfig, LiveSession
 
     out = tmp_path / "rec.mp4"
-    config = LiveConfig(source=str(clip), scale=2, headless=True, as_fast_as_possible=True, record=out)
+    config = with_engine(LiveConfig, source=str(clip), scale=2, headless=True, as_fast_as_possible=True, record=out)
     with LiveSession(config, status=lambda line: None, backend=SlowBackend(2, delay_s=0)) as session:
         assert [session.step() for _ in range(13)] == [True] * 12 + [False]  # False: the clip's end
         report = session.finish()
@@ -392,7 +391,7 @@ def test_space_pauses_on_one_frame_while_the_divider_and_screenshots_follow_the_
     window = ScriptedWindow([ord(" "), ord("d"), ord("p"), ord(" "), ord("q")])
     monkeypatch.setattr(live, "check_display", lambda: None)
     monkeypatch.setattr(live, "LiveWindow", window)
-    report = live.run_live(live.LiveConfig(source=str(clip), scale=2, as_fast_as_possible=True,
+    report = live.run_live(with_engine(live.LiveConfig, source=str(clip), scale=2, as_fast_as_possible=True,
                                            screenshot_dir=tmp_path),
                            status=lambda line: None, backend=SlowBackend(2, delay_s=0))
     # Frame 1, then, paused: redrawn to say so, redrawn at the moved divider, not redrawn for p;
@@ -430,7 +429,7 @@ def test_a_source_failing_mid_stream_raises_once_the_recording_so_far_is_finishe
     monkeypatch.setattr(camera.LiveSource, "frames", unplugged_after_three)
     out = tmp_path / "rec.mp4"
     with pytest.raises(InputError, match="camera unplugged"):
-        run_live(LiveConfig(source=str(clip), scale=2, headless=True, as_fast_as_possible=True, record=out),
+        run_live(with_engine(LiveConfig, source=str(clip), scale=2, headless=True, as_fast_as_possible=True, record=out),
                  status=lambda line: None, backend=SlowBackend(2, delay_s=0))
     assert len(_recorded_times_s(out)) == 3
 
@@ -454,7 +453,7 @@ def test_an_error_during_the_run_throws_the_unfinished_recording_away(clip, tmp_
 
     out = tmp_path / "rec.mp4"
     with pytest.raises(RuntimeError, match="the engine broke"):
-        run_live(LiveConfig(source=str(clip), scale=2, headless=True, as_fast_as_possible=True, record=out),
+        run_live(with_engine(LiveConfig, source=str(clip), scale=2, headless=True, as_fast_as_possible=True, record=out),
                  status=lambda line: None, backend=FailingBackend(2, RuntimeError("the engine broke"), at_frame=3))
     assert list(tmp_path.iterdir()) == []  # neither the recording nor a partial file
 
@@ -463,7 +462,7 @@ def test_ctrl_c_before_the_first_frame_keeps_no_recording(clip, tmp_path):
     from vsr.live import LiveConfig, run_live
 
     out = tmp_path / "rec.mp4"
-    report = run_live(LiveConfig(source=str(clip), scale=2, headless=True, as_fast_as_possible=True, record=out),
+    report = run_live(with_engine(LiveConfig, source=str(clip), scale=2, headless=True, as_fast_as_possible=True, record=out),
                       status=lambda line: None, backend=FailingBackend(2, KeyboardInterrupt(), at_frame=1))
     assert report.interrupted and report.frames_processed == 0 and report.recording is None
     assert list(tmp_path.iterdir()) == []
@@ -652,7 +651,7 @@ def test_live_target_fps_picks_a_model_and_says_why(clip, tmp_path, monkeypatch)
 
     monkeypatch.setenv("VSR_CACHE_DIR", str(tmp_path))
     lines = []
-    report = run_live(LiveConfig(source=str(clip), scale=2, model="auto", target_fps=0.1, backend="onnxruntime",
+    report = run_live(with_engine(LiveConfig, source=str(clip), scale=2, model="auto", target_fps=0.1, backend="onnxruntime",
                                  degradation="clean", headless=True, as_fast_as_possible=True, max_frames=2),
                       status=lines.append)
     best = [m for m in shipped_models() if m.degradation == "bicubic"][-1].name
@@ -704,7 +703,7 @@ def test_the_chosen_models_reason_rounds_the_frame_rate_for_people(clip, tmp_pat
 
     monkeypatch.setenv("VSR_CACHE_DIR", str(tmp_path))
     lines = []
-    run_live(LiveConfig(source=str(clip), scale=2, model="auto", target_fps=25.01457, backend="onnxruntime",
+    run_live(with_engine(LiveConfig, source=str(clip), scale=2, model="auto", target_fps=25.01457, backend="onnxruntime",
                         degradation="clean", headless=True, as_fast_as_possible=True, max_frames=1),
              status=lines.append)
     reason = next(line for line in lines if line.startswith("model "))

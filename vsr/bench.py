@@ -22,6 +22,7 @@ from typing import Callable, Iterable, Iterator
 
 import numpy as np
 
+from .backends import EngineSpec
 from .errors import InputError
 from .frames import YuvFrame
 
@@ -40,14 +41,8 @@ class BenchConfig:
     and TensorRT autotuning, ORT's first-run allocations). ``weights``, ``num_threads`` and
     ``batch_size`` mean what they mean to ``vsr run`` (see ``EngineSpec``)."""
 
-    scale: int = 3
-    model: str = "espcn"
-    backend: str = "onnxruntime"
-    device: str = "cpu"
-    weights: Path | None = None
-    num_threads: int = 0
-    batch_size: int = 1
-    precision: str = "auto"
+    #: The engine measured, as `vsr run` would build it (onnxruntime unless told otherwise).
+    engine: EngineSpec = field(default_factory=lambda: EngineSpec(backend="onnxruntime"))
     input: Path | None = None
     size: tuple[int, int] | None = (640, 360)
     frames: int = 60
@@ -63,13 +58,8 @@ class BenchConfig:
         return EncodeOptions(codec=self.encoder, preset=self.encoder_preset, audio=False)
 
     @property
-    def engine_spec(self):
-        """The ``EngineSpec`` `vsr run` would get for these options."""
-        from .backends import EngineSpec
-
-        return EngineSpec(scale=self.scale, model=self.model, backend=self.backend, device=self.device,
-                          weights=self.weights, num_threads=self.num_threads, batch_size=self.batch_size,
-                          precision=self.precision)
+    def scale(self) -> int:
+        return self.engine.scale
 
 
 @dataclass
@@ -227,7 +217,7 @@ class _Upscaler:
         from .media.encode import output_layout
         from .pipeline.upscaler import HostFrameUpscaler, create_frame_upscaler
 
-        self.upscaler = create_frame_upscaler(config.engine_spec, out_layout=output_layout(config.encode_options))
+        self.upscaler = create_frame_upscaler(config.engine, out_layout=output_layout(config.encode_options))
         self.host = isinstance(self.upscaler, HostFrameUpscaler)
         self.gpu_frames = None if self.host else self.upscaler
         self.backend = self.upscaler.backend if self.host else None
@@ -365,10 +355,20 @@ def run_bench(config: BenchConfig, *, on_upscaled: Callable[[YuvFrame], None] | 
         notes.append("host frames on the CPU: no upload/download stages (the engine reads host memory)")
     stage_fps = {stage: (count / stage_seconds[stage] if stage_seconds.get(stage) else None) for stage in STAGE_ORDER}
     return BenchReport(
-        config={k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(config).items()},
-        machine=machine_info(config.device), versions=_versions(config.device),
+        config=_config_record(config),
+        machine=machine_info(config.engine.device), versions=_versions(config.engine.device),
         input_hw=(frames[0].height, frames[0].width),
         output_hw=(frames[0].height * config.scale, frames[0].width * config.scale),
         frames=count, backend=upscaler.name, engine_only_fps=engine_fps, engine_note=engine_note,
         stage_fps=stage_fps, end_to_end_fps=end_to_end_fps, notes=notes,
     )
+
+
+def _config_record(config: BenchConfig) -> dict:
+    """The options as the report's JSON keeps them: flat, the engine's fields beside the others
+    (as before the engine was one spec), paths as text."""
+    record = asdict(config)
+    engine = record.pop("engine")
+    engine.pop("backend_options")
+    return {k: (str(v) if isinstance(v, Path) else v) for k, v in {**engine, **record}.items()}
+

@@ -843,6 +843,7 @@ def _size(text: str | None) -> tuple[int, int] | None:
 @click.option("--batch-size", type=click.IntRange(1, 64), default=1, show_default=True,
               help="Frames per network call, as vsr run's --batch-size.")
 @_precision_option
+@_backend_option
 @click.option("--threads", type=click.IntRange(min=0), default=0, show_default=True,
               help="Engine CPU threads (0: every core), as each of vsr run's workers gets.")
 @click.option("--frames", type=click.IntRange(min=1), default=60, show_default=True, help="Frames per timed loop.")
@@ -852,8 +853,8 @@ def _size(text: str | None) -> tuple[int, int] | None:
               help="Also write the results as JSON to FILE (nothing is written without it).")
 @_verbose_option
 @_reports_errors
-def bench(input_path, size, scale, model_name, backend, device, weights, batch_size, precision, threads, frames, warmup,
-          preset, json_path):
+def bench(input_path, size, scale, model_name, backend, device, weights, batch_size, precision, backend_option, threads,
+          frames, warmup, preset, json_path):
     """Frames per second: the engine alone, each stage (decode, upload, engine, chroma, download,
     encode) and end to end, next to the ESPCN paper's target (1080p at x3 in 0.038 s on a K2)."""
     from .bench import BenchConfig, run_bench
@@ -862,9 +863,9 @@ def bench(input_path, size, scale, model_name, backend, device, weights, batch_s
     check_preset("libx264", preset)
     if input_path is not None and size is not None:
         raise click.UsageError("give --input or --size, not both")
-    config = BenchConfig(scale=int(scale), model=model_name, backend=backend, device=device, weights=weights,
-                         batch_size=batch_size, precision=precision, num_threads=threads, input=input_path,
-                         size=None if input_path is not None else (_size(size) or (640, 360)),
+    engine = _engine_spec(scale, model_name, backend, device, weights, precision, backend_option,
+                          batch_size=batch_size, num_threads=threads)
+    config = BenchConfig(engine=engine, input=input_path, size=None if input_path is not None else (_size(size) or (640, 360)),
                          frames=frames, warmup_frames=warmup, encoder_preset=preset)
     report = run_bench(config)
     click.echo(report.to_table())
@@ -916,6 +917,7 @@ def build_engine(scale, size, min_size, max_size, precision, model_name, weights
 @_engine_options("auto", "auto picks the fastest that runs here.", auto_model=True)
 @_target_fps_option
 @_precision_option
+@_backend_option
 @click.option("--record", type=click.Path(path_type=Path), default=None,
               help="Also record the upscaled stream to this file (H.264, e.g. out.mp4).")
 @click.option("--headless", is_flag=True,
@@ -932,8 +934,8 @@ def build_engine(scale, size, min_size, max_size, precision, model_name, weights
               help="Save a screenshot of the view after processing frame N (works headless too).")
 @_verbose_option
 @_reports_errors
-def live(source, scale, degradation, model_name, target_fps, backend, device, weights, precision, record, headless, as_fast_as_possible, max_frames, full_view,
-         divider, screenshot_dir, screenshot_at_frame):
+def live(source, scale, degradation, model_name, target_fps, backend, device, weights, precision, backend_option, record,
+         headless, as_fast_as_possible, max_frames, full_view, divider, screenshot_dir, screenshot_at_frame):
     """Upscale a camera, file or stream live, in a window: bicubic | vsr with a movable divider.
 
     \b
@@ -943,11 +945,12 @@ def live(source, scale, degradation, model_name, target_fps, backend, device, we
     """
     from .live import LiveConfig, run_live
 
+    engine = _engine_spec(scale, _pick_model(model_name, target_fps, weights), backend, device, weights, precision,
+                          backend_option)
     config = LiveConfig(
-        source=source, scale=int(scale), model=_pick_model(model_name, target_fps, weights), target_fps=target_fps,
-        degradation=degradation, backend=backend, weights=weights, device=device, record=record,
+        source=source, engine=engine, target_fps=target_fps, degradation=degradation, record=record,
         headless=headless, as_fast_as_possible=as_fast_as_possible, max_frames=max_frames, split=not full_view,
-        divider=divider, screenshot_dir=screenshot_dir, screenshot_at_frame=screenshot_at_frame, precision=precision,
+        divider=divider, screenshot_dir=screenshot_dir, screenshot_at_frame=screenshot_at_frame,
     )
     with _sigterm_as_interrupt():
         report = run_live(config, status=lambda line: click.echo(line, err=True))

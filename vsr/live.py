@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Callable, Iterable, Iterator, Protocol, runtim
 
 import numpy as np
 
+from .backends import EngineSpec
 from .errors import InputError, OutputError, VsrError
 from .frames import YuvFrame
 
@@ -63,16 +64,12 @@ class LiveConfig:
     """Everything ``vsr live`` needs; see ``vsr live --help`` for the meaning of each."""
 
     source: str = "0"
-    scale: int = 3
-    #: A model of the ladder, or "auto": the best that holds ``target_fps`` (None: the source's rate, else 30);
-    #: `vsr live` passes "auto" by default.
-    model: str = "espcn"
+    #: Which network runs where; its ``model`` may be "auto": the best that holds ``target_fps``
+    #: (None: the source's rate, else 30), what `vsr live` passes by default.
+    engine: EngineSpec = field(default_factory=EngineSpec)
     target_fps: float | None = None
-    #: With ``model`` "auto": "auto" (from the source's codec), "clean" or "compressed".
+    #: With model "auto": "auto" (from the source's codec), "clean" or "compressed".
     degradation: str = "auto"
-    backend: str = "auto"
-    weights: Path | None = None
-    device: str = "cpu"
     record: Path | None = None
     headless: bool = False
     as_fast_as_possible: bool = False
@@ -81,8 +78,10 @@ class LiveConfig:
     divider: float = 0.5
     screenshot_dir: Path = Path(".")
     screenshot_at_frame: int | None = None
-    #: auto, fp32, bf16 or int8 (``backends.PRECISIONS``).
-    precision: str = "auto"
+
+    @property
+    def scale(self) -> int:
+        return self.engine.scale
 
 
 @dataclass
@@ -416,10 +415,10 @@ def upscale_one(upscaler: LiveUpscaler, picture: YuvFrame) -> YuvFrame:
 def check_live_config(config: LiveConfig) -> None:
     """Refuse what would fail later, before the source opens or a model is timed: a missing
     GPU, no display for the window, and folders the screenshots or the recording cannot go to."""
-    if config.device != "cpu":
+    if config.engine.device != "cpu":
         from .backends import check_cuda_device
 
-        check_cuda_device(config.device)  # one line, before a model is timed on a GPU that is not there
+        check_cuda_device(config.engine.device)  # one line, before a model is timed on a GPU that is not there
     if not config.headless:
         check_display()
     if config.screenshot_at_frame is not None or not config.headless:
@@ -444,13 +443,12 @@ def _check_record_path(record: Path) -> None:
 
 def _choose_model(config: LiveConfig, info: SourceInfo, status: Callable[[str], None]) -> str:
     """``--model auto`` for this source, timed at its own frame size; ``status`` hears why."""
-    from .backends import EngineSpec
     from .models.choose import choose_for_input
 
     # A camera's raw frames are clean, its MJPEG and a file's or stream's codec usually not
     # (no bit rate to judge by: a live source's is unknown).
     model, note = choose_for_input(
-        EngineSpec(scale=config.scale, backend=config.backend, device=config.device, precision=config.precision),
+        dataclasses.replace(config.engine, weights=None),
         info.width, info.height, config.target_fps or info.fps or 30.0,
         degradation_option=config.degradation, codec_name=info.codec_name, bits_per_pixel=None)
     status(note)
@@ -459,12 +457,11 @@ def _choose_model(config: LiveConfig, info: SourceInfo, status: Callable[[str], 
 
 def _build_upscaler(config: LiveConfig, info: SourceInfo, status: Callable[[str], None]) -> LiveUpscaler:
     """The frame upscaler `vsr run` builds for the same options."""
-    from .backends import EngineSpec
     from .pipeline.upscaler import create_frame_upscaler
 
-    model = _choose_model(config, info, status) if config.model == "auto" else config.model
-    spec = EngineSpec(scale=config.scale, model=model, backend=config.backend, device=config.device,
-                      weights=config.weights, precision=config.precision)
+    spec = config.engine
+    if spec.model == "auto" and spec.weights is None:
+        spec = dataclasses.replace(spec, model=_choose_model(config, info, status))
     return create_frame_upscaler(spec, out_layout="yuv420p")
 
 
