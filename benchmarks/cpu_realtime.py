@@ -156,7 +156,7 @@ def main() -> None:
     import onnxruntime
     import openvino
 
-    from vsr.cpu import cpu_identity, cpu_model_name
+    from vsr.hardware import cpu_identity, cpu_model_name
 
     results = {
         "machine": {"cpu": cpu_model_name(), "cpu_identity": cpu_identity(), "cores": os.cpu_count(),

@@ -183,7 +183,7 @@ def environment(session: Session) -> None:
             session.results["gpu"] = name
             versions.update(nvidia_driver=driver, gpu_memory=memory, gpu_max_sm_clock=clock)
     versions["vsr_commit"] = session.args.commit or _git_commit()
-    from vsr.cpu import cpu_model_name
+    from vsr.hardware import cpu_model_name
 
     versions["cpu"] = cpu_model_name()
     versions["cpu_cores"] = os.cpu_count()

@@ -88,7 +88,7 @@ def set5_psnr(onnx: Path, scale: int, precision: str, recipe: Int8Recipe | None 
 
 def record_accuracy(rows: list[dict]) -> None:
     from vsr.backends.int8 import ACCURACY_RESOURCE, LOSS_FIELD, int8_source, onnx_digest, shipped_recipe
-    from vsr.cpu import int8_arithmetic
+    from vsr.hardware import int8_arithmetic
 
     path = REPO / "vsr" / "models" / "weights" / ACCURACY_RESOURCE
     records = json.loads(path.read_text()) if path.is_file() else {}
@@ -136,7 +136,7 @@ def main() -> None:
 
     from vsr.backends.int8 import int8_source, shipped_recipe
     from vsr.backends.openvino import native_bf16
-    from vsr.cpu import cpu_identity, int8_arithmetic
+    from vsr.hardware import cpu_identity, int8_arithmetic
     from vsr.models.weights import shipped_weights
 
     rows = []

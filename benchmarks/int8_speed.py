@@ -39,7 +39,7 @@ def main() -> None:
 
     from vsr.backends.openvino import OpenVinoOptions, native_bf16
     from vsr.backends.precision import probe_plane, time_plane_ms
-    from vsr.cpu import cpu_identity
+    from vsr.hardware import cpu_identity
     from vsr.models.registry import get_model
     from vsr.models.weights import shipped_weights
 

@@ -72,7 +72,7 @@ def main() -> int:
     models = args.models
     frames = ["--max-frames", str(args.max_frames)] if args.max_frames else []
     sys.path.insert(0, str(REPO))
-    from vsr.cpu import cpu_identity
+    from vsr.hardware import cpu_identity
 
     engine = [engine_ms(name, scale) for scale in args.scales for name in models]
     for row in engine:

@@ -179,11 +179,11 @@ def test_memory_check_on_every_path(path, check_inputs, tmp_path, monkeypatch):
     (here the machine is made to report 1 MiB available)."""
     from vsr.errors import OutputError
     from vsr.folders import run_folder
-    from vsr.pipeline import pipeline
+    from vsr import hardware
     from .conftest import run_config
     from vsr.segments import upscale_video
 
-    monkeypatch.setattr(pipeline, "available_memory_bytes", lambda: 1 << 20)
+    monkeypatch.setattr(hardware, "available_memory_bytes", lambda: 1 << 20)
     source = check_inputs["small"]
     options = dict(scale=2, model="espcn", backend="onnxruntime", segment_seconds=0.4)
     if path == "folder":

@@ -285,7 +285,7 @@ def test_int8_set5_loss_is_what_the_results_record(data_dir, model, scale):
     may differ between CPUs); where it was never measured on this kind of CPU, auto leaves int8 out."""
     from vsr.backends import create_backend, int8
     from vsr.backends.precision import candidates
-    from vsr.cpu import int8_arithmetic
+    from vsr.hardware import int8_arithmetic
     from vsr.evaluate import evaluate
     from vsr.models.weights import shipped_weights
 

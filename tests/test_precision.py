@@ -14,7 +14,7 @@ from click.testing import CliRunner
 
 from vsr.backends import BackendUnavailable, create_backend
 from vsr.color import rgb_to_y
-from vsr.cpu import cpu_identity
+from vsr.hardware import cpu_identity
 from vsr.metrics import psnr
 
 from .conftest import has_nncf, needs_nncf, synthetic_rgb

@@ -231,6 +231,7 @@ def test_output_larger_than_the_encoder_is_refused_up_front(tmp_path):
 def test_memory_is_checked_up_front(tmp_path, monkeypatch):
     from vsr.errors import OutputError
     from vsr.media.decode import VideoReader
+    from vsr import hardware
     from vsr.pipeline import pipeline
 
     source = tmp_path / "in.mp4"
@@ -239,10 +240,10 @@ def test_memory_is_checked_up_front(tmp_path, monkeypatch):
         info = reader.info
     config = run_config(source, tmp_path / "out.mp4", scale=3)
     need = pipeline.estimated_memory_bytes(info.width, info.height, 3, "yuv420p", queue_depth=8, batch_size=1)
-    monkeypatch.setattr(pipeline, "available_memory_bytes", lambda: 10 * need)
+    monkeypatch.setattr(hardware, "available_memory_bytes", lambda: 10 * need)
     pipeline.check_run(config, info)  # plenty: no error
     pipeline.check_run(config, info, workers=2)
-    monkeypatch.setattr(pipeline, "available_memory_bytes", lambda: need)
+    monkeypatch.setattr(hardware, "available_memory_bytes", lambda: need)
     with pytest.raises(OutputError, match="--scale"):
         pipeline.check_run(config, info)
 

@@ -137,17 +137,13 @@ def machine_info(device: str) -> dict:
     CUDA, the GPU a figure was measured on."""
     # "AMD EPYC" alone does not say whether the CPU has AMX or AVX-512 BF16, which decide bf16's
     # speed by 2x: name family/model/stepping and those flags too, as --precision auto keys its cache.
-    from .cpu import cpu_identity, cpu_model_name
+    from .hardware import cpu_identity, cpu_model_name, gpu_info
 
     identity = cpu_identity()
     info = {"cpu": cpu_model_name(), "cpu_cores": os.cpu_count(), "cpu_identity": identity, "device": f"CPU ({identity})"}
     if device.startswith("cuda"):
-        import torch
-
-        index = torch.device(device).index or 0
-        props = torch.cuda.get_device_properties(index)
-        info.update(gpu=props.name, compute_capability=f"{props.major}.{props.minor}",
-                    gpu_memory_gib=round(props.total_memory / 2**30, 1), device=f"GPU {props.name}")
+        gpu = gpu_info(device)
+        info.update(gpu, device=f"GPU {gpu['gpu']}")
     return info
 
 

@@ -153,7 +153,7 @@ def _recipe_for(source_digest: str) -> Int8Recipe:
     return RECIPE if record is None else dataclasses.replace(RECIPE, float_convs=tuple(record["float_convs"]))
 
 
-#: The record's field for each kind of int8 arithmetic (``vsr.cpu.int8_arithmetic``): a CPU
+#: The record's field for each kind of int8 arithmetic (``vsr.hardware.int8_arithmetic``): a CPU
 #: with VNNI or AMX sums u8 x s8 products exactly in int32; one without sums pairs of them in
 #: saturating int16 first (vpmaddubsw), which loses more: ESPCN x3 0.041 dB on an AMD EPYC Zen 4,
 #: 0.072 dB on a Zen 1 (AVX2 only), so a loss recorded on one kind does not hold on the other.
@@ -165,7 +165,7 @@ def recorded_loss_db(onnx_path: os.PathLike | str, recipe: Int8Recipe | None = N
     """The Set5 dB int8 (``recipe``, by default ``shipped_recipe``) lost against fp32 for this
     network (its fp32 ``onnx_path`` against the int8 of ``int8_source``) with this CPU's int8
     ``arithmetic`` (by default this machine's), or None where never measured on that kind of CPU."""
-    from ..cpu import int8_arithmetic
+    from ..hardware import int8_arithmetic
 
     digest = onnx_digest(int8_source(onnx_path))
     recipe = _recipe_for(digest) if recipe is None else recipe

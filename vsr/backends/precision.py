@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from ..cache import cache_dir, text_digest
-from ..cpu import cpu_identity, int8_arithmetic
+from ..hardware import cpu_identity, int8_arithmetic
 from ..verbosity import NOTES
 
 #: The plane auto times: a quarter of 640x360, big enough that per-call overhead does not decide.

@@ -48,7 +48,7 @@ def machine_name(device: str) -> str:
         import torch
 
         return f"{torch.cuda.get_device_name(torch.device(device))}"
-    from ..cpu import cpu_identity
+    from ..hardware import cpu_identity
 
     return cpu_identity()
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
 
+from .. import hardware
 from ..backends import EngineSpec
 from ..errors import InputError, OutputError
 from ..frames import YuvFrame
@@ -336,7 +337,7 @@ def check_run(config: RunConfig, info, *, workers: int = 1) -> list[str]:
     needed = estimated_memory_bytes(info.width, info.height, config.scale, output_layout(config.encode, info.layout),
                                     queue_depth=config.queue_depth, batch_size=config.engine.batch_size,
                                     network_on_host=not config.engine.cuda) * workers
-    available = available_memory_bytes()
+    available = hardware.available_memory_bytes()
     if available is not None and needed > available * MEMORY_SHARE:
         gib = 1024 ** 3
         raise OutputError(f"{info.width}x{info.height} at x{config.scale} ({out_w}x{out_h}) needs about "
@@ -358,18 +359,6 @@ def estimated_memory_bytes(width: int, height: int, scale: int, out_layout: str,
     # With --device cuda the feature maps live in GPU memory, which the backend itself checks.
     network = batch_size * (in_px * _FEATURE_BYTES_PER_PIXEL + out_px * 4 * 2) if network_on_host else 0
     return int(queue_depth * (in_frame + out_frame) + network)
-
-
-def available_memory_bytes() -> int | None:
-    """MemAvailable from /proc/meminfo (None where there is none: not Linux)."""
-    try:
-        with open("/proc/meminfo") as meminfo:
-            for line in meminfo:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        return None
-    return None
 
 
 def expected_frames(info, max_frames: int | None) -> int | None:

@@ -16,7 +16,8 @@ from ..cache import file_sha256
 from ..errors import InputError
 from ..pipeline.pipeline import RunConfig, RunStats, check_run, run_video
 from .plan import SegmentPlan, plan_segments
-from .worker import SegmentJob, SegmentResult, available_cpus, thread_budget
+from .. import hardware
+from .worker import SegmentJob, SegmentResult, thread_budget
 
 #: One worker per core: on the 2-core AMD EPYC, 2 workers beat 1 in every paired round on both
 #: clips (360p->1080p 20.8 vs 19.3 fps, 720p->4K 5.28 vs 5.11 at best), and 4 did no better
@@ -33,21 +34,12 @@ GPU_WORKERS_PER_GPU = 8
 
 def auto_workers(spec: EngineSpec, *, cpu_count: int | None = None, gpu_count: int | None = None) -> int:
     """The default ``--workers``: from the cores (and GPUs with ``--device cuda``)."""
-    cores = cpu_count or available_cpus()
+    cores = cpu_count or hardware.available_cpus()
     by_cores = max(1, cores // CPU_CORES_PER_WORKER)
     if spec.cuda:
-        gpus = gpu_count if gpu_count is not None else _gpu_count()
+        gpus = gpu_count if gpu_count is not None else hardware.gpu_count()
         return max(1, min(by_cores, GPU_WORKERS_PER_GPU * max(1, gpus)))
     return by_cores
-
-
-def _gpu_count() -> int:
-    try:
-        import torch
-
-        return torch.cuda.device_count()
-    except ImportError:
-        return 0
 
 
 def upscale_video(
@@ -176,7 +168,7 @@ def _resolve_engine(spec: EngineSpec) -> tuple[EngineSpec, str]:
     from ..pipeline.upscaler import uses_gpu_frames
 
     if uses_gpu_frames(spec):
-        if _gpu_count() == 0:
+        if hardware.gpu_count() == 0:
             from ..errors import BackendUnavailable
 
             raise BackendUnavailable("torch sees no CUDA GPU")
@@ -354,8 +346,8 @@ def run_local_jobs(jobs: list[SegmentJob], workers: int, *, on_event) -> dict[in
     if not jobs:
         return {}
     devices = None
-    if jobs[0].engine.cuda and jobs[0].engine.device == "cuda" and _gpu_count() > 1:
-        devices = [f"cuda:{i}" for i in range(_gpu_count())]
+    if jobs[0].engine.cuda and jobs[0].engine.device == "cuda" and hardware.gpu_count() > 1:
+        devices = [f"cuda:{i}" for i in range(hardware.gpu_count())]
     return run_local(jobs, workers, on_event=on_event, devices=devices)
 
 

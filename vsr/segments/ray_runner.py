@@ -28,7 +28,8 @@ from typing import Callable
 
 from ..errors import BackendUnavailable, InputError, VsrError
 from .pool import PROGRESS_INTERVAL_SECONDS, WorkerFailed
-from .worker import SegmentJob, SegmentResult, available_cpus
+from ..hardware import available_cpus
+from .worker import SegmentJob, SegmentResult
 from .workdir import write_into
 
 #: Seconds the driver waits for a finished task before it polls progress again.

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Callable
 
 from ..backends import EngineSpec
+from ..hardware import available_cpus
 from ..media.decode import StreamInfo
 from ..media.encode import EncodeOptions, VideoSpec
 from .plan import Segment
@@ -126,8 +127,3 @@ def thread_budget(workers: int, cpu_count: int | None = None) -> int:
     return max(1, cores // max(1, workers))
 
 
-def available_cpus() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1

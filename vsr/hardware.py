@@ -1,7 +1,9 @@
-"""What this CPU is and what it computes natively, from /proc/cpuinfo: the identity every CPU
-figure is recorded with (benchmarks, the precision and model caches) and the int8 arithmetic
-that decides how much a network loses to int8. No heavy imports: bench, the model chooser,
-the backends and the benchmarks all read it."""
+"""The machine's facts, in one place: what the CPU is and computes natively (from /proc/cpuinfo:
+the identity every CPU figure is recorded with, in benchmarks and the precision and model
+caches, and the int8 arithmetic that decides how much a network loses to int8), the cores this
+process may use, the memory available and the CUDA GPUs torch sees. No heavy imports (torch only
+when GPUs are asked about): bench, the model chooser, the backends, the segment driver and the
+benchmarks all read it."""
 from __future__ import annotations
 
 import os
@@ -48,3 +50,43 @@ def int8_arithmetic(fields: dict[str, str] | None = None) -> str:
     ``backends.int8.recorded_loss_db`` keeps a figure for each."""
     flags = set((cpuinfo() if fields is None else fields).get("flags", "").split())
     return "vnni" if flags & {"avx512_vnni", "avx_vnni", "amx_int8"} else "no-vnni"
+
+
+def available_cpus() -> int:
+    """The cores this process may run on (its affinity: a container or taskset may give fewer
+    than the machine has)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def available_memory_bytes() -> int | None:
+    """MemAvailable from /proc/meminfo (None where there is none: not Linux)."""
+    try:
+        with open("/proc/meminfo") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def gpu_count() -> int:
+    """CUDA GPUs torch sees (CUDA_VISIBLE_DEVICES applied); 0 without torch or CUDA."""
+    try:
+        import torch
+    except ImportError:
+        return 0
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
+def gpu_info(device: str) -> dict:
+    """Name, compute capability and memory of the CUDA ``device`` ("cuda" or "cuda:N")."""
+    import torch
+
+    props = torch.cuda.get_device_properties(torch.device(device).index or 0)
+    return {"gpu": props.name, "compute_capability": f"{props.major}.{props.minor}",
+            "gpu_memory_gib": round(props.total_memory / 2**30, 1)}
+
