@@ -170,7 +170,18 @@ def wait_for_frames(proc, frames: int = 30) -> None:
     """Block until a running `vsr run` (started with ``VSR_PROGRESS_EVERY_S=0``, stderr piped as
     text) reports ``frames`` frames done on its progress lines; fail, with its stderr, if it ends
     first. A test that signals a run mid-way waits on this rather than on the output file's size,
-    which grows in the muxer's flushes and raced with short runs (two flaky failures)."""
+    which grows in the muxer's flushes and raced with short runs (two flaky failures).
+
+    The pipe is first shrunk to one page: the run then cannot get more than about 70 progress
+    lines ahead of this reader. With the usual 64 KiB, a test process slow to read (late in the
+    full suite, on CI) read "30 frames" after the run had written all 600 and finished, and the
+    signal came too late (the Ctrl-C test's CI failures: OUTPUT complete, "interrupted" at the end)."""
+    import fcntl
+
+    try:
+        fcntl.fcntl(proc.stderr.fileno(), fcntl.F_SETPIPE_SZ, 4096)
+    except (AttributeError, OSError):  # not Linux, or more than a page already written
+        pass
     seen = []
     for line in proc.stderr:
         seen.append(line)
