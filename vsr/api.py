@@ -322,10 +322,11 @@ def upscale_video(
     Segment workers are processes started with "spawn": call this under
     ``if __name__ == "__main__":`` in a script, or pass ``workers=1``.
     """
-    from .media.encode import CODECS, EncodeOptions, default_codec
-    from .models.registry import MODELS
     from .backends import EngineSpec
-    from .pipeline.pipeline import RunConfig, can_reopen
+    from .media.encode import CODECS, EncodeOptions
+    from .models.registry import MODELS
+    from .pipeline.pipeline import RunConfig
+    from .run import choose_streams, run_one
 
     scale = _check_scale(scale)
     if weights is None and model != "auto":
@@ -350,26 +351,18 @@ def upscale_video(
 
         raise InputError(f"{input_path}: is a folder; call upscale_video for each video in it")
     output_path = Path(os.fspath(output))
-    container = None
-    if str(output) == "-":
-        from .media.encode import STDOUT_CODEC
-
-        container = "yuv4mpegpipe"
-        codec = codec or STDOUT_CODEC[container]
-    codec = codec or default_codec(output_path.suffix)
-    count = None if workers == "auto" else workers
-    if not can_reopen(input_path) or container is not None:
-        count = 1
+    streams = choose_streams(input_path, output_path, codec=codec, workers=None if workers == "auto" else workers,
+                             resume=resume, ray_address=ray_address)
     engine = EngineSpec(scale=scale, model=model, backend=backend, device=device,
                         weights=None if weights is None else Path(weights), precision=precision, batch_size=batch_size)
     config = RunConfig(
         input_path=input_path, output_path=output_path, engine=engine, target_fps=target_fps, degradation=degradation,
-        encode=EncodeOptions(codec=codec, crf=crf, preset=preset, pix_fmt=pix_fmt, audio=audio, container=container),
-        max_frames=max_frames, overwrite=overwrite, workers=count, segment_seconds=segment_seconds, resume=resume,
+        encode=EncodeOptions(codec=streams.codec, crf=crf, preset=preset, pix_fmt=pix_fmt, audio=audio,
+                             container=streams.container),
+        max_frames=max_frames, overwrite=overwrite, workers=streams.workers, segment_seconds=segment_seconds,
+        resume=resume,
         ray_address=ray_address, strict=strict, deinterlace=deinterlace,
     )
-    from .segments import upscale_video as run
-
     total: list[int | None] = [None]
 
     def started(info, description, expected) -> None:
@@ -378,4 +371,4 @@ def upscale_video(
     def frame(done: int) -> None:
         on_progress(done, total[0])
 
-    return run(config, on_start=started if on_progress else None, on_frame=frame if on_progress else None)
+    return run_one(config, on_start=started if on_progress else None, on_frame=frame if on_progress else None)

@@ -18,7 +18,7 @@ import click
 
 from . import __version__
 from .backends import BACKENDS, PRECISIONS
-from .errors import VsrError
+from .errors import OptionConflict, VsrError
 
 SCALES = click.Choice(["2", "3", "4"])
 
@@ -30,6 +30,8 @@ def _reports_errors(command):
     def wrapper(*args, **kwargs):
         try:
             return command(*args, **kwargs)
+        except OptionConflict as exc:
+            raise click.UsageError(str(exc), ctx=click.get_current_context(silent=True)) from None
         except VsrError as exc:
             raise click.ClickException(str(exc)) from None
         except KeyboardInterrupt:
@@ -517,8 +519,9 @@ def run(input_path, output_path, scale, degradation, model_name, target_fps, bac
     audio and subtitles are kept. OUTPUT appears only when it is complete. Long videos are cut
     at keyframes into segments that several workers upscale at once, joined without re-encoding.
     """
-    from .media.encode import EncodeOptions, default_codec
-    from .pipeline.pipeline import RunConfig, can_reopen
+    from .media.encode import EncodeOptions
+    from .pipeline.pipeline import RunConfig
+    from .run import choose_streams, run as run_request
 
     if gpus is not None:
         from .backends import visible_gpus
@@ -530,39 +533,20 @@ def run(input_path, output_path, scale, degradation, model_name, target_fps, bac
         from .backends import check_cuda_device
 
         check_cuda_device(device)  # a missing GPU is one line, before any model is timed or loaded
-    notes = []
-    container = None
     if input_path == "/dev/stdin" and sys.stdin.isatty():
         raise click.UsageError("INPUT - reads a stream from standard input, which is a terminal here: pipe one in, "
                                "e.g. ffmpeg -i in.mp4 -f yuv4mpegpipe - | vsr run - out.mp4")
-    if str(output_path) == "-":
-        # OUTPUT "-": the stream alone on standard output (y4m unless --format says otherwise).
-        from .media.encode import STDOUT_CODEC, claim_stdout, stdout_format
+    if str(output_path) == "-" and sys.stdout.isatty():
+        raise click.UsageError("OUTPUT - writes a video stream to standard output, which is a terminal here: "
+                               "pipe it into a program (e.g. | ffmpeg -f yuv4mpegpipe -i - out.mp4)")
+    streams = choose_streams(input_path, output_path, codec=codec, out_format=out_format,
+                             workers=_workers(workers_text), resume=resume, ray_address=ray_address)
+    if streams.container is not None:
+        from .media.encode import claim_stdout
 
-        if sys.stdout.isatty():
-            raise click.UsageError("OUTPUT - writes a video stream to standard output, which is a terminal here: "
-                                   "pipe it into a program (e.g. | ffmpeg -f yuv4mpegpipe -i - out.mp4)")
-
-        container = stdout_format(out_format)
-        out_format = None
-        codec = codec or STDOUT_CODEC[container]
-        if _workers(workers_text) not in (1, None) or resume or ray_address:
-            raise click.UsageError("OUTPUT - is a stream written as it is encoded: one stream only "
-                                   "(--workers 1, no --resume or --ray)")
-        workers_text = "1"
+        out_format = None  # it named the stream's container
         claim_stdout()
-    if codec is None:
-        codec = default_codec(f".{out_format}" if out_format else output_path.suffix)
-        if codec != "libx264":
-            notes.append(f"{codec} chosen for {out_format or output_path.suffix}: that container cannot hold "
-                         "H.264 (choose another with --codec)")
-    workers = _workers(workers_text)
-    if not can_reopen(input_path):
-        # A pipe is read once, by the decoder: it cannot be cut into segments or re-read for audio.
-        if workers != 1 and (workers is not None or resume or ray_address):
-            raise click.UsageError("INPUT is a stream or pipe: it can only be upscaled as one stream "
-                                   "(--workers 1, no --resume or --ray)")
-        workers = 1
+    notes = list(streams.notes)
     # What no input could make work (output format, codec and container, CRF, preset, pixel
     # format) is refused by the library itself before any work, on every path
     # (segments.driver.check_request, called first by upscale_video and run_folder).
@@ -570,35 +554,17 @@ def run(input_path, output_path, scale, degradation, model_name, target_fps, bac
                           backend_option, batch_size=batch_size)
     config = RunConfig(
         input_path=input_path, output_path=output_path, engine=engine, target_fps=target_fps, degradation=degradation,
-        encode=EncodeOptions(codec=codec, crf=crf, preset=preset, pix_fmt=pix_fmt, audio=not no_audio,
-                             container=container),
-        max_frames=max_frames, overwrite=overwrite, workers=workers, segment_seconds=segment_seconds, resume=resume,
-        ray_address=ray_address, strict=strict, deinterlace=deinterlace, decoder=decoder,
+        encode=EncodeOptions(codec=streams.codec, crf=crf, preset=preset, pix_fmt=pix_fmt, audio=not no_audio,
+                             container=streams.container),
+        max_frames=max_frames, overwrite=overwrite, workers=streams.workers, segment_seconds=segment_seconds,
+        resume=resume, ray_address=ray_address, strict=strict, deinterlace=deinterlace, decoder=decoder,
     )
     with _sigterm_as_interrupt():
         if isinstance(input_path, Path) and input_path.is_dir():
-            from .folders import run_folder
-
             if stats_json is not None:
                 raise click.UsageError("--stats-json is for one video, not a folder")
-
-            json_progress = _JsonProgress() if progress_mode == "json" else None
-            try:
-                failures = run_folder(config, out_format=out_format, quiet=quiet or json_progress is not None,
-                                      echo=lambda line: click.echo(line, err=True), progress=json_progress)
-            except BaseException as exc:
-                if json_progress is not None:
-                    json_progress.finish("failed", error=_error_text(exc))
-                raise
-            if json_progress is not None:
-                json_progress.finish("failed" if failures else "done", file=None, failed_files=len(failures))
-            if failures:
-                sys.exit(1)
+            _run_folder(config, out_format, quiet, progress_mode)
             return
-        if out_format is not None:
-            raise click.UsageError("--format is for folders: OUTPUT's extension names the container")
-        from .segments import upscale_video
-
         started = time.perf_counter()
         first_frame_seconds = []
 
@@ -609,7 +575,7 @@ def run(input_path, output_path, scale, degradation, model_name, target_fps, bac
                     first_frame_seconds.append(time.perf_counter() - started)
                 progress.update(frames_done)
 
-            stats = upscale_video(config, on_start=progress.start, on_frame=on_frame)
+            stats = run_request(config, out_format=out_format, on_start=progress.start, on_frame=on_frame)
         except BaseException as exc:
             if progress_mode == "json":
                 progress.finish("failed", error=_error_text(exc))
@@ -617,11 +583,13 @@ def run(input_path, output_path, scale, degradation, model_name, target_fps, bac
         finally:
             progress.close()
     if stats_json is not None:
+        from .cache import write_atomic
+
         record = stats.to_dict()
         record.update(command_seconds=round(time.perf_counter() - started, 3),
                       first_frame_seconds=round(first_frame_seconds[0], 3) if first_frame_seconds else None,
                       notes=notes + record["notes"])
-        stats_json.write_text(json.dumps(record, indent=2) + "\n")
+        write_atomic(stats_json, (json.dumps(record, indent=2) + "\n").encode(), shared=True)
     if progress_mode == "json":
         progress.finish("failed" if stats.interrupted else "done", frames_done=stats.frames,
                         error="interrupted" if stats.interrupted else None,
@@ -634,6 +602,24 @@ def run(input_path, output_path, scale, degradation, model_name, target_fps, bac
         click.echo(stats.summary(), err=True)
     if stats.interrupted:
         sys.exit(_interrupted_status())
+
+
+def _run_folder(config, out_format: str | None, quiet: bool, progress_mode: str) -> None:
+    """`vsr run` on a folder: its files' lines (or JSON objects), exit 1 if any failed."""
+    from .run import run as run_request
+
+    json_progress = _JsonProgress() if progress_mode == "json" else None
+    try:
+        failures = run_request(config, out_format=out_format, quiet=quiet or json_progress is not None,
+                               echo=lambda line: click.echo(line, err=True), folder_progress=json_progress)
+    except BaseException as exc:
+        if json_progress is not None:
+            json_progress.finish("failed", error=_error_text(exc))
+        raise
+    if json_progress is not None:
+        json_progress.finish("failed" if failures else "done", file=None, failed_files=len(failures))
+    if failures:
+        sys.exit(1)
 
 
 @contextlib.contextmanager

@@ -24,6 +24,11 @@ class BackendUnavailable(VsrError):
     """An inference backend cannot run here (library missing, no GPU ...)."""
 
 
+class OptionConflict(VsrError):
+    """Options that cannot go together, or that the input or output cannot honour (the CLI
+    reports it as a usage error)."""
+
+
 def unwritable_reason(folder: os.PathLike | str) -> str:
     """Why ``folder`` cannot be written, in the words a user acts on: a read-only filesystem
     (a mount, a write-protected card) is not a question of permissions."""
