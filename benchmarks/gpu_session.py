@@ -543,7 +543,7 @@ def markdown(results: dict) -> str:
                          f"{row.get('end_to_end_fps', '')} | {row.get('stage_fps', row.get('error', ''))} |")
     best = results.get("best_workers") or {}
     lines += ["", "## Setting `--workers auto` from this session", "",
-              "`vsr.segments.driver.GPU_WORKERS_PER_GPU` is what `--workers auto` runs per GPU with `--device "
+              "`vsr.tuning.GPU_WORKERS_PER_GPU` is what `--workers auto` runs per GPU with `--device "
               "cuda` (capped by the cores). Take the best worker count above at the resolution that matters "
               "(`best_workers` in the JSON"
               + (f": {', '.join(f'{k} {v}' for k, v in best.items())}" if best else "")

@@ -21,7 +21,8 @@ import pytest
 
 from .conftest import DATA, make_clip, synthetic_rgb
 from .conftest import run_config
-from vsr.segments import auto_workers, plan_segments, upscale_video
+from vsr.segments import plan_segments, upscale_video
+from vsr.tuning import auto_workers
 from vsr.backends import EngineSpec
 
 TIME_BASE = Fraction(1, 90000)

@@ -443,14 +443,12 @@ def _check_record_path(record: Path) -> None:
 
 def _choose_model(config: LiveConfig, info: SourceInfo, status: Callable[[str], None]) -> str:
     """``--model auto`` for this source, timed at its own frame size; ``status`` hears why."""
-    from .models.choose import choose_for_input
+    from .tuning import resolve_model
 
     # A camera's raw frames are clean, its MJPEG and a file's or stream's codec usually not
     # (no bit rate to judge by: a live source's is unknown).
-    model, note = choose_for_input(
-        dataclasses.replace(config.engine, weights=None),
-        info.width, info.height, config.target_fps or info.fps or 30.0,
-        degradation_option=config.degradation, codec_name=info.codec_name, bits_per_pixel=None)
+    model, note = resolve_model(config.engine, info.width, info.height, config.target_fps or info.fps or 30.0,
+                                degradation=config.degradation, codec_name=info.codec_name)
     status(note)
     return model
 

@@ -24,7 +24,7 @@ class RunConfig:
     two stages (it bounds memory, not speed, beyond a few).
 
     ``workers``: processes that upscale keyframe-aligned segments side by side (None: chosen
-    from the machine, see ``segments.auto_workers``; 1: one stream, as ``run_video``).
+    from the machine, see ``tuning.auto_workers``; 1: one stream, as ``run_video``).
     ``segment_seconds``: the length segments are cut to, at the next keyframe.
     ``resume``: reuse the finished segments of an interrupted run of the same input and options.
     ``ray_address``: run the segments as Ray tasks ("auto" / "local" / an address) instead of

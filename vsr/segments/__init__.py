@@ -5,7 +5,7 @@ processes (or Ray tasks) upscale side by side, joined at packet level into one o
 ``ray_runner`` as Ray tasks, ``workdir`` keeps finished segments for ``--resume``, and
 ``driver`` ties them together; ``media.mux.join_segments`` joins.
 """
-from .driver import auto_workers, upscale_video
+from .driver import upscale_video
 from .plan import Segment, SegmentPlan, plan_segments
 
-__all__ = ["upscale_video", "auto_workers", "plan_segments", "Segment", "SegmentPlan"]
+__all__ = ["upscale_video", "plan_segments", "Segment", "SegmentPlan"]

@@ -17,30 +17,8 @@ from ..errors import InputError
 from ..pipeline.pipeline import RunConfig, RunStats, check_run, run_video
 from .plan import SegmentPlan, plan_segments
 from .. import hardware
+from ..tuning import auto_workers, resolve_engine, resolve_run_model
 from .worker import SegmentJob, SegmentResult, thread_budget
-
-#: One worker per core: on the 2-core AMD EPYC, 2 workers beat 1 in every paired round on both
-#: clips (360p->1080p 20.8 vs 19.3 fps, 720p->4K 5.28 vs 5.11 at best), and 4 did no better
-#: than 2 (benchmarks/results/segments_cpu.md). Each gets a one-thread share of everything.
-#: int8 too: it once got one 2-thread worker (26.5 against 14.6 fps, measured while OpenVINO
-#: pinned every worker's threads to core 0); since, on the 917-frame clip, 2 workers ran 29.9 and
-#: 28.5 fps against 28.5 and 28.8 for one 2-thread worker (benchmarks/results/cpu_levers.md).
-CPU_CORES_PER_WORKER = 1
-#: With a GPU the workers' CPU side (decode, chroma, encode) is the limit: one worker per two
-#: cores, as many as 8 per GPU (16 libx264 encoders reached 885 fps at 1080p on a 16-core
-#: H100 machine, issue #10), so a 16-core machine runs 8.
-GPU_WORKERS_PER_GPU = 8
-
-
-def auto_workers(spec: EngineSpec, *, cpu_count: int | None = None, gpu_count: int | None = None) -> int:
-    """The default ``--workers``: from the cores (and GPUs with ``--device cuda``)."""
-    cores = cpu_count or hardware.available_cpus()
-    by_cores = max(1, cores // CPU_CORES_PER_WORKER)
-    if spec.cuda:
-        gpus = gpu_count if gpu_count is not None else hardware.gpu_count()
-        return max(1, min(by_cores, GPU_WORKERS_PER_GPU * max(1, gpus)))
-    return by_cores
-
 
 def upscale_video(
     config: RunConfig,
@@ -56,7 +34,7 @@ def upscale_video(
     check_request(config)
     notes: tuple[str, ...] = ()
     if config.model == "auto":
-        config, note = _choose_model(config)
+        config, note = resolve_run_model(config)
         notes = (note,)
         on_start = _announcing(on_start, note)
     stats = _upscale_video(config, on_start=on_start, on_frame=on_frame)
@@ -97,44 +75,6 @@ def _announcing(on_start, note: str):
     return lambda info, description, expected: on_start(info, f"{description}; {note}", expected)
 
 
-def _choose_model(config: RunConfig) -> tuple[RunConfig, str]:
-    """``config`` with ``model`` "auto" replaced by the best model that holds the target frame
-    rate (the input's own unless ``target_fps`` says otherwise) for the input's degradation
-    (``config.degradation``; auto: from its codec and bits per pixel), and the line that says why."""
-    from ..media.decode import VideoReader
-    from ..media.probe import video_bits_per_pixel
-    from ..models.choose import choose_for_input
-    from ..pipeline.pipeline import can_reopen
-
-    if not can_reopen(config.input_path):
-        # A pipe is read once, by the decoder: nothing to time the models on, no codec to judge by.
-        name = "realtime-compressed" if config.degradation == "compressed" else "realtime"
-        why = ("--degradation compressed" if config.degradation == "compressed" else
-               "a stream's codec is unknown until it is read; --degradation compressed for lossy sources")
-        return _with_model(config, name), (f"model {name}: the real-time model for a stream or pipe ({why}; "
-                                             "--model NAME picks another)")
-    with VideoReader(config.input_path) as reader:
-        info = reader.info
-    from ..pipeline.pipeline import MIN_FRAME_SIZE
-
-    if info.width < MIN_FRAME_SIZE or info.height < MIN_FRAME_SIZE:
-        # Refused before any model is timed on frames no network takes (check_run says the same).
-        raise InputError(f"{config.input_path}: frames are {info.width}x{info.height}; "
-                         f"they must be at least {MIN_FRAME_SIZE}x{MIN_FRAME_SIZE}")
-    target_fps = config.target_fps or info.average_fps
-    if not target_fps:
-        raise InputError(f"{config.input_path}: no frame rate to keep up with: give --target-fps")
-    spec = replace(config.engine, weights=None, num_threads=0)
-    bits_per_pixel = video_bits_per_pixel(config.input_path) if config.degradation == "auto" else None
-    model, note = choose_for_input(spec, info.width, info.height, target_fps, degradation_option=config.degradation,
-                                   codec_name=info.codec_name, bits_per_pixel=bits_per_pixel)
-    return _with_model(config, model), note
-
-
-def _with_model(config: RunConfig, model: str) -> RunConfig:
-    return replace(config, engine=replace(config.engine, model=model))
-
-
 def _upscale_video(config: RunConfig, *, on_start, on_frame) -> RunStats:
     from ..media.encode import is_stdout
 
@@ -161,28 +101,6 @@ def _engine_identity(spec: EngineSpec) -> dict:
     return identity
 
 
-def _resolve_engine(spec: EngineSpec) -> tuple[EngineSpec, str]:
-    """Pick the backend once in the driver (so every worker runs the same one, and an
-    unavailable backend fails before any worker starts); returns the spec and its description."""
-    from ..backends import create_backend, describe
-    from ..pipeline.upscaler import uses_gpu_frames
-
-    if uses_gpu_frames(spec):
-        if hardware.gpu_count() == 0:
-            from ..errors import BackendUnavailable
-
-            raise BackendUnavailable("torch sees no CUDA GPU")
-        arithmetic = "fp32" if spec.precision == "fp32" else "fp16"
-        return replace(spec, backend="torch"), f"torch ({spec.device}, {arithmetic}, GPU-resident frames)"
-    backend = create_backend(replace(spec, num_threads=0))
-    # Precision too: auto is timed once, here, and every worker runs what it chose.
-    precision = backend.precision or spec.precision
-    try:
-        return replace(spec, backend=backend.name, precision=precision), describe(backend)
-    finally:
-        backend.close()
-
-
 def run_segmented(
     config: RunConfig,
     plan: SegmentPlan,
@@ -203,7 +121,7 @@ def run_segmented(
         info = reader.info
     out_layout = output_layout(config.encode, info.layout)
     run_notes = check_run(config, info, workers=workers)
-    spec, description = _resolve_engine(config.engine)
+    spec, description = resolve_engine(config.engine)
     # On Ray without --workers, each task asks for 2 CPUs (engine and encoder) and the cluster
     # runs as many as fit; otherwise the local cores are divided among the workers.
     budget = 2 if config.ray_address is not None and config.workers is None else thread_budget(workers)
@@ -351,4 +269,4 @@ def run_local_jobs(jobs: list[SegmentJob], workers: int, *, on_event) -> dict[in
     return run_local(jobs, workers, on_event=on_event, devices=devices)
 
 
-__all__ = ["upscale_video", "run_segmented", "auto_workers"]
+__all__ = ["upscale_video", "run_segmented"]
