@@ -394,9 +394,9 @@ def test_progress_total_for_vfr_mkv(tmp_path):
 
 
 def test_progress_bar_total_never_below_done():
-    from vsr.cli import _Progress
+    from vsr.progress import Progress
 
-    progress = _Progress(quiet=False)
+    progress = Progress(quiet=False)
 
     class Bar:
         n, total = 0, 10

@@ -375,36 +375,10 @@ def upscale(input_path, output_path, scale, model_name, backend, device, weights
 def models(as_json):
     """The shipped models, fastest first: parameters, training input, Set5 PSNR per scale, and what
     --precision int8 costs on Set5 (auto runs int8 only within 0.05 dB)."""
-    from .backends.int8 import recorded_loss_db
-    from .models.registry import IMAGE_MODEL, shipped_models
+    from .models.catalog import catalog, catalog_table
 
-    rows = []
-    for info in shipped_models():
-        scores = info.card_scores()
-        int8_loss = {str(s): recorded_loss_db(info.weights_path(s)) for s in info.scales}
-        rows.append({
-            "name": info.name, "arch": info.arch, "summary": info.summary, "default": info.name == IMAGE_MODEL,
-            "scales": list(info.scales), "params": {str(s): info.params(s) for s in info.scales},
-            "degradation": info.degradation, "receptive_px": info.receptive_px,
-            "set5_psnr_db": {str(s): round(scores[s]["vsr_psnr_db"], 2) for s in info.scales if s in scores},
-            "set5_bicubic_psnr_db": {str(s): round(scores[s]["bicubic_psnr_db"], 2) for s in info.scales if s in scores},
-            "int8_set5_loss_db": {s: loss for s, loss in int8_loss.items() if loss is not None},
-        })
-    if as_json:
-        click.echo(json.dumps(rows, indent=2))
-        return
-    click.echo("vsr run and vsr live pick with --model auto (the default); (default) marks vsr upscale's model.")
-    header = (f"{'model':<20} {'arch':<9} {'params x3':>9}  {'input':<10} {'Set5 PSNR dB x2 / x3 / x4':<26} "
-              f"{'int8 -dB x2/x3/x4':<18} summary")
-    click.echo(header)
-    click.echo("-" * len(header))
-    for row in rows:
-        psnr = " / ".join(f"{row['set5_psnr_db'].get(str(s), float('nan')):.2f}" for s in (2, 3, 4))
-        losses = row["int8_set5_loss_db"]
-        int8 = "/".join(f"{losses[str(s)]:.2f}" if str(s) in losses else "?" for s in (2, 3, 4))
-        name = row["name"] + (" (default)" if row["default"] else "")  # vsr upscale's; run and live pick
-        click.echo(f"{name:<20} {row['arch']:<9} {row['params'].get('3', 0):>9,}  {row['degradation']:<10} "
-                   f"{psnr:<26} {int8:<18} {row['summary']}")
+    rows = catalog()
+    click.echo(json.dumps(rows, indent=2) if as_json else catalog_table(rows))
 
 
 @main.command()
@@ -521,6 +495,7 @@ def run(input_path, output_path, scale, degradation, model_name, target_fps, bac
     """
     from .media.encode import EncodeOptions
     from .pipeline.pipeline import RunConfig
+    from .progress import JsonProgress, Progress, error_text
     from .run import choose_streams, run as run_request
 
     if gpus is not None:
@@ -568,7 +543,7 @@ def run(input_path, output_path, scale, degradation, model_name, target_fps, bac
         started = time.perf_counter()
         first_frame_seconds = []
 
-        progress = _JsonProgress(str(input_path)) if progress_mode == "json" else _Progress(quiet, pix_fmt)
+        progress = JsonProgress(str(input_path)) if progress_mode == "json" else Progress(quiet, pix_fmt)
         try:
             def on_frame(frames_done: int) -> None:
                 if frames_done and not first_frame_seconds:
@@ -578,7 +553,7 @@ def run(input_path, output_path, scale, degradation, model_name, target_fps, bac
             stats = run_request(config, out_format=out_format, on_start=progress.start, on_frame=on_frame)
         except BaseException as exc:
             if progress_mode == "json":
-                progress.finish("failed", error=_error_text(exc))
+                progress.finish("failed", error=error_text(exc))
             raise
         finally:
             progress.close()
@@ -606,15 +581,16 @@ def run(input_path, output_path, scale, degradation, model_name, target_fps, bac
 
 def _run_folder(config, out_format: str | None, quiet: bool, progress_mode: str) -> None:
     """`vsr run` on a folder: its files' lines (or JSON objects), exit 1 if any failed."""
+    from .progress import JsonProgress, error_text
     from .run import run as run_request
 
-    json_progress = _JsonProgress() if progress_mode == "json" else None
+    json_progress = JsonProgress() if progress_mode == "json" else None
     try:
         failures = run_request(config, out_format=out_format, quiet=quiet or json_progress is not None,
                                echo=lambda line: click.echo(line, err=True), folder_progress=json_progress)
     except BaseException as exc:
         if json_progress is not None:
-            json_progress.finish("failed", error=_error_text(exc))
+            json_progress.finish("failed", error=error_text(exc))
         raise
     if json_progress is not None:
         json_progress.finish("failed" if failures else "done", file=None, failed_files=len(failures))
@@ -639,167 +615,6 @@ def _sigterm_as_interrupt():
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
-
-
-class _Progress:
-    """tqdm bar on a terminal (frames, fps, ETA); on a pipe or log file, where a bar would be
-    noise, one plain line every ``VSR_PROGRESS_EVERY_S`` seconds (default 30); silent when quiet."""
-
-    DEFAULT_EVERY_S = 30.0
-
-    def __init__(self, quiet: bool, pix_fmt: str | None = None) -> None:
-        self.quiet, self.bar, self.total = quiet, None, None
-        self.pix_fmt = pix_fmt
-        self.lines = not quiet and not sys.stderr.isatty()
-        self.every_s = _env_seconds("VSR_PROGRESS_EVERY_S", self.DEFAULT_EVERY_S)
-        self.started = self.last_line = 0.0
-
-    def start(self, info, backend: str, expected_frames) -> None:
-        if self.quiet:
-            return
-        from tqdm import tqdm
-
-        from .media.encode import EncodeOptions
-        from .pipeline.pipeline import input_notes
-
-        notes = input_notes(info, EncodeOptions(pix_fmt=self.pix_fmt), backend)
-        note = "".join(f"; {n}" for n in notes)
-        click.echo(f"{info.path}: {info.width}x{info.height} {info.source_pix_fmt}, backend {backend}{note}",
-                   err=True)
-        self.total = expected_frames
-        self.started = self.last_line = time.monotonic()
-        self.bar = tqdm(total=expected_frames, unit="frame", dynamic_ncols=True, file=sys.stderr,
-                        disable=not sys.stderr.isatty())
-
-    def update(self, frames_done: int) -> None:
-        if self.bar is not None:
-            if self.bar.total is not None and frames_done > self.bar.total:
-                self.bar.total = frames_done  # an estimate that fell short: never show 120/100
-            self.bar.update(frames_done - self.bar.n)
-        if self.lines and self.started and time.monotonic() - self.last_line >= self.every_s:
-            self.last_line = time.monotonic()
-            click.echo(_progress_line(frames_done, self.total, self.last_line - self.started), err=True)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-
-
-def _error_text(exc: BaseException) -> str:
-    return "interrupted" if isinstance(exc, KeyboardInterrupt) else str(exc) or type(exc).__name__
-
-
-class _JsonProgress:
-    """``--progress json``: one JSON object per line on standard error, for programs that drive
-    vsr: at least once a second while running (a ticker thread, so a long model load or a slow
-    segment still shows life), at each file's start and end in a folder, and once at the end.
-
-    Every object has ``frames_done``, ``frames_total`` (null when unknown), ``fps`` (since the
-    current file started), ``eta_seconds`` (null when unknown), ``state`` (running, done, failed)
-    and ``file``; folders add ``file_index`` and ``files_total``; the last object may add
-    ``output``, ``notes`` or ``error``.
-    """
-
-    EVERY_S = 1.0
-
-    def __init__(self, file: str | None = None) -> None:
-        import threading
-
-        self.file, self.file_index, self.files_total = file, None, None
-        self.total: int | None = None
-        self.done = 0
-        self.state = "running"
-        self.started = self.last = time.monotonic()
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._finished = False
-        self._ticker = threading.Thread(target=self._tick, name="vsr-progress", daemon=True)
-        self._ticker.start()
-
-    def _tick(self) -> None:
-        while not self._stop.wait(self.EVERY_S):
-            if time.monotonic() - self.last >= self.EVERY_S * 0.9:
-                self.emit()
-
-    def emit(self, **extra) -> None:
-        with self._lock:
-            now = time.monotonic()
-            elapsed = now - self.started
-            fps = self.done / elapsed if elapsed > 0 else 0.0
-            eta = None
-            if self.state != "running":
-                eta = 0.0 if self.state == "done" else None
-            elif self.total and fps > 0:
-                eta = round(max(0, self.total - self.done) / fps, 1)
-            record = {"state": self.state, "frames_done": self.done, "frames_total": self.total,
-                      "fps": round(fps, 2), "eta_seconds": eta, "file": self.file}
-            if self.files_total is not None:
-                record.update(file_index=self.file_index, files_total=self.files_total)
-            record.update({k: v for k, v in extra.items() if v is not None or k == "file"})
-            sys.stderr.write(json.dumps(record) + "\n")
-            sys.stderr.flush()
-            self.last = now
-
-    def start(self, info, backend: str, expected_frames) -> None:
-        self.total, self.done, self.started = expected_frames, 0, time.monotonic()
-        self.emit(backend=backend)
-
-    def update(self, frames_done: int) -> None:
-        self.done = frames_done
-        if self.total is not None and frames_done > self.total:
-            self.total = frames_done  # an estimate that fell short: never report 120 of 100
-        if time.monotonic() - self.last >= self.EVERY_S:
-            self.emit()
-
-    # Folders (``folders.run_folder``): one file after another, each counted on its own.
-    def start_file(self, path, index: int, count: int, expected_frames: int | None) -> None:
-        self.file, self.file_index, self.files_total = str(path), index, count
-        self.state, self.total, self.done, self.started = "running", expected_frames or None, 0, time.monotonic()
-        self.emit()
-
-    def end_file(self, state: str, frames: int, error: str | None = None) -> None:
-        self.state, self.done = state, frames
-        self.emit(error=error)
-        self.state = "running"
-
-    def finish(self, state: str, **extra) -> None:
-        """The last object: ``state`` done or failed. Only the first call counts."""
-        if self._finished:
-            return
-        self._finished = True
-        self._stop.set()
-        self.state = state
-        if "frames_done" in extra:
-            self.done = extra.pop("frames_done")
-        if "file" in extra:
-            self.file = extra.pop("file")
-            self.file_index = self.files_total = None
-        self.emit(**extra)
-
-    def close(self) -> None:
-        self._stop.set()
-
-
-def _progress_line(frames_done: int, total: int | None, elapsed_s: float) -> str:
-    """'progress: 900/1500 frames (60 %), 29.8 fps, about 20 s left'."""
-    fps = frames_done / elapsed_s if elapsed_s > 0 else 0.0
-    line = f"progress: {frames_done}"
-    if total and frames_done <= total:
-        line += f"/{total} frames ({100 * frames_done // total} %)"
-    else:
-        line += " frames"
-    line += f", {fps:.1f} fps"
-    if total and frames_done <= total and fps > 0:
-        line += f", about {round((total - frames_done) / fps)} s left"
-    return line
-
-
-def _env_seconds(name: str, default: float) -> float:
-    try:
-        value = float(os.environ.get(name, default))
-    except ValueError:
-        return default
-    return value if value >= 0 else default
 
 
 def _size(text: str | None) -> tuple[int, int] | None:
