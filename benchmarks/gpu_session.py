@@ -308,7 +308,7 @@ def gpu_tests(session: Session) -> None:
     if session.left() < 30:
         session.step("gpu_tests", "skipped", 0.0, "budget")
         return
-    files = sorted(str(p.relative_to(REPO)) for p in (REPO / "tests").glob("test_*.py")
+    files = sorted(str(p.relative_to(REPO)) for p in (REPO / "tests").rglob("test_*.py")
                    if "needs_cuda" in p.read_text() or "needs_tensorrt" in p.read_text())
     junit = session.work / "gpu_tests.xml"
     cmd = [sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider", "--continue-on-collection-errors",

@@ -284,7 +284,7 @@ def compare(output: Path, ref: Path) -> Comparison:
 def run_vsr(source: Path, output: Path, *, workers: int):
     """`vsr run SOURCE OUTPUT --scale 2 --model espcn --backend onnxruntime --workers N`, in-process,
     with segments of 0.5 s (the clips are 1.6 s, keyframes every 12 frames)."""
-    from .conftest import run_config
+    from tests.conftest import run_config
     from vsr.segments import upscale_video
 
     config = run_config(source, output, scale=2, model="espcn", backend="onnxruntime",

@@ -11,7 +11,7 @@ import pytest
 
 import vsr
 
-from .conftest import make_clip, synthetic_rgb
+from tests.conftest import make_clip, synthetic_rgb
 
 ENGINE = {"model": "espcn", "backend": "onnxruntime"}  # deterministic: no timing picks anything
 
@@ -83,7 +83,7 @@ def test_upscale_frames_and_upscale_video_give_what_vsr_run_writes(tmp_path):
     frames are exactly what the engine gave; the API's frames and upscale_video's file must match."""
     import av
 
-    from .conftest import decode_all
+    from tests.conftest import decode_all
 
     src = tmp_path / "in.mp4"
     make_clip(src, width=96, height=64, frames=6)

@@ -8,7 +8,7 @@ from click.testing import CliRunner
 from vsr.bench import PAPER_FPS, STAGE_ORDER, BenchConfig, run_bench
 from vsr.cli import main
 
-from .conftest import synthetic_rgb, with_engine
+from tests.conftest import synthetic_rgb, with_engine
 
 
 @pytest.fixture

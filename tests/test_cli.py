@@ -10,7 +10,7 @@ from PIL import Image
 
 from vsr.cli import main
 
-from .conftest import synthetic_rgb
+from tests.conftest import synthetic_rgb
 
 COMMANDS = sorted(main.commands)
 

@@ -58,7 +58,7 @@ def test_avi_with_bframes_is_cut_into_segments_frame_exact(folder):
     stats = corpus.run_vsr(source, two, workers=2)
     assert not any("single stream" in note for note in stats.notes), stats.notes
     assert corpus.timing(two).frames == corpus.timing(one).frames
-    from .conftest import decode_all
+    from tests.conftest import decode_all
 
     (frames_one, _), (frames_two, _) = decode_all(one), decode_all(two)
     assert len(frames_one) == len(frames_two) == 40
@@ -151,7 +151,7 @@ def test_ray_runs_a_restarting_clock_as_the_single_stream_does(folder, tmp_path,
     pytest.importorskip("ray", reason="Ray is optional: pip install -e '.[ray]'")
     import tempfile
 
-    from .conftest import run_config
+    from tests.conftest import run_config
     from vsr.segments import upscale_video
 
     import shutil
@@ -180,7 +180,7 @@ def test_memory_check_on_every_path(path, check_inputs, tmp_path, monkeypatch):
     from vsr.errors import OutputError
     from vsr.folders import run_folder
     from vsr import hardware
-    from .conftest import run_config
+    from tests.conftest import run_config
     from vsr.segments import upscale_video
 
     monkeypatch.setattr(hardware, "available_memory_bytes", lambda: 1 << 20)
@@ -220,7 +220,7 @@ def test_library_refuses_up_front_on_every_path(check, path, check_inputs, tmp_p
     from vsr.errors import VsrError
     from vsr.folders import run_folder
     from vsr.media.encode import EncodeOptions
-    from .conftest import run_config
+    from tests.conftest import run_config
     from vsr.segments import upscale_video
 
     name, encode, message = LIBRARY_CHECKS[check]

@@ -20,7 +20,7 @@ from PIL import Image
 
 from vsr.cli import main
 
-from .conftest import synthetic_rgb
+from tests.conftest import synthetic_rgb
 
 
 def _png_bytes(seed: int) -> bytes:

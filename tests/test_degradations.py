@@ -18,7 +18,7 @@ from vsr.degradations import (
 )
 from vsr.metrics import psnr
 
-from .conftest import synthetic_rgb
+from tests.conftest import synthetic_rgb
 
 
 def _luma(height: int, width: int, seed: int) -> np.ndarray:

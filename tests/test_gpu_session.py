@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from .conftest import REPO, make_clip
+from tests.conftest import REPO, make_clip
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ import pytest
 from vsr.backends import visible_gpus
 from vsr.errors import BackendUnavailable
 
-from .conftest import make_clip
+from tests.conftest import make_clip
 
 
 def _gpu_visible() -> bool:

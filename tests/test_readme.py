@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 from vsr.cli import main
 
-from .conftest import REPO
+from tests.conftest import REPO
 
 README = (REPO / "README.md").read_text()
 #: The full command reference: every option of `vsr run` and the other commands in detail.

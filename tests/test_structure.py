@@ -7,7 +7,7 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-from .conftest import REPO
+from tests.conftest import REPO
 
 PACKAGE = REPO / "vsr"
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from .test_segments import write_clip
+from tests.segments.test_segments import write_clip
 
 KEYS = {"state", "frames_done", "frames_total", "fps", "eta_seconds", "file"}
 

@@ -18,7 +18,7 @@ import pytest
 from click.testing import CliRunner
 
 from vsr.errors import InputError
-from .conftest import run_config
+from tests.conftest import run_config
 from vsr.segments import plan_segments, upscale_video
 
 pytestmark = pytest.mark.skipif(shutil.which("ffmpeg") is None,

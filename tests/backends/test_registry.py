@@ -13,7 +13,7 @@ from vsr.backends import BackendUnavailable, EngineSpec, create_backend, describ
 from vsr.backends import registry
 from vsr.backends.base import BackendBase, as_batch
 
-from .conftest import make_clip, synthetic_rgb
+from tests.conftest import make_clip, synthetic_rgb
 
 
 @dataclass(frozen=True)

@@ -106,7 +106,7 @@ def test_ten_bit_luma_is_the_eight_bit_network_at_four_times_the_precision():
     from vsr.backends import create_backend
     from vsr.pipeline.stages import upscale_luma
 
-    from .conftest import synthetic_rgb
+    from tests.conftest import synthetic_rgb
 
     luma8 = synthetic_rgb(40, 48, seed=1)[..., 1]
     backend = create_backend("onnxruntime", 2, model="espcn")
@@ -128,7 +128,7 @@ def test_gpu_frame_path_takes_ten_bit_frames():
     from vsr.backends.torch_cuda import TorchCudaOptions
     from vsr.frames import YuvFrame
 
-    from .conftest import synthetic_rgb
+    from tests.conftest import synthetic_rgb
 
     luma = synthetic_rgb(40, 48, seed=2)[..., 0].astype(np.uint16) << 2
     chroma = np.full((20, 24), 512, np.uint16)

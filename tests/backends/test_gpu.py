@@ -11,7 +11,7 @@ from vsr.backends.torch_cuda import TorchCudaBackend, TorchCudaOptions  # noqa: 
 from vsr.frames import YuvFrame, chroma_shape  # noqa: E402
 from vsr.pipeline.stages import upscale_frames  # noqa: E402
 
-from .conftest import synthetic_rgb  # noqa: E402
+from tests.conftest import synthetic_rgb  # noqa: E402
 
 FP16_MAX_ABS_ERROR = 2e-3  # on Y in [0, 1], the issue's bound for every fp16 backend
 GREY_LEVELS = 2  # GPU frames vs the CPU stage (OpenCV's fixed-point bicubic vs torch's float)
@@ -114,7 +114,7 @@ def test_cuda_backends_say_unavailable_without_a_gpu():
 def test_marks_skip_exactly_what_is_missing(monkeypatch, tmp_path, cuda, tensorrt, data):
     """conftest's hook must skip a marked test when (and only when) what it needs is missing:
     a hook that skipped everything, or nothing, would hide GPU tests or fail them on CPUs."""
-    from . import conftest
+    from tests import conftest
 
     monkeypatch.setattr(conftest, "_torch_cuda", lambda: cuda)
     monkeypatch.setattr(conftest, "_tensorrt_gpu", lambda: tensorrt)

@@ -13,7 +13,7 @@ from vsr.backends import BACKENDS, PRECISIONS
 from vsr.color import rgb_to_y
 from vsr.metrics import psnr
 
-from .conftest import DATA, synthetic_rgb, upscale_or_skip
+from tests.conftest import DATA, synthetic_rgb, upscale_or_skip
 
 #: Largest difference from torch fp32, in 8-bit grey levels, per precision: fp32 differs by
 #: summation order only; bf16 keeps 8 bits of mantissa in the features (about one level out);

@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from .conftest import DATA, make_clip, synthetic_rgb
-from .conftest import run_config
+from tests.conftest import DATA, make_clip, synthetic_rgb
+from tests.conftest import run_config
 from vsr.segments import plan_segments, upscale_video
 from vsr.tuning import auto_workers
 from vsr.backends import EngineSpec
@@ -466,7 +466,7 @@ def test_shared_clip_with_audio_joins_exactly(tmp_path):
 def test_sigterm_on_a_single_stream_keeps_a_playable_partial_file(tmp_path):
     """SIGTERM behaves like Ctrl-C: exit 143, no hidden partial file left, no OUTPUT, the frames
     done in a playable NAME.partial.mp4."""
-    from .conftest import decode_all, wait_for_frames
+    from tests.conftest import decode_all, wait_for_frames
 
     src, out = tmp_path / "long.mp4", tmp_path / "out.mp4"
     make_clip(src, frames=1500, width=160, height=96)

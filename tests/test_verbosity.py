@@ -9,7 +9,7 @@ import sys
 import pytest
 from PIL import Image
 
-from .conftest import make_clip, needs_nncf, synthetic_rgb
+from tests.conftest import make_clip, needs_nncf, synthetic_rgb
 
 
 def vsr(*args, env=None):

@@ -1,6 +1,6 @@
 """No input ever loses a user's data, nor runs silently other than asked (issue #11): shared
 temporary names, long output names, unknown devices, weights for another scale. (`vsr upscale`'s
-overwrite rules are tested in test_images_real.py.)"""
+overwrite rules are tested in tests/test_upscale.py.)"""
 from __future__ import annotations
 
 import subprocess
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from .conftest import decode_all, make_clip, synthetic_rgb
+from tests.conftest import decode_all, make_clip, synthetic_rgb
 
 
 def vsr(*args, **kwargs) -> subprocess.CompletedProcess:

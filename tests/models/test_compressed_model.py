@@ -11,7 +11,7 @@ from vsr.color import rgb_to_y
 from vsr.models.registry import get_model
 from vsr.models.weights import load_model, shipped_weights
 
-from .conftest import synthetic_rgb
+from tests.conftest import synthetic_rgb
 
 MODEL = "balanced-compressed"
 

@@ -12,10 +12,10 @@ import pytest
 
 ray = pytest.importorskip("ray", reason="Ray is optional: pip install -e '.[ray]'")
 
-from .conftest import run_config  # noqa: E402
+from tests.conftest import run_config  # noqa: E402
 from vsr.segments import plan_segments, upscale_video  # noqa: E402
 
-from .test_segments import psnr_db, video_frames, write_clip  # noqa: E402
+from tests.segments.test_segments import psnr_db, video_frames, write_clip  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from .conftest import decode_all, make_clip, wait_for_frames
+from tests.conftest import decode_all, make_clip, wait_for_frames
 
 
 def vsr(*args, **kwargs):

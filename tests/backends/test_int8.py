@@ -11,7 +11,7 @@ import pytest
 
 from vsr.color import rgb_to_y
 
-from .conftest import has_nncf, needs_nncf, synthetic_rgb
+from tests.conftest import has_nncf, needs_nncf, synthetic_rgb
 
 torch = pytest.importorskip("torch")
 

@@ -15,8 +15,8 @@ from PIL import Image, ImageOps
 
 from vsr.cli import main
 
-from .conftest import synthetic_rgb
-from .test_cli import run_vsr
+from tests.conftest import synthetic_rgb
+from tests.test_cli import run_vsr
 
 
 def upscale(*args):

@@ -9,11 +9,11 @@ import pytest
 from vsr.backends.base import BackendBase
 from vsr.errors import InputError, OutputError
 from vsr.media.encode import EncodeOptions
-from .conftest import run_config
+from tests.conftest import run_config
 from vsr.pipeline.pipeline import run_video
 from vsr.pipeline.workers import Prefetch
 
-from .conftest import decode_all, make_clip
+from tests.conftest import decode_all, make_clip
 
 
 def _plane_psnr(reference: np.ndarray, upscaled: np.ndarray) -> float:

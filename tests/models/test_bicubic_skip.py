@@ -8,7 +8,7 @@ import pytest
 
 from vsr.color import rgb_to_y
 
-from .conftest import REPO, needs_nncf, synthetic_rgb
+from tests.conftest import REPO, needs_nncf, synthetic_rgb
 
 torch = pytest.importorskip("torch")
 F = torch.nn.functional

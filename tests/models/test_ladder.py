@@ -78,7 +78,7 @@ def test_every_shipped_model_matches_torch_on_each_backend(name, backend, scale)
     finally:
         reference.close()
     # OpenVINO in bf16 where native (else fp32), not auto: auto may pick int8 for the residual
-    # rungs, whose Set5 cost tests/test_int8.py checks against the record.
+    # rungs, whose Set5 cost tests/backends/test_int8.py checks against the record.
     precision = "fp32"
     if backend == "openvino":
         from vsr.backends.openvino import native_bf16

@@ -17,7 +17,7 @@ from vsr.color import rgb_to_y
 from vsr.hardware import cpu_identity
 from vsr.metrics import psnr
 
-from .conftest import has_nncf, needs_nncf, synthetic_rgb
+from tests.conftest import has_nncf, needs_nncf, synthetic_rgb
 
 SCALE = 3
 

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import DATA, decode_all, make_clip
-from .test_segments import write_clip
+from tests.conftest import DATA, decode_all, make_clip
+from tests.segments.test_segments import write_clip
 from vsr.media.encode import EncodeOptions
-from .conftest import run_config
+from tests.conftest import run_config
 from vsr.segments import upscale_video
 
 needs_ffmpeg = pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="the ffmpeg CLI makes these inputs")
