@@ -5,7 +5,7 @@
     python benchmarks/ladder.py --chart-only          # redraw the chart from the JSON
 
 Quality: `vsr eval`'s convention on Set5 (../shared/data/set5), computed with ONNX Runtime fp32.
-Speed: the engine alone (what `--model auto` calibrates: ``vsr.models.choose.measure_engine_fps``)
+Speed: the engine alone (what `--model auto` calibrates: ``vsr.tuning.model_choice.measure_engine_fps``)
 on a 640x360 luma plane at x3, the size docs/results.md's `vsr run` speed table upscales to 1080p, batch 1,
 every thread of the machine. Results are keyed by machine, so a CPU run and a GPU run (made on
 different machines) sit side by side in benchmarks/results/ladder.json; the chart
@@ -49,7 +49,7 @@ def measure_quality(models, set5: Path) -> dict:
 
 def measure_speed(models, device: str, backends: list[str]) -> dict:
     from vsr.backends import BackendUnavailable, EngineSpec
-    from vsr.models.choose import measure_engine_fps
+    from vsr.tuning.model_choice import measure_engine_fps
 
     speed = {}
     for backend in backends:
@@ -119,7 +119,7 @@ def write_table(results: dict, path: Path) -> None:
 
 
 def machine_label(device: str) -> str:
-    from vsr.models.choose import machine_name
+    from vsr.tuning.model_choice import machine_name
 
     return machine_name(device)
 

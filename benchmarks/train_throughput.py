@@ -138,7 +138,7 @@ def _significant(value: float, digits: int = 3) -> str:
 
 def _machine(device: str) -> str:
 
-    from vsr.models.choose import machine_name
+    from vsr.tuning.model_choice import machine_name
 
     cpu = machine_name("cpu")
     return f"{machine_name(device)}, host CPU {cpu}" if device.startswith("cuda") else cpu

@@ -375,7 +375,7 @@ def upscale(input_path, output_path, scale, model_name, backend, device, weights
 def models(as_json):
     """The shipped models, fastest first: parameters, training input, Set5 PSNR per scale, and what
     --precision int8 costs on Set5 (auto runs int8 only within 0.05 dB)."""
-    from .models.catalog import catalog, catalog_table
+    from .catalog import catalog, catalog_table
 
     rows = catalog()
     click.echo(json.dumps(rows, indent=2) if as_json else catalog_table(rows))

@@ -133,7 +133,11 @@ def test_gpu_frame_path_takes_ten_bit_frames():
     luma = synthetic_rgb(40, 48, seed=2)[..., 0].astype(np.uint16) << 2
     chroma = np.full((20, 24), 512, np.uint16)
     frame = YuvFrame(luma, chroma, chroma.copy(), "yuv420p10le", 0, None, 0)
-    upscaler = GpuFrameUpscaler(2, options=TorchCudaOptions(device="cpu", fp16=False), model="espcn")
+    from vsr.pipeline.stages import upscale_frames
+
+    # As create_frame_upscaler builds it: the CPU stage handed in for frames its buffers cannot hold.
+    upscaler = GpuFrameUpscaler(2, options=TorchCudaOptions(device="cpu", fp16=False), model="espcn",
+                                host_frames=upscale_frames)
     try:
         out = next(upscaler.upscale_frames([frame]))
     finally:

@@ -13,7 +13,7 @@ import pytest
 
 from tests.conftest import decode_all, make_clip
 from vsr.backends import EngineSpec
-from vsr.models.choose import CLEAN_BITS_PER_PIXEL, choose_model, input_degradation
+from vsr.tuning.model_choice import CLEAN_BITS_PER_PIXEL, choose_model, input_degradation
 
 
 def _vsr(*args, env=None, stdin=None):

@@ -168,7 +168,7 @@ def test_run_and_upscale_with_model(tmp_path, name, image_dir):
 def test_choose_model_climbs_the_ladder_and_caches(tmp_path, monkeypatch):
     """Real timings on a small frame: an easy target gets the best rung, an impossible one the
     fastest with a reason; the second call reads the cache instead of timing again."""
-    from vsr.models import choose
+    from vsr.tuning import model_choice as choose
 
     monkeypatch.setenv("VSR_CACHE_DIR", str(tmp_path))
     timed = []
@@ -198,7 +198,7 @@ def test_choose_model_times_again_when_a_model_changes(tmp_path, monkeypatch):
     record (which changes what ``--precision auto`` runs) is timed afresh, not read back."""
     from vsr.backends import int8
     from vsr.backends.int8 import onnx_digest
-    from vsr.models import choose
+    from vsr.tuning import model_choice as choose
     from vsr.models.weights import shipped_weights
 
     monkeypatch.setenv("VSR_CACHE_DIR", str(tmp_path))

@@ -90,7 +90,7 @@ class EngineSpec:
     scale: int = 3
     #: Which model of the ladder (``vsr models``); ignored when ``weights`` is given (a
     #: checkpoint names its own architecture). "auto" is for ``vsr run`` and ``vsr live`` to
-    #: resolve from their input (``models.choose``) before any backend is built.
+    #: resolve from their input (``tuning.model_choice``) before any backend is built.
     model: str = "espcn"
     backend: str = "auto"
     device: str = "cpu"

@@ -4,14 +4,14 @@ on the device, over static buffers made once per frame size (no per-frame alloca
 
 It lives in ``backends/`` because only backends know about device memory: the pipeline
 hands it ``YuvFrame``s and gets ``YuvFrame``s back. On ``device='cpu'`` the same code runs
-eagerly, which is how it is tested against the CPU stage (``pipeline.stages``).
+eagerly, which is how it is tested against the CPU stage (``pipeline.stages``, which it is handed for 10-bit frames).
 """
 from __future__ import annotations
 
 import contextlib
 import os
 import time
-from typing import Iterable, Iterator
+from typing import Callable, Iterable, Iterator
 
 from ..frames import YuvFrame, chroma_shape
 from .torch_cuda import TorchCudaBackend, TorchCudaOptions, _Graphed
@@ -23,13 +23,17 @@ STAGES = ("upload", "engine", "chroma", "download")
 class GpuFrameUpscaler:
     """Upscale ``YuvFrame``s by ``scale`` on a torch device (see ``TorchCudaOptions``).
 
-    ``out_layout`` picks the output chroma layout (default: each frame's own).
+    ``out_layout`` picks the output chroma layout (default: each frame's own). ``host_frames``:
+    the CPU stage (``pipeline.stages.upscale_frames``, which ``create_frame_upscaler`` hands in:
+    backends never import the pipeline above them) that 10-bit frames go through, their luma still
+    on this backend; without it a 10-bit frame is refused.
     """
 
     def __init__(self, scale: int, weights: os.PathLike | str | None = None,
                  options: TorchCudaOptions = TorchCudaOptions(), out_layout: str | None = None,
-                 model: str = "espcn") -> None:
+                 model: str = "espcn", host_frames: Callable | None = None) -> None:
         self.backend = TorchCudaBackend(scale, weights, options, model=model)
+        self._host_frames = host_frames
         self.scale, self.out_layout = scale, out_layout
         self.name = "torch"
         self.description = f"torch ({options.device}, {'fp16' if options.fp16 else 'fp32'}, GPU-resident frames)"
@@ -46,9 +50,10 @@ class GpuFrameUpscaler:
             if frame.bit_depth > 8:
                 # The static device buffers are 8-bit: 10-bit luma goes through the same network as
                 # float in [0, 1] (its host copy, as every backend's), chroma bicubic on the CPU.
-                from ..pipeline.stages import upscale_frames as host_upscale_frames
-
-                yield from host_upscale_frames([frame], self.backend, out_layout=self.out_layout)
+                if self._host_frames is None:
+                    raise ValueError("a 10-bit frame: GpuFrameUpscaler needs host_frames (create_frame_upscaler "
+                                     "passes pipeline.stages.upscale_frames)")
+                yield from self._host_frames([frame], self.backend, out_layout=self.out_layout)
             else:
                 yield self.upscale_frame(frame)
 

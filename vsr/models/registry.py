@@ -18,7 +18,7 @@ from pathlib import Path
 from ..errors import InputError
 
 #: What a checkpoint or command that names no model means (training, export, eval, bench); `vsr run`
-#: and `vsr live` default to ``--model auto`` instead (``models.choose``).
+#: and `vsr live` default to ``--model auto`` instead (``tuning.model_choice``).
 DEFAULT_MODEL = "espcn"
 #: ``vsr upscale``'s model: images are clean input, and the real-time clean rung upscales a
 #: 12-megapixel photo in seconds on two cores, where the larger rungs take far longer (docs/models.md).

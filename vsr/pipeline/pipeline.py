@@ -36,13 +36,13 @@ class RunConfig:
 
     input_path: Path
     output_path: Path
-    #: ``engine.model`` "auto": the best model that holds ``target_fps`` (see ``models.choose``;
+    #: ``engine.model`` "auto": the best model that holds ``target_fps`` (see ``tuning.model_choice``;
     #: resolved by ``segments.upscale_video``, what `vsr run` calls with "auto" by default).
     engine: EngineSpec = field(default_factory=EngineSpec)
     #: With model "auto": the frame rate to hold (None: the input's own).
     target_fps: float | None = None
     #: With model "auto": which models to choose from: "auto" (from the input's codec and bits
-    #: per pixel, ``models.choose.input_degradation``), "clean" or "compressed".
+    #: per pixel, ``tuning.model_choice.input_degradation``), "clean" or "compressed".
     degradation: str = "auto"
     encode: EncodeOptions = field(default_factory=EncodeOptions)
     max_frames: int | None = None

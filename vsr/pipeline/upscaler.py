@@ -87,8 +87,10 @@ def create_frame_upscaler(spec: EngineSpec, *, out_layout: str | None = None) ->
         from ..backends.gpu_frames import GpuFrameUpscaler
         from ..backends.torch import torch_cuda_options
 
+        from .stages import upscale_frames
+
         return GpuFrameUpscaler(spec.scale, spec.weights, torch_cuda_options(spec), out_layout=out_layout,
-                                model=spec.model)
+                                model=spec.model, host_frames=upscale_frames)
     from ..backends import create_backend
 
     backend = create_backend(spec)

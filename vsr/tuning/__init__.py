@@ -10,12 +10,12 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from . import hardware
-from .backends import EngineSpec
-from .errors import InputError
+from .. import hardware
+from ..backends import EngineSpec
+from ..errors import InputError
 
 if TYPE_CHECKING:
-    from .pipeline.pipeline import RunConfig
+    from ..pipeline.pipeline import RunConfig
 
 __all__ = ["CPU_CORES_PER_WORKER", "GPU_WORKERS_PER_GPU", "auto_workers", "resolve_engine", "resolve_model",
            "resolve_run_model"]
@@ -48,9 +48,9 @@ def resolve_run_model(config: RunConfig) -> tuple[RunConfig, str]:
     """``config`` with ``model`` "auto" replaced by the best model that holds the target frame
     rate (the input's own unless ``target_fps`` says otherwise) for the input's degradation
     (``config.degradation``; auto: from its codec and bits per pixel), and the line that says why."""
-    from .media.decode import VideoReader
-    from .media.probe import video_bits_per_pixel
-    from .pipeline.pipeline import can_reopen
+    from ..media.decode import VideoReader
+    from ..media.probe import video_bits_per_pixel
+    from ..pipeline.pipeline import can_reopen
 
     if not can_reopen(config.input_path):
         # A pipe is read once, by the decoder: nothing to time the models on, no codec to judge by.
@@ -61,7 +61,7 @@ def resolve_run_model(config: RunConfig) -> tuple[RunConfig, str]:
                                              "--model NAME picks another)")
     with VideoReader(config.input_path) as reader:
         info = reader.info
-    from .pipeline.pipeline import MIN_FRAME_SIZE
+    from ..pipeline.pipeline import MIN_FRAME_SIZE
 
     if info.width < MIN_FRAME_SIZE or info.height < MIN_FRAME_SIZE:
         # Refused before any model is timed on frames no network takes (check_run says the same).
@@ -80,8 +80,8 @@ def resolve_model(engine: EngineSpec, width_px: int, height_px: int, target_fps:
                   codec_name: str | None, bits_per_pixel: float | None = None) -> tuple[str, str]:
     """Model "auto" for a source of this size, rate and codec (`vsr run`'s input, `vsr live`'s
     source): the best model of the clean or compressed ladder that holds ``target_fps`` on
-    ``engine``'s backend and device (``models.choose``), and the line that says why."""
-    from .models.choose import choose_for_input
+    ``engine``'s backend and device (``model_choice``), and the line that says why."""
+    from .model_choice import choose_for_input
 
     candidates = replace(engine, weights=None, num_threads=0)  # each model timed with every core, as alone
     return choose_for_input(candidates, width_px, height_px, target_fps, degradation_option=degradation,
@@ -95,12 +95,12 @@ def _with_model(config: RunConfig, model: str) -> RunConfig:
 def resolve_engine(spec: EngineSpec) -> tuple[EngineSpec, str]:
     """Pick the backend once in the driver (so every worker runs the same one, and an
     unavailable backend fails before any worker starts); returns the spec and its description."""
-    from .backends import create_backend, describe
-    from .pipeline.upscaler import uses_gpu_frames
+    from ..backends import create_backend, describe
+    from ..pipeline.upscaler import uses_gpu_frames
 
     if uses_gpu_frames(spec):
         if hardware.gpu_count() == 0:
-            from .errors import BackendUnavailable
+            from ..errors import BackendUnavailable
 
             raise BackendUnavailable("torch sees no CUDA GPU")
         arithmetic = "fp32" if spec.precision == "fp32" else "fp16"

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 def catalog() -> list[dict]:
     """One record per shipped model, fastest first."""
-    from ..backends.int8 import recorded_loss_db
-    from .registry import IMAGE_MODEL, shipped_models
+    from .backends.int8 import recorded_loss_db
+    from .models.registry import IMAGE_MODEL, shipped_models
 
     rows = []
     for info in shipped_models():

@@ -21,7 +21,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ..errors import InputError
-from .registry import get_model, shipped_models
+from ..models.registry import get_model, shipped_models
 
 #: Engine-only fps over the target fps a model needs: on the 2-core AMD EPYC the engine alone
 #: ran at 25 fps where the whole `vsr run` ran at 23 fps, and at 4K on an H100 decode and
@@ -57,7 +57,7 @@ def model_fingerprint(name: str, scale: int) -> str:
     """NAME@CHECKSUM of the shipped ONNX (``+int8LOSS`` where its int8 loss is recorded): what the
     timing of a model depends on besides the machine and the run's options."""
     from ..backends.int8 import onnx_digest, recorded_loss_db
-    from .weights import shipped_weights
+    from ..models.weights import shipped_weights
 
     onnx = shipped_weights(scale, "onnx", name)
     loss_db = recorded_loss_db(onnx)
