@@ -158,7 +158,7 @@ def stream_frames(
     engine = Timed(upscaler.upscale_frames(engine_input))
     upscaled = Prefetch(engine, depth=queue_depth, name="vsr-engine")
     encode_seconds = 0.0
-    stages_before = dict(getattr(upscaler, "stage_seconds", None) or {})
+    stages_before = dict(upscaler.stage_seconds)
     try:
         for frame in upscaled:
             t0 = time.perf_counter()
@@ -172,7 +172,7 @@ def stream_frames(
         busy.update(decode=decode.seconds, engine=max(0.0, engine.seconds - engine_input.seconds),
                     encode=encode_seconds)
         if stage_seconds is not None:
-            for stage, total in (getattr(upscaler, "stage_seconds", None) or {}).items():
+            for stage, total in upscaler.stage_seconds.items():
                 stage_seconds[stage] = stage_seconds.get(stage, 0.0) + total - stages_before.get(stage, 0.0)
 
 
