@@ -492,3 +492,18 @@ def test_segments_on_the_gpu_resident_path(tmp_path):
     gpu_pts, gpu_luma = video_frames(tmp_path / "gpu.mp4")
     assert gpu_pts == pts
     assert min(psnr_db(a, b) for a, b in zip(gpu_luma, video_frames(tmp_path / "cpu.mp4")[1])) > 35
+
+
+def test_backend_options_are_part_of_what_resume_matches():
+    """Finished segments are reused only by a run of the same engine: an int8 calibration set
+    given as a backend option changes the pixels, so it changes the work folder's identity."""
+    from vsr.backends import EngineSpec
+    from vsr.backends.openvino import OpenVinoOptions
+    from vsr.segments.driver import _engine_identity
+
+    plain = EngineSpec(backend="openvino", precision="int8")
+    calibrated = EngineSpec(backend="openvino", precision="int8",
+                            backend_options=OpenVinoOptions(calibration=Path("patches.npz")))
+    assert _engine_identity(plain) == _engine_identity(EngineSpec(backend="openvino", precision="int8"))
+    assert _engine_identity(calibrated) != _engine_identity(plain)
+    assert "patches.npz" in _engine_identity(calibrated)["backend_options"]

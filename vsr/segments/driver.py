@@ -98,6 +98,10 @@ def _engine_identity(spec: EngineSpec) -> dict:
         from .. import __version__
 
         identity["weights"] = f"{spec.model} shipped with vsr {__version__}"
+    if spec.backend_options is not None:
+        # The backend's own options can change the pixels (an int8 calibration set): segments
+        # made with others are not this run's. Their repr is their fields, in order.
+        identity["backend_options"] = repr(spec.backend_options)
     return identity
 
 
