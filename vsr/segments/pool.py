@@ -48,7 +48,7 @@ def _die_with_parent(parent_pid: int) -> None:
     threading.Thread(target=watch, name="vsr-parent-watch", daemon=True).start()
 
 
-def _worker_main(tasks, events, parent_pid: int, device: str | None = None) -> None:
+def _worker_main(tasks, events, parent_pid: int, device: str | None = None, holding=None, slot: int = 0) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _die_with_parent(parent_pid)
     from .worker import close_upscalers, encode_segment
@@ -61,6 +61,10 @@ def _worker_main(tasks, events, parent_pid: int, device: str | None = None) -> N
             if device is not None:
                 job = dataclasses.replace(job, engine=dataclasses.replace(job.engine, device=device))
             index = job.segment.index
+            if holding is not None:
+                # Shared memory, written at once: a queued "start" still sits in this process's
+                # feeder thread when a SIGKILL comes right after, and the driver never hears it.
+                holding[slot] = index
             events.put(("start", index, os.getpid()))
             last = [0.0]
 
@@ -110,11 +114,12 @@ def run_local(
     num_workers = max(1, min(num_workers, len(jobs)))
     for _ in range(num_workers):
         tasks.put(None)
+    holding = context.Array("i", [-1] * num_workers, lock=False)  # the segment each worker holds
     workers = [context.Process(target=_worker_main,
-                               args=(tasks, events, os.getpid(), devices[i % len(devices)] if devices else None),
+                               args=(tasks, events, os.getpid(), devices[i % len(devices)] if devices else None,
+                                     holding, i),
                                name=f"vsr-worker-{i}", daemon=True) for i in range(num_workers)]
     results: dict[int, SegmentResult] = {}
-    on_segment: dict[int, int] = {}  # pid -> the segment it is working on
     try:
         for worker in workers:
             worker.start()
@@ -122,12 +127,10 @@ def run_local(
             try:
                 event = events.get(timeout=0.5)
             except queue.Empty:
-                _check_alive(workers, on_segment, by_index, results)
+                _check_alive(workers, holding, by_index, results)
                 continue
             kind, index = event[0], event[1]
-            if kind == "start":
-                on_segment[event[2]] = index
-            elif kind == "done":
+            if kind == "done":
                 results[index] = event[2]
             elif kind == "error":
                 what = by_index[index].segment.describe()
@@ -141,10 +144,10 @@ def run_local(
     return results
 
 
-def _check_alive(workers, on_segment: dict, by_index: dict, results: dict) -> None:
-    for worker in workers:
+def _check_alive(workers, holding, by_index: dict, results: dict) -> None:
+    for slot, worker in enumerate(workers):
         if worker.exitcode not in (None, 0):
-            index = on_segment.get(worker.pid)
+            index = holding[slot] if holding[slot] >= 0 else None
             code = worker.exitcode
             how = f"was killed by signal {-code}" if code < 0 else f"exited with status {code}"
             if index is not None and index not in results:
