@@ -3,7 +3,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 
@@ -307,3 +306,39 @@ def test_level_note_names_the_codec_and_its_highest_level():
     assert "HEVC's highest level" in level_note("libx265", 15360, 8640)
     assert level_note("libx264", 8192, 4320) is None and level_note("libx264", 3840, 2160) is None
 
+
+
+def test_the_library_entry_runs_a_folder_or_one_video(tmp_path, capsys):
+    """``vsr.run.run``, what the CLI calls: a folder gives its failures (none) and, with no
+    ``echo`` given, prints its lines on standard output; a file gives its stats."""
+    from tests.conftest import run_config
+    from vsr.pipeline.pipeline import RunStats
+    from vsr.run import run
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    make_clip(folder / "a.mp4", frames=5, width=64, height=48)
+    options = dict(scale=2, model="espcn", backend="onnxruntime", workers=1)
+    assert run(run_config(folder, tmp_path / "out", **options)) == []
+    assert len(decode_all(tmp_path / "out" / "a.mp4")[0]) == 5
+    assert "a.mp4" in capsys.readouterr().out
+    stats = run(run_config(folder / "a.mp4", tmp_path / "one.mp4", **options))
+    assert isinstance(stats, RunStats) and stats.frames == 5 and stats.output_size == (128, 96)
+
+
+def test_what_a_pipe_or_standard_output_allows_is_decided_in_the_library(tmp_path):
+    from vsr.errors import OptionConflict
+    from vsr.run import choose_streams
+
+    src = tmp_path / "a.mp4"
+    make_clip(src, frames=2, width=64, height=48)
+    out = choose_streams(src, "-")
+    assert (out.container, out.codec, out.workers) == ("yuv4mpegpipe", "wrapped_avframe", 1)
+    assert choose_streams(src, "-", out_format="nut").container == "nut"
+    webm = choose_streams(src, tmp_path / "o.webm")
+    assert webm.codec == "libsvtav1" and "cannot hold H.264" in webm.notes[0] and webm.workers is None
+    assert choose_streams("/dev/stdin", tmp_path / "o.mp4").workers == 1  # a pipe is read once
+    with pytest.raises(OptionConflict, match="INPUT is a stream or pipe"):
+        choose_streams("/dev/stdin", tmp_path / "o.mp4", workers=2)
+    with pytest.raises(OptionConflict, match="OUTPUT - is a stream"):
+        choose_streams(src, "-", resume=True)

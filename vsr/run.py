@@ -66,7 +66,8 @@ def run(config: RunConfig, *, out_format: str | None = None, quiet: bool = False
     if isinstance(config.input_path, Path) and config.input_path.is_dir():
         from .folders import run_folder
 
-        return run_folder(config, out_format=out_format, quiet=quiet, echo=echo, progress=folder_progress)
+        hooks = {"echo": echo} if echo is not None else {}  # else run_folder's own default
+        return run_folder(config, out_format=out_format, quiet=quiet, progress=folder_progress, **hooks)
     if out_format is not None:
         raise OptionConflict("--format is for folders: OUTPUT's extension names the container")
     return run_one(config, on_start=on_start, on_frame=on_frame)
