@@ -326,7 +326,7 @@ def upscale_video(
     from .media.encode import CODECS, EncodeOptions
     from .models.registry import MODELS
     from .pipeline.pipeline import RunConfig
-    from .run import choose_streams, run_one
+    from .run import choose_streams, is_folder, run_one
 
     scale = _check_scale(scale)
     if weights is None and model != "auto":
@@ -346,7 +346,7 @@ def upscale_video(
     input_path = input_text if "://" in input_text or input_text == "-" else Path(input_text)
     if input_text == "-":
         input_path = "/dev/stdin"
-    if not isinstance(input_path, str) and input_path.is_dir():
+    if is_folder(input_path):
         from .errors import InputError
 
         raise InputError(f"{input_path}: is a folder; call upscale_video for each video in it")

@@ -496,7 +496,7 @@ def run(input_path, output_path, scale, degradation, model_name, target_fps, bac
     from .media.encode import EncodeOptions
     from .pipeline.pipeline import RunConfig
     from .progress import JsonProgress, Progress, error_text
-    from .run import choose_streams, run as run_request
+    from .run import choose_streams, is_folder, run as run_request
 
     if gpus is not None:
         from .backends import visible_gpus
@@ -535,7 +535,7 @@ def run(input_path, output_path, scale, degradation, model_name, target_fps, bac
         resume=resume, ray_address=ray_address, strict=strict, deinterlace=deinterlace, decoder=decoder,
     )
     with _sigterm_as_interrupt():
-        if isinstance(input_path, Path) and input_path.is_dir():
+        if is_folder(input_path):
             if stats_json is not None:
                 raise click.UsageError("--stats-json is for one video, not a folder")
             _run_folder(config, out_format, quiet, progress_mode)

@@ -12,7 +12,7 @@ from typing import Callable
 from .errors import OptionConflict
 from .pipeline.pipeline import RunConfig, RunStats, can_reopen
 
-__all__ = ["Streams", "choose_streams", "run", "run_one"]
+__all__ = ["Streams", "choose_streams", "is_folder", "run", "run_one"]
 
 
 @dataclass(frozen=True)
@@ -58,12 +58,17 @@ def choose_streams(input_path: Path | str, output_path: Path | str, *, codec: st
     return Streams(container, codec, workers, tuple(notes))
 
 
+def is_folder(input_path: Path | str) -> bool:
+    """Whether INPUT is a folder of videos (a URL or "/dev/stdin" stays text and never is)."""
+    return isinstance(input_path, Path) and input_path.is_dir()
+
+
 def run(config: RunConfig, *, out_format: str | None = None, quiet: bool = False,
         echo: Callable[[str], None] | None = None, folder_progress=None, on_start=None, on_frame=None):
     """Upscale ``config.input_path``: a folder gives ``folders.run_folder``'s failures (a list,
     empty when every video was done; ``out_format``, ``quiet``, ``echo`` and ``folder_progress``
     are its), anything else ``run_one``'s ``RunStats``."""
-    if isinstance(config.input_path, Path) and config.input_path.is_dir():
+    if is_folder(config.input_path):
         from .folders import run_folder
 
         hooks = {"echo": echo} if echo is not None else {}  # else run_folder's own default

@@ -45,7 +45,7 @@ class NearestBackend(BackendBase):
 @pytest.fixture
 def nearest_registered(monkeypatch):
     """The one place a new backend is added: an entry in the registry (first in auto's CPU order)."""
-    entry = registry.BackendEntry("nearest-test", __name__, "NearestBackend", "NearestOptions", ("cpu",),
+    entry = registry.BackendEntry("nearest-test", __name__, "NearestBackend", "NearestOptions",
                                   auto_rank_cpu=-1)
     monkeypatch.setitem(registry.REGISTRY, entry.name, entry)
     return entry

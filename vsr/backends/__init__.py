@@ -137,8 +137,6 @@ class EngineSpec:
     def options_for(self, options_class: type, **from_spec):
         """``backend_options`` (or the class's defaults) with what this spec decides put in:
         ``from_spec`` maps the options' field names to the spec's values."""
-        import dataclasses
-
         base = self.backend_options if self.backend_options is not None else options_class()
         return dataclasses.replace(base, **from_spec)
 

@@ -20,6 +20,11 @@ from .torch_cuda import TorchCudaBackend, TorchCudaOptions, _Graphed
 STAGES = ("upload", "engine", "chroma", "download")
 
 
+def describe_gpu_frames(options: TorchCudaOptions) -> str:
+    """How the GPU-resident path is named to the user ("torch (cuda:0, fp16, GPU-resident frames)")."""
+    return f"torch ({options.device}, {'fp16' if options.fp16 else 'fp32'}, GPU-resident frames)"
+
+
 class GpuFrameUpscaler:
     """Upscale ``YuvFrame``s by ``scale`` on a torch device (see ``TorchCudaOptions``).
 
@@ -36,7 +41,7 @@ class GpuFrameUpscaler:
         self._host_frames = host_frames
         self.scale, self.out_layout = scale, out_layout
         self.name = "torch"
-        self.description = f"torch ({options.device}, {'fp16' if options.fp16 else 'fp32'}, GPU-resident frames)"
+        self.description = describe_gpu_frames(options)
         self._torch = self.backend._torch
         self._chroma: dict[tuple, dict] = {}
         #: Each stage's time so far, summed over frames: device time (CUDA events, which add no

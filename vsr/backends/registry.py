@@ -1,5 +1,5 @@
 """The one table of inference backends: what each is called, where its class and its options
-live, which devices it runs on and which precisions it has. ``create_backend``, the CLI's
+live, which precisions it has and where ``auto`` tries it on each kind of device. ``create_backend``, the CLI's
 choices, ``auto``'s order and ``--backend-option`` all read it: a new backend is one entry here
 and one module with a class that has ``from_spec``.
 
@@ -22,8 +22,6 @@ class BackendEntry:
     backend_class: str
     #: The dataclass ``EngineSpec.backend_options`` takes for this backend (its own tuning).
     options_class: str
-    #: Device kinds it runs on: "cpu", "cuda".
-    devices: tuple[str, ...]
     #: What ``--precision`` may ask of it (auto is resolved to one of these, above the backend).
     precisions: tuple[str, ...] = ("fp32",)
     #: Place in ``auto``'s order per device kind, fastest first (None: never picked by auto).
@@ -44,13 +42,11 @@ class BackendEntry:
 #: Fastest first on each device: on CPUs OpenVINO beat ONNX Runtime, which beat torch (benchmarks/);
 #: on NVIDIA GPUs a compiled TensorRT plan is expected to beat torch, with ONNX Runtime last as it runs anywhere.
 REGISTRY: dict[str, BackendEntry] = {e.name: e for e in (
-    BackendEntry("openvino", "openvino", "OpenVinoBackend", "OpenVinoOptions", ("cpu",),
+    BackendEntry("openvino", "openvino", "OpenVinoBackend", "OpenVinoOptions",
                  precisions=("fp32", "bf16", "int8"), auto_rank_cpu=0),
-    BackendEntry("onnxruntime", "onnxruntime", "OnnxRuntimeBackend", "OrtOptions", ("cpu", "cuda"),
-                 auto_rank_cpu=1, auto_rank_cuda=2),
-    BackendEntry("torch", "torch", "TorchBackend", "TorchCudaOptions", ("cpu", "cuda"),
-                 auto_rank_cpu=2, auto_rank_cuda=1),
-    BackendEntry("tensorrt", "tensorrt", "TensorRTBackend", "TensorRTOptions", ("cuda",), auto_rank_cuda=0),
+    BackendEntry("onnxruntime", "onnxruntime", "OnnxRuntimeBackend", "OrtOptions", auto_rank_cpu=1, auto_rank_cuda=2),
+    BackendEntry("torch", "torch", "TorchBackend", "TorchCudaOptions", auto_rank_cpu=2, auto_rank_cuda=1),
+    BackendEntry("tensorrt", "tensorrt", "TensorRTBackend", "TensorRTOptions", auto_rank_cuda=0),
 )}
 
 

@@ -268,8 +268,9 @@ def run_local_jobs(jobs: list[SegmentJob], workers: int, *, on_event) -> dict[in
     if not jobs:
         return {}
     devices = None
-    if jobs[0].engine.cuda and jobs[0].engine.device == "cuda" and hardware.gpu_count() > 1:
-        devices = [f"cuda:{i}" for i in range(hardware.gpu_count())]
+    gpus = hardware.gpu_count() if jobs[0].engine.cuda and jobs[0].engine.device == "cuda" else 0
+    if gpus > 1:
+        devices = [f"cuda:{i}" for i in range(gpus)]
     return run_local(jobs, workers, on_event=on_event, devices=devices)
 
 

@@ -48,7 +48,7 @@ def _die_with_parent(parent_pid: int) -> None:
     threading.Thread(target=watch, name="vsr-parent-watch", daemon=True).start()
 
 
-def _worker_main(tasks, events, parent_pid: int, device: str | None = None, holding=None, slot: int = 0) -> None:
+def _worker_main(tasks, events, parent_pid: int, device: str | None, holding, slot: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _die_with_parent(parent_pid)
     from .worker import close_upscalers, encode_segment
@@ -61,10 +61,9 @@ def _worker_main(tasks, events, parent_pid: int, device: str | None = None, hold
             if device is not None:
                 job = dataclasses.replace(job, engine=dataclasses.replace(job.engine, device=device))
             index = job.segment.index
-            if holding is not None:
-                # Shared memory, written at once: a queued "start" still sits in this process's
-                # feeder thread when a SIGKILL comes right after, and the driver never hears it.
-                holding[slot] = index
+            # Shared memory, written at once: a queued "start" still sits in this process's
+            # feeder thread when a SIGKILL comes right after, and the driver never hears it.
+            holding[slot] = index
             events.put(("start", index, os.getpid()))
             last = [0.0]
 

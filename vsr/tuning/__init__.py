@@ -103,8 +103,10 @@ def resolve_engine(spec: EngineSpec) -> tuple[EngineSpec, str]:
             from ..errors import BackendUnavailable
 
             raise BackendUnavailable("torch sees no CUDA GPU")
-        arithmetic = "fp32" if spec.precision == "fp32" else "fp16"
-        return replace(spec, backend="torch"), f"torch ({spec.device}, {arithmetic}, GPU-resident frames)"
+        from ..backends.gpu_frames import describe_gpu_frames
+        from ..backends.torch import torch_cuda_options
+
+        return replace(spec, backend="torch"), describe_gpu_frames(torch_cuda_options(spec))
     backend = create_backend(replace(spec, num_threads=0))
     # Precision too: auto is timed once, here, and every worker runs what it chose.
     precision = backend.precision or spec.precision
