@@ -45,7 +45,8 @@ def main() -> int:
     import torch
 
     from vsr.export import export_onnx
-    from vsr.models.weights import checkpoint_model, load_checkpoint
+    from vsr.checkpoint import read_weights
+    from vsr.models.weights import checkpoint_model
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("checkpoint", type=Path)
@@ -56,7 +57,7 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=WEIGHTS_DIR)
     args = parser.parse_args()
 
-    checkpoint = load_checkpoint(args.checkpoint)
+    checkpoint = read_weights(args.checkpoint)
     info = checkpoint_model(checkpoint)
     scale, name = checkpoint["scale"], args.name or info.name
     state = checkpoint["ema_state_dict"] if args.ema else checkpoint["state_dict"]

@@ -54,9 +54,10 @@ def cached_onnx_export(weights: os.PathLike | str, scale: int) -> Path:
         import torch  # noqa: F401
     except ImportError:
         raise BackendUnavailable("running .pt weights with onnxruntime needs torch to export them") from None
-    from .models.weights import checkpoint_model, load_checkpoint, load_model
+    from .checkpoint import read_weights
+    from .models.weights import checkpoint_model, load_model
 
-    name = checkpoint_model(load_checkpoint(weights)).name
+    name = checkpoint_model(read_weights(weights)).name
     digest = file_sha256(weights, 16)
     cache = cache_dir("onnx")
     cache.mkdir(parents=True, exist_ok=True)

@@ -25,7 +25,8 @@ def main() -> None:
     import torch
 
     from vsr.images import find_images
-    from vsr.models.weights import checkpoint_model, load_checkpoint
+    from vsr.checkpoint import read_weights
+    from vsr.models.weights import checkpoint_model
     from vsr.train import _torch_upscaler, _Validator
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -45,9 +46,9 @@ def main() -> None:
     clean = _Validator(paths, args.scale, "bicubic")
     # The checkpoints' own parameters (a re-parameterised network's training form, which is what
     # a fine-tune moved), interpolated; each mix is scored as it runs (collapsed where it collapses).
-    a = {k: v.float() for k, v in load_checkpoint(args.clean)["state_dict"].items()}
-    b = {k: v.float() for k, v in load_checkpoint(args.tuned)["state_dict"].items()}
-    network = checkpoint_model(load_checkpoint(args.tuned)).build(args.scale)
+    a = {k: v.float() for k, v in read_weights(args.clean)["state_dict"].items()}
+    b = {k: v.float() for k, v in read_weights(args.tuned)["state_dict"].items()}
+    network = checkpoint_model(read_weights(args.tuned)).build(args.scale)
     rows = []
     for alpha in [0.0] + [float(v) for v in args.alphas.split(",")]:
         network.load_state_dict({k: (1 - alpha) * a[k] + alpha * b[k] for k in a})

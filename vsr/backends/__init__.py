@@ -194,9 +194,10 @@ def model_info(model: str, weights: os.PathLike | str | None = None):
         return get_model(model)
     if Path(weights).suffix == ".onnx":
         return None
-    from ..models.weights import checkpoint_model, load_checkpoint
+    from ..checkpoint import read_weights
+    from ..models.weights import checkpoint_model
 
-    return checkpoint_model(load_checkpoint(weights))
+    return checkpoint_model(read_weights(weights))
 
 
 def _check_weights_scale(backend: Backend, scale: int, weights: os.PathLike | str) -> None:

@@ -35,14 +35,6 @@ def shipped_weights(scale: int, kind: str = "onnx", model: str = "espcn") -> Pat
     return path
 
 
-def load_checkpoint(path: os.PathLike | str) -> dict:
-    """Read a weights file (a dict with 'scale' and 'state_dict'): ``vsr.checkpoint``, which
-    writes them, owns their layout."""
-    from ..checkpoint import read_weights
-
-    return read_weights(path)
-
-
 def checkpoint_model(checkpoint: dict):
     """The ``ModelInfo`` a checkpoint was trained as: its ``model`` name, or, for a user's run of
     an architecture with other options, a one-off entry built from ``arch`` and ``options``."""
@@ -64,9 +56,11 @@ def load_model(scale: int, weights: os.PathLike | str | None = None, model: str 
     not needed)."""
     import torch
 
+    from ..checkpoint import read_weights
+
     check_scale(scale)
     path = weights if weights is not None else shipped_weights(scale, "pt", model)
-    checkpoint = load_checkpoint(path)
+    checkpoint = read_weights(path)
     if checkpoint["scale"] != scale:
         raise UnsupportedScale(f"{path}: weights are for x{checkpoint['scale']}, not x{scale}")
     network = checkpoint_model(checkpoint).build(scale)
