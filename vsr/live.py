@@ -29,6 +29,7 @@ import numpy as np
 from .backends import EngineSpec
 from .errors import InputError, OutputError, VsrError
 from .frames import YuvFrame
+from .progress import say
 
 if TYPE_CHECKING:
     from .backends.base import Backend
@@ -554,7 +555,7 @@ class LiveSession:
     def __init__(self, config: LiveConfig, *, status: Callable[[str], None] | None = None,
                  backend: LiveUpscaler | Backend | None = None) -> None:
         self.config = config
-        self.status = status or _to_stderr
+        self.status = status or say
         check_live_config(config)
         self.report = LiveReport()
         self.view = ViewState(split=config.split, divider=config.divider)
@@ -760,10 +761,6 @@ class LiveSession:
     def __exit__(self, *exc_info) -> None:
         # The exception reaches the recorder, which then throws its unfinished file away.
         self._stack.__exit__(*exc_info)
-
-
-def _to_stderr(line: str) -> None:
-    print(line, file=sys.stderr)
 
 
 def run_live(config: LiveConfig, *, status: Callable[[str], None] | None = None,

@@ -11,7 +11,8 @@ import sys
 import time
 
 
-def _say(line: str) -> None:
+def say(line: str) -> None:
+    """One line of ours on standard error, flushed (progress, notes, vsr live's status)."""
     sys.stderr.write(line + "\n")
     sys.stderr.flush()
 
@@ -39,7 +40,7 @@ class Progress:
 
         notes = input_notes(info, EncodeOptions(pix_fmt=self.pix_fmt), backend)
         note = "".join(f"; {n}" for n in notes)
-        _say(f"{info.path}: {info.width}x{info.height} {info.source_pix_fmt}, backend {backend}{note}")
+        say(f"{info.path}: {info.width}x{info.height} {info.source_pix_fmt}, backend {backend}{note}")
         self.total = expected_frames
         self.started = self.last_line = time.monotonic()
         self.bar = tqdm(total=expected_frames, unit="frame", dynamic_ncols=True, file=sys.stderr,
@@ -52,7 +53,7 @@ class Progress:
             self.bar.update(frames_done - self.bar.n)
         if self.lines and self.started and time.monotonic() - self.last_line >= self.every_s:
             self.last_line = time.monotonic()
-            _say(progress_line(frames_done, self.total, self.last_line - self.started))
+            say(progress_line(frames_done, self.total, self.last_line - self.started))
 
     def close(self) -> None:
         if self.bar is not None:
