@@ -199,6 +199,54 @@ def test_pool_producer_reports_a_worker_failure(tmp_path):
             producer.get(timeout_s=120)
 
 
+_TRAINER = """
+import sys, time
+from vsr.degradations import PoolProducer
+producer = PoolProducer(sys.argv[1:], 3, 12, 4, pool_size=24, seed=9, workers=1, prefetch=1)
+producer.get(timeout_s=120)
+print(producer.pids[0], flush=True)
+sys.stdin.readline()  # the test's go: take one more pool (the worker went on while we waited)
+producer.get(timeout_s=120)
+print("second", flush=True)
+time.sleep(600)
+"""
+
+
+def test_pool_workers_leave_ctrl_c_to_the_trainer_and_die_with_it(tmp_path):
+    """A trainer killed outright (SIGKILL, the OOM killer) runs no clean-up: its patch-pool
+    workers must not go on making pools for nobody. And Ctrl-C is the trainer's to handle."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from PIL import Image
+
+    paths = []
+    for i in range(2):
+        paths.append(str(tmp_path / f"img{i}.png"))
+        Image.fromarray(synthetic_rgb(200, 220, seed=i)).save(paths[-1])
+    trainer = subprocess.Popen([sys.executable, "-c", _TRAINER, *paths], stdin=subprocess.PIPE,
+                               stdout=subprocess.PIPE, text=True)
+    try:
+        worker = int(trainer.stdout.readline())
+        os.kill(worker, signal.SIGINT)
+        time.sleep(1.0)
+        assert _alive(worker), "a pool worker died of the SIGINT its trainer decides about"
+        trainer.stdin.write("go\n")
+        trainer.stdin.flush()
+        assert trainer.stdout.readline().strip() == "second"  # it still makes pools after the SIGINT
+        trainer.kill()
+        trainer.wait(timeout=10)
+        deadline = time.monotonic() + 10
+        while _alive(worker) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not _alive(worker), "the pool worker outlived its SIGKILLed trainer"
+    finally:
+        trainer.kill()
+        trainer.wait(timeout=10)
+
+
 @pytest.mark.needs_data
 @pytest.mark.parametrize("codec", ["h264", "hevc", "mpeg4"])
 def test_codec_round_trip_on_real_video_frames(data_dir, codec):

@@ -441,8 +441,11 @@ def read_luma_images(paths: Sequence[os.PathLike | str]) -> list[np.ndarray]:
     return [rgb_to_y(read_rgb(p)) for p in paths]
 
 
-def _pool_worker(worker: int, workers: int, args: tuple, out: "multiprocessing.Queue", stop) -> None:
+def _pool_worker(worker: int, workers: int, args: tuple, out: "multiprocessing.Queue", stop, parent_pid: int) -> None:
     """Make pools worker, worker + workers, ... until told to stop; errors go to the consumer."""
+    from .children import become_worker
+
+    become_worker(parent_pid)  # a trainer killed outright must not leave its pool makers running
     try:
         import cv2
 
@@ -489,7 +492,7 @@ class PoolProducer:
         self._queues = [context.Queue(maxsize=max(1, prefetch)) for _ in range(workers)]
         args = (paths, scale, lr_patch_px, context_px, pool_size, seed, recipe)
         self._processes = [
-            context.Process(target=_pool_worker, args=(w, workers, args, self._queues[w], self._stop),
+            context.Process(target=_pool_worker, args=(w, workers, args, self._queues[w], self._stop, os.getpid()),
                             name=f"vsr-pool-{w}", daemon=True)
             for w in range(workers)
         ]

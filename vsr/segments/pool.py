@@ -15,11 +15,10 @@ import dataclasses
 import multiprocessing
 import os
 import queue
-import signal
-import threading
 import time
 from typing import Callable, Iterable
 
+from ..children import become_worker
 from ..errors import VsrError
 from .worker import SegmentJob, SegmentResult
 
@@ -31,26 +30,8 @@ class WorkerFailed(VsrError):
     """A segment failed in a worker, or a worker died."""
 
 
-def _die_with_parent(parent_pid: int) -> None:
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
-
-    def watch() -> None:  # systems without prctl: poll the parent
-        while os.getppid() == parent_pid:
-            time.sleep(1.0)
-        os._exit(1)
-
-    threading.Thread(target=watch, name="vsr-parent-watch", daemon=True).start()
-
-
 def _worker_main(tasks, events, parent_pid: int, device: str | None, holding, slot: int) -> None:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    _die_with_parent(parent_pid)
+    become_worker(parent_pid)
     from .worker import close_upscalers, encode_segment
 
     try:
