@@ -30,6 +30,7 @@ from typing import Sequence
 
 import numpy as np
 
+from .children import become_worker
 from .errors import InputError
 
 __all__ = [
@@ -443,8 +444,6 @@ def read_luma_images(paths: Sequence[os.PathLike | str]) -> list[np.ndarray]:
 
 def _pool_worker(worker: int, workers: int, args: tuple, out: "multiprocessing.Queue", stop, parent_pid: int) -> None:
     """Make pools worker, worker + workers, ... until told to stop; errors go to the consumer."""
-    from .children import become_worker
-
     become_worker(parent_pid)  # a trainer killed outright must not leave its pool makers running
     try:
         import cv2

@@ -80,12 +80,14 @@ def run_folder(
     *,
     out_format: str | None = None,
     quiet: bool = False,
-    echo: Callable[[str], None] = print,
+    echo: Callable[[str], None] | None = None,
     progress=None,
 ) -> list[FileOutcome]:
     """Upscale every video of ``config.input_path`` into the folder ``config.output_path``.
-    Returns the failed files' outcomes (empty when all went well). ``progress`` (the CLI's
-    ``--progress json`` reporter) hears of each file's start, frames and end."""
+    Returns the failed files' outcomes (empty when all went well). ``echo`` takes the summary's
+    lines (None: ``print``). ``progress`` (the CLI's ``--progress json`` reporter) hears of each
+    file's start, frames and end."""
+    echo = echo or print
     from tqdm import tqdm
 
     from .segments import upscale_video

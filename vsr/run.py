@@ -71,8 +71,7 @@ def run(config: RunConfig, *, out_format: str | None = None, quiet: bool = False
     if is_folder(config.input_path):
         from .folders import run_folder
 
-        hooks = {"echo": echo} if echo is not None else {}  # else run_folder's own default
-        return run_folder(config, out_format=out_format, quiet=quiet, progress=folder_progress, **hooks)
+        return run_folder(config, out_format=out_format, quiet=quiet, echo=echo, progress=folder_progress)
     if out_format is not None:
         raise OptionConflict("--format is for folders: OUTPUT's extension names the container")
     return run_one(config, on_start=on_start, on_frame=on_frame)
