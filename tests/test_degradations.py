@@ -130,6 +130,27 @@ def test_patch_pool_shapes_ranges_and_alignment(context_px):
     assert np.abs(centre - target).max() <= 0.5 + 1e-3
 
 
+def test_soft_scenes_soften_the_target_and_keep_the_pair_aligned():
+    """soft_prob makes the scene soft, target included (so the network learns to keep soft
+    input soft), and the LR is still that soft target downscaled."""
+    plain = _only("none", blur_prob=0.0, noise_prob=0.0, kernel_weights=(("area", 1.0),))
+    _, sharp_hr = make_patch_pool(_images(), 3, 16, 4, count=64, seed=5, recipe=plain)
+    lr, hr = make_patch_pool(_images(), 3, 16, 4, count=64, seed=5, recipe=replace(plain, soft_prob=1.0))
+
+    def detail(x):
+        return float(np.abs(np.diff(x.astype(np.float32), axis=2)).mean())
+
+    assert detail(hr) < 0.8 * detail(sharp_hr)
+    centre = lr[:, 4:20, 4:20] * 255
+    assert np.abs(centre - hr.reshape(64, 16, 3, 16, 3).astype(np.float32).mean(axis=(2, 4))).max() <= 0.5 + 1e-3
+    # soft_prob 0 (the default) draws nothing: the same pools as before the knob existed.
+    a = make_patch_pool(_images(), 3, 12, 4, count=40, seed=11)
+    b = make_patch_pool(_images(), 3, 12, 4, count=40, seed=11, recipe=replace(CompressedDegradation(), soft_prob=0.0))
+    assert a[0].tobytes() == b[0].tobytes()
+    with pytest.raises(ValueError, match="soft_prob"):
+        CompressedDegradation(soft_prob=1.5)
+
+
 def test_patch_pool_is_byte_identical_for_a_seed_and_differs_across_seeds():
     images = _images()
     a = make_patch_pool(images, 3, 12, 4, count=40, seed=11)

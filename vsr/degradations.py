@@ -126,6 +126,18 @@ class CompressedDegradation:
     #: Probability of Gaussian noise on the LR before the codec, and its sigma in 8-bit levels.
     noise_prob: float = 0.4
     noise_sigma_levels: tuple[float, float] = (0.5, 6.0)
+    #: Probability that a sequence's *scene* is soft: its HR crops, target included, are
+    #: softened before anything else. Unlike ``blur_prob`` (a soft LR of a sharp target, which
+    #: teaches sharpening), this teaches that soft input stays soft: much real "HD" video was
+    #: upscaled from less or shot out of focus, and a network that sharpens it adds detail the
+    #: original never had (on the shared cockatoo clip, 1280x720 but visibly upscaled, blurring
+    #: the shipped compressed rung's x3 output by sigma 1 HR px *raised* PSNR 0.15 dB).
+    soft_prob: float = 0.0
+    #: How a soft scene is made, drawn per sequence: an isotropic Gaussian of sigma in
+    #: ``soft_sigma_hr_px`` (defocus), or a round trip down by a factor in ``soft_upscaled_from``
+    #: and back up by bicubic (video upscaled from a lower resolution).
+    soft_sigma_hr_px: tuple[float, float] = (0.6, 1.6)
+    soft_upscaled_from: tuple[float, float] = (1.3, 2.5)
 
     def __post_init__(self) -> None:
         for name, _ in self.codec_weights:
@@ -143,7 +155,7 @@ class CompressedDegradation:
             raise ValueError("codec_weights and kernel_weights need a positive total")
         if self.frames_per_clip < 1 or self.clips_per_encode < 1:
             raise ValueError("frames_per_clip and clips_per_encode must be at least 1")
-        for name in ("blur_prob", "noise_prob"):
+        for name in ("blur_prob", "noise_prob", "soft_prob"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1]")
 
@@ -216,6 +228,28 @@ def _pre_codec(
             lr = lr + rng.normal(0.0, noise_sigma, lr.shape).astype(np.float32)
         # Real LR video is 8-bit before it is encoded.
         out.append(np.clip(np.rint(lr), 0, 255).astype(np.uint8))
+    return out
+
+
+def _soften(crops: list[np.ndarray], rng: np.random.Generator, recipe: CompressedDegradation) -> list[np.ndarray]:
+    """One sequence's HR crops (uint8), made a soft scene with probability ``recipe.soft_prob``
+    (the same softening for every frame, as one camera and one upscaler made the clip). No
+    random draw when ``soft_prob`` is 0, so the default recipe's pools stay as they were."""
+    import cv2
+
+    if recipe.soft_prob <= 0 or rng.random() >= recipe.soft_prob:
+        return crops
+    if rng.random() < 0.5:
+        sigma = float(rng.uniform(*recipe.soft_sigma_hr_px))
+        return [np.clip(np.rint(cv2.GaussianBlur(c.astype(np.float32), (0, 0), sigma,
+                                                 borderType=cv2.BORDER_REFLECT)), 0, 255).astype(np.uint8)
+                for c in crops]
+    factor = float(rng.uniform(*recipe.soft_upscaled_from))
+    out = []
+    for c in crops:
+        h, w = c.shape
+        small = cv2.resize(c, (max(1, round(w / factor)), max(1, round(h / factor))), interpolation=cv2.INTER_AREA)
+        out.append(cv2.resize(small, (w, h), interpolation=cv2.INTER_CUBIC))
     return out
 
 
@@ -425,7 +459,7 @@ def make_patch_pool(
         for _ in range(group):
             image = usable[int(rng.choice(len(usable), p=chance))]
             corners = _pan(rng, image, side_hr, frames, recipe.max_motion_px)
-            clips.append([image[y : y + side_hr, x : x + side_hr] for y, x in corners])
+            clips.append(_soften([image[y : y + side_hr, x : x + side_hr] for y, x in corners], rng, recipe))
         for i, (hr_clip, lr_clip) in enumerate(zip(clips, degrade_clips(clips, scale, rng, recipe))):
             base = (done + i) * frames
             lr_pool[base : base + frames] = lr_clip

@@ -6,7 +6,7 @@ from scratch with the project's loop, in one of two parameterisations:
          x3, s2c32b2);
   plain  the collapsed form (RepSRPlain) trained directly, default PyTorch init, zero tail.
 
-    python training/realtime/pilot_s2.py {rep,plain} OUT MINUTES LR [--scale 3]
+    python training/realtime/pilot_s2.py {rep,plain} OUT MINUTES LR [--scale 3] [--soft-prob P]
 
 Not part of the package: it registers a model "pilot-s2" for the run only.
 """
@@ -35,7 +35,19 @@ def main():
     parser.add_argument("--stride", type=int, default=2)
     parser.add_argument("--degradation", default="compressed")
     parser.add_argument("--steps-per-epoch", type=int, default=250)
+    parser.add_argument("--soft-prob", type=float, default=None,
+                        help="CompressedDegradation.soft_prob for the pools (default: the recipe's)")
     args = parser.parse_args()
+    if args.soft_prob is not None:
+        # The trainer makes its PoolProducer with the default recipe; the recipe travels to the
+        # spawned pool workers inside the producer's arguments, so replacing it here is enough.
+        import dataclasses
+        import functools
+
+        from vsr import degradations
+
+        recipe = dataclasses.replace(degradations.CompressedDegradation(), soft_prob=args.soft_prob)
+        degradations.PoolProducer = functools.partial(degradations.PoolProducer, recipe=recipe)
     channels, blocks = (int(v) for v in args.shape.split(","))
     options = (("channels", channels), ("blocks", blocks), ("stride", args.stride), ("act", "relu"))
     

@@ -1,0 +1,81 @@
+"""Probe: what would a network's x3 output on the compressed protocol gain from two cheap
+post-filters? If blurring the output raises PSNR, the network adds detail the original does
+not have (over-sharpening); if blending with neighbouring frames' output raises it, a
+network that sees those frames (early fusion) has something to gain.
+
+    python training/realtime/output_probe.py [--model realtime-compressed-plus] [--weights W.pt] [--crf 30]
+
+Same clips, frames, downscale and encode as benchmarks/compressed.py (its functions). Prints,
+per clip and on average, the gain over bicubic (dB) of the network's output as is, after a
+Gaussian blur of sigma 0.45 / 0.6 / 0.8 / 1.0 HR px, and after averaging each output pixel
+with the previous (``prev``) or previous and next (``prev+next``) frames' outputs where the
+decoded LR barely changed there (|difference| < 4 levels; elsewhere left as is).
+"""
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+import compressed as C  # noqa: E402  (benchmarks/compressed.py)
+
+
+def main() -> None:
+    import cv2
+
+    from vsr.evaluate import bicubic_uint8
+    from vsr.metrics import psnr
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--model", default="realtime-compressed-plus")
+    parser.add_argument("--weights", type=Path, default=None)
+    parser.add_argument("--crf", type=int, default=30)
+    parser.add_argument("--frames", type=int, default=30)
+    parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data" / "video")
+    args = parser.parse_args()
+    backend = C.make_upscaler(None if args.weights else args.model, args.weights, "onnxruntime")
+    variants = ["as is", "blur 0.45", "blur 0.6", "blur 0.8", "blur 1.0", "prev", "prev+next"]
+    totals = {v: [] for v in variants}
+
+    def to_u8(x):
+        return np.clip(np.rint(x), 0, 255).astype(np.uint8)
+
+    for clip in sorted(p for p in args.data.iterdir() if p.suffix in (".mp4", ".mkv", ".mov")):
+        frames, fps = C.clip_frames(clip, args.frames)
+        refs = [C.reference_luma(f) for f in frames]
+        decoded, _ = C.encode_decode([C.downscale_frame(f) for f in frames], args.crf, "medium", fps)
+        h_lr = refs[0].shape[0] // C.SCALE
+        lrs = [buf[:h_lr] for buf in decoded]
+        srs = [C.upscale_uint8(backend, lr).astype(np.float64) for lr in lrs]
+        scores = {v: [] for v in variants}
+        bicubic = []
+        for t, ref in enumerate(refs):
+            sr = srs[t]
+            size = (sr.shape[1], sr.shape[0])
+            bicubic.append(psnr(ref, bicubic_uint8(lrs[t] / 255.0, C.SCALE), border_px=C.SCALE))
+            scores["as is"].append(psnr(ref, to_u8(sr), border_px=C.SCALE))
+            for sigma in (0.45, 0.6, 0.8, 1.0):
+                scores[f"blur {sigma}"].append(psnr(ref, to_u8(cv2.GaussianBlur(sr, (0, 0), sigma)), border_px=C.SCALE))
+            p, n = max(t - 1, 0), min(t + 1, len(refs) - 1)
+
+            def still(other):
+                diff = np.abs(lrs[t].astype(np.int16) - lrs[other].astype(np.int16)) < 4
+                return cv2.resize(diff.astype(np.float64), size, interpolation=cv2.INTER_NEAREST)
+
+            m = still(p)
+            scores["prev"].append(psnr(ref, to_u8(sr * (1 - m / 2) + srs[p] * m / 2), border_px=C.SCALE))
+            m = still(p) * still(n)
+            scores["prev+next"].append(psnr(ref, to_u8(sr * (1 - 2 * m / 3) + (srs[p] + srs[n]) * m / 3),
+                                            border_px=C.SCALE))
+        gains = {v: float(np.mean(scores[v]) - np.mean(bicubic)) for v in variants}
+        print(f"{clip.name:28s} " + "  ".join(f"{v} {g:+.3f}" for v, g in gains.items()), flush=True)
+        for v in variants:
+            totals[v].append(gains[v])
+    print(f"{'mean gain over bicubic':28s} " + "  ".join(f"{v} {np.mean(g):+.3f}" for v, g in totals.items()))
+
+
+if __name__ == "__main__":
+    main()
