@@ -26,6 +26,7 @@ import sys
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -37,6 +38,9 @@ from .images import DEGRADATIONS, degrade, find_images, modcrop, read_rgb
 from .metrics import psnr
 from .models.registry import DEFAULT_MODEL, get_model
 from .models.weights import check_scale
+
+if TYPE_CHECKING:  # only for the annotation: the pools' module loads with compressed training
+    from .degradations import CompressedDegradation
 
 
 @dataclass(frozen=True)
@@ -84,6 +88,9 @@ class TrainConfig:
     #: replaced after it has served as many patches as it holds (each seen about once).
     pool_patches: int = 4096
     pool_workers: int = 1
+    #: With "compressed": the pools' recipe (``vsr.degradations.CompressedDegradation``); None:
+    #: its defaults. The shipped realtime-compressed-plus x3 used ``soft_prob`` 0.5.
+    compressed_recipe: CompressedDegradation | None = None
     batch_size: int = 64
     lr: float = 1e-3
     min_lr: float = 1e-5
@@ -536,11 +543,12 @@ def _random_source(config, device, generator, crops, train_paths, context_px: in
     """Random crops, with compressed training some of each batch from codec-degraded pools."""
     if config.degradation != "compressed":
         return _BatchSource(config, device, generator, crops=crops, n_clean=config.batch_size)
-    from .degradations import PoolProducer
+    from .degradations import CompressedDegradation, PoolProducer
 
     n_clean = round(config.batch_size * config.clean_fraction)
     producer = PoolProducer(train_paths, config.scale, config.patch_px, context_px, config.pool_patches,
-                            config.seed, workers=config.pool_workers)
+                            config.seed, workers=config.pool_workers,
+                            recipe=config.compressed_recipe or CompressedDegradation())
     try:
         pools = PoolBatches(producer, device, config.seed)
     except BaseException:

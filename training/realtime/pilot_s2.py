@@ -15,6 +15,7 @@ from pathlib import Path
 
 import torch
 
+from vsr.degradations import CompressedDegradation
 from vsr.models import registry
 from vsr.models.reparam import RepConv, RepSRPlain
 from vsr.train import TrainConfig, train
@@ -38,16 +39,7 @@ def main():
     parser.add_argument("--soft-prob", type=float, default=None,
                         help="CompressedDegradation.soft_prob for the pools (default: the recipe's)")
     args = parser.parse_args()
-    if args.soft_prob is not None:
-        # The trainer makes its PoolProducer with the default recipe; the recipe travels to the
-        # spawned pool workers inside the producer's arguments, so replacing it here is enough.
-        import dataclasses
-        import functools
-
-        from vsr import degradations
-
-        recipe = dataclasses.replace(degradations.CompressedDegradation(), soft_prob=args.soft_prob)
-        degradations.PoolProducer = functools.partial(degradations.PoolProducer, recipe=recipe)
+    recipe = None if args.soft_prob is None else CompressedDegradation(soft_prob=args.soft_prob)
     channels, blocks = (int(v) for v in args.shape.split(","))
     options = (("channels", channels), ("blocks", blocks), ("stride", args.stride), ("act", "relu"))
     
@@ -75,7 +67,7 @@ def main():
         sampling="random", steps_per_epoch=args.steps_per_epoch, loss="l1-l2", time_budget_s=args.minutes * 60,
         degradation=args.degradation, clean_fraction=0.25, batch_size=16, patch_px=40, lr=args.lr, min_lr=1e-6,
         schedule="cosine", ema_decay=0.999, num_threads=1, mixed_precision=False, resume=args.resume,
-        init=args.init, warmup_steps=args.warmup_steps))
+        init=args.init, warmup_steps=args.warmup_steps, compressed_recipe=recipe))
     print(result)
 
 
