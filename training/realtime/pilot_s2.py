@@ -6,7 +6,7 @@ from scratch with the project's loop, in one of two parameterisations:
          x3, s2c32b2);
   plain  the collapsed form (RepSRPlain) trained directly, default PyTorch init, zero tail.
 
-    python training/realtime/pilot_s2.py {rep,plain} OUT MINUTES LR [--scale 3] [--soft-prob P]
+    python training/realtime/pilot_s2.py {rep,plain} OUT MINUTES LR [--scale 3] [--soft-prob P] [--noise-prob P]
 
 Not part of the package: it registers a model "pilot-s2" for the run only.
 """
@@ -38,8 +38,12 @@ def main():
     parser.add_argument("--steps-per-epoch", type=int, default=250)
     parser.add_argument("--soft-prob", type=float, default=None,
                         help="CompressedDegradation.soft_prob for the pools (default: the recipe's)")
+    parser.add_argument("--noise-prob", type=float, default=None,
+                        help="CompressedDegradation.noise_prob for the pools (default: the recipe's)")
     args = parser.parse_args()
-    recipe = None if args.soft_prob is None else CompressedDegradation(soft_prob=args.soft_prob)
+    changes = {name: value for name, value in (("soft_prob", args.soft_prob), ("noise_prob", args.noise_prob))
+               if value is not None}
+    recipe = CompressedDegradation(**changes) if changes else None
     channels, blocks = (int(v) for v in args.shape.split(","))
     options = (("channels", channels), ("blocks", blocks), ("stride", args.stride), ("act", "relu"))
     
