@@ -3,6 +3,7 @@ processes feed the batches beside clean bicubic crops, runs reproduce from their
 workers are gone afterwards. Tiny synthetic images: no shared data needed."""
 from __future__ import annotations
 
+import ast
 import json
 import multiprocessing
 
@@ -70,3 +71,42 @@ def test_compressed_degradation_needs_random_crops(image_dir, tmp_path):
         train(_config(image_dir, tmp_path, sampling="grid"))
     with pytest.raises(InputError, match="clean_fraction"):
         train(_config(image_dir, tmp_path, clean_fraction=1.5))
+
+
+def test_recipe_flags_reach_the_pools_and_the_checkpoint(image_dir, tmp_path):
+    """vsr train --soft-prob / --noise-prob train exactly what TrainConfig(compressed_recipe=...) trains
+    (so the CLI can reproduce the shipped x3's recipe), differently from the default recipe, and the
+    checkpoint records the recipe."""
+    from click.testing import CliRunner
+
+    from vsr.cli import main
+    from vsr.degradations import CompressedDegradation
+
+    args = ["train", str(image_dir), "--val", str(image_dir), "--scale", "3", "--out", str(tmp_path / "cli"),
+            "--epochs", "2", "--degradation", "compressed", "--sampling", "random", "--steps-per-epoch", "6",
+            "--batch-size", "8", "--patch-px", "8", "--pool-patches", "16", "--lr", "3e-3", "--fp32", "-q",
+            "--soft-prob", "1", "--noise-prob", "0"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    recipe = CompressedDegradation(soft_prob=1.0, noise_prob=0.0)
+    train(_config(image_dir, tmp_path / "api", compressed_recipe=recipe))
+    train(_config(image_dir, tmp_path / "default"))
+    cli, api, default = (_weights(tmp_path / name) for name in ("cli", "api", "default"))
+    for name in cli:
+        torch.testing.assert_close(cli[name], api[name], rtol=0, atol=0)
+    assert any(not torch.equal(cli[name], default[name]) for name in cli)
+    saved = torch.load(tmp_path / "cli" / "espcn_x3_last.pt", weights_only=False)["config"]["compressed_recipe"]
+    saved = ast.literal_eval(saved)  # the checkpoint keeps each config field as text
+    assert saved["soft_prob"] == 1.0 and saved["noise_prob"] == 0.0
+
+
+def test_recipe_flags_need_the_compressed_degradation(image_dir, tmp_path):
+    from click.testing import CliRunner
+
+    from vsr.cli import main
+
+    result = CliRunner().invoke(main, ["train", str(image_dir), "--scale", "3", "--out", str(tmp_path / "run"),
+                                       "--soft-prob", "0.5"])
+    assert result.exit_code == 2
+    assert "--degradation compressed" in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "run").exists()

@@ -165,6 +165,13 @@ def _pick_model(model_name: str | None, target_fps: float | None, weights) -> st
 @click.option("--clean-fraction", type=click.FloatRange(0, 1), default=0.25, show_default=True,
               help="With --degradation compressed: share of each batch that is clean bicubic patches, so the "
                    "model keeps its skill on clean input.")
+@click.option("--soft-prob", type=click.FloatRange(0, 1), default=None,
+              help="With --degradation compressed: share of sequences whose scene is soft, target included "
+                   "(defocus, or video upscaled from less), so soft input is taught to stay soft. The shipped "
+                   "realtime-compressed-plus x3 used 0.5.  [default: the recipe's, 0]")
+@click.option("--noise-prob", type=click.FloatRange(0, 1), default=None,
+              help="With --degradation compressed: share of sequences given Gaussian noise (0.5-6 levels) on "
+                   "the LR before the codec.  [default: the recipe's, 0.4]")
 @click.option("--pool-patches", type=click.IntRange(min=1), default=4096, show_default=True,
               help="With --degradation compressed: patches per degraded pool (each served about once).")
 @click.option("--pool-workers", type=click.IntRange(min=1), default=1, show_default=True,
@@ -215,13 +222,23 @@ def _pick_model(model_name: str | None, target_fps: float | None, weights) -> st
 @_verbose_option
 @_reports_errors
 def train(data, scale, model_name, epochs, sampling, steps_per_epoch, loss, budget_minutes, val_dirs, out_dir,
-          degradation, clean_fraction, pool_patches, pool_workers, batch_size, jitter, patch_px, stride_px, lr,
+          degradation, clean_fraction, soft_prob, noise_prob, pool_patches, pool_workers, batch_size, jitter, patch_px, stride_px, lr,
           schedule, min_lr, warmup_steps, patience, ema_decay, seed, resume, init, device, mixed_precision, threads,
           int8_aware, teacher, distill_weight, quiet):
     """Train a model of the ladder on folders of HR images (PNG/JPG/BMP, searched recursively)."""
     from .train import TrainConfig
     from .train import train as run_training
 
+    recipe_changes = {name: value for name, value in (("soft_prob", soft_prob), ("noise_prob", noise_prob))
+                      if value is not None}
+    if recipe_changes and degradation != "compressed":
+        raise click.UsageError("--soft-prob and --noise-prob shape the compressed recipe: they need "
+                               "--degradation compressed")
+    recipe = None
+    if recipe_changes:
+        from .degradations import CompressedDegradation
+
+        recipe = CompressedDegradation(**recipe_changes)
     config = TrainConfig(
         data_dirs=tuple(data), scale=int(scale), out_dir=out_dir, epochs=epochs, val_dirs=tuple(val_dirs),
         model=model_name, sampling=sampling, steps_per_epoch=steps_per_epoch, loss=loss,
@@ -231,6 +248,7 @@ def train(data, scale, model_name, epochs, sampling, steps_per_epoch, loss, budg
         lr=lr, schedule=schedule or "auto", min_lr=min_lr, patience=patience, ema_decay=ema_decay, seed=seed, resume=resume,
         init=init, device=device, mixed_precision=mixed_precision, num_threads=threads, int8_aware=int8_aware,
         teacher=teacher, distill_weight=distill_weight, warmup_steps=warmup_steps, progress=not quiet,
+        compressed_recipe=recipe,
     )
     result = run_training(config)
     click.echo(
