@@ -156,6 +156,36 @@ def test_soft_scenes_soften_the_target_and_keep_the_pair_aligned():
         CompressedDegradation(soft_prob=1.5)
 
 
+def test_exposed_scenes_clip_the_target_and_keep_the_pair_aligned():
+    """exposure_prob stretches and clips the scene, target included: the pools then hold blown
+    highlights and crushed blacks (flat 255 and 0 plateaus in the target, which the network must
+    keep flat), and the LR is still that target downscaled."""
+    plain = _only("none", blur_prob=0.0, noise_prob=0.0, kernel_weights=(("area", 1.0),))
+    _, normal_hr = make_patch_pool(_images(), 3, 16, 4, count=64, seed=5, recipe=plain)
+    lr, hr = make_patch_pool(_images(), 3, 16, 4, count=64, seed=5,
+                             recipe=replace(plain, exposure_prob=1.0, exposure_gain=(1.8, 2.0)))
+
+    def clipped(x):
+        return float(np.mean((x == 0) | (x == 255)))
+
+    assert clipped(hr) > clipped(normal_hr) + 0.1
+    centre = lr[:, 4:20, 4:20] * 255
+    assert np.abs(centre - hr.reshape(64, 16, 3, 16, 3).astype(np.float32).mean(axis=(2, 4))).max() <= 0.5 + 1e-3
+    # A plateau of the target is a plateau of the LR (area downscale of a flat block).
+    flat = (hr.reshape(64, 16, 3, 16, 3) == 255).all(axis=(2, 4))
+    assert flat.any() and np.all(centre[flat] >= 255 - 1e-3)
+    from vsr.degradations import _expose
+
+    crops = [_luma(48, 48, 0)]
+    for prob, draws in ((0.0, False), (0.5, True)):
+        rng = np.random.default_rng(1)
+        _expose(crops, rng, replace(CompressedDegradation(), exposure_prob=prob))
+        assert (rng.bit_generator.state != np.random.default_rng(1).bit_generator.state) == draws
+    for bad in (dict(exposure_prob=-0.1), dict(exposure_gain=(0.5, 2.0)), dict(exposure_gain=(2.0, 1.5))):
+        with pytest.raises(ValueError, match="exposure"):
+            CompressedDegradation(**bad)
+
+
 def test_patch_pool_is_byte_identical_for_a_seed_and_differs_across_seeds():
     images = _images()
     a = make_patch_pool(images, 3, 12, 4, count=40, seed=11)

@@ -74,7 +74,7 @@ def test_compressed_degradation_needs_random_crops(image_dir, tmp_path):
 
 
 def test_recipe_flags_reach_the_pools_and_the_checkpoint(image_dir, tmp_path):
-    """vsr train --soft-prob / --noise-prob train exactly what TrainConfig(compressed_recipe=...) trains
+    """vsr train --soft-prob / --noise-prob / --exposure-prob train exactly what TrainConfig(compressed_recipe=...) trains
     (so the CLI can reproduce the shipped x3's recipe), differently from the default recipe, and the
     checkpoint records the recipe."""
     from click.testing import CliRunner
@@ -85,10 +85,10 @@ def test_recipe_flags_reach_the_pools_and_the_checkpoint(image_dir, tmp_path):
     args = ["train", str(image_dir), "--val", str(image_dir), "--scale", "3", "--out", str(tmp_path / "cli"),
             "--epochs", "2", "--degradation", "compressed", "--sampling", "random", "--steps-per-epoch", "6",
             "--batch-size", "8", "--patch-px", "8", "--pool-patches", "16", "--lr", "3e-3", "--fp32", "-q",
-            "--soft-prob", "1", "--noise-prob", "0"]
+            "--soft-prob", "1", "--noise-prob", "0", "--exposure-prob", "0.5"]
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
-    recipe = CompressedDegradation(soft_prob=1.0, noise_prob=0.0)
+    recipe = CompressedDegradation(soft_prob=1.0, noise_prob=0.0, exposure_prob=0.5)
     train(_config(image_dir, tmp_path / "api", compressed_recipe=recipe))
     train(_config(image_dir, tmp_path / "default"))
     cli, api, default = (_weights(tmp_path / name) for name in ("cli", "api", "default"))
@@ -97,7 +97,7 @@ def test_recipe_flags_reach_the_pools_and_the_checkpoint(image_dir, tmp_path):
     assert any(not torch.equal(cli[name], default[name]) for name in cli)
     saved = torch.load(tmp_path / "cli" / "espcn_x3_last.pt", weights_only=False)["config"]["compressed_recipe"]
     saved = ast.literal_eval(saved)  # the checkpoint keeps each config field as text
-    assert saved["soft_prob"] == 1.0 and saved["noise_prob"] == 0.0
+    assert saved["soft_prob"] == 1.0 and saved["noise_prob"] == 0.0 and saved["exposure_prob"] == 0.5
 
 
 def test_recipe_flags_need_the_compressed_degradation(image_dir, tmp_path):
@@ -106,7 +106,7 @@ def test_recipe_flags_need_the_compressed_degradation(image_dir, tmp_path):
     from vsr.cli import main
 
     result = CliRunner().invoke(main, ["train", str(image_dir), "--scale", "3", "--out", str(tmp_path / "run"),
-                                       "--soft-prob", "0.5"])
+                                       "--exposure-prob", "0.5"])
     assert result.exit_code == 2
     assert "--degradation compressed" in result.output and "Traceback" not in result.output
     assert not (tmp_path / "run").exists()

@@ -172,6 +172,10 @@ def _pick_model(model_name: str | None, target_fps: float | None, weights) -> st
 @click.option("--noise-prob", type=click.FloatRange(0, 1), default=None,
               help="With --degradation compressed: share of sequences given Gaussian noise (0.5-6 levels) on "
                    "the LR before the codec.  [default: the recipe's, 0.4]")
+@click.option("--exposure-prob", type=click.FloatRange(0, 1), default=None,
+              help="With --degradation compressed: share of sequences whose scene is over- or under-exposed, "
+                   "target included (blown highlights, crushed blacks), so flat white and black stay flat.  "
+                   "[default: the recipe's, 0]")
 @click.option("--pool-patches", type=click.IntRange(min=1), default=4096, show_default=True,
               help="With --degradation compressed: patches per degraded pool (each served about once).")
 @click.option("--pool-workers", type=click.IntRange(min=1), default=1, show_default=True,
@@ -222,18 +226,18 @@ def _pick_model(model_name: str | None, target_fps: float | None, weights) -> st
 @_verbose_option
 @_reports_errors
 def train(data, scale, model_name, epochs, sampling, steps_per_epoch, loss, budget_minutes, val_dirs, out_dir,
-          degradation, clean_fraction, soft_prob, noise_prob, pool_patches, pool_workers, batch_size, jitter, patch_px, stride_px, lr,
+          degradation, clean_fraction, soft_prob, noise_prob, exposure_prob, pool_patches, pool_workers, batch_size, jitter, patch_px, stride_px, lr,
           schedule, min_lr, warmup_steps, patience, ema_decay, seed, resume, init, device, mixed_precision, threads,
           int8_aware, teacher, distill_weight, quiet):
     """Train a model of the ladder on folders of HR images (PNG/JPG/BMP, searched recursively)."""
     from .train import TrainConfig
     from .train import train as run_training
 
-    recipe_changes = {name: value for name, value in (("soft_prob", soft_prob), ("noise_prob", noise_prob))
-                      if value is not None}
+    recipe_changes = {name: value for name, value in (("soft_prob", soft_prob), ("noise_prob", noise_prob),
+                                                      ("exposure_prob", exposure_prob)) if value is not None}
     if recipe_changes and degradation != "compressed":
-        raise click.UsageError("--soft-prob and --noise-prob shape the compressed recipe: they need "
-                               "--degradation compressed")
+        raise click.UsageError("--soft-prob, --noise-prob and --exposure-prob shape the compressed recipe: they "
+                               "need --degradation compressed")
     recipe = None
     if recipe_changes:
         from .degradations import CompressedDegradation

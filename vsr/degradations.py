@@ -138,6 +138,15 @@ class CompressedDegradation:
     #: and back up by bicubic (video upscaled from a lower resolution).
     soft_sigma_hr_px: tuple[float, float] = (0.6, 1.6)
     soft_upscaled_from: tuple[float, float] = (1.3, 2.5)
+    #: Probability that a sequence's scene is over- or under-exposed: its HR crops, target
+    #: included, stretched by a gain in ``exposure_gain`` about a level drawn uniformly in 0-255
+    #: and clipped to 0-255, so it has blown highlights and crushed blacks with sharp edges into
+    #: them, as skies, lamps, white walls and titles do. The network must leave such plateaus
+    #: flat: the shipped x3 of 2026-12-06 (soft scenes, trained on photos that rarely clip)
+    #: darkened flat input above 235 by up to 3 levels, which cost the shared tennis clip, with
+    #: its large white areas, most of what it lost (``training/realtime/flat_response.py``).
+    exposure_prob: float = 0.0
+    exposure_gain: tuple[float, float] = (1.2, 2.0)
 
     def __post_init__(self) -> None:
         for name, _ in self.codec_weights:
@@ -155,7 +164,9 @@ class CompressedDegradation:
             raise ValueError("codec_weights and kernel_weights need a positive total")
         if self.frames_per_clip < 1 or self.clips_per_encode < 1:
             raise ValueError("frames_per_clip and clips_per_encode must be at least 1")
-        for name in ("blur_prob", "noise_prob", "soft_prob"):
+        if not 1.0 <= self.exposure_gain[0] <= self.exposure_gain[1]:
+            raise ValueError("exposure_gain must be (low, high) with 1 <= low <= high")
+        for name in ("blur_prob", "noise_prob", "soft_prob", "exposure_prob"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1]")
 
@@ -229,6 +240,17 @@ def _pre_codec(
         # Real LR video is 8-bit before it is encoded.
         out.append(np.clip(np.rint(lr), 0, 255).astype(np.uint8))
     return out
+
+
+def _expose(crops: list[np.ndarray], rng: np.random.Generator, recipe: CompressedDegradation) -> list[np.ndarray]:
+    """One sequence's HR crops (uint8), over- or under-exposed with probability
+    ``recipe.exposure_prob`` (one gain and pivot for every frame: one camera setting). No random
+    draw when ``exposure_prob`` is 0, so the default recipe's pools stay as they were."""
+    if recipe.exposure_prob <= 0 or rng.random() >= recipe.exposure_prob:
+        return crops
+    gain = float(rng.uniform(*recipe.exposure_gain))
+    pivot = float(rng.uniform(0, 255))
+    return [np.clip(np.rint(pivot + (c.astype(np.float32) - pivot) * gain), 0, 255).astype(np.uint8) for c in crops]
 
 
 def _soften(crops: list[np.ndarray], rng: np.random.Generator, recipe: CompressedDegradation) -> list[np.ndarray]:
@@ -459,7 +481,9 @@ def make_patch_pool(
         for _ in range(group):
             image = usable[int(rng.choice(len(usable), p=chance))]
             corners = _pan(rng, image, side_hr, frames, recipe.max_motion_px)
-            clips.append(_soften([image[y : y + side_hr, x : x + side_hr] for y, x in corners], rng, recipe))
+            # The scene first: the camera's exposure, then softness (optics, or an upscale from less).
+            crops = _expose([image[y : y + side_hr, x : x + side_hr] for y, x in corners], rng, recipe)
+            clips.append(_soften(crops, rng, recipe))
         for i, (hr_clip, lr_clip) in enumerate(zip(clips, degrade_clips(clips, scale, rng, recipe))):
             base = (done + i) * frames
             lr_pool[base : base + frames] = lr_clip

@@ -6,7 +6,7 @@ from scratch with the project's loop, in one of two parameterisations:
          x3, s2c32b2);
   plain  the collapsed form (RepSRPlain) trained directly, default PyTorch init, zero tail.
 
-    python training/realtime/pilot_s2.py {rep,plain} OUT MINUTES LR [--scale 3] [--soft-prob P] [--noise-prob P]
+    python training/realtime/pilot_s2.py {rep,plain} OUT MINUTES LR [--scale 3] [--soft-prob P] [--noise-prob P] [--exposure-prob P]
 
 Not part of the package: it registers a model "pilot-s2" for the run only.
 """
@@ -40,9 +40,11 @@ def main():
                         help="CompressedDegradation.soft_prob for the pools (default: the recipe's)")
     parser.add_argument("--noise-prob", type=float, default=None,
                         help="CompressedDegradation.noise_prob for the pools (default: the recipe's)")
+    parser.add_argument("--exposure-prob", type=float, default=None,
+                        help="CompressedDegradation.exposure_prob for the pools (default: the recipe's)")
     args = parser.parse_args()
-    changes = {name: value for name, value in (("soft_prob", args.soft_prob), ("noise_prob", args.noise_prob))
-               if value is not None}
+    changes = {name: getattr(args, name) for name in ("soft_prob", "noise_prob", "exposure_prob")
+               if getattr(args, name) is not None}
     recipe = CompressedDegradation(**changes) if changes else None
     channels, blocks = (int(v) for v in args.shape.split(","))
     options = (("channels", channels), ("blocks", blocks), ("stride", args.stride), ("act", "relu"))
