@@ -110,3 +110,12 @@ def test_recipe_flags_need_the_compressed_degradation(image_dir, tmp_path):
     assert result.exit_code == 2
     assert "--degradation compressed" in result.output and "Traceback" not in result.output
     assert not (tmp_path / "run").exists()
+
+
+def test_recipe_flags_state_the_recipe_defaults():
+    """vsr train's help spells the recipe's defaults (the CLI imports no NumPy): they are its own."""
+    from vsr.cli import RECIPE_OPTIONS
+    from vsr.degradations import CompressedDegradation
+
+    for name, _, default in RECIPE_OPTIONS:
+        assert getattr(CompressedDegradation(), name) == default, name

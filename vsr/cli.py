@@ -137,6 +137,25 @@ def _pick_model(model_name: str | None, target_fps: float | None, weights) -> st
     return model_name
 
 
+#: vsr train's knobs of the compressed recipe (``vsr.degradations.CompressedDegradation`` fields,
+#: each a share of the training sequences; the defaults are spelled here: the CLI stays import-free).
+RECIPE_OPTIONS = (
+    ("soft_prob", "whose scene is soft, target included (defocus, or video upscaled from less), so soft input is "
+                  "taught to stay soft. The shipped realtime-compressed-plus x3 used 0.5.", 0.0),
+    ("noise_prob", "given Gaussian noise (0.5-6 levels) on the LR before the codec.", 0.4),
+    ("exposure_prob", "whose scene is over- or under-exposed, target included (blown highlights, crushed "
+                      "blacks), so flat white and black stay flat.", 0.0),
+)
+
+
+def _recipe_options(command):
+    for name, text, default in reversed(RECIPE_OPTIONS):
+        command = click.option(f"--{name.replace('_', '-')}", name, type=click.FloatRange(0, 1), default=None,
+                               help=f"With --degradation compressed: share of sequences {text}  "
+                                    f"[default: the recipe's, {default:g}]")(command)
+    return command
+
+
 @main.command()
 @click.argument("data", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--scale", type=SCALES, required=True, help="Upscaling factor.")
@@ -165,17 +184,7 @@ def _pick_model(model_name: str | None, target_fps: float | None, weights) -> st
 @click.option("--clean-fraction", type=click.FloatRange(0, 1), default=0.25, show_default=True,
               help="With --degradation compressed: share of each batch that is clean bicubic patches, so the "
                    "model keeps its skill on clean input.")
-@click.option("--soft-prob", type=click.FloatRange(0, 1), default=None,
-              help="With --degradation compressed: share of sequences whose scene is soft, target included "
-                   "(defocus, or video upscaled from less), so soft input is taught to stay soft. The shipped "
-                   "realtime-compressed-plus x3 used 0.5.  [default: the recipe's, 0]")
-@click.option("--noise-prob", type=click.FloatRange(0, 1), default=None,
-              help="With --degradation compressed: share of sequences given Gaussian noise (0.5-6 levels) on "
-                   "the LR before the codec.  [default: the recipe's, 0.4]")
-@click.option("--exposure-prob", type=click.FloatRange(0, 1), default=None,
-              help="With --degradation compressed: share of sequences whose scene is over- or under-exposed, "
-                   "target included (blown highlights, crushed blacks), so flat white and black stay flat.  "
-                   "[default: the recipe's, 0]")
+@_recipe_options
 @click.option("--pool-patches", type=click.IntRange(min=1), default=4096, show_default=True,
               help="With --degradation compressed: patches per degraded pool (each served about once).")
 @click.option("--pool-workers", type=click.IntRange(min=1), default=1, show_default=True,
