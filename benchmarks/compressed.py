@@ -136,8 +136,14 @@ def run(args) -> dict:
     methods: list[tuple[str, object]] = [("bicubic", None)]
     for name in args.model or ([] if args.weights else default_models()):
         methods.append((name, make_upscaler(name, None, args.backend)))
-    for path in args.weights or []:
-        methods.append((Path(path).stem, make_upscaler(None, Path(path), args.backend)))
+    paths = [Path(p) for p in args.weights or []]
+    stems = [p.stem for p in paths]
+    for path in paths:
+        # Runs name their checkpoints alike (MODEL_xN.pt): then the folder tells them apart.
+        label = path.stem if stems.count(path.stem) == 1 else f"{path.parent.name}/{path.stem}"
+        if label in [n for n, _ in methods]:
+            raise SystemExit(f"{path}: two methods would be called {label!r}")
+        methods.append((label, make_upscaler(None, path, args.backend)))
     clips = sorted(p for p in Path(args.data).iterdir() if p.suffix in (".mp4", ".mkv", ".mov"))
     results: dict = {}
     started = time.perf_counter()
@@ -153,6 +159,7 @@ def run(args) -> dict:
             scores = {name: {"psnr_db": [], "ssim": [], "temporal_error": []} for name, _ in methods}
             lr_psnr = []
             previous: dict = {}
+            previous_reference = None
             for reference, lr_buffer, buffer in zip(references, lr_buffers, decoded):
                 lr = buffer[:h_lr]
                 lr_psnr.append(psnr(lr_buffer[:h_lr], lr))
@@ -161,9 +168,10 @@ def run(args) -> dict:
                     scores[name]["psnr_db"].append(psnr(reference, sr, border_px=SCALE))
                     scores[name]["ssim"].append(ssim(reference, sr, border_px=SCALE))
                     if name in previous:
-                        scores[name]["temporal_error"].append(temporal_error(previous[name], sr, previous["hr"], reference))
+                        scores[name]["temporal_error"].append(
+                            temporal_error(previous[name], sr, previous_reference, reference))
                     previous[name] = sr
-                previous["hr"] = reference
+                previous_reference = reference
             results[clip.name]["crf"][str(crf)] = {
                 "lr_psnr_db_vs_uncompressed": round(float(np.mean(lr_psnr)), 3),
                 "kbit_per_frame": round(encoded_bytes * 8 / 1000 / len(frames), 2),
