@@ -130,6 +130,16 @@ def test_patch_pool_shapes_ranges_and_alignment(context_px):
     assert np.abs(centre - target).max() <= 0.5 + 1e-3
 
 
+def _draws_only_when_on(stage, field: str) -> None:
+    """A scene stage at probability 0 (the default) draws nothing from the pool's generator, so
+    default pools are the ones made before its knob existed; any other value draws."""
+    crops = [_luma(48, 48, 0)]
+    for prob, draws in ((0.0, False), (0.5, True)):
+        rng = np.random.default_rng(1)
+        stage(crops, rng, replace(CompressedDegradation(), **{field: prob}))
+        assert (rng.bit_generator.state != np.random.default_rng(1).bit_generator.state) == draws, (field, prob)
+
+
 def test_soft_scenes_soften_the_target_and_keep_the_pair_aligned():
     """soft_prob makes the scene soft, target included (so the network learns to keep soft
     input soft), and the LR is still that soft target downscaled."""
@@ -143,15 +153,9 @@ def test_soft_scenes_soften_the_target_and_keep_the_pair_aligned():
     assert detail(hr) < 0.8 * detail(sharp_hr)
     centre = lr[:, 4:20, 4:20] * 255
     assert np.abs(centre - hr.reshape(64, 16, 3, 16, 3).astype(np.float32).mean(axis=(2, 4))).max() <= 0.5 + 1e-3
-    # soft_prob 0 (the default) draws nothing from the pool's generator, so default pools are
-    # the ones made before the knob existed; any other value draws.
     from vsr.degradations import _soften
 
-    crops = [_luma(48, 48, 0)]
-    for prob, draws in ((0.0, False), (0.5, True)):
-        rng = np.random.default_rng(1)
-        _soften(crops, rng, replace(CompressedDegradation(), soft_prob=prob))
-        assert (rng.bit_generator.state != np.random.default_rng(1).bit_generator.state) == draws
+    _draws_only_when_on(_soften, "soft_prob")
     with pytest.raises(ValueError, match="soft_prob"):
         CompressedDegradation(soft_prob=1.5)
 
@@ -176,11 +180,7 @@ def test_exposed_scenes_clip_the_target_and_keep_the_pair_aligned():
     assert flat.any() and np.all(centre[flat] >= 255 - 1e-3)
     from vsr.degradations import _expose
 
-    crops = [_luma(48, 48, 0)]
-    for prob, draws in ((0.0, False), (0.5, True)):
-        rng = np.random.default_rng(1)
-        _expose(crops, rng, replace(CompressedDegradation(), exposure_prob=prob))
-        assert (rng.bit_generator.state != np.random.default_rng(1).bit_generator.state) == draws
+    _draws_only_when_on(_expose, "exposure_prob")
     for bad in (dict(exposure_prob=-0.1), dict(exposure_gain=(0.5, 2.0)), dict(exposure_gain=(2.0, 1.5))):
         with pytest.raises(ValueError, match="exposure"):
             CompressedDegradation(**bad)

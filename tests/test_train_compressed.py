@@ -23,6 +23,13 @@ def _config(image_dir, out_dir, **overrides):
     return TrainConfig(**options)
 
 
+def _cli_args(image_dir, out_dir) -> list[str]:
+    """`vsr train` arguments for what ``_config`` trains."""
+    return ["train", str(image_dir), "--val", str(image_dir), "--scale", "3", "--out", str(out_dir),
+            "--epochs", "2", "--degradation", "compressed", "--sampling", "random", "--steps-per-epoch", "6",
+            "--batch-size", "8", "--patch-px", "8", "--pool-patches", "16", "--lr", "3e-3", "--fp32", "-q"]
+
+
 def _log(out_dir):
     return [json.loads(line) for line in (out_dir / "espcn_x3_log.jsonl").read_text().splitlines()]
 
@@ -53,10 +60,7 @@ def test_compressed_training_reproduces_from_its_seed_and_uses_the_pools(image_d
     from vsr.cli import main
 
     train(_config(image_dir, tmp_path / "a"))
-    args = ["train", str(image_dir), "--val", str(image_dir), "--scale", "3", "--out", str(tmp_path / "b"),
-            "--epochs", "2", "--degradation", "compressed", "--sampling", "random", "--steps-per-epoch", "6",
-            "--batch-size", "8", "--patch-px", "8", "--pool-patches", "16", "--lr", "3e-3", "--fp32", "-q"]
-    result = CliRunner().invoke(main, args)
+    result = CliRunner().invoke(main, _cli_args(image_dir, tmp_path / "b"))
     assert result.exit_code == 0, result.output
     train(_config(image_dir, tmp_path / "clean", clean_fraction=1.0))
     a, b, clean = _weights(tmp_path / "a"), _weights(tmp_path / "b"), _weights(tmp_path / "clean")
@@ -82,10 +86,7 @@ def test_recipe_flags_reach_the_pools_and_the_checkpoint(image_dir, tmp_path):
     from vsr.cli import main
     from vsr.degradations import CompressedDegradation
 
-    args = ["train", str(image_dir), "--val", str(image_dir), "--scale", "3", "--out", str(tmp_path / "cli"),
-            "--epochs", "2", "--degradation", "compressed", "--sampling", "random", "--steps-per-epoch", "6",
-            "--batch-size", "8", "--patch-px", "8", "--pool-patches", "16", "--lr", "3e-3", "--fp32", "-q",
-            "--soft-prob", "1", "--noise-prob", "0", "--exposure-prob", "0.5"]
+    args = [*_cli_args(image_dir, tmp_path / "cli"), "--soft-prob", "1", "--noise-prob", "0", "--exposure-prob", "0.5"]
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
     recipe = CompressedDegradation(soft_prob=1.0, noise_prob=0.0, exposure_prob=0.5)

@@ -235,15 +235,15 @@ def _recipe_options(command):
 @_verbose_option
 @_reports_errors
 def train(data, scale, model_name, epochs, sampling, steps_per_epoch, loss, budget_minutes, val_dirs, out_dir,
-          degradation, clean_fraction, soft_prob, noise_prob, exposure_prob, pool_patches, pool_workers, batch_size,
-          jitter, patch_px, stride_px, lr, schedule, min_lr, warmup_steps, patience, ema_decay, seed, resume, init,
-          device, mixed_precision, threads, int8_aware, teacher, distill_weight, quiet):
+          degradation, clean_fraction, pool_patches, pool_workers, batch_size, jitter, patch_px, stride_px, lr,
+          schedule, min_lr, warmup_steps, patience, ema_decay, seed, resume, init, device, mixed_precision, threads,
+          int8_aware, teacher, distill_weight, quiet, **recipe_flags):
     """Train a model of the ladder on folders of HR images (PNG/JPG/BMP, searched recursively)."""
     from .train import TrainConfig
     from .train import train as run_training
 
-    given = dict(soft_prob=soft_prob, noise_prob=noise_prob, exposure_prob=exposure_prob)  # RECIPE_OPTIONS
-    recipe_changes = {name: value for name, value in given.items() if value is not None}
+    # recipe_flags: RECIPE_OPTIONS' fields, None where not given.
+    recipe_changes = {name: value for name, value in recipe_flags.items() if value is not None}
     if recipe_changes and degradation != "compressed":
         raise click.UsageError("--soft-prob, --noise-prob and --exposure-prob shape the compressed recipe: they "
                                "need --degradation compressed")

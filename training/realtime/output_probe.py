@@ -65,10 +65,9 @@ def main() -> None:
                 diff = np.abs(lrs[t].astype(np.int16) - lrs[other].astype(np.int16)) < 4
                 return cv2.resize(diff.astype(np.float64), size, interpolation=cv2.INTER_NEAREST)
 
-            still_prev = still(p)
-            m = still_prev
+            m = still(p)
             scores["prev"].append(psnr(ref, to_u8(sr * (1 - m / 2) + srs[p] * m / 2), border_px=C.SCALE))
-            m = still_prev * still(n)
+            m = m * still(n)
             scores["prev+next"].append(psnr(ref, to_u8(sr * (1 - 2 * m / 3) + (srs[p] + srs[n]) * m / 3),
                                             border_px=C.SCALE))
         gains = {v: float(np.mean(scores[v]) - np.mean(bicubic)) for v in variants}
