@@ -186,6 +186,31 @@ def test_exposed_scenes_clip_the_target_and_keep_the_pair_aligned():
             CompressedDegradation(**bad)
 
 
+def test_coded_scenes_encode_the_target_at_full_resolution_and_keep_the_pair_aligned():
+    """coded_scene_prob puts the scene through x264 at its own resolution first, target
+    included (the source video the LR was later made from), and the LR is still that coded
+    target downscaled."""
+    from vsr.degradations import _code_scene
+    from vsr.metrics import psnr
+
+    crops = _pan(8, 96)
+    heavy = replace(CompressedDegradation(), coded_scene_prob=1.0, coded_scene_crf=(36, 36))
+    coded = _code_scene(crops, np.random.default_rng(0), heavy)
+    assert len(coded) == 8 and all(c.shape == f.shape and c.dtype == np.uint8 for c, f in zip(coded, crops))
+    loss_db = np.mean([psnr(f, c, border_px=0) for f, c in zip(crops, coded)])
+    mild = _code_scene(crops, np.random.default_rng(0), replace(heavy, coded_scene_crf=(18, 18)))
+    assert 20 < loss_db < np.mean([psnr(f, c, border_px=0) for f, c in zip(crops, mild)]) < 60
+
+    plain = _only("none", blur_prob=0.0, noise_prob=0.0, kernel_weights=(("area", 1.0),))
+    lr, hr = make_patch_pool(_images(), 3, 16, 4, count=64, seed=5, recipe=replace(plain, coded_scene_prob=1.0))
+    centre = lr[:, 4:20, 4:20] * 255
+    assert np.abs(centre - hr.reshape(64, 16, 3, 16, 3).astype(np.float32).mean(axis=(2, 4))).max() <= 0.5 + 1e-3
+    _draws_only_when_on(_code_scene, "coded_scene_prob")
+    for bad in (dict(coded_scene_prob=1.5), dict(coded_scene_crf=(30, 20)), dict(coded_scene_crf=(20, 60))):
+        with pytest.raises(ValueError, match="coded_scene"):
+            CompressedDegradation(**bad)
+
+
 def test_patch_pool_is_byte_identical_for_a_seed_and_differs_across_seeds():
     images = _images()
     a = make_patch_pool(images, 3, 12, 4, count=40, seed=11)

@@ -124,7 +124,7 @@ def test_recipe_flags_state_the_recipe_defaults():
 
 def test_held_out_images_are_degraded_by_the_runs_recipe_without_its_scene_changes(image_dir, tmp_path):
     """The compressed held-out score (which picks the checkpoint) uses the run's own recipe:
-    its LR noise and codecs, not the default's; its soft and exposed scenes are left out, as
+    its LR noise and codecs, not the default's; its soft, exposed and coded scenes are left out, as
     they would change the images the score is about."""
     import numpy as np
 
@@ -139,7 +139,7 @@ def test_held_out_images_are_degraded_by_the_runs_recipe_without_its_scene_chang
         return _validators(config, paths)[0].pairs
 
     default = held_out()
-    for (hr, lr), (hr_scenes, lr_scenes) in zip(default, held_out(soft_prob=1.0, exposure_prob=1.0)):
+    for (hr, lr), (hr_scenes, lr_scenes) in zip(default, held_out(soft_prob=1.0, exposure_prob=1.0, coded_scene_prob=1.0)):
         np.testing.assert_array_equal(hr, hr_scenes)
         np.testing.assert_array_equal(lr, lr_scenes)
     quiet, noisy = held_out(noise_prob=0.0), held_out(noise_prob=1.0)

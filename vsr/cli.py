@@ -145,6 +145,8 @@ RECIPE_OPTIONS = (
     ("noise_prob", "given Gaussian noise (0.5-6 levels) on the LR before the codec.", 0.4),
     ("exposure_prob", "whose scene is over- or under-exposed, target included (blown highlights, crushed "
                       "blacks), so flat white and black stay flat.", 0.0),
+    ("coded_scene_prob", "whose scene was compressed video at full resolution first, target included (x264 CRF "
+                         "20-36), as most video was before it was scaled down.", 0.0),
 )
 
 
@@ -245,8 +247,8 @@ def train(data, scale, model_name, epochs, sampling, steps_per_epoch, loss, budg
     # recipe_flags: RECIPE_OPTIONS' fields, None where not given.
     recipe_changes = {name: value for name, value in recipe_flags.items() if value is not None}
     if recipe_changes and degradation != "compressed":
-        raise click.UsageError("--soft-prob, --noise-prob and --exposure-prob shape the compressed recipe: they "
-                               "need --degradation compressed")
+        flags = ", ".join(f"--{name.replace('_', '-')}" for name in recipe_changes)
+        raise click.UsageError(f"{flags} shape(s) the compressed recipe: need(s) --degradation compressed")
     recipe = None
     if recipe_changes:
         from .degradations import CompressedDegradation

@@ -23,7 +23,7 @@ import multiprocessing
 import os
 import queue
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from fractions import Fraction
 from pathlib import Path
 from typing import Sequence
@@ -147,6 +147,16 @@ class CompressedDegradation:
     #: its large white areas, most of what it lost (``training/realtime/flat_response.py``).
     exposure_prob: float = 0.0
     exposure_gain: tuple[float, float] = (1.2, 2.0)
+    #: Probability that a sequence's scene was compressed video before anyone downscaled it: its
+    #: HR crops, target included, go through x264 at full resolution first, at a CRF drawn from
+    #: ``coded_scene_crf``. Most video that gets upscaled was encoded at its own resolution
+    #: before it was scaled down and encoded again, and its originals hold that first codec's
+    #: smoothing, not a photo's fine texture: the shared car and cockatoo clips are 0.007 and
+    #: 0.02 bits per pixel at their own size (the tennis clip 0.29), and at CRF 30 the shipped x3
+    #: gains nothing on them from more detail and loses 0.1-0.2 dB per 10 % of it, while tennis
+    #: gains (``training/realtime/output_probe.py``, ``detail x`` rows).
+    coded_scene_prob: float = 0.0
+    coded_scene_crf: tuple[int, int] = (20, 36)
 
     def __post_init__(self) -> None:
         for name, _ in self.codec_weights:
@@ -166,9 +176,20 @@ class CompressedDegradation:
             raise ValueError("frames_per_clip and clips_per_encode must be at least 1")
         if not 1.0 <= self.exposure_gain[0] <= self.exposure_gain[1]:
             raise ValueError("exposure_gain must be (low, high) with 1 <= low <= high")
-        for name in ("blur_prob", "noise_prob", "soft_prob", "exposure_prob"):
+        if not 0 <= self.coded_scene_crf[0] <= self.coded_scene_crf[1] <= 51:
+            raise ValueError("coded_scene_crf must be (low, high) with 0 <= low <= high <= 51 (x264's CRF)")
+        for name in ("blur_prob", "noise_prob", *SCENE_CHANGES):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1]")
+
+    def without_scene_changes(self) -> "CompressedDegradation":
+        """This recipe with none of its scene changes (which alter the target too): what a
+        held-out score about restoring the images as they are degrades them with."""
+        return replace(self, **dict.fromkeys(SCENE_CHANGES, 0.0))
+
+
+#: The knobs that change a sequence's scene, target included, before it is degraded.
+SCENE_CHANGES = ("exposure_prob", "soft_prob", "coded_scene_prob")
 
 
 def _choose(rng: np.random.Generator, weighted: tuple[tuple[str, float], ...]) -> str:
@@ -273,6 +294,17 @@ def _soften(crops: list[np.ndarray], rng: np.random.Generator, recipe: Compresse
         small = cv2.resize(c, (max(1, round(w / factor)), max(1, round(h / factor))), interpolation=cv2.INTER_AREA)
         out.append(cv2.resize(small, (w, h), interpolation=cv2.INTER_CUBIC))
     return out
+
+
+def _code_scene(crops: list[np.ndarray], rng: np.random.Generator, recipe: CompressedDegradation) -> list[np.ndarray]:
+    """One sequence's HR crops (uint8), round-tripped through x264 at full resolution with
+    probability ``recipe.coded_scene_prob`` (one encode, the first frame intra: the source video
+    the LR was later made from). No random draw when ``coded_scene_prob`` is 0, so the default
+    recipe's pools stay as they were."""
+    if recipe.coded_scene_prob <= 0 or rng.random() >= recipe.coded_scene_prob:
+        return crops
+    crf = _uniform_int(rng, recipe.coded_scene_crf)
+    return codec_round_trip(crops, "h264", crf, "superfast", keyint=len(crops))
 
 
 def _cell_px(side_px: int) -> int:
@@ -481,9 +513,10 @@ def make_patch_pool(
         for _ in range(group):
             image = usable[int(rng.choice(len(usable), p=chance))]
             corners = _pan(rng, image, side_hr, frames, recipe.max_motion_px)
-            # The scene first: the camera's exposure, then softness (optics, or an upscale from less).
+            # The scene first: the camera's exposure, then softness (optics, or an upscale from
+            # less), then the source's own encode.
             crops = _expose([image[y : y + side_hr, x : x + side_hr] for y, x in corners], rng, recipe)
-            clips.append(_soften(crops, rng, recipe))
+            clips.append(_code_scene(_soften(crops, rng, recipe), rng, recipe))
         for i, (hr_clip, lr_clip) in enumerate(zip(clips, degrade_clips(clips, scale, rng, recipe))):
             base = (done + i) * frames
             lr_pool[base : base + frames] = lr_clip

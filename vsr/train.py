@@ -926,11 +926,11 @@ def _compressed_pairs(paths: list[Path], scale: int, seed: int,
     The run's own recipe, because this score picks the checkpoint: scored on the default
     recipe's LR (noise on 40 % of images), a run trained with less noise looked worse the longer
     it trained (an x2 fine-tune with noise_prob 0.1 peaked at epoch 8 of 43 while its clean
-    Set5 rose 0.33 dB). Its scene changes (soft and exposed scenes) are left out: they change
-    the target, and the held-out score is about restoring the images as they are."""
+    Set5 rose 0.33 dB). Its scene changes (soft, exposed and coded scenes) are left out: they
+    change the target, and the held-out score is about restoring the images as they are."""
     from .degradations import CompressedDegradation, degrade_compressed, read_luma_images
 
-    recipe = replace(recipe or CompressedDegradation(), soft_prob=0.0, exposure_prob=0.0)
+    recipe = (recipe or CompressedDegradation()).without_scene_changes()
     pairs = []
     for index, luma in enumerate(read_luma_images(paths)):
         hr = modcrop(luma, scale)

@@ -1,13 +1,15 @@
 """Probe: what would a network's x3 output on the compressed protocol gain from two cheap
 post-filters? If blurring the output raises PSNR, the network adds detail the original does
-not have (over-sharpening); if blending with neighbouring frames' output raises it, a
+not have (over-sharpening); if scaling its detail layer (output - bicubic) by 0.8 or 1.2 raises
+it, the network is too bold or too timid at this CRF (a scale is free at run time: the model's
+tail convolution can carry it); if blending with neighbouring frames' output raises it, a
 network that sees those frames (early fusion) has something to gain.
 
     python training/realtime/output_probe.py [--model realtime-compressed-plus] [--weights W.pt] [--crf 30]
 
 Same clips, frames, downscale and encode as benchmarks/compressed.py (its functions). Prints,
 per clip and on average, the gain over bicubic (dB) of the network's output as is, after a
-Gaussian blur of sigma 0.45 / 0.6 / 0.8 / 1.0 HR px, and after averaging each output pixel
+Gaussian blur of sigma 0.45 / 0.6 / 0.8 / 1.0 HR px, with its detail scaled (``detail x``), and after averaging each output pixel
 with the previous (``prev``) or previous and next (``prev+next``) frames' outputs where the
 decoded LR barely changed there (|difference| < 4 levels; elsewhere left as is).
 """
@@ -37,7 +39,9 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data" / "video")
     args = parser.parse_args()
     backend = C.make_upscaler(None if args.weights else args.model, args.weights, "onnxruntime")
-    variants = ["as is", "blur 0.45", "blur 0.6", "blur 0.8", "blur 1.0", "prev", "prev+next"]
+    detail_gains = (0.8, 0.9, 1.1, 1.2)
+    variants = ["as is", "blur 0.45", "blur 0.6", "blur 0.8", "blur 1.0",
+                *(f"detail x{g}" for g in detail_gains), "prev", "prev+next"]
     totals = {v: [] for v in variants}
 
     def to_u8(x):
@@ -55,7 +59,10 @@ def main() -> None:
         for t, ref in enumerate(refs):
             sr = srs[t]
             size = (sr.shape[1], sr.shape[0])
-            bicubic.append(psnr(ref, bicubic_uint8(lrs[t] / 255.0, C.SCALE), border_px=C.SCALE))
+            smooth = bicubic_uint8(lrs[t] / 255.0, C.SCALE)
+            bicubic.append(psnr(ref, smooth, border_px=C.SCALE))
+            for g in detail_gains:
+                scores[f"detail x{g}"].append(psnr(ref, to_u8(smooth + g * (sr - smooth)), border_px=C.SCALE))
             scores["as is"].append(psnr(ref, to_u8(sr), border_px=C.SCALE))
             for sigma in (0.45, 0.6, 0.8, 1.0):
                 scores[f"blur {sigma}"].append(psnr(ref, to_u8(cv2.GaussianBlur(sr, (0, 0), sigma)), border_px=C.SCALE))

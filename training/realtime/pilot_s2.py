@@ -6,7 +6,7 @@ from scratch with the project's loop, in one of two parameterisations:
          x3, s2c32b2);
   plain  the collapsed form (RepSRPlain) trained directly, default PyTorch init, zero tail.
 
-    python training/realtime/pilot_s2.py {rep,plain} OUT MINUTES LR [--scale 3] [--soft-prob P] [--noise-prob P] [--exposure-prob P]
+    python training/realtime/pilot_s2.py {rep,plain} OUT MINUTES LR [--scale 3] [--soft-prob P] [--noise-prob P] [--exposure-prob P] [--coded-scene-prob P]
 
 Not part of the package: it registers a model "pilot-s2" for the run only.
 """
@@ -42,8 +42,10 @@ def main():
                         help="CompressedDegradation.noise_prob for the pools (default: the recipe's)")
     parser.add_argument("--exposure-prob", type=float, default=None,
                         help="CompressedDegradation.exposure_prob for the pools (default: the recipe's)")
+    parser.add_argument("--coded-scene-prob", type=float, default=None,
+                        help="CompressedDegradation.coded_scene_prob for the pools (default: the recipe's)")
     args = parser.parse_args()
-    changes = {name: getattr(args, name) for name in ("soft_prob", "noise_prob", "exposure_prob")
+    changes = {name: getattr(args, name) for name in ("soft_prob", "noise_prob", "exposure_prob", "coded_scene_prob")
                if getattr(args, name) is not None}
     recipe = CompressedDegradation(**changes) if changes else None
     channels, blocks = (int(v) for v in args.shape.split(","))
