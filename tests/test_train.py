@@ -201,7 +201,10 @@ def test_a_time_budget_alone_trains_that_long_and_a_model_below_bicubic_is_flagg
     assert result.returncode == 0, result.stderr
     log = _log(out)
     assert log[-1]["wall_seconds"] >= budget_s - 0.5, log[-1]
-    assert len(log) > 100, f"{len(log)} epochs in {log[-1]['wall_seconds']} s"
+    # Not ended by the default epoch count (100): on an idle machine far more fit in the budget;
+    # on a loaded one fewer may, which the budget check above covers (no epoch-count bound here,
+    # so the test does not depend on the machine's speed).
+    assert len(log) != 100, f"{len(log)} epochs in {log[-1]['wall_seconds']} s"
     lr = [row["lr"] for row in log]
     assert lr[0] > 5 * lr[-1]  # the cosine followed the clock down
     best = max(row["val_psnr_db"] for row in log)
