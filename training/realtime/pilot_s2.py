@@ -6,7 +6,7 @@ from scratch with the project's loop, in one of two parameterisations:
          x3, s2c32b2);
   plain  the collapsed form (RepSRPlain) trained directly, default PyTorch init, zero tail.
 
-    python training/realtime/pilot_s2.py {rep,plain} OUT MINUTES LR [--scale 3] [--soft-prob P] [--noise-prob P] [--exposure-prob P] [--coded-scene-prob P]
+    python training/realtime/pilot_s2.py {rep,plain} OUT MINUTES LR [--scale 3] [--shape C,B] [--init PT] [--soft-prob P] [--noise-prob P] [--exposure-prob P] [--coded-scene-prob P]
 
 Not part of the package: it registers a model "pilot-s2" for the run only.
 """
@@ -15,6 +15,7 @@ from pathlib import Path
 
 import torch
 
+from vsr.cli import RECIPE_OPTIONS
 from vsr.degradations import CompressedDegradation
 from vsr.models import registry
 from vsr.models.reparam import RepConv, RepSRPlain
@@ -36,17 +37,11 @@ def main():
     parser.add_argument("--stride", type=int, default=2)
     parser.add_argument("--degradation", default="compressed")
     parser.add_argument("--steps-per-epoch", type=int, default=250)
-    parser.add_argument("--soft-prob", type=float, default=None,
-                        help="CompressedDegradation.soft_prob for the pools (default: the recipe's)")
-    parser.add_argument("--noise-prob", type=float, default=None,
-                        help="CompressedDegradation.noise_prob for the pools (default: the recipe's)")
-    parser.add_argument("--exposure-prob", type=float, default=None,
-                        help="CompressedDegradation.exposure_prob for the pools (default: the recipe's)")
-    parser.add_argument("--coded-scene-prob", type=float, default=None,
-                        help="CompressedDegradation.coded_scene_prob for the pools (default: the recipe's)")
+    for name, text, _ in RECIPE_OPTIONS:  # vsr train's recipe flags, with the same meaning
+        parser.add_argument(f"--{name.replace('_', '-')}", type=float, default=None,
+                            help=f"CompressedDegradation.{name}: share of sequences {text} (default: the recipe's)")
     args = parser.parse_args()
-    changes = {name: getattr(args, name) for name in ("soft_prob", "noise_prob", "exposure_prob", "coded_scene_prob")
-               if getattr(args, name) is not None}
+    changes = {name: getattr(args, name) for name, _, _ in RECIPE_OPTIONS if getattr(args, name) is not None}
     recipe = CompressedDegradation(**changes) if changes else None
     channels, blocks = (int(v) for v in args.shape.split(","))
     options = (("channels", channels), ("blocks", blocks), ("stride", args.stride), ("act", "relu"))
