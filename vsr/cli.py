@@ -248,7 +248,7 @@ def train(data, scale, model_name, epochs, sampling, steps_per_epoch, loss, budg
     recipe_changes = {name: value for name, value in recipe_flags.items() if value is not None}
     if recipe_changes and degradation != "compressed":
         flags = ", ".join(f"--{name.replace('_', '-')}" for name in recipe_changes)
-        raise click.UsageError(f"{flags} shape(s) the compressed recipe: need(s) --degradation compressed")
+        raise click.UsageError(f"{flags}: recipe flags of --degradation compressed; add it, or leave them out")
     recipe = None
     if recipe_changes:
         from .degradations import CompressedDegradation

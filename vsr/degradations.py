@@ -152,9 +152,9 @@ class CompressedDegradation:
     #: ``coded_scene_crf``. Most video that gets upscaled was encoded at its own resolution
     #: before it was scaled down and encoded again, and its originals hold that first codec's
     #: smoothing, not a photo's fine texture: the shared car and cockatoo clips are 0.007 and
-    #: 0.02 bits per pixel at their own size (the tennis clip 0.29), and at CRF 30 the shipped x3
-    #: gains nothing on them from more detail and loses 0.1-0.2 dB per 10 % of it, while tennis
-    #: gains (``training/realtime/output_probe.py``, ``detail x`` rows).
+    #: 0.02 bits per pixel at their own size (the tennis clip 0.29), and at CRF 30 the x3 shipped
+    #: before it loses 0.04-0.08 dB on them with 20 % more detail, where tennis gains 0.07
+    #: (``training/realtime/output_probe.py``, ``detail x`` rows).
     coded_scene_prob: float = 0.0
     coded_scene_crf: tuple[int, int] = (20, 36)
 
