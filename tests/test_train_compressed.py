@@ -138,8 +138,8 @@ def test_held_out_images_are_degraded_by_the_runs_recipe_without_its_scene_chang
         config = _config(image_dir, tmp_path, compressed_recipe=CompressedDegradation(**recipe) if recipe else None)
         return _validators(config, paths)[0].pairs
 
-    default = held_out()
-    for (hr, lr), (hr_scenes, lr_scenes) in zip(default, held_out(soft_prob=1.0, exposure_prob=1.0, coded_scene_prob=1.0)):
+    default, scenes = held_out(), held_out(soft_prob=1.0, exposure_prob=1.0, coded_scene_prob=1.0)
+    for (hr, lr), (hr_scenes, lr_scenes) in zip(default, scenes):
         np.testing.assert_array_equal(hr, hr_scenes)
         np.testing.assert_array_equal(lr, lr_scenes)
     quiet, noisy = held_out(noise_prob=0.0), held_out(noise_prob=1.0)

@@ -90,7 +90,7 @@ class TrainConfig:
     pool_workers: int = 1
     #: With "compressed": the pools' recipe (``vsr.degradations.CompressedDegradation``); None:
     #: its defaults. The shipped realtime-compressed-plus x3 and x4 used ``soft_prob`` 0.5,
-    #: ``noise_prob`` 0.1 and ``exposure_prob`` 0.25.
+    #: ``noise_prob`` 0.1 and ``exposure_prob`` 0.25; x3 also ``coded_scene_prob`` 0.3.
     compressed_recipe: CompressedDegradation | None = None
     batch_size: int = 64
     lr: float = 1e-3

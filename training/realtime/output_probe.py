@@ -9,9 +9,10 @@ network that sees those frames (early fusion) has something to gain.
 
 Same clips, frames, downscale and encode as benchmarks/compressed.py (its functions). Prints,
 per clip and on average, the gain over bicubic (dB) of the network's output as is, after a
-Gaussian blur of sigma 0.45 / 0.6 / 0.8 / 1.0 HR px, with its detail scaled (``detail x``), and after averaging each output pixel
-with the previous (``prev``) or previous and next (``prev+next``) frames' outputs where the
-decoded LR barely changed there (|difference| < 4 levels; elsewhere left as is).
+Gaussian blur of sigma 0.45 / 0.6 / 0.8 / 1.0 HR px, with its detail scaled (``detail x``), and
+after averaging each output pixel with the previous (``prev``) or previous and next
+(``prev+next``) frames' outputs where the decoded LR barely changed there (|difference| < 4
+levels; elsewhere left as is).
 """
 import argparse
 import sys
