@@ -118,8 +118,15 @@ def test_recipe_flags_state_the_recipe_defaults():
     from vsr.cli import RECIPE_OPTIONS
     from vsr.degradations import CompressedDegradation
 
+    recipe = CompressedDegradation()
     for name, _, default in RECIPE_OPTIONS:
-        assert getattr(CompressedDegradation(), name) == default, name
+        assert getattr(recipe, name) == default, name
+    # The two ranges the help text spells out are the recipe's too.
+    text = {name: help_text for name, help_text, _ in RECIPE_OPTIONS}
+    low, high = recipe.noise_sigma_levels
+    assert f"{low:g}-{high:g} levels" in text["noise_prob"]
+    low, high = recipe.coded_scene_crf
+    assert f"x264 CRF {low}-{high}" in text["coded_scene_prob"]
 
 
 def test_held_out_images_are_degraded_by_the_runs_recipe_without_its_scene_changes(image_dir, tmp_path):
