@@ -38,6 +38,8 @@ RECIPES = tuple(Int8Recipe(float_convs=kept, float_precision=floats)
                 for kept in ((), (-1,), (0,), (0, -1))
                 for floats in ("bf16", "fp32"))
 RECIPES = (*RECIPES, Int8Recipe(quantize_elementwise=True))
+#: oneDNN's ISA for --without-vnni: AVX-512 without VNNI (Skylake-X's), whose int8 is AVX2's.
+NO_VNNI_ISA = "AVX512_CORE"
 
 
 def write_calibration(out: Path, patches_per_scale: int = 64, patch_px: int = 48, seed: int = 0) -> None:
@@ -86,9 +88,8 @@ def set5_psnr(onnx: Path, scale: int, precision: str, recipe: Int8Recipe | None 
     return round(report.mean("vsr_psnr_db"), 4)
 
 
-def record_accuracy(rows: list[dict]) -> None:
+def record_accuracy(rows: list[dict], arithmetic: str) -> None:
     from vsr.backends.int8 import ACCURACY_RESOURCE, LOSS_FIELD, int8_source, onnx_digest, shipped_recipe
-    from vsr.hardware import int8_arithmetic
 
     path = REPO / "vsr" / "models" / "weights" / ACCURACY_RESOURCE
     records = json.loads(path.read_text()) if path.is_file() else {}
@@ -105,7 +106,7 @@ def record_accuracy(rows: list[dict]) -> None:
         old = records.get(key, {})
         if old.get("recipe") == recipe:
             record.update({f: old[f] for f in LOSS_FIELD.values() if f in old})
-        record[LOSS_FIELD[int8_arithmetic()]] = shipped["loss_db"]
+        record[LOSS_FIELD[arithmetic]] = shipped["loss_db"]
         records[key] = record
     path.write_text(json.dumps(records, indent=2, sort_keys=True) + "\n")
     print(f"recorded {len(rows)} networks in {path}")
@@ -124,8 +125,24 @@ def main() -> None:
     parser.add_argument("--record", action="store_true",
                         help="write the shipped recipe's loss per ONNX into vsr/models/weights/int8_accuracy.json, "
                              "which --precision auto reads")
+    parser.add_argument("--without-vnni", action="store_true",
+                        help="on a CPU with AVX-512 VNNI, run OpenVINO as on one without (ONEDNN_MAX_CPU_ISA="
+                             f"{NO_VNNI_ISA}) and record the loss as no-vnni: it gave ESPCN x3's 0.0721 dB, as a "
+                             "Zen 1 (AVX2 only) did, on a Zen 4 whose VNNI loses 0.0412")
     parser.add_argument("--out", type=Path, default=HERE / "results" / "int8_quality")
     args = parser.parse_args()
+    from vsr.hardware import cpuinfo, int8_arithmetic
+
+    arithmetic = int8_arithmetic()
+    if args.without_vnni:
+        if "avx512f" not in cpuinfo().get("flags", "").split():
+            parser.error("--without-vnni needs an AVX-512 CPU (it limits oneDNN to AVX-512 without VNNI)")
+        if "openvino" in sys.modules:
+            parser.error("--without-vnni must be set before OpenVINO loads")
+        # oneDNN reads this when OpenVINO's CPU plugin loads: int8 then sums u8 x s8 pairs in saturating
+        # int16 (vpmaddubsw), as AVX2-only CPUs do.
+        os.environ["ONEDNN_MAX_CPU_ISA"] = NO_VNNI_ISA
+        arithmetic = "no-vnni"
     from vsr.backends.int8 import _shipped_calibration
 
     if args.write_calibration:
@@ -136,7 +153,7 @@ def main() -> None:
 
     from vsr.backends.int8 import int8_source, shipped_recipe
     from vsr.backends.openvino import native_bf16
-    from vsr.hardware import cpu_identity, int8_arithmetic
+    from vsr.hardware import cpu_identity
     from vsr.models.weights import shipped_weights
 
     rows = []
@@ -147,7 +164,7 @@ def main() -> None:
             fp32 = set5_psnr(onnx, scale, "fp32")
             row = {"model": model or str(args.onnx), "scale": scale, "onnx": str(onnx),
                    "int8_source": int8_source(onnx).name, "fp32_psnr_db": fp32, "tried": [], "kept": None}
-            row["bf16_psnr_db"] = set5_psnr(onnx, scale, "bf16") if native_bf16() else None
+            row["bf16_psnr_db"] = set5_psnr(onnx, scale, "bf16") if native_bf16() and not args.without_vnni else None
             for recipe in recipes:
                 int8 = set5_psnr(onnx, scale, "int8", recipe)
                 loss = round(fp32 - int8, 4)
@@ -161,9 +178,10 @@ def main() -> None:
                "max_loss_db": args.max_loss_db, "calibration": "shipped vsr/models/weights/calibration_luma.npz "
                "(64 LR luma patches of 48 px per scale from ../shared/data/train; no Set5)",
                "nncf": nncf.__version__, "openvino": ov.__version__, "cpu": cpu_identity(),
-               "int8_arithmetic": int8_arithmetic(), "rows": rows}
+               "int8_arithmetic": arithmetic + (f" (emulated: ONEDNN_MAX_CPU_ISA={NO_VNNI_ISA})" if args.without_vnni else ""),
+               "rows": rows}
     if args.record:
-        record_accuracy(rows)
+        record_accuracy(rows, arithmetic)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.with_suffix(".json").write_text(json.dumps(results, indent=2) + "\n")
     lines = ["# int8 (NNCF post-training quantisation, OpenVINO) against fp32: Set5 PSNR on Y", "",
