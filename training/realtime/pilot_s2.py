@@ -6,7 +6,7 @@ from scratch with the project's loop, in one of two parameterisations:
          x3, s2c32b2);
   plain  the collapsed form (RepSRPlain) trained directly, default PyTorch init, zero tail.
 
-    python training/realtime/pilot_s2.py {rep,plain} OUT MINUTES LR [--scale 3] [--shape C,B] [--init PT] [--soft-prob P] [--noise-prob P] [--exposure-prob P] [--coded-scene-prob P]
+    python training/realtime/pilot_s2.py {rep,plain} OUT MINUTES LR [--scale 3] [--shape C,B] [--init PT] [--clean-fraction F] [--soft-prob P] [--noise-prob P] [--exposure-prob P] [--coded-scene-prob P]
 
 Not part of the package: it registers a model "pilot-s2" for the run only.
 """
@@ -37,6 +37,8 @@ def main():
     parser.add_argument("--stride", type=int, default=2)
     parser.add_argument("--degradation", default="compressed")
     parser.add_argument("--steps-per-epoch", type=int, default=250)
+    parser.add_argument("--clean-fraction", type=float, default=0.25,
+                        help="share of patches with a clean bicubic LR, besides the recipe's 'none' codec")
     for name, text, _ in RECIPE_OPTIONS:  # vsr train's recipe flags, with the same meaning
         parser.add_argument(f"--{name.replace('_', '-')}", type=float, default=None,
                             help=f"CompressedDegradation.{name}: share of sequences {text} (default: the recipe's)")
@@ -68,7 +70,7 @@ def main():
     result = train(TrainConfig(
         data_dirs=(Path("/work/shared/data/train"),), scale=args.scale, out_dir=args.out, epochs=None, model=name,
         sampling="random", steps_per_epoch=args.steps_per_epoch, loss="l1-l2", time_budget_s=args.minutes * 60,
-        degradation=args.degradation, clean_fraction=0.25, batch_size=16, patch_px=40, lr=args.lr, min_lr=1e-6,
+        degradation=args.degradation, clean_fraction=args.clean_fraction, batch_size=16, patch_px=40, lr=args.lr, min_lr=1e-6,
         schedule="cosine", ema_decay=0.999, num_threads=1, mixed_precision=False, resume=args.resume,
         init=args.init, warmup_steps=args.warmup_steps, compressed_recipe=recipe))
     print(result)
