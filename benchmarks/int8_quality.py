@@ -174,12 +174,12 @@ def main() -> None:
                 if loss <= args.max_loss_db and row["kept"] is None:
                     row["kept"] = recipe.tag
             rows.append(row)
+    emulated = f" (emulated: ONEDNN_MAX_CPU_ISA={NO_VNNI_ISA})" if args.without_vnni else ""
     results = {"convention": "Set5, Y (BT.601), MATLAB bicubic LR, scale px border shaved (vsr eval)",
                "max_loss_db": args.max_loss_db, "calibration": "shipped vsr/models/weights/calibration_luma.npz "
                "(64 LR luma patches of 48 px per scale from ../shared/data/train; no Set5)",
                "nncf": nncf.__version__, "openvino": ov.__version__, "cpu": cpu_identity(),
-               "int8_arithmetic": arithmetic + (f" (emulated: ONEDNN_MAX_CPU_ISA={NO_VNNI_ISA})" if args.without_vnni else ""),
-               "rows": rows}
+               "int8_arithmetic": arithmetic + emulated, "rows": rows}
     if args.record:
         record_accuracy(rows, arithmetic)
     args.out.parent.mkdir(parents=True, exist_ok=True)
