@@ -89,8 +89,8 @@ class TrainConfig:
     pool_patches: int = 4096
     pool_workers: int = 1
     #: With "compressed": the pools' recipe (``vsr.degradations.CompressedDegradation``); None:
-    #: its defaults. The shipped realtime-compressed-plus x3 and x4 used ``soft_prob`` 0.5,
-    #: ``noise_prob`` 0.1 and ``exposure_prob`` 0.25; x3 also ``coded_scene_prob`` 0.3.
+    #: its defaults. The shipped realtime-compressed-plus x2, x3 and x4 were last fine-tuned with
+    #: ``soft_prob`` 0.5, ``noise_prob`` 0.1, ``exposure_prob`` 0.25 and ``coded_scene_prob`` 0.6.
     compressed_recipe: CompressedDegradation | None = None
     batch_size: int = 64
     lr: float = 1e-3

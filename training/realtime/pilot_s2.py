@@ -71,8 +71,7 @@ def main():
         data_dirs=(Path("/work/shared/data/train"),), scale=args.scale, out_dir=args.out, epochs=None, model=name,
         sampling="random", steps_per_epoch=args.steps_per_epoch, loss="l1-l2", time_budget_s=args.minutes * 60,
         degradation=args.degradation, clean_fraction=args.clean_fraction, batch_size=16, patch_px=40, lr=args.lr,
-        min_lr=1e-6,
-        schedule="cosine", ema_decay=0.999, num_threads=1, mixed_precision=False, resume=args.resume,
+        min_lr=1e-6, schedule="cosine", ema_decay=0.999, num_threads=1, mixed_precision=False, resume=args.resume,
         init=args.init, warmup_steps=args.warmup_steps, compressed_recipe=recipe))
     print(result)
 
