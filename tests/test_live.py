@@ -28,8 +28,11 @@ def run_vsr(*args, env=None, timeout=120):
                           env=environment, timeout=timeout)
 
 
-def write_clip(path: Path, frames: int = 12, width: int = 200, height: int = 150, fps: int = 25) -> Path:
-    """A small H.264 clip of a detailed synthetic picture drifting right by 2 pixels a frame."""
+def write_clip(path: Path, frames: int = 12, width: int = 200, height: int = 150, fps: int = 25,
+               passes: int = 1) -> Path:
+    """A small H.264 clip of a detailed synthetic picture drifting right by 2 pixels a frame,
+    ``frames`` frames; with ``passes`` above 1 it drifts back and forth that many times (a longer
+    clip of the same picture)."""
     import av
 
     picture = synthetic_rgb(height, width + 2 * frames, seed=3)
@@ -37,7 +40,8 @@ def write_clip(path: Path, frames: int = 12, width: int = 200, height: int = 150
         stream = container.add_stream("libx264", rate=fps)
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
         stream.options = {"crf": "10", "preset": "ultrafast"}
-        for i in range(frames):
+        for n in range(frames * passes):
+            i = n % frames if (n // frames) % 2 == 0 else frames - 1 - n % frames
             frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(picture[:, 2 * i : 2 * i + width]),
                                                format="rgb24")
             container.mux(stream.encode(frame))
@@ -575,11 +579,13 @@ def test_window_shows_split_view_and_overlay(tmp_path, xvfb_display):
     from vsr.media.decode import VideoReader
 
     scale, shot_at = 3, 3
-    clip = write_clip(tmp_path / "long.mp4", frames=60)  # plays long enough to grab the window
+    # Long enough that the window is still up while a busy machine grabs it: at 60 frames the whole
+    # suite's load once let the clip end, and the window close, before the grab saw it painted.
+    clip = write_clip(tmp_path / "long.mp4", frames=60, passes=4)
     env = {**os.environ, "DISPLAY": xvfb_display, "PYTHONPATH": str(REPO)}
     process = subprocess.Popen(
         [sys.executable, "-m", "vsr", "live", "--source", str(clip), "--scale", str(scale), "--backend",
-         "onnxruntime", "--as-fast-as-possible", "--max-frames", "60", "--screenshot-at-frame", str(shot_at),
+         "onnxruntime", "--as-fast-as-possible", "--max-frames", "240", "--screenshot-at-frame", str(shot_at),
          "--screenshot-dir", str(tmp_path)],
         env=env, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
     grabbed = None
