@@ -6,7 +6,7 @@ from scratch with the project's loop, in one of two parameterisations:
          x3, s2c32b2);
   plain  the collapsed form (RepSRPlain) trained directly, default PyTorch init, zero tail.
 
-    python training/realtime/pilot_s2.py {rep,plain} OUT MINUTES LR [--scale 3] [--shape C,B] [--init PT] [--clean-fraction F] [--soft-prob P] [--noise-prob P] [--exposure-prob P] [--coded-scene-prob P]
+    python training/realtime/pilot_s2.py {rep,plain} OUT MINUTES LR [--scale 3] [--shape C,B] [--init PT] [--clean-fraction F] [--soft-prob P] [--noise-prob P] [--exposure-prob P] [--coded-scene-prob P] [--heavy]
 
 Not part of the package: it registers a model "pilot-s2" for the run only.
 """
@@ -39,11 +39,16 @@ def main():
     parser.add_argument("--steps-per-epoch", type=int, default=250)
     parser.add_argument("--clean-fraction", type=float, default=0.25,
                         help="share of patches with a clean bicubic LR, besides the recipe's 'none' codec")
+    parser.add_argument("--heavy", action="store_true",
+                        help="a heavy-compression specialist: x264 / x265 only at CRF 26-40 / 30-42, no clean LR")
     for name, text, _ in RECIPE_OPTIONS:  # vsr train's recipe flags, with the same meaning
         parser.add_argument(f"--{name.replace('_', '-')}", type=float, default=None,
                             help=f"CompressedDegradation.{name}: share of sequences {text} (default: the recipe's)")
     args = parser.parse_args()
     changes = {name: getattr(args, name) for name, _, _ in RECIPE_OPTIONS if getattr(args, name) is not None}
+    if args.heavy:
+        # Study: what a rung that never sees clean or lightly coded LR gains on heavily coded input.
+        changes.update(codec_weights=(("h264", 0.7), ("hevc", 0.3)), h264_crf=(26, 40), hevc_crf=(30, 42))
     recipe = CompressedDegradation(**changes) if changes else None
     channels, blocks = (int(v) for v in args.shape.split(","))
     options = (("channels", channels), ("blocks", blocks), ("stride", args.stride), ("act", "relu"))
