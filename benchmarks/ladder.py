@@ -7,9 +7,11 @@
 Quality: `vsr eval`'s convention on Set5 (../shared/data/set5), computed with ONNX Runtime fp32.
 Speed: the engine alone (what `--model auto` calibrates: ``vsr.tuning.model_choice.measure_engine_fps``)
 on a 640x360 luma plane at x3, the size docs/results.md's `vsr run` speed table upscales to 1080p, batch 1,
-every thread of the machine. Results are keyed by machine, so a CPU run and a GPU run (made on
-different machines) sit side by side in benchmarks/results/ladder.json; the chart
-(ladder.png) plots Set5 x3 PSNR against fps, one series per machine and backend.
+every thread of the machine, at the precision ``--precision auto`` picks. Both ladders: the models
+for clean input and those trained for compressed input (``--degradation``), whose Set5 score says
+what they cost on clean input. Results are keyed by machine, so a CPU run and a GPU run (made on
+different machines) sit side by side in benchmarks/results/ladder.json; the chart (ladder.png)
+plots Set5 x3 PSNR against fps, one series per machine, backend and ladder.
 """
 from __future__ import annotations
 
@@ -72,16 +74,25 @@ def draw(results: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     quality = results["quality"]
-    fig, ax = plt.subplots(figsize=(7.5, 4.6), dpi=120)
+    fig, ax = plt.subplots(figsize=(9, 5.6), dpi=120)
     markers = iter("osD^v<>")
     for machine, run in results["speed"].items():
         for backend, fps in run["fps"].items():
-            names = [n for n in fps if n in quality]
-            xs = [fps[n] for n in names]
-            ys = [quality[n][str(SCALE)]["psnr_db"] for n in names]
-            ax.plot(xs, ys, marker=next(markers, "o"), label=f"{backend}, {run['label']}")
-            for n, x, y in zip(names, xs, ys):
-                ax.annotate(n, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
+            marker = next(markers, "o")
+            line = None
+            for ladder in ("bicubic", "compressed"):
+                names = [n for n in fps if n in quality and _degradation(n) == ladder]
+                if not names:
+                    continue
+                xs = [fps[n] for n in names]
+                ys = [quality[n][str(SCALE)]["psnr_db"] for n in names]
+                # One colour per machine and backend; the compressed-input ladder dashed, hollow markers.
+                style = {} if ladder == "bicubic" else {"linestyle": "--", "markerfacecolor": "none"}
+                label = f"{backend}, {run['label']}" + ("" if ladder == "bicubic" else ", compressed-input models")
+                (line,) = ax.plot(xs, ys, marker=marker, label=label,
+                                  **style, **({"color": line.get_color()} if line is not None else {}))
+                for n, x, y in zip(names, xs, ys):
+                    ax.annotate(n, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
     bicubic = next(iter(quality.values()))[str(SCALE)]["bicubic_psnr_db"]
     ax.axhline(bicubic, color="grey", linestyle=":", label=f"bicubic ({bicubic:.2f} dB)")
     ax.axvline(30, color="grey", linestyle="--", linewidth=0.8)
@@ -91,7 +102,7 @@ def draw(results: dict, path: Path) -> None:
     ax.set_ylabel(f"Set5 x{SCALE} PSNR on Y (dB)")
     ax.set_title("vsr model ladder: quality against speed")
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8, loc="lower left")
+    ax.legend(fontsize=7, loc="lower left")
     fig.tight_layout()
     fig.savefig(path)
 
@@ -101,14 +112,15 @@ def write_table(results: dict, path: Path) -> None:
     lines = ["# Model ladder: quality and speed", "",
              "`python benchmarks/ladder.py` (raw numbers: ladder.json; chart: ladder.png).", "",
              "Set5 PSNR (dB) / SSIM on Y, `vsr eval` convention, ONNX Runtime fp32:", "",
-             "| model | params x3 | x2 | x3 | x4 |", "|---|---:|---:|---:|---:|"]
+             "| model | trained for | params x3 | x2 | x3 | x4 |", "|---|---|---:|---:|---:|---:|"]
     from vsr.models.registry import MODELS
 
     for name, scores in quality.items():
         cells = [f"{scores[s]['psnr_db']:.2f} / {scores[s]['ssim']:.4f}" if s in scores else "—" for s in "234"]
-        lines.append(f"| {name} | {MODELS[name].params(3):,} | " + " | ".join(cells) + " |")
+        kind = "clean input" if _degradation(name) == "bicubic" else "compressed input"
+        lines.append(f"| {name} | {kind} | {MODELS[name].params(3):,} | " + " | ".join(cells) + " |")
     first = next(iter(quality.values()))
-    lines.append("| bicubic | | " + " | ".join(f"{first[s]['bicubic_psnr_db']:.2f}" for s in "234") + " |")
+    lines.append("| bicubic | | | " + " | ".join(f"{first[s]['bicubic_psnr_db']:.2f}" for s in "234") + " |")
     for machine, run in results["speed"].items():
         lines += ["", f"Engine fps, {SIZE_PX[0]}x{SIZE_PX[1]} luma at x{SCALE}, batch 1, on {run['label']} "
                   f"({run['when']}):", "", "| backend | " + " | ".join(quality) + " |",
@@ -116,6 +128,13 @@ def write_table(results: dict, path: Path) -> None:
         for backend, fps in run["fps"].items():
             lines.append(f"| {backend} | " + " | ".join(f"{fps[n]:.1f}" if n in fps else "—" for n in quality) + " |")
     path.write_text("\n".join(lines) + "\n")
+
+
+def _degradation(name: str) -> str:
+    """The ladder a model is on: "bicubic" (clean input) or "compressed"."""
+    from vsr.models.registry import MODELS
+
+    return MODELS[name].degradation
 
 
 def machine_label(device: str) -> str:
@@ -138,7 +157,8 @@ def main() -> int:
     args = parser.parse_args()
     from vsr.models.registry import shipped_models
 
-    models = [m for m in shipped_models() if m.degradation == "bicubic"]
+    # Clean ladder first, then the compressed one, each cheapest first (as the chart draws them).
+    models = sorted(shipped_models(), key=lambda m: (m.degradation != "bicubic", m.rank))
     json_path = args.out / "ladder.json"
     results = json.loads(json_path.read_text()) if json_path.is_file() else {"quality": {}, "speed": {}}
     if not args.chart_only:
