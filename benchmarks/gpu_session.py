@@ -435,7 +435,10 @@ def row_from_stats(stats: dict, process_seconds: float) -> dict:
         "pipeline_fps": stats.get("fps"), "wall_seconds": stats.get("wall_seconds"),
         "first_frame_seconds": stats.get("first_frame_seconds"), "workers": stats.get("workers"),
         "segments": len(stats.get("segments", [])), "model": stats.get("model"), "backend": stats.get("backend"),
-        "decoder": stats.get("decoder"), "stage_seconds": {k: round(v, 3) for k, v in stages.items() if v is not None},
+        "decoder": stats.get("decoder"),
+        # Microseconds kept: a short run's chroma stage can take under half a millisecond in all, and
+        # rounded to 3 decimals a measured stage read 0.0, as if it had not run.
+        "stage_seconds": {k: round(v, 6) for k, v in stages.items() if v is not None},
         "stage_ms_per_frame": {k: round(1000 * v / frames, 3) for k, v in stages.items() if v is not None and frames},
         "engine_thread_seconds": round(busy.get("engine", 0.0), 3),
         # Building the upscaler (model load, CUDA context, compile), summed over the workers.
