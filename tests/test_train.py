@@ -199,8 +199,8 @@ def test_a_time_budget_alone_trains_that_long_and_a_model_below_bicubic_is_flagg
     budget_s = 15.0
     result = _vsr_train(image_dir, "--scale", 3, "--model", "espcn", "--out", out, "--budget-minutes",
                         budget_s / 60, "--sampling", "random", "--steps-per-epoch", 1, "--batch-size", 2,
-                        "--patch-px", 8, "--lr", 1e-5, "--min-lr", 1e-7, "--val", image_dir / "img1.png", "--threads", 1,
-                        "-q")
+                        "--patch-px", 8, "--lr", 1e-5, "--min-lr", 1e-7, "--val", image_dir / "img1.png",
+                        "--threads", 1, "-q")
     assert result.returncode == 0, result.stderr
     log = _log(out)
     assert log[-1]["wall_seconds"] >= budget_s - 0.5, log[-1]

@@ -21,10 +21,7 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "benchmarks"))
 
 import compressed  # noqa: E402
-
-
-def psnr_db(a: np.ndarray, b: np.ndarray) -> float:
-    return float(10 * np.log10(255.0 ** 2 / np.mean((a - b) ** 2)))
+from vsr.metrics import psnr  # noqa: E402
 
 
 def main() -> None:
@@ -44,8 +41,8 @@ def main() -> None:
             alone, fused, static, identical = [], [], [], []
             for t in range(1, len(decoded)):
                 still = np.abs(original[t] - original[t - 1]) < 1.0
-                alone.append(psnr_db(decoded[t], original[t]))
-                fused.append(psnr_db(np.where(still, (decoded[t] + decoded[t - 1]) / 2, decoded[t]), original[t]))
+                alone.append(psnr(original[t], decoded[t]))
+                fused.append(psnr(original[t], np.where(still, (decoded[t] + decoded[t - 1]) / 2, decoded[t])))
                 static.append(still.mean())
                 identical.append(np.mean(decoded[t] == decoded[t - 1]))
             print(f"{clip.name} CRF {crf}: decoded LR {np.mean(alone):.2f} dB, fused with t-1 where static "
