@@ -11,7 +11,9 @@ one ships, else the fp32 ONNX) with the recipe it uses for that network (``int8.
 the convolutions accuracy control keeps float, tools/int8_accuracy_control.py). With
 ``--recipes all``, the older fixed list ``RECIPES`` is tried fastest first and the first within
 ``--max-loss-db`` (0.05) is marked kept. ``--record`` writes the shipped recipe's loss per network
-into vsr/models/weights/int8_accuracy.json, which ``--precision auto`` reads. Untimed: it may run
+into vsr/models/weights/int8_accuracy.json, which ``--precision auto`` reads; ``--prune`` drops the records
+of networks no longer shipped (without it a candidate measured in place of a shipped network leaves
+that network's record alone). Untimed: it may run
 beside other work. Writes results/int8_quality.json and .md (or --out).
 """
 from __future__ import annotations
@@ -88,14 +90,19 @@ def set5_psnr(onnx: Path, scale: int, precision: str, recipe: Int8Recipe | None 
     return round(report.mean("vsr_psnr_db"), 4)
 
 
-def record_accuracy(rows: list[dict], arithmetic: str) -> None:
+def record_accuracy(rows: list[dict], arithmetic: str, weights: Path = REPO / "vsr" / "models" / "weights", *,
+                    prune: bool = False) -> None:
+    """Write each row's shipped-recipe loss into ``weights``/int8_accuracy.json, keyed by the int8
+    network's digest. Other networks' records stay, so measuring a candidate in place of a shipped
+    network and then restoring the shipped file leaves that network's record as it was; ``prune``
+    drops the records of networks not in ``weights``."""
     from vsr.backends.int8 import ACCURACY_RESOURCE, LOSS_FIELD, int8_source, onnx_digest, shipped_recipe
 
-    path = REPO / "vsr" / "models" / "weights" / ACCURACY_RESOURCE
+    path = weights / ACCURACY_RESOURCE
     records = json.loads(path.read_text()) if path.is_file() else {}
-    # Records of networks no longer shipped (an older fine-tune) go.
-    shipped_digests = {onnx_digest(p) for p in (REPO / "vsr" / "models" / "weights").glob("*.onnx")}
-    records = {k: v for k, v in records.items() if k in shipped_digests}
+    if prune:  # records of networks no longer shipped (an older fine-tune)
+        shipped_digests = {onnx_digest(p) for p in weights.glob("*.onnx")}
+        records = {k: v for k, v in records.items() if k in shipped_digests}
     for row in rows:
         recipe = shipped_recipe(row["onnx"]).tag
         shipped = next(t for t in row["tried"] if t["recipe"] == recipe)
@@ -109,7 +116,8 @@ def record_accuracy(rows: list[dict], arithmetic: str) -> None:
         record[LOSS_FIELD[arithmetic]] = shipped["loss_db"]
         records[key] = record
     path.write_text(json.dumps(records, indent=2, sort_keys=True) + "\n")
-    print(f"recorded {len(rows)} networks in {path}")
+    print(f"recorded {len(rows)} networks in {path}" + (" (records of networks no longer shipped dropped)"
+                                                         if prune else ""))
 
 
 def main() -> None:
@@ -125,6 +133,9 @@ def main() -> None:
     parser.add_argument("--record", action="store_true",
                         help="write the shipped recipe's loss per ONNX into vsr/models/weights/int8_accuracy.json, "
                              "which --precision auto reads")
+    parser.add_argument("--prune", action="store_true",
+                        help="with --record: drop the records of networks no longer shipped (once a fine-tune ships; "
+                             "a test insists on it)")
     parser.add_argument("--without-vnni", action="store_true",
                         help="on a CPU with AVX-512 VNNI, run OpenVINO as on one without (ONEDNN_MAX_CPU_ISA="
                              f"{NO_VNNI_ISA}) and record the loss as no-vnni: it gave ESPCN x3's 0.0721 dB, as a "
@@ -181,7 +192,7 @@ def main() -> None:
                "nncf": nncf.__version__, "openvino": ov.__version__, "cpu": cpu_identity(),
                "int8_arithmetic": arithmetic + emulated, "rows": rows}
     if args.record:
-        record_accuracy(rows, arithmetic)
+        record_accuracy(rows, arithmetic, prune=args.prune)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.with_suffix(".json").write_text(json.dumps(results, indent=2) + "\n")
     lines = ["# int8 (NNCF post-training quantisation, OpenVINO) against fp32: Set5 PSNR on Y", "",

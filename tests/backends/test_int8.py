@@ -321,3 +321,58 @@ def test_the_backend_says_when_accuracy_control_keeps_convolutions_float():
             assert describe(engine) == expected
         finally:
             engine.close()
+
+
+def test_no_accuracy_record_of_a_network_no_longer_shipped():
+    """int8_accuracy.json holds records of shipped networks only: after a fine-tune ships, its
+    predecessor's record is pruned (benchmarks/int8_quality.py --record --prune)."""
+    from vsr.backends import int8
+    from vsr.models.registry import shipped_models
+
+    shipped = {int8.onnx_digest(int8.int8_source(info.weights_path(scale)))
+               for info in shipped_models() for scale in info.scales}
+    stale = {k: (v["model"], v["scale"]) for k, v in int8.accuracy_records().items() if k not in shipped}
+    assert not stale
+
+
+def test_recording_a_candidate_leaves_the_shipped_networks_record(tmp_path):
+    """A candidate network (a fine-tune) measured in place of a shipped one adds its record and
+    leaves every other record as it was, so restoring the shipped file restores its record too;
+    ``prune``, once the shipped file is back, drops the candidate's."""
+    import importlib.util
+
+    from tests.conftest import REPO
+    from vsr.backends import int8
+    from vsr.export import export_onnx
+    from vsr.models.registry import get_model
+
+    spec = importlib.util.spec_from_file_location("int8_quality", REPO / "benchmarks" / "int8_quality.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    shipped = int8.accuracy_records()
+    weights = tmp_path / "weights"  # the package's weights folder, with realtime x3 swapped for a candidate
+    shutil.copytree(get_model("realtime").weights_path(3).parent, weights,
+                    ignore=shutil.ignore_patterns("*.pt", "*.npz"))
+    realtime = weights / "realtime_x3.onnx"
+    kept = realtime.rename(tmp_path / "realtime_x3.onnx")
+    candidate = export_onnx(get_model("realtime").build(3).eval(), realtime)  # untrained: no shipped file is this
+    digest = int8.onnx_digest(candidate)
+    assert digest not in shipped
+
+    def row(onnx, loss_db):
+        recipe = int8.shipped_recipe(onnx).tag
+        return {"model": "realtime", "scale": 3, "onnx": str(onnx), "int8_source": int8.int8_source(onnx).name,
+                "fp32_psnr_db": 30.0, "tried": [{"recipe": recipe, "int8_psnr_db": 30.0 - loss_db, "loss_db": loss_db}]}
+
+    module.record_accuracy([row(candidate, 0.07)], "vnni", weights)
+    records = json.loads((weights / int8.ACCURACY_RESOURCE).read_text())
+    assert records[digest]["loss_db"] == 0.07 and records[digest]["recipe"] == int8.RECIPE.tag
+    assert {k: v for k, v in records.items() if k != digest} == shipped
+    # The shipped file back and measured again (on a CPU without VNNI): --prune drops the candidate's record.
+    kept.replace(realtime)
+    module.record_accuracy([row(realtime, 0.01)], "no-vnni", weights, prune=True)
+    records = json.loads((weights / int8.ACCURACY_RESOURCE).read_text())
+    assert digest not in records and set(records) == set(shipped)
+    key = int8.onnx_digest(int8.int8_source(realtime))
+    assert records[key]["loss_db_no_vnni"] == 0.01
+    assert records[key].get("loss_db") == shipped[key].get("loss_db")  # the other kind of CPU's figure stays
