@@ -16,6 +16,8 @@ from vsr.train import TrainConfig, train
 BEST_KEYS = ["arch", "model", "options", "scale", "state_dict", "epoch", "val_psnr_db", "degradation", "int8_aware"]
 LAST_KEYS = ["scale", "model", "state_dict", "ema_state_dict", "optimizer", "scheduler", "generator", "torch_rng",
              "epoch", "best_val_psnr_db", "best_epoch", "wall_seconds", "steps", "config"]
+#: Keys added after them, at the end.
+LAST_KEYS_ADDED = ["arch", "options"]
 
 
 def _config(image_dir, out_dir, **overrides):
@@ -60,11 +62,11 @@ def test_a_run_writes_both_files_in_the_layout_of_earlier_versions(image_dir, tm
     assert result.best_path == paths.best == tmp_path / "espcn_x3.pt"
     assert list(read_weights(paths.best)) == BEST_KEYS
     raw = torch.load(paths.last, weights_only=False)
-    assert list(raw) == LAST_KEYS  # the grid has no crops generator: no crops_rng
-    assert list(LastState.from_dict(raw).to_dict()) == LAST_KEYS
+    assert list(raw) == LAST_KEYS + LAST_KEYS_ADDED  # the grid has no crops generator: no crops_rng
+    assert list(LastState.from_dict(raw).to_dict()) == LAST_KEYS + LAST_KEYS_ADDED
     crops = train(_config(image_dir, tmp_path / "crops", sampling="random", steps_per_epoch=2, patch_px=8))
     keys = list(torch.load(crops.best_path.with_name("espcn_x3_last.pt"), weights_only=False))
-    assert keys == LAST_KEYS[:8] + ["crops_rng"] + LAST_KEYS[8:]
+    assert keys == LAST_KEYS[:8] + ["crops_rng"] + LAST_KEYS[8:] + LAST_KEYS_ADDED
 
 
 def test_resume_continues_from_a_last_state_file_of_an_older_layout(image_dir, tmp_path):
@@ -73,10 +75,11 @@ def test_resume_continues_from_a_last_state_file_of_an_older_layout(image_dir, t
     train(_config(image_dir, tmp_path, epochs=1))
     path = tmp_path / "espcn_x3_last.pt"
     old = torch.load(path, weights_only=False)
-    del old["ema_state_dict"], old["steps"], old["model"]
+    del old["ema_state_dict"], old["steps"], old["model"], old["arch"], old["options"]
     torch.save(old, path)
     state = read_last_state(path)
     assert state.steps == 0 and state.model == "espcn" and state.ema_state_dict is state.state_dict
+    assert state.arch is None and list(state.to_dict()) == LAST_KEYS  # written back as it was read
     result = train(_config(image_dir, tmp_path, epochs=2, resume=True))
     assert result.epochs_run == 2 and [row["epoch"] for row in _log(tmp_path)] == [1, 2]
     assert torch.load(path, weights_only=False)["epoch"] == 2
@@ -106,3 +109,24 @@ def test_a_failed_write_keeps_the_previous_file_whole(tmp_path, monkeypatch):
     monkeypatch.undo()
     assert read_weights(path)["epoch"] == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["espcn_x3.pt"]  # no temporary file left behind
+
+
+def test_the_last_state_of_a_one_off_network_loads_without_its_registry_entry(image_dir, tmp_path, monkeypatch):
+    """A run of a network registered for that run only (as training/realtime/pilot_s2.py does)
+    leaves a last-state file that says what the network is, so its weight average can ship
+    (tools/ship_model.py --ema) from a process that never registered it."""
+    from dataclasses import replace
+
+    from vsr.models import registry
+    from vsr.models.weights import checkpoint_model
+
+    one_off = replace(registry.get_model("realtime"), name="one-off", options=(("blocks", 1), ("channels", 8)))
+    monkeypatch.setitem(registry.MODELS, "one-off", one_off)
+    train(_config(image_dir, tmp_path, model="one-off", sampling="random", steps_per_epoch=2, patch_px=8))
+    monkeypatch.delitem(registry.MODELS, "one-off")
+    last = read_weights(tmp_path / "one-off_x3_last.pt")  # as ship_model reads it
+    info = checkpoint_model(last)
+    assert info.arch == "reparam" and dict(info.options) == {"blocks": 1, "channels": 8}
+    network = info.build(3)
+    network.load_state_dict(last["ema_state_dict"])
+    assert network.channels == 8 and network.blocks == 1

@@ -98,17 +98,23 @@ class LastState:
     steps: int
     #: Every option as text: a record of how the run was started; resuming reads none of it.
     config: dict
+    #: What the network is, as the best-weights file says it (``arch``, ``options``): so the file's
+    #: weight average can ship (``tools/ship_model.py --ema``) even where ``model`` is a one-off
+    #: entry registered for that run only. None in files of earlier versions.
+    arch: str | None = None
+    options: dict | None = None
 
     def to_dict(self) -> dict:
-        """The file's dict, keys in the order earlier versions wrote them."""
+        """The file's dict, keys in the order earlier versions wrote them, then the later ones."""
         crops = {} if self.crops_rng is None else {"crops_rng": self.crops_rng}
+        network = {} if self.arch is None else {"arch": self.arch, "options": self.options or {}}
         return {
             "scale": self.scale, "model": self.model,
             "state_dict": self.state_dict, "ema_state_dict": self.ema_state_dict,
             "optimizer": self.optimizer, "scheduler": self.scheduler,
             "generator": self.generator, "torch_rng": self.torch_rng, **crops,
             "epoch": self.epoch, "best_val_psnr_db": self.best_val_psnr_db, "best_epoch": self.best_epoch,
-            "wall_seconds": self.wall_seconds, "steps": self.steps, "config": self.config,
+            "wall_seconds": self.wall_seconds, "steps": self.steps, "config": self.config, **network,
         }
 
     @classmethod
@@ -121,6 +127,7 @@ class LastState:
             generator=state["generator"], torch_rng=state["torch_rng"], crops_rng=state.get("crops_rng"),
             epoch=state["epoch"], best_val_psnr_db=state["best_val_psnr_db"], best_epoch=state["best_epoch"],
             wall_seconds=state["wall_seconds"], steps=state.get("steps", 0), config=state.get("config", {}),
+            arch=state.get("arch"), options=state.get("options"),
         )
 
 
