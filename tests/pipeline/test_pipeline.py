@@ -277,3 +277,36 @@ def test_odd_output_size_is_cropped_to_even_for_420(tmp_path):
     _run(src, dst, scale=3)
     frames, info = decode_all(dst)
     assert (info.width, info.height) == (284, 188) and len(frames) == 3  # 285x189, last column/row left out
+
+
+def test_stage_seconds_count_every_frame_of_the_call(tmp_path, monkeypatch):
+    """``stream_frames`` reports what the upscaler timed during this call, from its first frame:
+    the engine thread starts at once, so totals read after it started would miss frames (two
+    workers' chroma stage once read 0.003 s in all). A slow start of the calling thread makes
+    the engine run ahead, as a loaded machine does."""
+    from vsr.backends import EngineSpec
+    from vsr.media.encode import VideoWriter
+    from vsr.pipeline import pipeline
+    from vsr.pipeline.upscaler import create_frame_upscaler
+
+    class LateStart(Prefetch):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            time.sleep(0.3)
+
+    monkeypatch.setattr(pipeline, "Prefetch", LateStart)
+    make_clip(tmp_path / "in.mp4", frames=8)
+    frames, info = decode_all(tmp_path / "in.mp4")
+    upscaler = create_frame_upscaler(EngineSpec(scale=2, backend="onnxruntime", num_threads=1))
+    with upscaler:
+        for round_ in range(2):  # a worker reuses its upscaler: the second call counts its own frames only
+            before = dict(upscaler.stage_seconds)
+            writer = VideoWriter(tmp_path / f"out{round_}.mp4", width=info.width * 2, height=info.height * 2,
+                                 source=info)
+            stages: dict[str, float] = {}
+            pipeline.stream_frames(iter(frames), upscaler, writer, stage_seconds=stages)
+            writer.close(keep=True)
+            assert set(stages) == {"engine", "chroma"}
+            for stage, seconds in stages.items():
+                assert seconds == pytest.approx(upscaler.stage_seconds[stage] - before[stage], abs=1e-9)
+                assert seconds > 0

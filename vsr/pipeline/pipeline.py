@@ -152,13 +152,14 @@ def stream_frames(
     writer is left open for the caller to finish or discard.
     """
     busy = busy_seconds if busy_seconds is not None else {}
+    # Before the threads start: the engine thread adds to the upscaler's totals from its first frame.
+    stages_before = dict(upscaler.stage_seconds)
     decode = Timed(frames)
     decoded = Prefetch(decode, depth=queue_depth, name="vsr-decode")
     engine_input = Timed(decoded)
     engine = Timed(upscaler.upscale_frames(engine_input))
     upscaled = Prefetch(engine, depth=queue_depth, name="vsr-engine")
     encode_seconds = 0.0
-    stages_before = dict(upscaler.stage_seconds)
     try:
         for frame in upscaled:
             t0 = time.perf_counter()
