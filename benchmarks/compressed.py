@@ -92,6 +92,33 @@ def encode_decode(lr_frames: list[np.ndarray], crf: int, preset: str, fps: float
     return [f.to_ndarray() for f in out], sum(p.size for p in packets)
 
 
+def protocol_clips(data: Path) -> list[Path]:
+    """The clips the protocol scores: every video file in ``data``, by name."""
+    return sorted(p for p in Path(data).iterdir() if p.suffix in (".mp4", ".mkv", ".mov"))
+
+
+def coded_clip(clip: Path, max_frames: int, crf: int, preset: str = "medium") -> tuple[list, list]:
+    """(reference lumas, decoded LR lumas) of one clip at one CRF, made as ``run`` makes them:
+    what training/realtime's probes start from."""
+    frames, fps = clip_frames(clip, max_frames)
+    references = [reference_luma(f) for f in frames]
+    decoded, _ = encode_decode([downscale_frame(f) for f in frames], crf, preset, fps)
+    h_lr = references[0].shape[0] // SCALE
+    return references, [buffer[:h_lr] for buffer in decoded]
+
+
+def probe_parser(doc: str) -> argparse.ArgumentParser:
+    """The options training/realtime's probes share: one network (``--model`` or ``--weights``)
+    on the protocol's clips at one CRF, over their first ``--frames``."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="realtime-compressed-plus")
+    parser.add_argument("--weights", type=Path, default=None)
+    parser.add_argument("--crf", type=int, default=30)
+    parser.add_argument("--frames", type=int, default=30)
+    parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data" / "video")
+    return parser
+
+
 def make_upscaler(model: str | None, weights: Path | None, backend: str):
     """A backend for ``model`` (a registry name) or ``weights`` (.pt / .onnx)."""
     from vsr.backends import create_backend
@@ -144,7 +171,7 @@ def run(args) -> dict:
         if label in [n for n, _ in methods]:
             raise SystemExit(f"{path}: two methods would be called {label!r}")
         methods.append((label, make_upscaler(None, path, args.backend)))
-    clips = sorted(p for p in Path(args.data).iterdir() if p.suffix in (".mp4", ".mkv", ".mov"))
+    clips = protocol_clips(args.data)
     results: dict = {}
     started = time.perf_counter()
     for clip in clips:
@@ -257,7 +284,11 @@ def main() -> None:
     parser.add_argument("--backend", default="onnxruntime", help="fp32 ONNX Runtime: bf16 would blur the comparison")
     parser.add_argument("--out", type=Path, default=HERE / "results" / "compressed")
     args = parser.parse_args()
+    clips = protocol_clips(args.data) if args.data.is_dir() else []
+    if not clips:
+        parser.error(f"{args.data}: no video clips (.mp4, .mkv, .mov) to score")
     report = run(args)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
     args.out.with_suffix(".md").write_text(to_markdown(report))
     print(to_markdown(report))

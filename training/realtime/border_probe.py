@@ -12,7 +12,6 @@ padding, holds about a quarter of the pixels. Prints per clip the gain over bicu
 whole frame, in the ring and inside it, for the network as is and with its input padded by
 ``--pad-px`` pixels (``reflect``, ``edge``) and the output cropped back.
 """
-import argparse
 import sys
 from pathlib import Path
 
@@ -36,13 +35,8 @@ def db(m: float) -> float:
 def main() -> None:
     from vsr.evaluate import bicubic_uint8
 
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--model", default="realtime-compressed-plus")
-    parser.add_argument("--weights", type=Path, default=None)
-    parser.add_argument("--crf", type=int, default=30)
-    parser.add_argument("--frames", type=int, default=30)
+    parser = C.probe_parser(__doc__)
     parser.add_argument("--pad-px", type=int, default=12)
-    parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data" / "video")
     args = parser.parse_args()
     backend = C.make_upscaler(None if args.weights else args.model, args.weights, "onnxruntime")
     pad, s = args.pad_px, C.SCALE
@@ -50,11 +44,8 @@ def main() -> None:
     regions = ("frame", "ring", "inside")
     totals = {(v, r): [] for v in variants for r in regions}
     print("| clip | input | frame | ring | inside |\n|---|---|---:|---:|---:|")
-    for clip in sorted(p for p in args.data.iterdir() if p.suffix in (".mp4", ".mkv", ".mov")):
-        frames, fps = C.clip_frames(clip, args.frames)
-        refs = [C.reference_luma(f) for f in frames]
-        decoded, _ = C.encode_decode([C.downscale_frame(f) for f in frames], args.crf, "medium", fps)
-        h_lr = refs[0].shape[0] // s
+    for clip in C.protocol_clips(args.data):
+        refs, lrs = C.coded_clip(clip, args.frames, args.crf)
         h, w = refs[0].shape
         shave = np.zeros((h, w), bool)
         shave[s:h - s, s:w - s] = True  # the protocol's border shave
@@ -62,8 +53,7 @@ def main() -> None:
         inside[pad * s:h - pad * s, pad * s:w - pad * s] = True
         masks = {"frame": shave, "ring": shave & ~inside, "inside": inside}
         errors = {(v, r): [] for v in (*variants, "bicubic") for r in regions}
-        for ref, buf in zip(refs, decoded):
-            lr = buf[:h_lr]
+        for ref, lr in zip(refs, lrs):
             outs = {"bicubic": bicubic_uint8(lr / 255.0, s), "as is": C.upscale_uint8(backend, lr)}
             for mode in ("reflect", "edge"):
                 big = C.upscale_uint8(backend, np.pad(lr, pad, mode=mode))

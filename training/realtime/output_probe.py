@@ -14,7 +14,6 @@ after averaging each output pixel with the previous (``prev``) or previous and n
 (``prev+next``) frames' outputs where the decoded LR barely changed there (|difference| < 4
 levels; elsewhere left as is).
 """
-import argparse
 import sys
 from pathlib import Path
 
@@ -32,13 +31,7 @@ def main() -> None:
     from vsr.evaluate import bicubic_uint8
     from vsr.metrics import psnr
 
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--model", default="realtime-compressed-plus")
-    parser.add_argument("--weights", type=Path, default=None)
-    parser.add_argument("--crf", type=int, default=30)
-    parser.add_argument("--frames", type=int, default=30)
-    parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data" / "video")
-    args = parser.parse_args()
+    args = C.probe_parser(__doc__).parse_args()
     backend = C.make_upscaler(None if args.weights else args.model, args.weights, "onnxruntime")
     detail_gains = (0.8, 0.9, 1.1, 1.2)
     variants = ["as is", "blur 0.45", "blur 0.6", "blur 0.8", "blur 1.0",
@@ -48,12 +41,8 @@ def main() -> None:
     def to_u8(x):
         return np.clip(np.rint(x), 0, 255).astype(np.uint8)
 
-    for clip in sorted(p for p in args.data.iterdir() if p.suffix in (".mp4", ".mkv", ".mov")):
-        frames, fps = C.clip_frames(clip, args.frames)
-        refs = [C.reference_luma(f) for f in frames]
-        decoded, _ = C.encode_decode([C.downscale_frame(f) for f in frames], args.crf, "medium", fps)
-        h_lr = refs[0].shape[0] // C.SCALE
-        lrs = [buf[:h_lr] for buf in decoded]
+    for clip in C.protocol_clips(args.data):
+        refs, lrs = C.coded_clip(clip, args.frames, args.crf)
         srs = [C.upscale_uint8(backend, lr).astype(np.float64) for lr in lrs]
         scores = {v: [] for v in variants}
         bicubic = []
