@@ -248,3 +248,50 @@ def test_warm_up_raises_the_rate_linearly_then_hands_over_to_the_schedule(image_
     assert warmup_steps(_config(image_dir, tmp_path, init=tmp_path / "w.pt"), "reparam") == 0
     assert warmup_steps(_config(image_dir, tmp_path), "espcn") == 0
     assert warmup_steps(_config(image_dir, tmp_path, warmup_steps=7), "espcn") == 7
+
+
+def test_a_margin_is_seen_by_the_network_and_not_by_the_loss(image_dir, tmp_path, monkeypatch):
+    """--margin-px: each patch comes with that many LR pixels of picture around it; the network's
+    output there is cropped off before the loss, except on the edge share of the steps, whose
+    margin is cut off instead (a zero-padded edge, as a frame's). The weights stay the network's."""
+    from vsr.models.reparam import RepSR
+    from vsr.models.weights import load_model
+
+    seen = []  # (input side, output side) of every training step
+    body = RepSR.body
+
+    def spy(self, luma):
+        out = body(self, luma)
+        if torch.is_grad_enabled():  # a training step, not validation
+            seen.append((luma.shape[-1], out.shape[-1]))
+        return out
+
+    monkeypatch.setattr(RepSR, "body", spy)
+    result = train(_config(image_dir, tmp_path, model="realtime", sampling="random", patch_px=8, margin_px=4,
+                           edge_share=0.5, steps_per_epoch=12, epochs=2, mixed_precision=False))
+    # Every target is the 8-pixel patch's x3: margin steps see 16 pixels, edge steps 8.
+    assert set(seen) == {(16, 48), (8, 24)}
+    assert 0.2 < sum(side == 8 for side, _ in seen) / len(seen) < 0.8
+    load_model(3, result.best_path)  # the plain network's weights
+    for bad, message in (({"margin_px": 3, "sampling": "random"}, "must be even"), ({"margin_px": 4, "sampling": "grid"}, "random")):
+        with pytest.raises(InputError, match=message):
+            train(_config(image_dir, tmp_path / "bad", model="realtime", **bad))
+
+
+def test_cli_train_takes_a_margin(image_dir, tmp_path):
+    from click.testing import CliRunner
+
+    from vsr.cli import main
+
+    out = tmp_path / "run"
+    result = CliRunner().invoke(main, [
+        "train", str(image_dir), "--scale", "2", "--epochs", "1", "--model", "realtime", "--sampling", "random",
+        "--steps-per-epoch", "2", "--patch-px", "8", "--margin-px", "4", "--edge-share", "0", "--batch-size", "4",
+        "--out", str(out), "-q",
+    ])
+    assert result.exit_code == 0, result.output
+    config = torch.load(out / "realtime_x2_last.pt", weights_only=False)["config"]
+    assert config["margin_px"] == "4" and config["edge_share"] == "0.0"
+    odd = CliRunner().invoke(main, ["train", str(image_dir), "--scale", "2", "--sampling", "random",
+                                    "--margin-px", "5", "--out", str(tmp_path / "odd")])
+    assert odd.exit_code != 0 and "--margin-px must be even" in odd.output

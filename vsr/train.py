@@ -92,6 +92,17 @@ class TrainConfig:
     #: its defaults. The shipped realtime-compressed-plus x2, x3 and x4 were last fine-tuned with
     #: ``soft_prob`` 0.5, ``noise_prob`` 0.1, ``exposure_prob`` 0.25 and ``coded_scene_prob`` 0.6.
     compressed_recipe: CompressedDegradation | None = None
+    #: With ``sampling`` "random": LR pixels of real picture around each patch that the network
+    #: sees and the loss does not (its output there is cropped off). Why: a padded network's
+    #: reach (the stride-2 rungs': 12 LR pixels) makes most of a small patch's output depend on
+    #: the zero padding at the patch's edge, which in a frame only the frame's own edge does. The
+    #: x3 compressed rung fine-tuned with 12 gained 0.03 dB at CRF 30 over the same fine-tune
+    #: without, in half the steps (benchmarks/results/compressed_plus_margin.md). Even, so a
+    #: stride-2 body keeps its phase.
+    margin_px: int = 0
+    #: With ``margin_px``: the share of steps whose margin is cut off instead, the patch's edge
+    #: then zero padded as a frame's edge is, so the network keeps that skill.
+    edge_share: float = 0.25
     batch_size: int = 64
     lr: float = 1e-3
     min_lr: float = 1e-5
@@ -437,6 +448,12 @@ def _check_combinations(config: TrainConfig) -> None:
         raise InputError("--teacher needs --sampling random (targets are blended into whole images)")
     if not 0.0 < config.distill_weight <= 1.0:
         raise InputError("distill_weight must be in (0, 1]")
+    if config.margin_px and config.sampling != "random":
+        raise InputError("--margin-px needs --sampling random (the grid's patches carry no margin)")
+    if config.margin_px < 0 or config.margin_px % 2:
+        raise InputError("--margin-px must be even and not negative (a stride-2 body keeps its phase)")
+    if not 0.0 <= config.edge_share <= 1.0:
+        raise InputError("edge_share must be in [0, 1]")
     if config.int8_aware and config.init is None:
         raise InputError("--int8-aware fine-tunes a trained network: give its weights with --init")
 
@@ -490,7 +507,7 @@ def _split_images(config: TrainConfig) -> tuple[list[Path], list[Path]]:
 def _prepare_data(config, info, device, generator, train_paths, val_paths, log):
     """(the batch source, (validator, clean validator or None)). The training images are held
     here only, so they are freed once on the device (random crops)."""
-    context_px = info.context_px
+    context_px = info.context_px + config.margin_px  # Trainer.step crops the margin off the output
     # With "compressed", the whole images serve the clean share of each batch.
     clean_degradation = "bicubic" if config.degradation == "compressed" else config.degradation
     pairs = degraded_images(train_paths, config.scale, clean_degradation, config.progress, context_px)
@@ -776,7 +793,7 @@ class Trainer:
         if self.config.time_budget_s:
             self._set_rate(self.config.lr * _cosine(self.progress(), self.lr_floor))
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.mixed_precision):
-            output = self.model.body(x)
+            output = self._body(x)
         loss = self._loss(output.float(), y)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -784,6 +801,19 @@ class Trainer:
         self.steps += 1
         self._update_average()
         return loss.detach()
+
+    def _body(self, x):
+        """The network's output for the patches in ``x``, without their ``margin_px`` (see TrainConfig)."""
+        import torch
+
+        margin = self.config.margin_px
+        if not margin:
+            return self.model.body(x)
+        # Drawn from the batch generator, whose state --resume restores.
+        if torch.rand((), generator=self.generator).item() < self.config.edge_share:
+            return self.model.body(x[..., margin:-margin, margin:-margin])
+        crop = margin * self.config.scale
+        return self.model.body(x)[..., crop:-crop, crop:-crop]
 
     def _loss(self, output, target):
         """MSE or L1 as ``config.loss`` says; "l1-l2" switches to MSE for the last 20% of the run."""

@@ -10,12 +10,12 @@ from scratch with the project's loop, in one of two parameterisations:
         [--clean-fraction F] [--soft-prob P] [--noise-prob P] [--exposure-prob P] [--coded-scene-prob P] [--heavy]
         [--margin-px M [--edge-prob P]]
 
-``--margin-px``: each training patch comes with M LR pixels of real picture around it, and the loss
-sees only the patch. Why: the stride-2 body reaches 12 LR pixels, so in a 40-pixel patch 84 % of
-the output pixels see the zero padding at the patch's edge, a case a whole frame has only along its
-own border; the network then spends its weights on edges that do not exist at inference. With
-``--edge-prob`` of the steps the margin is cut off instead (the patch edge is a frame edge, zero
-padded, as before), so the border skill is kept. The saved weights are the plain network's.
+``--margin-px`` / ``--edge-prob``: ``vsr train --margin-px`` / ``--edge-share`` (``TrainConfig.margin_px``):
+each training patch comes with M LR pixels of real picture around it, and the loss sees only the
+patch. Why: the stride-2 body reaches 12 LR pixels, so in a 40-pixel patch 84 % of the output
+pixels see the zero padding at the patch's edge, a case a whole frame has only along its own
+border. The tenth session's runs drew the edge steps from torch's global generator in a class of
+this script; the trainer now draws them from its batch generator.
 
 Not part of the package: it registers a model "pilot-s2" for the run only.
 """
@@ -27,23 +27,8 @@ import torch
 from vsr.cli import RECIPE_OPTIONS
 from vsr.degradations import CompressedDegradation
 from vsr.models import registry
-from vsr.models.reparam import RepConv, RepSR, RepSRPlain
+from vsr.models.reparam import RepConv, RepSRPlain
 from vsr.train import TrainConfig, train
-
-class MarginRepSR(RepSR):
-    """RepSR whose training ``body`` takes a patch with ``args.margin_px`` of context and returns the
-    patch's upscale only; ``forward`` (validation, export) is RepSR's on the whole picture."""
-
-    def forward(self, luma):
-        return RepSR.body(self, luma)
-
-    def body(self, luma):
-        m = args.margin_px
-        if torch.rand(()).item() < args.edge_prob:
-            return RepSR.body(self, luma[..., m:-m, m:-m])
-        crop = m * self.scale
-        return RepSR.body(self, luma)[..., crop:-crop, crop:-crop]
-
 
 def main():
     global args
@@ -89,8 +74,6 @@ def main():
                     net.tail.bias.zero_()
                 return net
             net = super().build(scale)
-            if args.margin_px:
-                net.__class__ = MarginRepSR  # same parameters, same state dict keys
             for module in net.modules():
                 if isinstance(module, RepConv) and args.no_identity:
                     module.identity = False
@@ -98,16 +81,15 @@ def main():
     
     
     name = f"pilot-s2-{args.form}"
-    if args.margin_px % 2:
-        raise SystemExit("--margin-px must be even (the body runs at half resolution)")
     registry.MODELS[name] = PilotInfo(name, "reparam", "pilot", rank=2, options=options, degradation=args.degradation,
-                                      receptive_px=2 * (blocks + 2) + 1, context_px=args.margin_px)
+                                      receptive_px=2 * (blocks + 2) + 1)
     result = train(TrainConfig(
         data_dirs=(Path("/work/shared/data/train"),), scale=args.scale, out_dir=args.out, epochs=None, model=name,
         sampling="random", steps_per_epoch=args.steps_per_epoch, loss="l1-l2", time_budget_s=args.minutes * 60,
         degradation=args.degradation, clean_fraction=args.clean_fraction, batch_size=16, patch_px=40, lr=args.lr,
         min_lr=1e-6, schedule="cosine", ema_decay=0.999, num_threads=1, mixed_precision=False, resume=args.resume,
-        init=args.init, warmup_steps=args.warmup_steps, compressed_recipe=recipe))
+        init=args.init, warmup_steps=args.warmup_steps, compressed_recipe=recipe, margin_px=args.margin_px,
+        edge_share=args.edge_prob))
     print(result)
 
 
