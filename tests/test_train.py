@@ -273,7 +273,8 @@ def test_a_margin_is_seen_by_the_network_and_not_by_the_loss(image_dir, tmp_path
     assert set(seen) == {(16, 48), (8, 24)}
     assert 0.2 < sum(side == 8 for side, _ in seen) / len(seen) < 0.8
     load_model(3, result.best_path)  # the plain network's weights
-    for bad, message in (({"margin_px": 3, "sampling": "random"}, "must be even"), ({"margin_px": 4, "sampling": "grid"}, "random")):
+    for bad, message in (({"margin_px": 3, "sampling": "random"}, "must be even"),
+                         ({"margin_px": 4, "sampling": "grid"}, "random")):
         with pytest.raises(InputError, match=message):
             train(_config(image_dir, tmp_path / "bad", model="realtime", **bad))
 
