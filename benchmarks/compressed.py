@@ -155,7 +155,7 @@ def default_models() -> list[str]:
     return [m.name for m in shipped_models()]
 
 
-def run(args) -> dict:
+def run(args, clips: list[Path]) -> dict:
     from vsr.bench import machine_info
     from vsr.evaluate import bicubic_uint8
     from vsr.metrics import psnr, ssim
@@ -171,7 +171,6 @@ def run(args) -> dict:
         if label in [n for n, _ in methods]:
             raise SystemExit(f"{path}: two methods would be called {label!r}")
         methods.append((label, make_upscaler(None, path, args.backend)))
-    clips = protocol_clips(args.data)
     results: dict = {}
     started = time.perf_counter()
     for clip in clips:
@@ -287,7 +286,7 @@ def main() -> None:
     clips = protocol_clips(args.data) if args.data.is_dir() else []
     if not clips:
         parser.error(f"{args.data}: no video clips (.mp4, .mkv, .mov) to score")
-    report = run(args)
+    report = run(args, clips)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
     args.out.with_suffix(".md").write_text(to_markdown(report))
