@@ -50,6 +50,9 @@ def main():
                         help="share of patches with a clean bicubic LR, besides the recipe's 'none' codec")
     parser.add_argument("--margin-px", type=int, default=0, help="LR pixels of real context around each patch")
     parser.add_argument("--edge-prob", type=float, default=0.25, help="with --margin-px: share of zero-padded steps")
+    parser.add_argument("--loss", choices=["l1-l2", "l2", "l1"], default="l1-l2",
+                        help="l1-l2 switches to MSE for the last 20 %% of the run; l2 is MSE (what PSNR measures) "
+                        "throughout")
     parser.add_argument("--heavy", action="store_true",
                         help="a heavy-compression specialist: x264 / x265 only at CRF 26-40 / 30-42, no clean LR")
     for name, text, _ in RECIPE_OPTIONS:  # vsr train's recipe flags, with the same meaning
@@ -85,7 +88,7 @@ def main():
                                       receptive_px=2 * (blocks + 2) + 1)
     result = train(TrainConfig(
         data_dirs=(Path("/work/shared/data/train"),), scale=args.scale, out_dir=args.out, epochs=None, model=name,
-        sampling="random", steps_per_epoch=args.steps_per_epoch, loss="l1-l2", time_budget_s=args.minutes * 60,
+        sampling="random", steps_per_epoch=args.steps_per_epoch, loss=args.loss, time_budget_s=args.minutes * 60,
         degradation=args.degradation, clean_fraction=args.clean_fraction, batch_size=16, patch_px=40, lr=args.lr,
         min_lr=1e-6, schedule="cosine", ema_decay=0.999, num_threads=1, mixed_precision=False, resume=args.resume,
         init=args.init, warmup_steps=args.warmup_steps, compressed_recipe=recipe, margin_px=args.margin_px,
