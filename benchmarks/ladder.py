@@ -58,12 +58,14 @@ def measure_speed(models, device: str, backends: list[str]) -> dict:
         for info in models:
             spec = EngineSpec(scale=SCALE, model=info.name, backend=backend, device=device)
             try:
-                fps = measure_engine_fps(spec, *SIZE_PX)
+                timing = measure_engine_fps(spec, *SIZE_PX)
             except BackendUnavailable as exc:
                 print(f"{backend}: unavailable ({exc})", flush=True)
                 break
-            speed.setdefault(backend, {})[info.name] = round(fps, 2)
-            print(f"{backend} {device} {info.name}: {fps:.1f} fps", flush=True)
+            speed.setdefault(backend, {})[info.name] = round(timing.fps, 2)
+            busy = (f" (other programs busy: waited for a core {timing.waiting_share:.0%} of the time)"
+                    if timing.busy else "")
+            print(f"{backend} {device} {info.name}: {timing.fps:.1f} fps{busy}", flush=True)
     return speed
 
 

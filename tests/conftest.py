@@ -1,7 +1,11 @@
 """Shared fixtures: the shared data folder (skipped when absent) and media the tests make."""
 from __future__ import annotations
 
+import contextlib
 import os
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -188,6 +192,23 @@ def wait_for_frames(proc, frames: int = 30) -> None:
         if line.startswith("progress: ") and int(line.split()[1].split("/")[0]) >= frames:
             return
     raise AssertionError(f"the run ended (exit {proc.wait()}) before {frames} frames: {''.join(seen[-20:])}")
+
+
+@contextlib.contextmanager
+def busy_cores(per_core: int = 2):
+    """Other programs holding every core: ``per_core`` spinning processes per core this process may
+    use, for as long as the block runs (what a machine busy with another job looks like to a timing)."""
+    from vsr.hardware import available_cpus
+
+    spinners = [subprocess.Popen([sys.executable, "-c", "while True: pass"])
+                for _ in range(per_core * available_cpus())]
+    try:
+        time.sleep(0.5)  # the interpreters start and spin
+        yield
+    finally:
+        for spinner in spinners:
+            spinner.kill()
+            spinner.wait()
 
 
 def upscale_or_skip(backend: str, scale: int, luma, *, label: str | None = None, **options):

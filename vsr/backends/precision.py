@@ -6,7 +6,8 @@ So auto measures fp32, bf16 (only where native) and int8 (only where NNCF is ins
 network's int8 was recorded within 0.05 dB of fp32 on Set5: every shipped network, some with
 convolutions kept float by accuracy control) on a small luma plane, about a second, and caches the
 choice per CPU model, network and tool versions under ``$VSR_CACHE_DIR/precision/``. The first run logs what it measured
-(``verbosity.NOTES``; the CLI shows it).
+(``verbosity.NOTES``; the CLI shows it). A measurement made while other programs kept the cores
+busy (``hardware.BUSY_WAITING_SHARE``) serves that run only: it is not cached.
 """
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from ..cache import cache_dir, text_digest
-from ..hardware import cpu_identity, int8_arithmetic
+from ..hardware import BUSY_WAITING_SHARE, cpu_identity, int8_arithmetic, scheduler_ns, waiting_share
 from ..verbosity import NOTES
 
 #: The plane auto times: a quarter of 640x360, big enough that per-call overhead does not decide.
@@ -114,21 +115,28 @@ def choose_precision(onnx_path: Path, scale: int, calibration: Path | None = Non
 
     onnx_path = Path(onnx_path)
     path, key = _cache_path(onnx_path)
-    measured_now = False
+    record, waited = None, None
     if not path.is_file():
         with build_lock(path):
             if not path.is_file():
+                before = scheduler_ns()
                 timings = measure(onnx_path, scale, calibration, candidates(onnx_path))
+                waited = waiting_share(before, scheduler_ns())
                 record = {**key, "ms_per_plane": timings, "plane": f"{PROBE_SHAPE[2]}x{PROBE_SHAPE[1]}",
                           "choice": min(timings, key=timings.get)}
-                write_atomic(path, (json.dumps(record, indent=2) + "\n").encode())
-                measured_now = True
-    record = json.loads(path.read_text())
+                if waited is None or waited <= BUSY_WAITING_SHARE:
+                    write_atomic(path, (json.dumps(record, indent=2) + "\n").encode())
+                # else: timed while other programs held the cores, which shifts each precision's
+                # time by how busy the machine was at that moment: good for this run, not for the next.
+    measured_now = record is not None
+    record = record or json.loads(path.read_text())
     timings = record["ms_per_plane"]
     choice = record["choice"]
     times = ", ".join(f"{name} {ms:g} ms" for name, ms in sorted(timings.items(), key=lambda item: item[1]))
+    where = (f"cached in {path}" if waited is None or waited <= BUSY_WAITING_SHARE else
+             f"while other programs kept the CPU busy (waiting for a core {waited:.0%} of the time): not cached")
     note = (f"precision auto: {choice}, the fastest here ({times} per {record['plane']} plane; "
-            f"{'measured now' if measured_now else 'measured before'} on {key['cpu'].split(' family')[0]}, cached in {path})")
+            f"{'measured now' if measured_now else 'measured before'} on {key['cpu'].split(' family')[0]}, {where})")
     from .int8 import recorded_loss_db
 
     # The record the cache key already read; where it is missing only for this kind of CPU, say so.

@@ -12,6 +12,11 @@ scale and model, the model named by its weights' checksum and its recorded int8 
 
 The engine is only part of a run: decode, chroma and encode share the machine. A model is
 chosen only if the engine alone is ``HEADROOM`` times faster than the target.
+
+A timing made while other programs kept the cores busy is used for this run (which shares the
+machine with them too) but not cached: cached, it would hold every later run, on a quiet machine,
+to what a busy one could do. Busy means the engine's threads spent over ``BUSY_WAITING_SHARE`` of
+their runnable time waiting for a core (the kernel's scheduler counts, ``hardware.waiting_share``).
 """
 from __future__ import annotations
 
@@ -21,6 +26,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ..errors import InputError
+from ..hardware import BUSY_WAITING_SHARE, scheduler_ns, waiting_share
 from ..models.registry import get_model, shipped_models
 
 #: Engine-only fps over the target fps a model needs: on the 2-core AMD EPYC the engine alone
@@ -39,6 +45,21 @@ class Choice:
     model: str
     engine_fps: dict[str, float]
     reason: str
+
+
+@dataclass(frozen=True)
+class EngineTiming:
+    """One model's engine-only frames per second, and the share of its threads' runnable time
+    spent waiting for a core that another program held (None where that is not known: a GPU,
+    a kernel without scheduler counts)."""
+
+    fps: float
+    waiting_share: float | None = None
+
+    @property
+    def busy(self) -> bool:
+        """Whether other programs slowed this timing enough that it must not be cached."""
+        return self.waiting_share is not None and self.waiting_share > BUSY_WAITING_SHARE
 
 
 def machine_name(device: str) -> str:
@@ -88,8 +109,9 @@ def _write_cache(cache: dict) -> None:
         pass  # a read-only home only costs a calibration next time
 
 
-def measure_engine_fps(spec, width_px: int, height_px: int) -> float:
-    """Frames per second of ``spec``'s engine alone on (batch, 1, height, width) luma planes."""
+def measure_engine_fps(spec, width_px: int, height_px: int) -> EngineTiming:
+    """Frames per second of ``spec``'s engine alone on (batch, 1, height, width) luma planes, and
+    (on a CPU) how much of the time its threads were kept waiting for a core."""
     import numpy as np
 
     from ..backends import create_backend
@@ -100,11 +122,14 @@ def measure_engine_fps(spec, width_px: int, height_px: int) -> float:
         luma = rng.random((spec.batch_size, 1, height_px, width_px), dtype=np.float32)
         for _ in range(WARMUP_CALLS):
             backend.upscale_luma(luma)
+        on_gpu = spec.device.startswith("cuda")
+        before = None if on_gpu else scheduler_ns()
         calls, started = 0, time.perf_counter()
         while calls < 2 or time.perf_counter() - started < CALIBRATION_SECONDS:
             backend.upscale_luma(luma)
             calls += 1
-        return calls * spec.batch_size / (time.perf_counter() - started)
+        fps = calls * spec.batch_size / (time.perf_counter() - started)
+        return EngineTiming(fps, waiting_share(before, None if before is None else scheduler_ns()))
     finally:
         backend.close()
 
@@ -163,6 +188,7 @@ def choose_model(spec, width_px: int, height_px: int, target_fps: float, *, degr
     cache = _read_cache()
     machine = machine_name(spec.device)
     fps: dict[str, float] = {}
+    busy: dict[str, float] = {}  # models timed on a busy machine: their waiting shares
     too_slow_cost = None
     for info in ladder:
         cost = info.macs_per_lr_px(spec.scale)
@@ -170,10 +196,16 @@ def choose_model(spec, width_px: int, height_px: int, target_fps: float, *, degr
             break
         key = "|".join(map(str, (machine, spec.backend, spec.precision, spec.device, spec.num_threads, spec.batch_size,
                                  f"{width_px}x{height_px}", f"x{spec.scale}", model_fingerprint(info.name, spec.scale))))
-        if key not in cache:
-            cache[key] = round(measure(replace(spec, model=info.name), width_px, height_px), 2)
-            _write_cache(cache)
-        fps[info.name] = cache[key]
+        if key in cache:
+            fps[info.name] = cache[key]
+        else:
+            timing = measure(replace(spec, model=info.name), width_px, height_px)
+            fps[info.name] = round(timing.fps, 2)
+            if timing.busy:
+                busy[info.name] = timing.waiting_share
+            else:
+                cache[key] = fps[info.name]
+                _write_cache(cache)
         if fps[info.name] < needed_fps and too_slow_cost is None:
             too_slow_cost = cost
     holding = [m for m in ladder if m.name in fps and fps[m.name] >= needed_fps]
@@ -190,6 +222,11 @@ def choose_model(spec, width_px: int, height_px: int, target_fps: float, *, degr
         reason = (f"model {chosen}: the best {kind}model that holds {fps_text(target_fps)} fps at {size} "
                   f"(engine fps: {timed}; needs {needed_fps:.3g} with room for decode and encode"
                   + (f"; {better[0]} is too slow" if better else "") + ")")
+    if busy:
+        waited = ", ".join(f"{name} {share:.0%}" for name, share in busy.items())
+        reason += (f"; other programs kept the CPU busy while {' and '.join(busy)} "
+                   f"{'was' if len(busy) == 1 else 'were'} timed (waiting for a core: {waited}): "
+                   "not cached, timed again next run")
     return Choice(model=chosen, engine_fps=fps, reason=reason)
 
 
