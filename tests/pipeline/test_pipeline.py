@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from vsr.backends.base import BackendBase
-from vsr.errors import InputError, OutputError
+from vsr.errors import OutputError
 from vsr.media.encode import EncodeOptions
 from tests.conftest import run_config
 from vsr.pipeline.pipeline import run_video
