@@ -194,16 +194,33 @@ def wait_for_frames(proc, frames: int = 30) -> None:
     raise AssertionError(f"the run ended (exit {proc.wait()}) before {frames} frames: {''.join(seen[-20:])}")
 
 
+#: A spinner of ``busy_cores``: it waits for the common start (so every spinner is loaded before
+#: any spins), then spins in 10 ms bursts with a 1 ms sleep between (on this project's VMs a
+#: process that never sleeps starved a runnable one for minutes), and ends by itself at the deadline.
+_SPINNER = """
+import sys, time
+start, end = float(sys.argv[1]), float(sys.argv[2])
+time.sleep(max(0.0, start - time.time()))
+while time.time() < end:
+    burst = time.perf_counter()
+    while time.perf_counter() - burst < 0.01:
+        pass
+    time.sleep(0.001)
+"""
+
+
 @contextlib.contextmanager
-def busy_cores(per_core: int = 2):
+def busy_cores(per_core: int = 2, most_seconds: float = 60.0):
     """Other programs holding every core: ``per_core`` spinning processes per core this process may
-    use, for as long as the block runs (what a machine busy with another job looks like to a timing)."""
+    use while the block runs (at most ``most_seconds``): what a machine busy with another job
+    looks like to a timing."""
     from vsr.hardware import available_cpus
 
-    spinners = [subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    start = time.time() + 1.0
+    spinners = [subprocess.Popen([sys.executable, "-c", _SPINNER, str(start), str(start + most_seconds)])
                 for _ in range(per_core * available_cpus())]
     try:
-        time.sleep(0.5)  # the interpreters start and spin
+        time.sleep(max(0.0, start + 0.3 - time.time()))  # every spinner spinning
         yield
     finally:
         for spinner in spinners:
