@@ -10,10 +10,9 @@ import sys
 import numpy as np
 import pytest
 
-from tests.conftest import busy_cores, decode_all, make_clip
+from tests.conftest import decode_all, make_clip
 from vsr.backends import EngineSpec
-from vsr.tuning.model_choice import (CLEAN_BITS_PER_PIXEL, EngineTiming, choose_model, input_degradation,
-                                     measure_engine_fps)
+from vsr.tuning.model_choice import CLEAN_BITS_PER_PIXEL, EngineTiming, choose_model, input_degradation
 
 
 def _vsr(*args, env=None, stdin=None):
@@ -111,23 +110,6 @@ def test_a_timing_on_a_busy_machine_is_used_but_not_cached(tmp_path, monkeypatch
     assert "busy" not in quiet.reason and (tmp_path / "calibration.json").is_file()
     choose_model(spec, 640, 360, 25.0, degradation="compressed", measure=measure)
     assert timed == first * 3
-
-
-def test_engine_timing_sees_other_programs_on_the_cores(tmp_path):
-    """A real engine timed while busy processes hold every core (two per core) reports its threads
-    waiting for a core, over the share that stops caching; without them, less."""
-    from vsr.hardware import scheduler_ns
-    from vsr.tuning.model_choice import BUSY_WAITING_SHARE
-
-    if scheduler_ns() is None:
-        pytest.skip("this kernel keeps no scheduler counts (/proc/self/task/*/schedstat)")
-    spec = EngineSpec(scale=3, backend="onnxruntime", model="espcn")
-    quiet = measure_engine_fps(spec, 96, 64)
-    with busy_cores():
-        busy = measure_engine_fps(spec, 96, 64)
-    # Alone it read 0.98; in the whole suite (one fresh clone) under 0.30: only the bound is asserted.
-    assert busy.busy and busy.waiting_share > BUSY_WAITING_SHARE, busy
-    assert quiet.waiting_share < busy.waiting_share and busy.fps < quiet.fps, (quiet, busy)
 
 
 @pytest.fixture()
