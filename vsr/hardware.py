@@ -99,6 +99,12 @@ def waiting_share(before: tuple[int, int] | None, after: tuple[int, int] | None)
     return waiting / (on_cpu + waiting) if on_cpu + waiting >= 20_000_000 else None
 
 
+def is_busy(share: float | None) -> bool:
+    """Whether a ``waiting_share`` says other programs kept the cores busy (over
+    ``BUSY_WAITING_SHARE``); an unknown share (None) does not."""
+    return share is not None and share > BUSY_WAITING_SHARE
+
+
 def available_memory_bytes() -> int | None:
     """MemAvailable from /proc/meminfo (None where there is none: not Linux)."""
     try:

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from ..cache import cache_dir, text_digest
-from ..hardware import BUSY_WAITING_SHARE, cpu_identity, int8_arithmetic, scheduler_ns, waiting_share
+from ..hardware import cpu_identity, int8_arithmetic, is_busy, scheduler_ns, waiting_share
 from ..verbosity import NOTES
 
 #: The plane auto times: a quarter of 640x360, big enough that per-call overhead does not decide.
@@ -124,7 +124,7 @@ def choose_precision(onnx_path: Path, scale: int, calibration: Path | None = Non
                 waited = waiting_share(before, scheduler_ns())
                 record = {**key, "ms_per_plane": timings, "plane": f"{PROBE_SHAPE[2]}x{PROBE_SHAPE[1]}",
                           "choice": min(timings, key=timings.get)}
-                if waited is None or waited <= BUSY_WAITING_SHARE:
+                if not is_busy(waited):
                     write_atomic(path, (json.dumps(record, indent=2) + "\n").encode())
                 # else: timed while other programs held the cores, which shifts each precision's
                 # time by how busy the machine was at that moment: good for this run, not for the next.
@@ -133,7 +133,7 @@ def choose_precision(onnx_path: Path, scale: int, calibration: Path | None = Non
     timings = record["ms_per_plane"]
     choice = record["choice"]
     times = ", ".join(f"{name} {ms:g} ms" for name, ms in sorted(timings.items(), key=lambda item: item[1]))
-    where = (f"cached in {path}" if waited is None or waited <= BUSY_WAITING_SHARE else
+    where = (f"cached in {path}" if not is_busy(waited) else
              f"while other programs kept the CPU busy (waiting for a core {waited:.0%} of the time): not cached")
     note = (f"precision auto: {choice}, the fastest here ({times} per {record['plane']} plane; "
             f"{'measured now' if measured_now else 'measured before'} on {key['cpu'].split(' family')[0]}, {where})")

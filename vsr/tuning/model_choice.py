@@ -15,7 +15,7 @@ chosen only if the engine alone is ``HEADROOM`` times faster than the target.
 
 A timing made while other programs kept the cores busy is used for this run (which shares the
 machine with them too) but not cached: cached, it would hold every later run, on a quiet machine,
-to what a busy one could do. Busy means the engine's threads spent over ``BUSY_WAITING_SHARE`` of
+to what a busy one could do. Busy means the engine's threads spent over ``hardware.BUSY_WAITING_SHARE`` of
 their runnable time waiting for a core (the kernel's scheduler counts, ``hardware.waiting_share``).
 """
 from __future__ import annotations
@@ -26,7 +26,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ..errors import InputError
-from ..hardware import BUSY_WAITING_SHARE, scheduler_ns, waiting_share
+from ..hardware import is_busy, scheduler_ns, waiting_share
 from ..models.registry import get_model, shipped_models
 
 #: Engine-only fps over the target fps a model needs: on the 2-core AMD EPYC the engine alone
@@ -59,7 +59,7 @@ class EngineTiming:
     @property
     def busy(self) -> bool:
         """Whether other programs slowed this timing enough that it must not be cached."""
-        return self.waiting_share is not None and self.waiting_share > BUSY_WAITING_SHARE
+        return is_busy(self.waiting_share)
 
 
 def machine_name(device: str) -> str:
