@@ -314,6 +314,41 @@ def test_tiles_without_overlap_would_show_seams(engine):
     assert np.abs(whole.astype(int) - bare).max() > 1
 
 
+def test_a_network_with_a_global_context_is_upscaled_whole(tmp_path):
+    """A network that reads the whole picture's average (reparam's ``context``) reaches every
+    pixel: its tiles are the whole picture, so the tiled writer still equals the whole image,
+    where a tile upscaled on its own (its own average) would not."""
+    import torch
+
+    from vsr.backends import create_backend
+    from vsr.images import Picture
+    from vsr.models.reparam import RepSR
+    from vsr.models.registry import WHOLE_PICTURE_PX
+    from vsr.upscale import upscale_picture
+
+    options = dict(channels=8, blocks=1, stride=2, act="relu", context=4)
+    net = RepSR(2, **options)
+    gen = torch.Generator().manual_seed(3)
+    with torch.no_grad():
+        for name, p in net.named_parameters():  # a context strong enough to change whole levels
+            p.copy_(torch.randn(p.shape, generator=gen) * (1.0 if name.startswith("context.") else 0.05))
+    path = tmp_path / "context_x2.pt"
+    torch.save({"arch": "reparam", "model": "context-probe", "scale": 2, "options": options,
+                "state_dict": net.state_dict()}, path)
+    engine = create_backend("onnxruntime", 2, weights=path)
+    try:
+        assert engine.receptive_px == WHOLE_PICTURE_PX
+        rgb = synthetic_rgb(90, 130, seed=4)
+        whole = upscale_picture(Picture(rgb), engine, tile_px=10_000).astype(int)
+        tiled = upscale_picture(Picture(rgb), engine, tile_px=40).astype(int)
+        alone = upscale_picture(Picture(np.ascontiguousarray(rgb[:40, :40])), engine).astype(int)
+    finally:
+        engine.close()
+    assert np.abs(tiled - whole).max() <= 1
+    # Away from the tile's own border (20 output pixels in), only the context differs.
+    assert np.abs(alone[20:60, 20:60] - whole[20:60, 20:60]).max() > 1
+
+
 @pytest.mark.parametrize("scale", [2, 3, 4])
 def test_banded_bicubic_is_matlab_imresize(scale):
     from vsr.imresize import imresize

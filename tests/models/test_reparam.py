@@ -36,7 +36,8 @@ def test_merged_kernel_equals_the_branches(cin, cout, stride):
 
 @pytest.mark.parametrize("scale", [2, 3, 4])
 @pytest.mark.parametrize("options", [dict(channels=16, blocks=2, stride=1), dict(channels=8, blocks=3, stride=2),
-                                     dict(channels=12, blocks=1, stride=1, act="relu")])
+                                     dict(channels=12, blocks=1, stride=1, act="relu"),
+                                     dict(channels=8, blocks=2, stride=2, act="relu", context=6)])
 def test_collapsed_form_equals_the_training_form(scale, options):
     """collapse() gives plain 3x3 convolutions that agree with the branch-by-branch training form
     within 1e-5, on odd frame sizes too (the stride-2 body's crop)."""
@@ -53,6 +54,30 @@ def test_collapsed_form_equals_the_training_form(scale, options):
     assert (trained - collapsed).abs().max().item() < 1e-5
     # The parameter count the registry reports is the collapsed form's.
     assert sum(p.numel() for p in plain.parameters()) < sum(p.numel() for p in net.parameters())
+
+
+def test_global_context_starts_as_the_network_without_it_and_then_sees_the_whole_picture():
+    """A network given a global context (``context`` hidden units) computes, before the context is
+    trained, exactly what the same weights compute without it; once trained, one pixel's output
+    depends on the rest of the picture (the average the context reads), which a 3x3 chain's
+    12-pixel reach never sees."""
+    gen = torch.Generator().manual_seed(4)
+    plain = _randomised(RepSR(3, channels=8, blocks=2, stride=2, act="relu"), std=0.05).eval()
+    context = RepSR(3, channels=8, blocks=2, stride=2, act="relu", context=6).eval()
+    missing, unexpected = context.load_state_dict(plain.state_dict(), strict=False)
+    assert not unexpected and all(k.startswith("context.") for k in missing)
+    picture = torch.rand(1, 1, 48, 64, generator=gen)
+    with torch.no_grad():
+        assert torch.equal(context(picture), plain(picture))
+        _randomised(context.context, std=0.3, seed=5)
+        out = context(picture)
+        # The far half of the picture made flat: the near corner's pixels are 40 LR pixels away
+        # from it, beyond the chain's reach, yet their output changes with the context.
+        flattened = picture.clone()
+        flattened[..., 32:] = 0.5
+        corner = (slice(None), slice(None), slice(0, 24), slice(0, 24))
+        assert torch.equal(plain(flattened)[corner], plain(picture)[corner])
+        assert (context(flattened)[corner] - out[corner]).abs().max() > 1e-3
 
 
 def test_untrained_network_is_bicubic():

@@ -8,7 +8,7 @@ from scratch with the project's loop, in one of two parameterisations:
 
     python training/realtime/pilot_s2.py {rep,plain} OUT MINUTES LR [--scale 3] [--shape C,B] [--init PT]
         [--clean-fraction F] [--soft-prob P] [--noise-prob P] [--exposure-prob P] [--coded-scene-prob P] [--heavy]
-        [--margin-px M [--edge-prob P]]
+        [--margin-px M [--edge-prob P]] [--context H]
 
 ``--margin-px`` / ``--edge-prob``: ``vsr train --margin-px`` / ``--edge-share`` (``TrainConfig.margin_px``):
 each training patch comes with M LR pixels of real picture around it, and the loss sees only the
@@ -53,6 +53,8 @@ def main():
     parser.add_argument("--loss", choices=["l1-l2", "l2", "l1"], default="l1-l2",
                         help="l1-l2 switches to MSE for the last 20 %% of the run; l2 is MSE (what PSNR measures) "
                         "throughout")
+    parser.add_argument("--context", type=int, default=0,
+                        help="hidden units of a per-frame global context (reparam.GlobalContext); 0: none")
     parser.add_argument("--heavy", action="store_true",
                         help="a heavy-compression specialist: x264 / x265 only at CRF 26-40 / 30-42, no clean LR")
     for name, text, _ in RECIPE_OPTIONS:  # vsr train's recipe flags, with the same meaning
@@ -66,6 +68,8 @@ def main():
     recipe = CompressedDegradation(**changes) if changes else None
     channels, blocks = (int(v) for v in args.shape.split(","))
     options = (("channels", channels), ("blocks", blocks), ("stride", args.stride), ("act", "relu"))
+    if args.context:
+        options += (("context", args.context),)
     
     
     class PilotInfo(registry.ModelInfo):

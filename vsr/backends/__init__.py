@@ -127,12 +127,13 @@ class EngineSpec:
 
     def network_px(self) -> tuple[int, int]:
         """(receptive_px, min_input_px) of the network this spec runs: how far one input pixel
-        reaches (the overlap tiles need) and the smallest input side it takes. An .onnx says
+        reaches (the overlap tiles need; ``WHOLE_PICTURE_PX`` for a network with a global context)
+        and the smallest input side it takes. An .onnx says
         nothing of its network, so the most demanding model's values hold for it."""
         info = model_info(self.model, self.weights)
         if info is not None:
-            return info.receptive_px, info.min_input_px
-        return max(m.receptive_px for m in _ladder()), max(m.min_input_px for m in _ladder())
+            return info.reach_px, info.min_input_px
+        return max(m.reach_px for m in _ladder()), max(m.min_input_px for m in _ladder())
 
     def options_for(self, options_class: type, **from_spec):
         """``backend_options`` (or the class's defaults) with what this spec decides put in:

@@ -32,6 +32,9 @@ REALTIME_OPTIONS = (("channels", 32), ("blocks", 3), ("stride", 1), ("act", "rel
 #: each layer reaches twice as far, across the codec's 8x8 and 16x16 blocks (receptive field 12 LR
 #: pixels against 5). Trained from scratch on codec round trips (training/realtime/commands.txt).
 REALTIME_PLUS_OPTIONS = (("channels", 48), ("blocks", 4), ("stride", 2), ("act", "relu"))
+#: How far one input pixel reaches in a network with a global context (``reparam.GlobalContext``):
+#: the whole picture, so tiles must be the whole picture too.
+WHOLE_PICTURE_PX = 1 << 30
 
 
 @dataclass(frozen=True)
@@ -58,6 +61,17 @@ class ModelInfo:
         picture (reflect padding needs a side above the pad), and never under vsr's 5 px."""
         return max(5, self.context_px + 1)
 
+    @property
+    def global_context(self) -> bool:
+        """Whether the network reads the whole picture (a ``reparam`` option ``context`` > 0)."""
+        return dict(self.options).get("context", 0) > 0
+
+    @property
+    def reach_px(self) -> int:
+        """How far one input pixel influences the output: ``receptive_px``, or the whole picture
+        (``WHOLE_PICTURE_PX``) for a network with a global context."""
+        return WHOLE_PICTURE_PX if self.global_context else self.receptive_px
+
     def build(self, scale: int):
         """The untrained network for ``scale`` (imports torch)."""
         from .espcn import ESPCN
@@ -80,7 +94,9 @@ class ModelInfo:
         if self.arch == "reparam":
             c, blocks, stride = o["channels"], o["blocks"], o.get("stride", 1)
             out = r2 * stride * stride
-            return round((9 * c + blocks * 9 * c * c + 9 * c * out) / (stride * stride)) + 25 * r2
+            # A global context adds a mean and a gain and shift per value (its perceptron is per frame).
+            film = (c + 2 * blocks * c + out) if o.get("context", 0) else 0
+            return round((9 * c + blocks * 9 * c * c + 9 * c * out + film) / (stride * stride)) + 25 * r2
         c, blocks = o["channels"], o["blocks"]
         return 9 * c + (2 * blocks + 1) * 9 * c * c + 9 * c * r2 + 25 * r2
 
@@ -113,7 +129,9 @@ class ModelInfo:
             c, blocks, stride = o["channels"], o["blocks"], o.get("stride", 1)
             out = r2 * stride * stride
             prelu = c * (blocks + 1) if o.get("act", "prelu") == "prelu" else 0
-            return (9 * c + c) + blocks * (9 * c * c + c) + (9 * c * out + out) + prelu
+            hidden, modulations = o.get("context", 0), 2 * blocks * c + out
+            context = (c * hidden + hidden + hidden * modulations + modulations) if hidden else 0
+            return (9 * c + c) + blocks * (9 * c * c + c) + (9 * c * out + out) + prelu + context
         c, blocks = o["channels"], o["blocks"]
         conv = 9 * c * c + c
         return (9 * c + c) + blocks * 2 * conv + conv + (9 * c * r2 + r2)
