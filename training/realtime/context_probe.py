@@ -52,7 +52,8 @@ def run(lr, context_from=None):
 
 if __name__ == '__main__':
     rows = []
-    for name, hr, lr in luma_pairs(sorted(Path(sys.argv[2] if len(sys.argv) > 2 else "../shared/data/set5").glob("*.png")), scale):
+    set5 = Path(sys.argv[2] if len(sys.argv) > 2 else "../shared/data/set5")
+    for name, hr, lr in luma_pairs(sorted(set5.glob("*.png")), scale):
         c, (h, w) = coded(lr)
         lr, hr = lr[:h, :w], hr[:h * scale, :w * scale]
         rows.append((psnr(hr, run(lr), border_px=scale), psnr(hr, run(lr, c), border_px=scale),

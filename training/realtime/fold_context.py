@@ -65,7 +65,8 @@ net.context.forward = lambda f: (layers, mean[2 * c * blocks:][None, :, None, No
 with torch.no_grad():
     print("folded against fixed-context network: max diff", (folded(x) - net(x)).abs().max().item())
 net.context.forward = fixed
-torch.save({"arch": ck["arch"], "model": ck["model"], "options": {k: val for k, val in options.items() if k != "context"},
+plain_options = {k: val for k, val in options.items() if k != "context"}
+torch.save({"arch": ck["arch"], "model": ck["model"], "options": plain_options,
             "scale": scale, "state_dict": folded.state_dict(), "epoch": ck.get("epoch"), "val_psnr_db": None,
             "degradation": "compressed", "int8_aware": False}, out)
 print("->", out)
