@@ -13,7 +13,6 @@ from .backends.base import Backend
 from .color import rgb_to_ycbcr, to_uint8, ycbcr_to_rgb
 from .errors import InputError, OutputError
 from .imresize import _weight_matrix
-from .models.registry import WHOLE_PICTURE_PX
 from .images import (
     IMAGE_EXTENSIONS,
     Picture,
@@ -98,9 +97,9 @@ def upscale_strips(
     scale, peak = backend.scale, picture.peak
     overlap_px = overlap_px_for(backend) if overlap_px is None else overlap_px
     height, width = picture.height, picture.width
-    if backend.receptive_px >= WHOLE_PICTURE_PX:
-        # A network with a global context reads the whole picture: every tile's overlap would be
-        # the whole picture, so one tile does that work once (memory grows with the picture).
+    if overlap_px >= max(height, width):
+        # Every tile's overlap would be the whole picture (a network with a global context reaches
+        # ``WHOLE_PICTURE_PX``): one tile does that work once (memory grows with the picture).
         tile_px = max(height, width)
     channels = 3 if picture.alpha is None else 4
     for y0 in range(0, height, tile_px):

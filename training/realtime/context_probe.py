@@ -15,11 +15,6 @@ from vsr.metrics import psnr
 from vsr.models.weights import checkpoint_model
 from vsr.color import to_uint8
 
-ck = read_weights(sys.argv[1]); scale = ck["scale"]
-net = checkpoint_model(ck).build(scale).eval()
-net.load_state_dict({k: v.float() for k, v in ck["state_dict"].items()})
-net = net.collapse()
-
 def coded(lr, crf=35):
     h, w = lr.shape[0] // 2 * 2, lr.shape[1] // 2 * 2
     y = to_uint8(lr[:h, :w] * 255)
@@ -36,7 +31,7 @@ def coded(lr, crf=35):
         frame = next(inp.decode(video=0))
     return frame.to_ndarray()[:h].astype(np.float64) / 255.0, (h, w)
 
-def run(lr, context_from=None):
+def run(lr, context_from=None):  # with the network loaded below
     x = torch.from_numpy(lr.astype(np.float32))[None, None]
     original = net.context.forward
     if context_from is not None:
@@ -51,6 +46,10 @@ def run(lr, context_from=None):
         net.context.forward = original
 
 if __name__ == '__main__':
+    ck = read_weights(sys.argv[1]); scale = ck["scale"]
+    net = checkpoint_model(ck).build(scale).eval()
+    net.load_state_dict({k: v.float() for k, v in ck["state_dict"].items()})
+    net = net.collapse()
     rows = []
     set5 = Path(sys.argv[2] if len(sys.argv) > 2 else "../shared/data/set5")
     for name, hr, lr in luma_pairs(sorted(set5.glob("*.png")), scale):

@@ -143,7 +143,7 @@ class GlobalContext(nn.Module):
 
     def __init__(self, channels: int, body_layers: int, tail_channels: int, hidden: int) -> None:
         super().__init__()
-        self.channels, self.body_layers, self.tail_channels = channels, body_layers, tail_channels
+        self.channels, self.body_layers = channels, body_layers
         self.fc1 = nn.Linear(channels, hidden)
         self.fc2 = nn.Linear(hidden, 2 * channels * body_layers + tail_channels)
         with torch.no_grad():
@@ -228,7 +228,7 @@ class RepSR(_RepBase):
                  expand: int = 2, context: int = 0) -> None:
         super().__init__()
         self._setup(scale, channels, blocks, stride, act, context)
-        self.expand, self.context_hidden = expand, context
+        self.expand = expand
         self.head = RepConv(1, channels, stride=stride, expand=expand)
         self.body_convs = nn.ModuleList(RepConv(channels, channels, expand=expand) for _ in range(blocks))
         self.acts = nn.ModuleList(_activation(act, channels) for _ in range(blocks + 1))
@@ -259,8 +259,8 @@ class RepSR(_RepBase):
 
     def collapse(self) -> "RepSRPlain":
         """The inference form: the same function as plain 3x3 convolutions (eval mode)."""
-        plain = RepSRPlain(self.scale, self.channels, self.blocks, self.stride, self.act,
-                           context=self.context_hidden)
+        hidden = self.context.fc1.out_features if self.context is not None else 0
+        plain = RepSRPlain(self.scale, self.channels, self.blocks, self.stride, self.act, context=hidden)
         with torch.no_grad():
             for source, target in zip([*self._convs(), self.tail], [*plain.convs, plain.tail]):
                 weight, bias = source.merged()
