@@ -37,7 +37,8 @@ def test_merged_kernel_equals_the_branches(cin, cout, stride):
 @pytest.mark.parametrize("scale", [2, 3, 4])
 @pytest.mark.parametrize("options", [dict(channels=16, blocks=2, stride=1), dict(channels=8, blocks=3, stride=2),
                                      dict(channels=12, blocks=1, stride=1, act="relu"),
-                                     dict(channels=8, blocks=2, stride=2, act="relu", context=6)])
+                                     dict(channels=8, blocks=2, stride=2, act="relu", context=6),
+                                     dict(channels=8, blocks=2, stride=2, act="relu", context=6, codec_stats=True)])
 def test_collapsed_form_equals_the_training_form(scale, options):
     """collapse() gives plain 3x3 convolutions that agree with the branch-by-branch training form
     within 1e-5, on odd frame sizes too (the stride-2 body's crop)."""
@@ -78,6 +79,60 @@ def test_global_context_starts_as_the_network_without_it_and_then_sees_the_whole
         corner = (slice(None), slice(None), slice(0, 24), slice(0, 24))
         assert torch.equal(plain(flattened)[corner], plain(picture)[corner])
         assert (context(flattened)[corner] - out[corner]).abs().max() > 1e-3
+
+
+def test_codec_statistics_see_the_block_grid_wherever_it_lies():
+    """The context's codec statistics (reparam.codec_statistics) tell a picture from its own x264
+    round trip at CRF 23 and CRF 35, on the grid of columns and of rows, and read the same with the
+    grid moved by a crop (training crops are not aligned to it)."""
+    from tests.conftest import synthetic_rgb
+    from vsr.color import rgb_to_y
+    from vsr.degradations import codec_round_trip
+    from vsr.models.reparam import codec_statistics
+
+    clean = rgb_to_y(synthetic_rgb(184, 248, seed=7)).astype(np.uint8)
+
+    def stats(picture, top=0, left=0):
+        luma = torch.from_numpy(picture[top:, left:].astype(np.float32) / 255)[None, None]
+        return codec_statistics(luma)[0].numpy()
+
+    grid = [0, 3]  # the 8-pixel grid's excess, across columns and down rows
+    previous = stats(clean)
+    for crf in (23, 35):
+        coded = codec_round_trip([clean], "h264", crf, "superfast")[0]
+        now = stats(coded)
+        assert (now[grid] > previous[grid] + 0.2).all(), (crf, now, previous)
+        np.testing.assert_allclose(stats(coded, 3, 5)[grid], now[grid], rtol=0.15)
+        previous = now
+    # A batch reads each picture on its own, and a picture under the 8-pixel grid reads numbers.
+    pair = torch.rand(2, 1, 40, 36, generator=torch.Generator().manual_seed(0))
+    assert torch.allclose(codec_statistics(pair)[1:], codec_statistics(pair[1:]), atol=1e-6)
+    assert torch.isfinite(codec_statistics(torch.rand(1, 1, 5, 6))).all()
+
+
+@pytest.mark.parametrize("backend", ["onnxruntime", "openvino"])
+def test_a_context_with_codec_statistics_exports_and_runs_on_the_cpu_backends(tmp_path, backend):
+    """A checkpoint whose context reads codec statistics runs on ONNX Runtime and OpenVINO fp32
+    as torch runs it, on odd sizes and on a picture under the 8-pixel grid."""
+    from vsr.backends import create_backend
+    from vsr.models.weights import load_model
+
+    options = dict(channels=8, blocks=2, stride=2, act="relu", context=6, codec_stats=True)
+    net = _randomised(RepSR(2, **options), std=0.05).eval()
+    path = tmp_path / "stats_x2.pt"
+    torch.save({"arch": "reparam", "model": "stats-probe", "scale": 2, "options": options,
+                "state_dict": net.state_dict()}, path)
+    reference = load_model(2, path)
+    engine = create_backend(backend, 2, weights=path, **({"precision": "fp32"} if backend == "openvino" else {}))
+    try:
+        for height, width in ((37, 53), (6, 7), (90, 160)):
+            luma = torch.rand(1, 1, height, width, generator=torch.Generator().manual_seed(height))
+            with torch.no_grad():
+                expected = reference(luma).clamp(0, 1).numpy()
+            out = engine.upscale_luma(luma.numpy())
+            assert np.abs(out - expected).max() < 1e-4, (height, width)
+    finally:
+        engine.close()
 
 
 def test_untrained_network_is_bicubic():

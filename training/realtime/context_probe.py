@@ -37,8 +37,8 @@ def run(lr, context_from=None):  # with the network loaded below
     if context_from is not None:
         src = torch.from_numpy(context_from.astype(np.float32))[None, None]
         feats = net.acts[0](net.convs[0](src - 0.5))
-        fixed = original(feats)
-        net.context.forward = lambda f: fixed
+        fixed = original(feats, src)  # the source picture's codec statistics too, where the context reads them
+        net.context.forward = lambda *args: fixed
     try:
         with torch.no_grad():
             return to_uint8(net(x).clamp(0, 1)[0, 0].numpy() * 255)

@@ -33,13 +33,14 @@ with torch.no_grad():
             lr, _ = coded(lr, crf=30)
         x = torch.from_numpy(lr.astype(np.float32))[None, None] - 0.5
         feats = net.acts[0](net.head(x))
-        pooled = feats.mean(dim=(2, 3))
-        vectors.append(net.context.fc2(torch.relu(net.context.fc1(pooled)))[0])
+        layers, detail = net.context(feats, x + 0.5)  # the codec statistics read the luma in [0, 1]
+        vectors.append(torch.cat([t for pair in layers for t in pair] + [detail], dim=1)[0, :, 0, 0])
 v = torch.stack(vectors); mean = v.mean(0)
 print(f"{len(paths)} pictures: modulation mean |.| {mean.abs().mean():.4f}, spread (std over pictures) "
       f"mean {v.std(0).mean():.5f}, max {v.std(0).max():.5f}")
 c, blocks = net.channels, net.blocks
-folded = RepSR(scale, **{k: val for k, val in options.items() if k != "context"}).eval()
+plain_options = {k: val for k, val in options.items() if k not in ("context", "codec_stats")}
+folded = RepSR(scale, **plain_options).eval()
 folded.load_state_dict({k: v for k, v in net.state_dict().items() if not k.startswith("context.")})
 
 def fold(block, gain, shift):
@@ -61,11 +62,10 @@ x = torch.rand(1, 1, 61, 77)
 fixed = net.context.forward
 layers = [(mean[2 * c * i:2 * c * i + c][None, :, None, None], mean[2 * c * i + c:2 * c * (i + 1)][None, :, None, None])
           for i in range(blocks)]
-net.context.forward = lambda f: (layers, mean[2 * c * blocks:][None, :, None, None])
+net.context.forward = lambda *args: (layers, mean[2 * c * blocks:][None, :, None, None])
 with torch.no_grad():
     print("folded against fixed-context network: max diff", (folded(x) - net(x)).abs().max().item())
 net.context.forward = fixed
-plain_options = {k: val for k, val in options.items() if k != "context"}
 torch.save({"arch": ck["arch"], "model": ck["model"], "options": plain_options,
             "scale": scale, "state_dict": folded.state_dict(), "epoch": ck.get("epoch"), "val_psnr_db": None,
             "degradation": "compressed", "int8_aware": False}, out)

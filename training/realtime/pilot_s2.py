@@ -55,6 +55,8 @@ def main():
                         "throughout")
     parser.add_argument("--context", type=int, default=0,
                         help="hidden units of a per-frame global context (reparam.GlobalContext); 0: none")
+    parser.add_argument("--codec-stats", action="store_true",
+                        help="with --context: the context also reads the input's codec statistics")
     parser.add_argument("--heavy", action="store_true",
                         help="a heavy-compression specialist: x264 / x265 only at CRF 26-40 / 30-42, no clean LR")
     for name, text, _ in RECIPE_OPTIONS:  # vsr train's recipe flags, with the same meaning
@@ -70,6 +72,8 @@ def main():
     options = (("channels", channels), ("blocks", blocks), ("stride", args.stride), ("act", "relu"))
     if args.context:
         options += (("context", args.context),)
+    if args.codec_stats:
+        options += (("codec_stats", True),)
     
     
     class PilotInfo(registry.ModelInfo):

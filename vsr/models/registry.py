@@ -32,6 +32,9 @@ REALTIME_OPTIONS = (("channels", 32), ("blocks", 3), ("stride", 1), ("act", "rel
 #: each layer reaches twice as far, across the codec's 8x8 and 16x16 blocks (receptive field 12 LR
 #: pixels against 5). Trained from scratch on codec round trips (training/realtime/commands.txt).
 REALTIME_PLUS_OPTIONS = (("channels", 48), ("blocks", 4), ("stride", 2), ("act", "relu"))
+#: How many numbers ``reparam.codec_statistics`` gives per picture (here: the registry counts
+#: parameters without importing torch).
+CODEC_STATS = 6
 #: How far one input pixel reaches in a network with a global context (``reparam.GlobalContext``):
 #: the whole picture, so tiles must be the whole picture too.
 WHOLE_PICTURE_PX = 1 << 30
@@ -130,7 +133,9 @@ class ModelInfo:
             out = r2 * stride * stride
             prelu = c * (blocks + 1) if o.get("act", "prelu") == "prelu" else 0
             hidden, modulations = o.get("context", 0), 2 * blocks * c + out
-            context = (c * hidden + hidden + hidden * modulations + modulations) if hidden else 0
+            # The context reads the pooled features and, with ``codec_stats``, CODEC_STATS more numbers.
+            reads = c + (CODEC_STATS if o.get("codec_stats") else 0)
+            context = (reads * hidden + hidden + hidden * modulations + modulations) if hidden else 0
             return (9 * c + c) + blocks * (9 * c * c + c) + (9 * c * out + out) + prelu + context
         c, blocks = o["channels"], o["blocks"]
         conv = 9 * c * c + c

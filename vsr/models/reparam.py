@@ -43,6 +43,7 @@ from torch.nn import functional as F
 
 from . import SUPPORTED_SCALES
 from .bicubic import BicubicSkip
+from .registry import CODEC_STATS  # how many numbers codec_statistics gives
 
 _SOBEL_X = ((-1.0, 0.0, 1.0), (-2.0, 0.0, 2.0), (-1.0, 0.0, 1.0))
 _SOBEL_Y = ((-1.0, -2.0, -1.0), (0.0, 0.0, 0.0), (1.0, 2.0, 1.0))
@@ -130,6 +131,45 @@ def _activation(kind: str, channels: int) -> nn.Module:
     raise ValueError(f"activation must be 'prelu' or 'relu', got {kind!r}")
 
 
+#: Steps larger than this (in [0, 1] luma) are edges, not codec artefacts: clipped so that one
+#: strong edge on a block boundary does not read as blocking.
+_SMALL_STEP = 4 / 255
+
+
+def _grid_statistics(steps: torch.Tensor) -> list[torch.Tensor]:
+    """Steps between neighbours along the last axis (N, 1, H, W-1) -> three (N,) numbers: how much
+    more the 8-pixel and 4-pixel phase with the most small steps has than the average phase (a
+    block-transform grid, wherever it lies: training crops are not aligned to it), and the log of
+    the average small step (noise and fine texture; codecs flatten them)."""
+    small = steps.abs().clamp(max=_SMALL_STEP)
+    count = torch.ones_like(small[:1])
+    # Sums over counts, not means: a picture under 9 pixels has empty phases, which read 0, not
+    # NaN (and the exported graph keeps no branch on the picture's size).
+    phase = torch.stack([small[..., p::8].sum(dim=(1, 2, 3)) / count[..., p::8].sum().clamp(min=1)
+                         for p in range(8)], dim=1)  # (N, 8)
+    half = (phase[:, :4] + phase[:, 4:]) / 2
+    eps = 1e-4
+    level = phase.mean(dim=1)
+    # Scaled to about unit range (measured on Set5 and BSD pictures, clean to x264 CRF 37: the grid
+    # ratios 0.01-0.5, the log level -6 to -4) so that no input dominates the perceptron's first layer.
+    return [10 * (torch.log(phase.amax(dim=1) + eps) - torch.log(level + eps)),
+            10 * (torch.log(half.amax(dim=1) + eps) - torch.log(level + eps)),
+            torch.log(level + eps) + 4.5]
+
+
+def codec_statistics(luma: torch.Tensor) -> torch.Tensor:
+    """(N, 1, H, W) luma in [0, 1] -> (N, CODEC_STATS): ``_grid_statistics`` across columns, then rows.
+
+    Why: block codecs leave their transform grid (4 and 8 pixels in x264, more in x265) as small
+    steps that line up on one phase, and take away fine texture and noise; a picture's content
+    barely aligns with any grid. These are what the pooled features, averaged over every position,
+    cannot see."""
+    luma = luma.float()
+    across = _grid_statistics(luma[..., :, 1:] - luma[..., :, :-1])
+    down = _grid_statistics((luma[..., 1:, :] - luma[..., :-1, :]).transpose(-1, -2))
+    return torch.stack(across + down, dim=1)
+
+
 class GlobalContext(nn.Module):
     """Per-frame global context: the head's features averaged over the whole picture, through a
     small two-layer perceptron, give every body layer a gain and a shift per channel and the detail
@@ -141,18 +181,25 @@ class GlobalContext(nn.Module):
     shares. Its last layer starts at zero: a network given context starts as the one without.
     It costs one mean over the head's output and a few thousand multiply-adds per frame."""
 
-    def __init__(self, channels: int, body_layers: int, tail_channels: int, hidden: int) -> None:
+    def __init__(self, channels: int, body_layers: int, tail_channels: int, hidden: int,
+                 codec_stats: bool = False) -> None:
         super().__init__()
         self.channels, self.body_layers = channels, body_layers
-        self.fc1 = nn.Linear(channels, hidden)
+        #: Also read ``codec_statistics`` of the input luma (the pooled features alone are content).
+        self.codec_stats = codec_stats
+        self.fc1 = nn.Linear(channels + (CODEC_STATS if codec_stats else 0), hidden)
         self.fc2 = nn.Linear(hidden, 2 * channels * body_layers + tail_channels)
         with torch.no_grad():
             self.fc2.weight.zero_()
             self.fc2.bias.zero_()
 
-    def forward(self, features: torch.Tensor) -> tuple[list[tuple[torch.Tensor, torch.Tensor]], torch.Tensor]:
-        """([(gain, shift)] per body layer, detail gain), each (N, C, 1, 1); a gain multiplies by 1 + gain."""
+    def forward(self, features: torch.Tensor, luma: torch.Tensor | None = None
+                ) -> tuple[list[tuple[torch.Tensor, torch.Tensor]], torch.Tensor]:
+        """([(gain, shift)] per body layer, detail gain), each (N, C, 1, 1); a gain multiplies by 1 + gain.
+        ``luma`` (N, 1, H, W) in [0, 1]: the input, which ``codec_stats`` needs."""
         pooled = features.mean(dim=(2, 3))
+        if self.codec_stats:
+            pooled = torch.cat([pooled, codec_statistics(luma).to(pooled.dtype)], dim=1)
         out = self.fc2(F.relu(self.fc1(pooled)))[:, :, None, None]
         c = self.channels
         layers = [(out[:, 2 * c * i:2 * c * i + c], out[:, 2 * c * i + c:2 * c * (i + 1)])
@@ -172,14 +219,16 @@ class _RepBase(nn.Module):
 
     CONTEXT_PX = 0
 
-    def _setup(self, scale: int, channels: int, blocks: int, stride: int, act: str, context: int) -> None:
+    def _setup(self, scale: int, channels: int, blocks: int, stride: int, act: str, context: int,
+               codec_stats: bool = False) -> None:
         _check(scale, stride)
         self.scale, self.channels, self.blocks, self.stride, self.act = scale, channels, blocks, stride, act
         self.shuffle = nn.PixelShuffle(scale * stride)
         self.bicubic_skip = BicubicSkip(scale)
         self.skip_shuffle = nn.PixelShuffle(scale)
         #: ``context`` hidden units > 0: the body is modulated by the picture's ``GlobalContext``.
-        self.context = GlobalContext(channels, blocks, self.out_channels, context) if context else None
+        self.context = (GlobalContext(channels, blocks, self.out_channels, context, codec_stats)
+                        if context else None)
 
     @property
     def receptive_px(self) -> int:
@@ -198,7 +247,7 @@ class _RepBase(nn.Module):
         x = luma - 0.5
         convs, acts = self._convs(), self._acts()
         x = acts[0](convs[0](x))
-        layers, detail_gain = self.context(x) if self.context is not None else ([None] * self.blocks, None)
+        layers, detail_gain = self.context(x, luma) if self.context is not None else ([None] * self.blocks, None)
         for conv, act, modulation in zip(convs[1:], acts[1:], layers):
             y = conv(x)
             if modulation is not None:
@@ -225,9 +274,9 @@ class RepSR(_RepBase):
     followed by ``act``, a ``RepConv`` C->(scale * stride)**2, the pixel shuffle, the bicubic skip."""
 
     def __init__(self, scale: int, channels: int = 32, blocks: int = 2, stride: int = 1, act: str = "prelu",
-                 expand: int = 2, context: int = 0) -> None:
+                 expand: int = 2, context: int = 0, codec_stats: bool = False) -> None:
         super().__init__()
-        self._setup(scale, channels, blocks, stride, act, context)
+        self._setup(scale, channels, blocks, stride, act, context, codec_stats)
         self.expand = expand
         self.head = RepConv(1, channels, stride=stride, expand=expand)
         self.body_convs = nn.ModuleList(RepConv(channels, channels, expand=expand) for _ in range(blocks))
@@ -260,7 +309,9 @@ class RepSR(_RepBase):
     def collapse(self) -> "RepSRPlain":
         """The inference form: the same function as plain 3x3 convolutions (eval mode)."""
         hidden = self.context.fc1.out_features if self.context is not None else 0
-        plain = RepSRPlain(self.scale, self.channels, self.blocks, self.stride, self.act, context=hidden)
+        stats = self.context is not None and self.context.codec_stats
+        plain = RepSRPlain(self.scale, self.channels, self.blocks, self.stride, self.act, context=hidden,
+                           codec_stats=stats)
         with torch.no_grad():
             for source, target in zip([*self._convs(), self.tail], [*plain.convs, plain.tail]):
                 weight, bias = source.merged()
@@ -277,9 +328,9 @@ class RepSRPlain(_RepBase):
     """The inference form of ``RepSR`` (``RepSR.collapse()``): plain 3x3 convolutions."""
 
     def __init__(self, scale: int, channels: int = 32, blocks: int = 2, stride: int = 1, act: str = "prelu",
-                 expand: int = 2, context: int = 0) -> None:
+                 expand: int = 2, context: int = 0, codec_stats: bool = False) -> None:
         super().__init__()
-        self._setup(scale, channels, blocks, stride, act, context)
+        self._setup(scale, channels, blocks, stride, act, context, codec_stats)
         self.convs = nn.ModuleList([nn.Conv2d(1, channels, 3, stride=stride, padding=1)]
                                    + [nn.Conv2d(channels, channels, 3, padding=1) for _ in range(blocks)])
         self.acts = nn.ModuleList(_activation(act, channels) for _ in range(blocks + 1))
