@@ -317,13 +317,16 @@ def test_tiles_without_overlap_would_show_seams(engine):
 def test_a_network_with_a_global_context_is_upscaled_whole(tmp_path):
     """A network that reads the whole picture's average (reparam's ``context``) reaches every
     pixel: its tiles are the whole picture, so the tiled writer still equals the whole image,
-    where a tile upscaled on its own (its own average) would not."""
+    where a tile upscaled on its own (its own average) would not; from its checkpoint and from a
+    bare .onnx of it."""
     import torch
 
     from vsr.backends import create_backend
     from vsr.images import Picture
     from vsr.models.reparam import RepSR
-    from vsr.models.registry import WHOLE_PICTURE_PX
+    from vsr.export import export_onnx
+    from vsr.models.registry import MODELS, WHOLE_PICTURE_PX
+    from vsr.models.weights import load_model
     from vsr.upscale import upscale_picture
 
     options = dict(channels=8, blocks=1, stride=2, act="relu", context=4)
@@ -335,18 +338,28 @@ def test_a_network_with_a_global_context_is_upscaled_whole(tmp_path):
     path = tmp_path / "context_x2.pt"
     torch.save({"arch": "reparam", "model": "context-probe", "scale": 2, "options": options,
                 "state_dict": net.state_dict()}, path)
-    engine = create_backend("onnxruntime", 2, weights=path)
+    # The checkpoint says so; a bare .onnx of it says so by its graph, which pools the picture.
+    exported = export_onnx(load_model(2, path), tmp_path / "context_x2.onnx")
+    for weights in (path, exported):
+        engine = create_backend("onnxruntime", 2, weights=weights)
+        try:
+            assert engine.receptive_px == WHOLE_PICTURE_PX
+            rgb = synthetic_rgb(90, 130, seed=4)
+            whole = upscale_picture(Picture(rgb), engine, tile_px=10_000).astype(int)
+            tiled = upscale_picture(Picture(rgb), engine, tile_px=40).astype(int)
+            alone = upscale_picture(Picture(np.ascontiguousarray(rgb[:40, :40])), engine).astype(int)
+        finally:
+            engine.close()
+        assert np.abs(tiled - whole).max() <= 1
+        # Away from the tile's own border (20 output pixels in), only the context differs.
+        assert np.abs(alone[20:60, 20:60] - whole[20:60, 20:60]).max() > 1
+    # A bare .onnx of a network without one keeps the ladder's reach.
+    plain = export_onnx(load_model(2, model="realtime"), tmp_path / "realtime_x2.onnx")
+    engine = create_backend("onnxruntime", 2, weights=plain)
     try:
-        assert engine.receptive_px == WHOLE_PICTURE_PX
-        rgb = synthetic_rgb(90, 130, seed=4)
-        whole = upscale_picture(Picture(rgb), engine, tile_px=10_000).astype(int)
-        tiled = upscale_picture(Picture(rgb), engine, tile_px=40).astype(int)
-        alone = upscale_picture(Picture(np.ascontiguousarray(rgb[:40, :40])), engine).astype(int)
+        assert engine.receptive_px == max(m.receptive_px for m in MODELS.values())
     finally:
         engine.close()
-    assert np.abs(tiled - whole).max() <= 1
-    # Away from the tile's own border (20 output pixels in), only the context differs.
-    assert np.abs(alone[20:60, 20:60] - whole[20:60, 20:60]).max() > 1
 
 
 @pytest.mark.parametrize("scale", [2, 3, 4])

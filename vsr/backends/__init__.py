@@ -129,11 +129,16 @@ class EngineSpec:
         """(receptive_px, min_input_px) of the network this spec runs: how far one input pixel
         reaches (the overlap tiles need; ``WHOLE_PICTURE_PX`` for a network with a global context)
         and the smallest input side it takes. An .onnx says
-        nothing of its network, so the most demanding model's values hold for it."""
+        nothing of its network, so the most demanding model's values hold for it, unless its graph
+        pools over the whole picture (``onnx_reads_whole_picture``)."""
         info = model_info(self.model, self.weights)
         if info is not None:
             return info.reach_px, info.min_input_px
-        return max(m.reach_px for m in _ladder()), max(m.min_input_px for m in _ladder())
+        from ..models.registry import WHOLE_PICTURE_PX
+
+        ladder_px = max(m.receptive_px for m in _ladder())
+        reach_px = WHOLE_PICTURE_PX if onnx_reads_whole_picture(self.weights) else ladder_px
+        return reach_px, max(m.min_input_px for m in _ladder())
 
     def options_for(self, options_class: type, **from_spec):
         """``backend_options`` (or the class's defaults) with what this spec decides put in:
@@ -199,6 +204,28 @@ def model_info(model: str, weights: os.PathLike | str | None = None):
     from ..models.weights import checkpoint_model
 
     return checkpoint_model(read_weights(weights))
+
+
+#: ONNX operators that pool over whole axes: a graph with one lets every output pixel depend on
+#: the whole picture (a global context), which no tile overlap short of the picture covers.
+_WHOLE_PICTURE_OPS = frozenset({"GlobalAveragePool", "GlobalMaxPool", "GlobalLpPool", "ReduceMean", "ReduceSum",
+                                "ReduceMax", "ReduceMin", "ReduceL1", "ReduceL2", "ReduceLogSumExp", "ReduceProd",
+                                "ReduceSumSquare"})
+
+
+def onnx_reads_whole_picture(path: os.PathLike | str) -> bool:
+    """Whether an .onnx graph pools over whole axes (``_WHOLE_PICTURE_OPS``), read without its
+    weights; False where the ``onnx`` package is not installed or the file is no graph (the
+    ladder's reach holds then)."""
+    try:
+        import onnx
+    except ImportError:
+        return False
+    try:
+        graph = onnx.load(str(path), load_external_data=False).graph
+    except Exception:  # not a readable graph: the backend that loads it says so, in its words
+        return False
+    return any(node.op_type in _WHOLE_PICTURE_OPS for node in graph.node)
 
 
 def _check_weights_scale(backend: Backend, scale: int, weights: os.PathLike | str) -> None:
