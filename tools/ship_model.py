@@ -86,7 +86,7 @@ def main() -> int:
     print(f"{name} x{scale}: Set5 {fp32_db:.4f} dB in fp32, {fp16_db:.4f} dB from fp16 storage "
           f"-> stored in {'fp16' if use_fp16 else 'fp32'}")
     shipped = {
-        "scale": scale, "model": name, "arch": info.arch, "options": dict(info.options),
+        "scale": scale, "model": name, "arch": info.arch, "options": info.options_at(scale),
         "state_dict": half if use_fp16 else {k: v.float() for k, v in state.items()},
         "source": {k: checkpoint[k] for k in ("steps", "wall_seconds", "epoch", "best_val_psnr_db", "config")
                    if k in checkpoint} | {"file": args.checkpoint.name, "ema": args.ema},

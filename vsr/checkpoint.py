@@ -62,7 +62,7 @@ def write_best_weights(path: Path, info, scale: int, state_dict: dict, *, epoch:
     _save(path, {
         "arch": info.arch,
         "model": info.name,
-        "options": dict(info.options),
+        "options": info.options_at(scale),
         "scale": scale,
         "state_dict": state_dict,
         "epoch": epoch,

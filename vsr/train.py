@@ -919,7 +919,7 @@ class Trainer:
             generator=self.generator.get_state(), torch_rng=torch.get_rng_state(), crops_rng=self.source.rng_state(),
             epoch=self.epoch, best_val_psnr_db=self.best_val_psnr_db, best_epoch=self.best_epoch,
             wall_seconds=wall_s, steps=self.steps, config=config_record(self.config),
-            arch=self.info.arch, options=dict(self.info.options),
+            arch=self.info.arch, options=self.info.options_at(self.config.scale),
         ))
 
 

@@ -57,6 +57,29 @@ def test_registry_matches_the_network(name, scale):
     assert info.receptive_px - 1 <= reach_px <= info.receptive_px
 
 
+def test_one_scale_of_a_rung_may_add_options(monkeypatch):
+    """``scale_options``: a rung whose x3 network reads a global context while its x2 does not
+    builds, counts and tiles each as it is, and a checkpoint's own options replace them all."""
+    from vsr.backends import EngineSpec
+    from vsr.models.registry import WHOLE_PICTURE_PX
+    from vsr.models.weights import checkpoint_model
+
+    base = MODELS["realtime-compressed-plus"]
+    info = replace(base, scale_options=((3, (("context", 8), ("codec_stats", True))),))
+    assert info.reach_px(3) == WHOLE_PICTURE_PX and info.reach_px(2) == base.receptive_px
+    for scale in (2, 3):
+        network = info.build(scale).collapse()
+        assert (network.context is not None) == (scale == 3)
+        assert info.params(scale) == sum(p.numel() for p in network.parameters())
+    assert info.macs_per_lr_px(3) > base.macs_per_lr_px(3) and info.macs_per_lr_px(2) == base.macs_per_lr_px(2)
+    plain = checkpoint_model({"arch": "reparam", "model": info.name, "options": dict(base.options)})
+    assert plain.reach_px(3) == base.receptive_px and plain.options_at(3) == dict(base.options)
+    # What a backend tiles by: the registry's rung, at the spec's scale.
+    monkeypatch.setitem(MODELS, info.name, info)
+    assert EngineSpec(scale=3, model=info.name).network_px()[0] == WHOLE_PICTURE_PX
+    assert EngineSpec(scale=2, model=info.name).network_px()[0] == base.receptive_px
+
+
 def _luma(height=60, width=84):
     return (rgb_to_y(synthetic_rgb(height, width, seed=3)) / 255.0).astype(np.float32)
 

@@ -133,7 +133,7 @@ class EngineSpec:
         pools over the whole picture (``onnx_reads_whole_picture``)."""
         info = model_info(self.model, self.weights)
         if info is not None:
-            return info.reach_px, info.min_input_px
+            return info.reach_px(self.scale), info.min_input_px
         from ..models.registry import WHOLE_PICTURE_PX
 
         ladder_px = max(m.receptive_px for m in _ladder())

@@ -50,6 +50,9 @@ class ModelInfo:
     summary: str
     rank: int
     options: tuple[tuple[str, int | float], ...] = ()
+    #: Options one scale adds or changes over ``options``: ((scale, ((name, value), ...)), ...), for
+    #: a rung whose networks are not all alike (one scale trained with a global context first).
+    scale_options: tuple[tuple[int, tuple[tuple[str, int | float], ...]], ...] = ()
     scales: tuple[int, ...] = (2, 3, 4)
     degradation: str = "bicubic"
     #: Pixels of context the network's ``body`` consumes around each output pixel.
@@ -64,16 +67,18 @@ class ModelInfo:
         picture (reflect padding needs a side above the pad), and never under vsr's 5 px."""
         return max(5, self.context_px + 1)
 
-    @property
-    def global_context(self) -> bool:
-        """Whether the network reads the whole picture (a ``reparam`` option ``context`` > 0)."""
-        return dict(self.options).get("context", 0) > 0
+    def options_at(self, scale: int) -> dict:
+        """The options that build the network for ``scale``: ``options`` with ``scale_options``'s."""
+        return dict(self.options) | dict(dict(self.scale_options).get(scale, ()))
 
-    @property
-    def reach_px(self) -> int:
-        """How far one input pixel influences the output: ``receptive_px``, or the whole picture
-        (``WHOLE_PICTURE_PX``) for a network with a global context."""
-        return WHOLE_PICTURE_PX if self.global_context else self.receptive_px
+    def global_context(self, scale: int) -> bool:
+        """Whether the network for ``scale`` reads the whole picture (a ``reparam`` option ``context`` > 0)."""
+        return self.options_at(scale).get("context", 0) > 0
+
+    def reach_px(self, scale: int) -> int:
+        """How far one input pixel influences the output at ``scale``: ``receptive_px``, or the
+        whole picture (``WHOLE_PICTURE_PX``) for a network with a global context."""
+        return WHOLE_PICTURE_PX if self.global_context(scale) else self.receptive_px
 
     def build(self, scale: int):
         """The untrained network for ``scale`` (imports torch)."""
@@ -82,12 +87,12 @@ class ModelInfo:
         from .reparam import RepSR
 
         classes = {"espcn": ESPCN, "espcn7": ESPCN7, "residual": ResidualSR, "reparam": RepSR}
-        return classes[self.arch](scale, **dict(self.options))
+        return classes[self.arch](scale, **self.options_at(scale))
 
     def macs_per_lr_px(self, scale: int = 3) -> int:
         """Multiply-adds per low-resolution pixel of the network as it runs (for ``reparam``: the
         collapsed form), bicubic skip included: what orders the ladder by cost."""
-        o = dict(self.options)
+        o = self.options_at(scale)
         r2 = scale * scale
         if self.arch == "espcn":
             return 25 * 64 + 9 * 64 * 32 + 9 * 32 * r2
@@ -120,7 +125,7 @@ class ModelInfo:
 
     def params(self, scale: int) -> int:
         """Trainable parameters at ``scale``, counted from the architecture (no torch needed)."""
-        o = dict(self.options)
+        o = self.options_at(scale)
         r2 = scale * scale
         if self.arch == "espcn":
             return (25 * 64 + 64) + (9 * 64 * 32 + 32) + (9 * 32 * r2 + r2)

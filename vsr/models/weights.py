@@ -47,7 +47,8 @@ def checkpoint_model(checkpoint: dict):
         return MODELS[name]
     options = tuple(sorted(checkpoint.get("options", {}).items()))
     base = next((m for m in MODELS.values() if m.arch == checkpoint.get("arch", "espcn")), get_model("espcn"))
-    return replace(get_model(name) if name in MODELS else base, options=options or base.options)
+    # The checkpoint's options are the whole truth for its network: no scale's extras on top.
+    return replace(get_model(name) if name in MODELS else base, options=options or base.options, scale_options=())
 
 
 def load_model(scale: int, weights: os.PathLike | str | None = None, model: str = "espcn"):
