@@ -16,6 +16,7 @@ from importlib import resources
 from pathlib import Path
 
 from ..errors import InputError
+from . import CODEC_STATS
 
 #: What a checkpoint or command that names no model means (training, export, eval, bench); `vsr run`
 #: and `vsr live` default to ``--model auto`` instead (``tuning.model_choice``).
@@ -32,9 +33,6 @@ REALTIME_OPTIONS = (("channels", 32), ("blocks", 3), ("stride", 1), ("act", "rel
 #: each layer reaches twice as far, across the codec's 8x8 and 16x16 blocks (receptive field 12 LR
 #: pixels against 5). Trained from scratch on codec round trips (training/realtime/commands.txt).
 REALTIME_PLUS_OPTIONS = (("channels", 48), ("blocks", 4), ("stride", 2), ("act", "relu"))
-#: How many numbers ``reparam.codec_statistics`` gives per picture (here: the registry counts
-#: parameters without importing torch).
-CODEC_STATS = 6
 #: How far one input pixel reaches in a network with a global context (``reparam.GlobalContext``):
 #: the whole picture, so tiles must be the whole picture too.
 WHOLE_PICTURE_PX = 1 << 30

@@ -41,9 +41,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from . import SUPPORTED_SCALES
+from . import CODEC_STATS, SUPPORTED_SCALES
 from .bicubic import BicubicSkip
-from .registry import CODEC_STATS  # how many numbers codec_statistics gives
 
 _SOBEL_X = ((-1.0, 0.0, 1.0), (-2.0, 0.0, 2.0), (-1.0, 0.0, 1.0))
 _SOBEL_Y = ((-1.0, -2.0, -1.0), (0.0, 0.0, 0.0), (1.0, 2.0, 1.0))
