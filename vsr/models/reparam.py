@@ -140,11 +140,13 @@ def _grid_statistics(steps: torch.Tensor) -> list[torch.Tensor]:
     more the 8-pixel and 4-pixel phase with the most small steps has than the average phase (a
     block-transform grid, wherever it lies: training crops are not aligned to it), and the log of
     the average small step (noise and fine texture; codecs flatten them)."""
-    small = steps.abs().clamp(max=_SMALL_STEP)
-    count = torch.ones_like(small[:1])
+    # Each column's mean first (every column has all the rows): the eight phases then sum a row
+    # of W-1 numbers, not the plane.
+    columns = steps.abs().clamp(max=_SMALL_STEP).mean(dim=(1, 2))  # (N, W-1)
+    count = torch.ones_like(columns[:1])
     # Sums over counts, not means: a picture under 9 pixels has empty phases, which read 0, not
     # NaN (and the exported graph keeps no branch on the picture's size).
-    phase = torch.stack([small[..., p::8].sum(dim=(1, 2, 3)) / count[..., p::8].sum().clamp(min=1)
+    phase = torch.stack([columns[:, p::8].sum(dim=1) / count[:, p::8].sum().clamp(min=1)
                          for p in range(8)], dim=1)  # (N, 8)
     half = (phase[:, :4] + phase[:, 4:]) / 2
     eps = 1e-4
