@@ -142,6 +142,8 @@ def main() -> None:
                              "Zen 1 (AVX2 only) did, on a Zen 4 whose VNNI loses 0.0412")
     parser.add_argument("--out", type=Path, default=HERE / "results" / "int8_quality")
     args = parser.parse_args()
+    if args.onnx is not None and not args.onnx.is_file():
+        parser.error(f"--onnx {args.onnx}: no such file")
     from vsr.hardware import cpuinfo, int8_arithmetic
 
     arithmetic = int8_arithmetic()

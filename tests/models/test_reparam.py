@@ -110,6 +110,14 @@ def test_codec_statistics_see_the_block_grid_wherever_it_lies():
     assert torch.isfinite(codec_statistics(torch.rand(1, 1, 5, 6))).all()
 
 
+
+def test_codec_statistics_without_a_context_are_refused():
+    """The statistics feed only the context's perceptron: asking for them alone is an error, not a no-op."""
+    with pytest.raises(ValueError, match="needs a context"):
+        RepSR(3, 16, 1, stride=2, act="relu", codec_stats=True)
+    assert RepSR(3, 16, 1, stride=2, act="relu", context=8, codec_stats=True).context.codec_stats
+
+
 @pytest.mark.parametrize("backend", ["onnxruntime", "openvino"])
 def test_a_context_with_codec_statistics_exports_and_runs_on_the_cpu_backends(tmp_path, backend):
     """A checkpoint whose context reads codec statistics runs on ONNX Runtime and OpenVINO fp32

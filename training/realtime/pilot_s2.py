@@ -8,7 +8,7 @@ from scratch with the project's loop, in one of two parameterisations:
 
     python training/realtime/pilot_s2.py {rep,plain} OUT MINUTES LR [--scale 3] [--shape C,B] [--init PT]
         [--clean-fraction F] [--soft-prob P] [--noise-prob P] [--exposure-prob P] [--coded-scene-prob P] [--heavy]
-        [--margin-px M [--edge-prob P]] [--context H]
+        [--margin-px M [--edge-prob P]] [--context H [--codec-stats]] [--presets NAME:W,...]
 
 ``--margin-px`` / ``--edge-prob``: ``vsr train --margin-px`` / ``--edge-share`` (``TrainConfig.margin_px``):
 each training patch comes with M LR pixels of real picture around it, and the loss sees only the
@@ -57,13 +57,21 @@ def main():
                         help="hidden units of a per-frame global context (reparam.GlobalContext); 0: none")
     parser.add_argument("--codec-stats", action="store_true",
                         help="with --context: the context also reads the input's codec statistics")
+    parser.add_argument("--presets", default=None,
+                        help="x264 / x265 presets and weights, e.g. superfast:0.4,medium:0.3 "
+                        "(CompressedDegradation.video_presets; default: the recipe's)")
     parser.add_argument("--heavy", action="store_true",
                         help="a heavy-compression specialist: x264 / x265 only at CRF 26-40 / 30-42, no clean LR")
     for name, text, _ in RECIPE_OPTIONS:  # vsr train's recipe flags, with the same meaning
         parser.add_argument(f"--{name.replace('_', '-')}", type=float, default=None,
                             help=f"CompressedDegradation.{name}: share of sequences {text} (default: the recipe's)")
     args = parser.parse_args()
+    if args.codec_stats and not args.context:
+        parser.error("--codec-stats needs --context H")
     changes = {name: getattr(args, name) for name, _, _ in RECIPE_OPTIONS if getattr(args, name) is not None}
+    if args.presets:
+        changes["video_presets"] = tuple((name, float(weight)) for name, weight in
+                                         (item.split(":") for item in args.presets.split(",")))
     if args.heavy:
         # Study: what a rung that never sees clean or lightly coded LR gains on heavily coded input.
         changes.update(codec_weights=(("h264", 0.7), ("hevc", 0.3)), h264_crf=(26, 40), hevc_crf=(30, 42))

@@ -223,6 +223,9 @@ class _RepBase(nn.Module):
     def _setup(self, scale: int, channels: int, blocks: int, stride: int, act: str, context: int,
                codec_stats: bool = False) -> None:
         _check(scale, stride)
+        if codec_stats and not context:
+            # The statistics feed only the context's perceptron: without one they would be silently dropped.
+            raise ValueError("codec_stats needs a context (context > 0 hidden units)")
         self.scale, self.channels, self.blocks, self.stride, self.act = scale, channels, blocks, stride, act
         self.shuffle = nn.PixelShuffle(scale * stride)
         self.bicubic_skip = BicubicSkip(scale)
