@@ -44,8 +44,9 @@ def export_onnx(model, path: os.PathLike | str, *, opset: int = OPSET) -> Path:
 
 
 #: Part of the cached export's name, raised when the exported graph changes for the same weights
-#: (2: the residual networks' bicubic skip became a convolution, vsr.models.bicubic).
-GRAPH_VERSION = 2
+#: (2: the residual networks' bicubic skip became a convolution, vsr.models.bicubic; 3: codec
+#: statistics read per 64-pixel tile, vsr.models.reparam.CODEC_TILE_PX).
+GRAPH_VERSION = 3
 
 
 def cached_onnx_export(weights: os.PathLike | str, scale: int) -> Path:

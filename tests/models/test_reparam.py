@@ -111,6 +111,39 @@ def test_codec_statistics_see_the_block_grid_wherever_it_lies():
 
 
 
+def test_a_whole_picture_reads_what_its_64_pixel_tiles_read():
+    """Training reads the statistics on 64-pixel patches; a frame is read in 64-pixel tiles and
+    averaged, so it gets the numbers its patches would (a maximum over phases shrinks as the sample
+    grows: read as one region, a coded frame would look cleaner than any patch of it)."""
+    from tests.conftest import synthetic_rgb
+    from vsr.color import rgb_to_y
+    from vsr.degradations import codec_round_trip
+    from vsr.models.reparam import CODEC_TILE_PX, codec_statistics
+
+    tile = CODEC_TILE_PX
+    clean = rgb_to_y(synthetic_rgb(3 * tile, 4 * tile, seed=11)).astype(np.uint8)
+    coded = codec_round_trip([clean], "h264", 30, "medium")[0]
+    luma = torch.from_numpy(coded.astype(np.float32) / 255)[None, None]
+    patches = torch.cat([luma[..., y:y + tile, x:x + tile] for y in range(0, 3 * tile, tile)
+                         for x in range(0, 4 * tile, tile)])
+    each = codec_statistics(patches)
+    np.testing.assert_allclose(codec_statistics(luma)[0].numpy(), each.mean(dim=0).numpy(), atol=1e-4)
+    # What the tiles fix: the same picture read as one region reads a smaller grid excess.
+    grid = [0, 3]
+    one_region = _one_region(luma)[0]
+    assert one_region[grid].mean() < each.mean(dim=0)[grid].mean() - 0.1, (one_region, each.mean(dim=0))
+
+
+def _one_region(luma: torch.Tensor) -> torch.Tensor:
+    """``codec_statistics`` with a tile as large as the picture (what the thirteenth session's read)."""
+    from unittest import mock
+
+    from vsr.models import reparam
+
+    with mock.patch.object(reparam, "CODEC_TILE_PX", max(luma.shape[-2:])):
+        return reparam.codec_statistics(luma)
+
+
 def test_codec_statistics_without_a_context_are_refused():
     """The statistics feed only the context's perceptron: asking for them alone is an error, not a no-op."""
     with pytest.raises(ValueError, match="needs a context"):
