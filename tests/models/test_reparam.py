@@ -135,7 +135,7 @@ def test_a_whole_picture_reads_what_its_64_pixel_tiles_read():
 
 
 def _one_region(luma: torch.Tensor) -> torch.Tensor:
-    """``codec_statistics`` with a tile as large as the picture (what the thirteenth session's read)."""
+    """``codec_statistics`` with a tile as large as the picture (how the thirteenth session read them)."""
     from unittest import mock
 
     from vsr.models import reparam

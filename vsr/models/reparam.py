@@ -144,7 +144,7 @@ _SMALL_STEP = 4 / 255
 CODEC_TILE_PX = 64
 
 
-def _tiles(length, dtype: torch.dtype, device: torch.device, phases: int = 1, steps: bool = False) -> torch.Tensor:
+def _tiles(length: int, dtype: torch.dtype, device: torch.device, phases: int = 1, steps: bool = False) -> torch.Tensor:
     """(length, tiles * phases) 0/1: position i belongs to tile i // CODEC_TILE_PX and (with
     ``phases``) phase i % phases. ``steps``: the positions are steps between pixels, and the step
     across a tile's border belongs to no tile (a 64-pixel patch has 63 steps). Built from ``length``
@@ -184,7 +184,8 @@ def _grid_statistics(steps: torch.Tensor) -> list[torch.Tensor]:
     per_tile = [10 * (torch.log(phase.amax(dim=-1) + eps) - torch.log(level + eps)),
                 10 * (torch.log(half.amax(dim=-1) + eps) - torch.log(level + eps)),
                 torch.log(level + eps) + 4.5]  # each (N, B, T)
-    return [(t * weight).sum(dim=(1, 2)) / weight.sum().clamp(min=1) for t in per_tile]
+    total = weight.sum().clamp(min=1)
+    return [(t * weight).sum(dim=(1, 2)) / total for t in per_tile]
 
 
 def codec_statistics(luma: torch.Tensor) -> torch.Tensor:
