@@ -48,9 +48,12 @@ def whole_process(clip: Path, extra: list[str], env: dict) -> dict:
 def engine_ms(name: str, scale: int) -> dict:
     from vsr.backends.openvino import OpenVinoOptions
     from vsr.backends.precision import choose_precision, time_plane_ms
-    from vsr.models.weights import shipped_weights
+    from vsr.backends.files import onnx_for
+    from vsr.models.clip_context import timing_context
+    from vsr.models.registry import get_model
 
-    onnx = shipped_weights(scale, "onnx", name)
+    # A network with a global context is timed as `vsr run` runs it: a clip's context folded in.
+    onnx = onnx_for(scale, None, name, timing_context(get_model(name), scale))
     precision, note = choose_precision(onnx, scale)
     import numpy as np
 

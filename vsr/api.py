@@ -253,7 +253,7 @@ class _TensorUpscaler:
         from .backends.torch_cuda import TorchCudaBackend, TorchCudaOptions
 
         self.backend = TorchCudaBackend(spec.scale, spec.weights, TorchCudaOptions(device=spec.device),
-                                        model=spec.model)
+                                        model=spec.model, context=spec.context)
         self.scale = spec.scale
         torch = self.backend._torch
         from .color import _RGB_TO_YCBCR, _YCBCR_OFFSET, _YCBCR_TO_RGB

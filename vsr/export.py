@@ -65,3 +65,37 @@ def cached_onnx_export(weights: os.PathLike | str, scale: int) -> Path:
 
     return cached_file(cache / f"{name}_x{scale}_{digest}_g{GRAPH_VERSION}.onnx",
                        lambda target: export_onnx(load_model(scale, weights), target))
+
+
+#: Beside a folded export: the checksum of the network it was folded from, whose int8 records
+#: (``backends.int8``: the convolutions kept float, the Set5 loss) hold for every fold of it.
+SOURCE_SUFFIX = ".source"
+
+
+def cached_folded_export(weights: os.PathLike | str, scale: int, context, source_digest: str) -> Path:
+    """The ONNX of ``weights`` (a .pt of a network with a context) with ``context`` (a
+    ``models.clip_context.ClipContext``) folded in (``RepSRPlain.folded``), exported once per
+    context; ``source_digest`` (the unfolded network's ONNX checksum) is written beside it."""
+    try:
+        import torch
+    except ImportError:
+        raise BackendUnavailable("folding a clip's context into a network needs torch") from None
+    from .checkpoint import read_weights
+    from .images import atomic_output
+    from .models.weights import checkpoint_model, load_model
+
+    name = checkpoint_model(read_weights(weights)).name
+    cache = cache_dir("onnx")
+    cache.mkdir(parents=True, exist_ok=True)
+    target = cache / f"{name}_x{scale}_{file_sha256(weights, 16)}_fold{context.digest}_g{GRAPH_VERSION}.onnx"
+
+    def build(path: Path) -> None:
+        network = load_model(scale, weights)
+        if getattr(network, "context", None) is None:
+            raise ValueError(f"{weights}: the network has no context to fold")
+        folded = network.folded(torch.tensor(context.pooled, dtype=torch.float32))
+        with atomic_output(Path(str(path) + SOURCE_SUFFIX)) as tmp:
+            Path(tmp).write_text(source_digest)
+        export_onnx(folded, path)
+
+    return cached_file(target, build)

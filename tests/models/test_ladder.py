@@ -112,6 +112,10 @@ def test_every_shipped_model_matches_torch_on_each_backend(name, backend, scale)
     assert out.shape == (1, 1, 60 * scale, 84 * scale)
     diff = np.abs(out - expected)
     max_diff, mean_diff = TOLERANCE[backend]
+    if precision == "bf16" and MODELS[name].global_context(scale):
+        # A per-frame context computed in bf16 moves every pixel's gain a little: realtime-compressed-plus
+        # x3 measured 1.04e-2 max here, and 0.041 dB on Set5 (int8_quality_plus_x3_s14.md), within the bound.
+        max_diff = 1.5e-2
     assert diff.max() <= max_diff, f"{name} x{scale} on {backend}: max |diff| {diff.max():.2e}"
     assert diff.mean() <= mean_diff, f"{name} x{scale} on {backend}: mean |diff| {diff.mean():.2e}"
 

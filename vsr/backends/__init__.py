@@ -102,6 +102,10 @@ class EngineSpec:
     #: ``TensorRTOptions`` for tensorrt ...), for what the fields above do not say (TensorRT's
     #: workspace, OpenVINO's int8 calibration ...); the fields above win where both say something.
     backend_options: object | None = None
+    #: A clip's context (``models.clip_context.ClipContext``), folded into a network that has a
+    #: global context, so the clip runs it as a plain network (``RepSRPlain.folded``); None: each
+    #: frame reads its own context (or the network has none, and this is ignored).
+    context: object | None = None
 
     def __post_init__(self) -> None:
         check_device(self.device)
@@ -133,7 +137,9 @@ class EngineSpec:
         pools over the whole picture (``onnx_reads_whole_picture``)."""
         info = model_info(self.model, self.weights)
         if info is not None:
-            return info.reach_px(self.scale), info.min_input_px
+            # A folded context is a constant: the network then reaches only as far as its convolutions.
+            reach_px = info.receptive_px if self.context is not None else info.reach_px(self.scale)
+            return reach_px, info.min_input_px
         from ..models.registry import WHOLE_PICTURE_PX
 
         ladder_px = max(m.receptive_px for m in _ladder())

@@ -36,8 +36,8 @@ class GpuFrameUpscaler:
 
     def __init__(self, scale: int, weights: os.PathLike | str | None = None,
                  options: TorchCudaOptions = TorchCudaOptions(), out_layout: str | None = None,
-                 model: str = "espcn", host_frames: Callable | None = None) -> None:
-        self.backend = TorchCudaBackend(scale, weights, options, model=model)
+                 model: str = "espcn", host_frames: Callable | None = None, context=None) -> None:
+        self.backend = TorchCudaBackend(scale, weights, options, model=model, context=context)
         self._host_frames = host_frames
         self.scale, self.out_layout = scale, out_layout
         self.name = "torch"

@@ -149,7 +149,17 @@ def shipped_recipe(onnx_path: os.PathLike | str) -> Int8Recipe:
     """The recipe ``--precision int8`` quantises ``onnx_path``'s int8 network with: ``RECIPE``,
     keeping float the convolutions accuracy control recorded for that network (none for a
     network of your own)."""
-    return _recipe_for(onnx_digest(int8_source(onnx_path)))
+    return _recipe_for(record_digest(onnx_path))
+
+
+def record_digest(onnx_path: os.PathLike | str) -> str:
+    """The checksum the records name ``onnx_path``'s network by: its int8 network's, or, for a
+    clip's context folded into a network (``export.cached_folded_export``), the unfolded network's,
+    written beside the fold: its recipe and Set5 loss were measured folding each image's context."""
+    from ..export import SOURCE_SUFFIX
+
+    source = Path(str(onnx_path) + SOURCE_SUFFIX)
+    return source.read_text().strip() if source.is_file() else onnx_digest(int8_source(onnx_path))
 
 
 def _recipe_for(source_digest: str) -> Int8Recipe:
@@ -171,7 +181,7 @@ def recorded_loss_db(onnx_path: os.PathLike | str, recipe: Int8Recipe | None = N
     ``arithmetic`` (by default this machine's), or None where never measured on that kind of CPU."""
     from ..hardware import int8_arithmetic
 
-    digest = onnx_digest(int8_source(onnx_path))
+    digest = record_digest(onnx_path)
     recipe = _recipe_for(digest) if recipe is None else recipe
     record = accuracy_records().get(digest)
     if record is None or record.get("recipe") != recipe.tag:

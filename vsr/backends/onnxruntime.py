@@ -31,7 +31,7 @@ class OnnxRuntimeBackend(BackendBase):
         from .files import onnx_for
 
         options = spec.options_for(OrtOptions, device=spec.device, intra_op_threads=spec.num_threads)
-        return cls(spec.scale, onnx_for(spec.scale, spec.weights, spec.model), options)
+        return cls(spec.scale, onnx_for(spec.scale, spec.weights, spec.model, spec.context), options)
 
     def __init__(self, scale: int, onnx_path: os.PathLike | str, options: OrtOptions = OrtOptions()) -> None:
         try:

@@ -48,7 +48,7 @@ class OpenVinoBackend(BackendBase):
 
         options = spec.options_for(OpenVinoOptions, device=spec.device, num_threads=spec.num_threads,
                                    precision=spec.precision)
-        return cls(spec.scale, onnx_for(spec.scale, spec.weights, spec.model), options)
+        return cls(spec.scale, onnx_for(spec.scale, spec.weights, spec.model, spec.context), options)
 
     def __init__(self, scale: int, onnx_path: os.PathLike | str, options: OpenVinoOptions = OpenVinoOptions()) -> None:
         ov = require_openvino(options.device)

@@ -172,5 +172,5 @@ def resolve_precision(spec):
 
     require_openvino(spec.device)
     calibration = getattr(spec.backend_options, "calibration", None)
-    precision, _ = choose_precision(onnx_for(spec.scale, spec.weights, spec.model), spec.scale, calibration)
+    precision, _ = choose_precision(onnx_for(spec.scale, spec.weights, spec.model, spec.context), spec.scale, calibration)
     return dataclasses.replace(spec, precision=precision)

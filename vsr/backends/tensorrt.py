@@ -99,7 +99,7 @@ class TensorRTBackend(BackendBase):
         # --precision fp32 means fp32; auto keeps TensorRT's fp16 (the tensor cores' type).
         precision = {"fp32": {"precision": "fp32"}}.get(spec.precision, {})
         options = spec.options_for(TensorRTOptions, device=spec.device, **precision)
-        return cls(spec.scale, onnx_for(spec.scale, spec.weights, spec.model), options)
+        return cls(spec.scale, onnx_for(spec.scale, spec.weights, spec.model, spec.context), options)
 
     def __init__(self, scale: int, onnx_path: os.PathLike | str, options: TensorRTOptions = TensorRTOptions()) -> None:
         try:

@@ -21,11 +21,13 @@ class TorchBackend(BackendBase):
         if spec.cuda:
             from .torch_cuda import TorchCudaBackend
 
-            return TorchCudaBackend(spec.scale, spec.weights, torch_cuda_options(spec), model=spec.model)
-        return cls(spec.scale, spec.weights, device=spec.device, num_threads=spec.num_threads, model=spec.model)
+            return TorchCudaBackend(spec.scale, spec.weights, torch_cuda_options(spec), model=spec.model,
+                                    context=spec.context)
+        return cls(spec.scale, spec.weights, device=spec.device, num_threads=spec.num_threads, model=spec.model,
+                   context=spec.context)
 
     def __init__(self, scale: int, weights: os.PathLike | str | None = None, device: str = "cpu",
-                 num_threads: int = 0, model: str = "espcn") -> None:
+                 num_threads: int = 0, model: str = "espcn", context=None) -> None:
         try:
             import torch
         except ImportError:
@@ -39,7 +41,7 @@ class TorchBackend(BackendBase):
         self._torch = torch
         self.scale = scale
         self.device = device
-        self._model = load_model(scale, weights, model).to(device)
+        self._model = load_model(scale, weights, model, context).to(device)
 
     def upscale_luma(self, luma: np.ndarray) -> np.ndarray:
         torch = self._torch

@@ -63,7 +63,7 @@ class TorchCudaBackend(BackendBase):
     name = "torch"
 
     def __init__(self, scale: int, weights: os.PathLike | str | None = None,
-                 options: TorchCudaOptions = TorchCudaOptions(), model: str = "espcn") -> None:
+                 options: TorchCudaOptions = TorchCudaOptions(), model: str = "espcn", context=None) -> None:
         try:
             import torch
         except ImportError:
@@ -76,7 +76,7 @@ class TorchCudaBackend(BackendBase):
         self._torch, self.options, self.scale, self.device = torch, options, scale, torch.device(options.device)
         self.dtype = torch.float16 if options.fp16 else torch.float32
         self._format = torch.channels_last if options.channels_last else torch.contiguous_format
-        model = load_model(scale, weights, model).to(self.device, self.dtype)
+        model = load_model(scale, weights, model, context).to(self.device, self.dtype)
         self._model = model.to(memory_format=self._format).eval()
         # Copies run on their own stream so they can overlap compute queued by other callers.
         self.copy_stream = torch.cuda.Stream(self.device) if self.cuda else None

@@ -285,6 +285,33 @@ def decode_range(
             index += 1
 
 
+def sample_frames(path: os.PathLike | str, info: StreamInfo, points: int, per_point: int = 2) -> list[YuvFrame]:
+    """``per_point`` frames at each of ``points`` times spread evenly over the video (the first at
+    its start): what a clip-wide statistic reads without decoding the whole clip. Each point seeks
+    to the keyframe at or before its time and keeps the ``per_point`` frames after that keyframe:
+    an intra frame is coded unlike the predicted frames that make up most of a clip."""
+    import av
+
+    span_pts = (int(info.duration_seconds / info.time_base)
+                if info.duration_seconds and info.time_base else 0)
+    report = DecodeReport()
+    taken: list[YuvFrame] = []
+    for point in range(points if span_pts else 1):
+        with av.open(str(path), "r") as container:
+            stream = container.streams.video[0]
+            start_pts = stream.start_time or 0
+            packets = (container.demux(stream) if point == 0 else
+                       _seek_before(container, stream, start_pts + span_pts * point // points,
+                                    by_dts=index_timed(container)))
+            decoding = open_decoder(stream, "cpu", report=report)
+            frames = clean_frames(container, decoding, path=str(path), packets=packets,
+                                  size=(info.width, info.height), report=report)
+            decoded = [to_yuv_frame(frame, info.layout, 0) for frame in itertools.islice(frames, 1 + per_point)]
+        # A clip shorter than one point's frames keeps its keyframe rather than nothing.
+        taken.extend(decoded[1:] or decoded)
+    return taken
+
+
 def _seek_before(container, stream, start_pts: int | None, *, by_dts: bool = False):
     """Packets from a keyframe at or before ``start_pts``. Some demuxers (MPEG-TS, files with
     a sparse index) land after the asked time: then seek again, further back. ``by_dts``: the
@@ -861,5 +888,5 @@ def av_error_reason(exc: BaseException) -> str:
     return text.split(": '")[0].strip() or exc.__class__.__name__
 
 
-__all__ = ["VideoReader", "StreamInfo", "decode_range", "open_decoder", "DECODERS", "clean_frames", "DecodeReport", "to_yuv_frame", "plane_array", "yuv_layout_for", "av_error_reason",
+__all__ = ["VideoReader", "StreamInfo", "decode_range", "sample_frames", "open_decoder", "DECODERS", "clean_frames", "DecodeReport", "to_yuv_frame", "plane_array", "yuv_layout_for", "av_error_reason",
            "CHROMA_SUBSAMPLING"]

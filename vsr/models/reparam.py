@@ -228,9 +228,18 @@ class GlobalContext(nn.Module):
                 ) -> tuple[list[tuple[torch.Tensor, torch.Tensor]], torch.Tensor]:
         """([(gain, shift)] per body layer, detail gain), each (N, C, 1, 1); a gain multiplies by 1 + gain.
         ``luma`` (N, 1, H, W) in [0, 1]: the input, which ``codec_stats`` needs."""
+        return self.modulation(self.pooled(features, luma))
+
+    def pooled(self, features: torch.Tensor, luma: torch.Tensor | None = None) -> torch.Tensor:
+        """(N, D): what the perceptron reads, every entry a mean over the picture (the features'
+        mean, the codec statistics' mean over tiles), so a mean over frames is a clip's value."""
         pooled = features.mean(dim=(2, 3))
         if self.codec_stats:
             pooled = torch.cat([pooled, codec_statistics(luma).to(pooled.dtype)], dim=1)
+        return pooled
+
+    def modulation(self, pooled: torch.Tensor) -> tuple[list[tuple[torch.Tensor, torch.Tensor]], torch.Tensor]:
+        """``forward``'s gains and shifts from ``pooled``'s (N, D) values."""
         out = self.fc2(F.relu(self.fc1(pooled)))[:, :, None, None]
         c = self.channels
         layers = [(out[:, 2 * c * i:2 * c * i + c], out[:, 2 * c * i + c:2 * c * (i + 1)])
@@ -277,10 +286,19 @@ class _RepBase(nn.Module):
     def forward(self, luma: torch.Tensor) -> torch.Tensor:
         return self.body(luma)
 
+    def context_input(self, luma: torch.Tensor) -> torch.Tensor:
+        """(N, D): the context's pooled input for each picture of ``luma`` (N, 1, H, W) in [0, 1]
+        (``GlobalContext.pooled``). Averaged over a clip's frames, ``RepSRPlain.folded`` takes it."""
+        if self.context is None:
+            raise ValueError("this network has no context")
+        return self.context.pooled(self._head(luma), luma)
+
+    def _head(self, luma: torch.Tensor) -> torch.Tensor:
+        return self._acts()[0](self._convs()[0](luma - 0.5))
+
     def body(self, luma: torch.Tensor) -> torch.Tensor:
-        x = luma - 0.5
         convs, acts = self._convs(), self._acts()
-        x = acts[0](convs[0](x))
+        x = self._head(luma)
         layers, detail_gain = self.context(x, luma) if self.context is not None else ([None] * self.blocks, None)
         for conv, act, modulation in zip(convs[1:], acts[1:], layers):
             y = conv(x)
@@ -381,6 +399,31 @@ class RepSRPlain(_RepBase):
 
     def _tail_dtype(self):
         return self.tail.weight.dtype
+
+    def folded(self, pooled: torch.Tensor) -> "RepSRPlain":
+        """The network without its context, the context's modulation for ``pooled`` (1, D) (a clip's
+        ``context_input``, averaged over its frames) folded into the convolutions: a gain scales
+        a convolution's output channel and a shift adds to its bias, exactly.
+
+        Why: the modulation between each convolution and its activation is an element-wise pass
+        that OpenVINO does not fuse into an int8 convolution: about 20 % more engine time on a
+        2-core Zen 4 (benchmarks/results/realtime_rungs_context_s14.md). The frames of one clip
+        share a context (read per frame or once per clip from frames spread over it, the gains
+        scored within 0.002 dB of each other at CRF 30), so a clip runs the plain network."""
+        if self.context is None:
+            raise ValueError("this network has no context to fold")
+        plain = RepSRPlain(self.scale, self.channels, self.blocks, self.stride, self.act)
+        plain.load_state_dict({k: v for k, v in self.state_dict().items() if not k.startswith("context.")})
+        with torch.no_grad():
+            layers, detail_gain = self.context.modulation(pooled.reshape(1, -1).to(self.tail.weight.dtype))
+            for conv, (gain, shift) in zip(plain.convs[1:], layers):
+                factor = 1 + gain.reshape(-1)
+                conv.weight.mul_(factor[:, None, None, None])
+                conv.bias.copy_(conv.bias * factor + shift.reshape(-1))
+            factor = 1 + detail_gain.reshape(-1)
+            plain.tail.weight.mul_(factor[:, None, None, None])
+            plain.tail.bias.mul_(factor)
+        return plain.to(self.tail.weight.device).eval()
 
 
 def plain_state_dict(state_dict: dict, scale: int, options: dict) -> dict:

@@ -51,10 +51,11 @@ def checkpoint_model(checkpoint: dict):
     return replace(get_model(name) if name in MODELS else base, options=options or base.options, scale_options=())
 
 
-def load_model(scale: int, weights: os.PathLike | str | None = None, model: str = "espcn"):
+def load_model(scale: int, weights: os.PathLike | str | None = None, model: str = "espcn", context=None):
     """The network in eval mode (fp32) with the shipped weights of ``model`` for ``scale``, or
     those in ``weights`` (whose checkpoint says which architecture they are; ``model`` is then
-    not needed)."""
+    not needed); a network with a global context gets ``context`` (``clip_context.ClipContext``)
+    folded in where one is given (``RepSRPlain.folded``)."""
     import torch
 
     from ..checkpoint import read_weights
@@ -70,5 +71,7 @@ def load_model(scale: int, weights: os.PathLike | str | None = None, model: str 
     # A re-parameterised network runs as its collapsed form: every backend gets plain convolutions.
     if hasattr(network, "collapse"):
         network = network.collapse()
+    if context is not None and getattr(network, "context", None) is not None:
+        network = network.folded(torch.tensor(context.pooled, dtype=torch.float32))
     return network.eval()
 

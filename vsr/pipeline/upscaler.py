@@ -90,7 +90,7 @@ def create_frame_upscaler(spec: EngineSpec, *, out_layout: str | None = None) ->
         from .stages import upscale_frames
 
         return GpuFrameUpscaler(spec.scale, spec.weights, torch_cuda_options(spec), out_layout=out_layout,
-                                model=spec.model, host_frames=upscale_frames)
+                                model=spec.model, host_frames=upscale_frames, context=spec.context)
     from ..backends import create_backend
 
     backend = create_backend(spec)

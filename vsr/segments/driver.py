@@ -17,7 +17,7 @@ from ..errors import InputError
 from ..pipeline.pipeline import RunConfig, RunStats, check_run, run_video
 from .plan import SegmentPlan, plan_segments
 from .. import hardware
-from ..tuning import auto_workers, resolve_engine, resolve_run_model
+from ..tuning import auto_workers, resolve_clip_context, resolve_engine, resolve_run_model
 from .worker import SegmentJob, SegmentResult, thread_budget
 
 def upscale_video(
@@ -37,6 +37,10 @@ def upscale_video(
         config, note = resolve_run_model(config)
         notes = (note,)
         on_start = _announcing(on_start, note)
+    config, context_note = resolve_clip_context(config)
+    if context_note is not None:
+        notes += (context_note,)
+        on_start = _announcing(on_start, context_note)
     stats = _upscale_video(config, on_start=on_start, on_frame=on_frame)
     return replace(stats, notes=notes + stats.notes)
 
@@ -92,6 +96,8 @@ def _upscale_video(config: RunConfig, *, on_start, on_frame) -> RunStats:
 def _engine_identity(spec: EngineSpec) -> dict:
     identity = {"scale": spec.scale, "backend": spec.backend, "device": "cuda" if spec.cuda else "cpu",
                 "batch_size": spec.batch_size, "precision": spec.precision}
+    if spec.context is not None:
+        identity["context"] = spec.context.digest  # a resumed run folds the same context
     if spec.weights is not None:
         identity["weights_sha256"] = file_sha256(spec.weights)
     else:

@@ -27,6 +27,7 @@ from pathlib import Path
 
 from ..errors import InputError
 from ..hardware import is_busy, scheduler_ns, waiting_share
+from ..models.clip_context import timing_context
 from ..models.registry import get_model, shipped_models
 
 #: Engine-only fps over the target fps a model needs: on the 2-core AMD EPYC the engine alone
@@ -82,7 +83,9 @@ def model_fingerprint(name: str, scale: int) -> str:
 
     onnx = shipped_weights(scale, "onnx", name)
     loss_db = recorded_loss_db(onnx)
-    return f"{name}@{onnx_digest(onnx)[:12]}" + (f"+int8{loss_db}" if loss_db is not None else "")
+    # A network with a global context is timed as a run runs it: its context folded in.
+    folded = "+fold" if get_model(name).global_context(scale) else ""
+    return f"{name}@{onnx_digest(onnx)[:12]}{folded}" + (f"+int8{loss_db}" if loss_db is not None else "")
 
 
 def _cache_path() -> Path:
@@ -199,7 +202,8 @@ def choose_model(spec, width_px: int, height_px: int, target_fps: float, *, degr
         if key in cache:
             fps[info.name] = cache[key]
         else:
-            timing = measure(replace(spec, model=info.name), width_px, height_px)
+            timing = measure(replace(spec, model=info.name, context=timing_context(info, spec.scale)),
+                             width_px, height_px)
             fps[info.name] = round(timing.fps, 2)
             if timing.busy:
                 busy[info.name] = timing.waiting_share

@@ -1,0 +1,152 @@
+"""A clip's context folded into a network with a global context: the fold is exact, the frames it
+is read from are spread over the clip, and `vsr run` runs the folded network (whose int8 records
+are its source's) as the model choice timed it."""
+import subprocess
+import sys
+from fractions import Fraction
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+
+def _context_network(seed: int = 0):
+    from vsr.models.reparam import RepSR
+
+    torch.manual_seed(seed)
+    network = RepSR(3, channels=8, blocks=2, stride=2, act="relu", context=6, codec_stats=True)
+    with torch.no_grad():
+        for p in network.parameters():
+            p.add_(torch.randn_like(p) * 0.1)  # the context's last layer and the tail start at zero
+    return network.eval().collapse()
+
+
+def _picture(seed: int, height: int = 37, width: int = 53) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    smooth = np.cumsum(np.cumsum(rng.standard_normal((height, width)), 0), 1)
+    return np.clip(128 + 60 * smooth / np.abs(smooth).max() + rng.normal(0, 4, (height, width)), 0, 255).astype(np.uint8)
+
+
+def _as_tensor(plane: np.ndarray):
+    return torch.from_numpy(plane.astype(np.float32) / 255)[None, None]
+
+
+def test_a_picture_s_own_context_folded_gives_the_network_s_output():
+    from vsr.models.clip_context import measure_context
+
+    network = _context_network()
+    plane = _picture(1)
+    folded = network.folded(torch.tensor(measure_context(network, [plane]).pooled))
+    assert folded.context is None
+    with torch.no_grad():
+        expected, got = network(_as_tensor(plane)), folded(_as_tensor(plane))
+    assert (expected - got).abs().max() < 1e-5
+    # Another picture's context is another network: the fold is not a no-op.
+    other = network.folded(torch.tensor(measure_context(network, [_picture(7) // 3]).pooled))
+    with torch.no_grad():
+        assert (other(_as_tensor(plane)) - expected).abs().max() > 1e-3
+
+
+def test_a_clip_s_context_is_the_mean_of_its_frames_pooled_inputs():
+    from vsr.models.clip_context import ClipContext, measure_context
+
+    network = _context_network()
+    planes = [_picture(seed) for seed in (1, 2, 3)]
+    context = measure_context(network, planes)
+    each = np.array([measure_context(network, [p]).pooled for p in planes])
+    assert context.frames == 3 and np.allclose(context.pooled, each.mean(0), atol=1e-6)
+    assert context.digest != measure_context(network, planes[:1]).digest
+    assert ClipContext(context.pooled, 3).digest == context.digest
+
+
+def _numbered_clip(path, frames: int = 24, keyint: int = 6) -> None:
+    """Flat frames whose grey level tells their index, a keyframe every ``keyint`` frames."""
+    import av
+
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=25, options={"qp": "0", "g": str(keyint),
+                                                                    "keyint_min": str(keyint), "bf": "0"})
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        for index in range(frames):
+            picture = np.full((48, 64, 3), 20 + 8 * index, np.uint8)
+            frame = av.VideoFrame.from_ndarray(picture, format="rgb24")
+            frame.pts, frame.time_base = index, Fraction(1, 25)
+            for packet in stream.encode(frame.reformat(format="yuv420p")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+
+
+def test_sampled_frames_are_spread_over_the_clip_and_skip_the_keyframes(tmp_path):
+    from vsr.media.decode import VideoReader, sample_frames
+
+    clip = tmp_path / "numbered.mp4"
+    _numbered_clip(clip)
+    with VideoReader(clip) as reader:
+        info = reader.info
+        levels = [int(np.median(f.luma)) for f in reader.frames()]
+    frames = sample_frames(clip, info, points=4, per_point=2)
+    indices = [levels.index(min(levels, key=lambda v: abs(v - int(np.median(f.luma))))) for f in frames]
+    assert len(indices) == 8 and len(set(indices)) == 8
+    assert not any(i % 6 == 0 for i in indices), indices  # never an intra frame
+    assert min(indices) < 6 and max(indices) >= 18, indices  # from the start to the last quarter
+
+
+def _vsr(*args):
+    return subprocess.run([sys.executable, "-m", "vsr", *map(str, args)], capture_output=True, text=True)
+
+
+def test_run_folds_the_clip_s_context_and_the_fold_keeps_the_source_s_int8_record(tmp_path, monkeypatch):
+    from tests.conftest import make_clip
+    from vsr.backends.int8 import onnx_digest, recorded_loss_db
+    from vsr.models.registry import get_model
+    from vsr.models.weights import shipped_weights
+
+    if not get_model("realtime-compressed-plus").global_context(3):
+        pytest.skip("no shipped network has a global context")
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("VSR_CACHE_DIR", str(cache))
+    clip = tmp_path / "in.mp4"
+    make_clip(clip, width=96, height=64, frames=20)
+    result = _vsr("run", clip, tmp_path / "out.mp4", "--scale", "3", "--model", "realtime-compressed-plus",
+                  "--backend", "openvino", "--workers", "1")
+    assert result.returncode == 0, result.stderr
+    assert "context read from" in result.stderr and "folded into its convolutions" in result.stderr
+    folds = sorted((cache / "onnx").glob("realtime-compressed-plus_x3_*_fold*.onnx"))
+    assert len(folds) == 1
+    source = shipped_weights(3, "onnx", "realtime-compressed-plus")
+    assert (folds[0].parent / (folds[0].name + ".source")).read_text() == onnx_digest(source)
+    assert onnx_digest(folds[0]) != onnx_digest(source)
+    assert recorded_loss_db(folds[0]) == recorded_loss_db(source)
+
+
+def test_model_choice_times_a_context_network_folded():
+    from vsr.backends import EngineSpec
+    from vsr.models.registry import get_model
+    from vsr.tuning.model_choice import EngineTiming, choose_model, model_fingerprint
+
+    seen = {}
+
+    def measure(spec, width_px, height_px):
+        seen[spec.model] = spec.context
+        return EngineTiming(1000.0, 0.0)
+
+    choose_model(EngineSpec(scale=3, backend="onnxruntime"), 640, 360, 1e-3, degradation="compressed",
+                 measure=measure)
+    for name, context in seen.items():
+        folded = get_model(name).global_context(3)
+        assert (context is not None) == folded, name
+        assert ("+fold" in model_fingerprint(name, 3)) == folded
+        if folded:
+            assert context.frames == 0 and not any(context.pooled)
+
+
+def test_an_onnx_of_one_s_own_is_not_folded(tmp_path):
+    from vsr.backends.files import has_global_context, onnx_for
+    from vsr.models.clip_context import ClipContext
+    from vsr.models.weights import shipped_weights
+
+    onnx = shipped_weights(3, "onnx", "realtime-compressed-plus")
+    assert not has_global_context(3, "espcn", onnx)
+    assert onnx_for(3, onnx, "espcn", ClipContext((0.0,), 1)) == onnx
