@@ -133,6 +133,30 @@ def make_upscaler(model: str | None, weights: Path | None, backend: str):
     return create_backend(backend, SCALE, weights=None if model == "espcn" else get_model(model).weights_path(SCALE))
 
 
+def clip_context_lumas(lumas: list[np.ndarray], points: int) -> list[np.ndarray]:
+    """The frames ``vsr run`` reads a clip's context from (``media.decode.sample_frames``): two at
+    the middle of each of ``points`` equal spans (here no keyframe but the first is among them)."""
+    picked = sorted({min(len(lumas) - 1, (2 * point + 1) * len(lumas) // (2 * points) + k)
+                     for point in range(points) for k in (0, 1)})
+    return [lumas[i] for i in picked]
+
+
+def folded_for_clip(method, backend_name: str, lumas: list[np.ndarray]):
+    """``method`` (a ``make_upscaler`` backend) for this clip: where its network reads a global
+    context, the network with the clip's context folded in, as ``vsr run`` runs it."""
+    from vsr.backends import create_backend
+    from vsr.backends.files import has_global_context
+    from vsr.models.clip_context import CLIP_SAMPLES, measure_context
+    from vsr.models.weights import load_model
+
+    name, weights = method
+    if not has_global_context(SCALE, name or "espcn", weights):
+        return None
+    model = name or "espcn"
+    context = measure_context(load_model(SCALE, weights, model), clip_context_lumas(lumas, CLIP_SAMPLES))
+    return create_backend(backend_name, SCALE, model=model, weights=weights, context=context)
+
+
 def upscale_uint8(backend, lr_luma: np.ndarray) -> np.ndarray:
     from vsr.color import to_uint8
 
@@ -161,8 +185,10 @@ def run(args, clips: list[Path]) -> dict:
     from vsr.metrics import psnr, ssim
 
     methods: list[tuple[str, object]] = [("bicubic", None)]
+    sources: dict[str, tuple] = {}  # each method's (model, weights): what a clip's context is folded into
     for name in args.model or ([] if args.weights else default_models()):
         methods.append((name, make_upscaler(name, None, args.backend)))
+        sources[name] = (name, None)
     paths = [Path(p) for p in args.weights or []]
     stems = [p.stem for p in paths]
     for path in paths:
@@ -171,6 +197,7 @@ def run(args, clips: list[Path]) -> dict:
         if label in [n for n, _ in methods]:
             raise SystemExit(f"{path}: two methods would be called {label!r}")
         methods.append((label, make_upscaler(None, path, args.backend)))
+        sources[label] = (None, path)
     results: dict = {}
     started = time.perf_counter()
     for clip in clips:
@@ -182,6 +209,11 @@ def run(args, clips: list[Path]) -> dict:
                               "crf": {}}
         for crf in args.crf:
             decoded, encoded_bytes = encode_decode(lr_buffers, crf, args.preset, fps)
+            clip_methods = methods
+            if args.fold_context:
+                folded = {name: folded_for_clip(sources[name], args.backend, [b[:h_lr] for b in decoded])
+                          for name, _ in methods if name in sources}
+                clip_methods = [(name, folded.get(name) or backend) for name, backend in methods]
             scores = {name: {"psnr_db": [], "ssim": [], "temporal_error": []} for name, _ in methods}
             lr_psnr = []
             previous: dict = {}
@@ -189,7 +221,7 @@ def run(args, clips: list[Path]) -> dict:
             for reference, lr_buffer, buffer in zip(references, lr_buffers, decoded):
                 lr = buffer[:h_lr]
                 lr_psnr.append(psnr(lr_buffer[:h_lr], lr))
-                for name, backend in methods:
+                for name, backend in clip_methods:
                     sr = bicubic_uint8(lr / 255.0, SCALE) if backend is None else upscale_uint8(backend, lr)
                     scores[name]["psnr_db"].append(psnr(reference, sr, border_px=SCALE))
                     scores[name]["ssim"].append(ssim(reference, sr, border_px=SCALE))
@@ -198,6 +230,9 @@ def run(args, clips: list[Path]) -> dict:
                             temporal_error(previous[name], sr, previous_reference, reference))
                     previous[name] = sr
                 previous_reference = reference
+            for (_, backend), (_, base) in zip(clip_methods, methods):
+                if backend is not base:
+                    backend.close()
             results[clip.name]["crf"][str(crf)] = {
                 "lr_psnr_db_vs_uncompressed": round(float(np.mean(lr_psnr)), 3),
                 "kbit_per_frame": round(encoded_bytes * 8 / 1000 / len(frames), 2),
@@ -229,6 +264,7 @@ def run(args, clips: list[Path]) -> dict:
         "machine": machine_info("cpu"),
         "settings": {"scale": SCALE, "frames_per_clip": args.frames, "crf": args.crf, "preset": args.preset,
                      "pix_fmt": "yuv420p", "downscale": "cv2.INTER_AREA", "backend": args.backend,
+                     "context": "per clip, folded" if args.fold_context else "per frame",
                      "methods": [n for n, _ in methods]},
         "clips": results,
         "mean": mean,
@@ -281,6 +317,9 @@ def main() -> None:
     parser.add_argument("--model", action="append", help="a model name (repeatable); default: every shipped model")
     parser.add_argument("--weights", action="append", type=Path, help="a .pt / .onnx to score too (repeatable)")
     parser.add_argument("--backend", default="onnxruntime", help="fp32 ONNX Runtime: bf16 would blur the comparison")
+    parser.add_argument("--fold-context", action=argparse.BooleanOptionalAction, default=True,
+                        help="a network with a global context runs each clip with the clip's context folded in, "
+                             "as vsr run does (default); --no-fold-context: each frame reads its own")
     parser.add_argument("--out", type=Path, default=HERE / "results" / "compressed")
     args = parser.parse_args()
     clips = protocol_clips(args.data) if args.data.is_dir() else []

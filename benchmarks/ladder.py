@@ -51,12 +51,15 @@ def measure_quality(models, set5: Path) -> dict:
 
 def measure_speed(models, device: str, backends: list[str]) -> dict:
     from vsr.backends import BackendUnavailable, EngineSpec
+    from vsr.models.clip_context import timing_context
     from vsr.tuning.model_choice import measure_engine_fps
 
     speed = {}
     for backend in backends:
         for info in models:
-            spec = EngineSpec(scale=SCALE, model=info.name, backend=backend, device=device)
+            # A network with a global context is timed as `vsr run` runs it: a clip's context folded in.
+            spec = EngineSpec(scale=SCALE, model=info.name, backend=backend, device=device,
+                              context=timing_context(info, SCALE))
             try:
                 timing = measure_engine_fps(spec, *SIZE_PX)
             except BackendUnavailable as exc:

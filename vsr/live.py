@@ -461,6 +461,14 @@ def _build_upscaler(config: LiveConfig, info: SourceInfo, status: Callable[[str]
     spec = config.engine
     if spec.model == "auto" and spec.weights is None:
         spec = dataclasses.replace(spec, model=_choose_model(config, info, status))
+    if info.kind == "file":
+        # As `vsr run` does (and as the model choice timed it): the file's context folded in. A
+        # camera or stream has no clip to read ahead: a network with a context reads each frame's.
+        from .tuning import engine_with_clip_context
+
+        spec, note = engine_with_clip_context(spec, config.source)
+        if note is not None:
+            status(note)
     return create_frame_upscaler(spec, out_layout="yuv420p")
 
 

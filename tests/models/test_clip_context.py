@@ -150,3 +150,22 @@ def test_an_onnx_of_one_s_own_is_not_folded(tmp_path):
     onnx = shipped_weights(3, "onnx", "realtime-compressed-plus")
     assert not has_global_context(3, "espcn", onnx)
     assert onnx_for(3, onnx, "espcn", ClipContext((0.0,), 1)) == onnx
+
+
+def test_live_on_a_file_folds_the_file_s_context(tmp_path, monkeypatch):
+    from tests.conftest import make_clip, with_engine
+    from vsr.live import LiveConfig, run_live
+    from vsr.models.registry import get_model
+
+    if not get_model("realtime-compressed-plus").global_context(3):
+        pytest.skip("no shipped network has a global context")
+    monkeypatch.setenv("VSR_CACHE_DIR", str(tmp_path / "cache"))
+    clip = tmp_path / "in.mp4"
+    make_clip(clip, width=96, height=64, frames=12)
+    lines = []
+    report = run_live(with_engine(LiveConfig, source=str(clip), scale=3, model="realtime-compressed-plus",
+                                  backend="openvino", headless=True, as_fast_as_possible=True, max_frames=4),
+                      status=lines.append)
+    assert report.frames_processed == 4
+    assert any("folded into its convolutions" in line for line in lines), lines
+    assert list((tmp_path / "cache" / "onnx").glob("*_fold*.onnx"))

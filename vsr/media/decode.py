@@ -285,11 +285,17 @@ def decode_range(
             index += 1
 
 
+#: At most this many frames are decoded past a keyframe to reach a sampled time: a stream with
+#: keyframes further apart than that is sampled a little early, not decoded whole.
+SAMPLE_DECODE_FRAMES = 120
+
+
 def sample_frames(path: os.PathLike | str, info: StreamInfo, points: int, per_point: int = 2) -> list[YuvFrame]:
-    """``per_point`` frames at each of ``points`` times spread evenly over the video (the first at
-    its start): what a clip-wide statistic reads without decoding the whole clip. Each point seeks
-    to the keyframe at or before its time and keeps the ``per_point`` frames after that keyframe:
-    an intra frame is coded unlike the predicted frames that make up most of a clip."""
+    """``per_point`` frames from each of ``points`` times spread evenly over the video (the middles
+    of ``points`` equal spans): what a clip-wide statistic reads without decoding the whole clip.
+    Each point seeks to the keyframe at or before its time and decodes on to it (at most
+    ``SAMPLE_DECODE_FRAMES``). Keyframes are passed over: an intra frame is coded unlike the
+    predicted frames that make up most of a clip."""
     import av
 
     span_pts = (int(info.duration_seconds / info.time_base)
@@ -299,16 +305,27 @@ def sample_frames(path: os.PathLike | str, info: StreamInfo, points: int, per_po
     for point in range(points if span_pts else 1):
         with av.open(str(path), "r") as container:
             stream = container.streams.video[0]
-            start_pts = stream.start_time or 0
-            packets = (container.demux(stream) if point == 0 else
-                       _seek_before(container, stream, start_pts + span_pts * point // points,
-                                    by_dts=index_timed(container)))
+            target_pts = (stream.start_time or 0) + span_pts * (2 * point + 1) // (2 * points)
+            packets = _seek_before(container, stream, target_pts if span_pts else None,
+                                   by_dts=index_timed(container))
             decoding = open_decoder(stream, "cpu", report=report)
             frames = clean_frames(container, decoding, path=str(path), packets=packets,
                                   size=(info.width, info.height), report=report)
-            decoded = [to_yuv_frame(frame, info.layout, 0) for frame in itertools.islice(frames, 1 + per_point)]
-        # A clip shorter than one point's frames keeps its keyframe rather than nothing.
-        taken.extend(decoded[1:] or decoded)
+            kept, before = [], []
+            for frame in itertools.islice(frames, SAMPLE_DECODE_FRAMES):
+                if frame.key_frame:
+                    continue
+                (kept if not span_pts or frame.pts is None or frame.pts >= target_pts else before).append(frame)
+                if len(kept) == per_point:
+                    break
+            # Not reached (a keyframe interval longer than the limit, a clip of intra frames):
+            # the last frames decoded stand in.
+            chosen = kept or before[-per_point:] or []
+            taken.extend(to_yuv_frame(frame, info.layout, 0) for frame in chosen)
+    if not taken:
+        # Every frame an intra frame (an intra-only codec): those are what the clip is.
+        with VideoReader(path) as reader:
+            taken = list(reader.frames(max_frames=per_point * points))
     return taken
 
 

@@ -17,8 +17,8 @@ from ..errors import InputError
 if TYPE_CHECKING:
     from ..pipeline.pipeline import RunConfig
 
-__all__ = ["CPU_CORES_PER_WORKER", "GPU_WORKERS_PER_GPU", "auto_workers", "resolve_clip_context", "resolve_engine",
-           "resolve_model", "resolve_run_model"]
+__all__ = ["CPU_CORES_PER_WORKER", "GPU_WORKERS_PER_GPU", "auto_workers", "engine_with_clip_context",
+           "resolve_clip_context", "resolve_engine", "resolve_model", "resolve_run_model"]
 
 
 #: One worker per core: on the 2-core AMD EPYC, 2 workers beat 1 in every paired round on both
@@ -93,27 +93,33 @@ def resolve_clip_context(config: RunConfig) -> tuple[RunConfig, str | None]:
     has a global context: read once here, from frames spread over the input, so every segment and
     worker folds the same context and runs the plain network; and the line that says so. Unchanged
     (None) for a network without one, an .onnx of your own, or a pipe (each frame then reads its own)."""
-    from ..backends.files import has_global_context
-
-    engine = config.engine
-    if engine.context is not None or not has_global_context(engine.scale, engine.model, engine.weights):
-        return config, None
     from ..pipeline.pipeline import can_reopen
 
     if not can_reopen(config.input_path):
         return config, None
+    engine, note = engine_with_clip_context(config.engine, config.input_path)
+    return replace(config, engine=engine), note
+
+
+def engine_with_clip_context(engine: EngineSpec, path) -> tuple[EngineSpec, str | None]:
+    """``engine`` with the context of the video file ``path`` where its network has a global
+    context (``resolve_clip_context``; `vsr live` on a file too), and the line that says so."""
+    from ..backends.files import has_global_context
+
+    if engine.context is not None or not has_global_context(engine.scale, engine.model, engine.weights):
+        return engine, None
     from ..media.decode import VideoReader, sample_frames
     from ..models.clip_context import CLIP_SAMPLES, measure_context
     from ..models.weights import load_model
 
-    with VideoReader(config.input_path) as reader:
+    with VideoReader(path) as reader:
         info = reader.info
-    frames = sample_frames(config.input_path, info, CLIP_SAMPLES)
+    frames = sample_frames(path, info, CLIP_SAMPLES)
     context = measure_context(load_model(engine.scale, engine.weights, engine.model), [f.luma for f in frames],
                               peak=(1 << info.bit_depth) - 1)
     note = (f"its context read from {context.frames} frames spread over the clip and folded into its convolutions "
             "(one plain network for the whole clip)")
-    return replace(config, engine=replace(engine, context=context)), note
+    return replace(engine, context=context), note
 
 
 def _with_model(config: RunConfig, model: str) -> RunConfig:
