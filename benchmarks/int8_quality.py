@@ -207,7 +207,8 @@ def main() -> None:
             fp32 = set5_psnr(onnx, scale, "fp32", model=model)
             row = {"model": model or str(args.onnx), "scale": scale, "onnx": str(onnx),
                    "int8_source": int8_source(onnx).name, "fp32_psnr_db": fp32, "tried": [], "kept": None}
-            row["bf16_psnr_db"] = set5_psnr(onnx, scale, "bf16", model=model) if native_bf16() and not args.without_vnni else None
+            with_bf16 = native_bf16() and not args.without_vnni
+            row["bf16_psnr_db"] = set5_psnr(onnx, scale, "bf16", model=model) if with_bf16 else None
             for recipe in recipes:
                 int8 = set5_psnr(onnx, scale, "int8", recipe, model=model)
                 loss = round(fp32 - int8, 4)

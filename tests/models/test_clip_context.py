@@ -25,7 +25,8 @@ def _context_network(seed: int = 0):
 def _picture(seed: int, height: int = 37, width: int = 53) -> np.ndarray:
     rng = np.random.default_rng(seed)
     smooth = np.cumsum(np.cumsum(rng.standard_normal((height, width)), 0), 1)
-    return np.clip(128 + 60 * smooth / np.abs(smooth).max() + rng.normal(0, 4, (height, width)), 0, 255).astype(np.uint8)
+    noisy = 128 + 60 * smooth / np.abs(smooth).max() + rng.normal(0, 4, (height, width))
+    return np.clip(noisy, 0, 255).astype(np.uint8)
 
 
 def _as_tensor(plane: np.ndarray):
@@ -119,6 +120,18 @@ def test_run_folds_the_clip_s_context_and_the_fold_keeps_the_source_s_int8_recor
     assert (folds[0].parent / (folds[0].name + ".source")).read_text() == onnx_digest(source)
     assert onnx_digest(folds[0]) != onnx_digest(source)
     assert recorded_loss_db(folds[0]) == recorded_loss_db(source)
+    # Another clip is another fold, but the same cost: precision auto's decision is reused.
+    other = tmp_path / "other.mp4"
+    make_clip(other, width=128, height=72, frames=16, pix_fmt="yuv444p")
+    result = _vsr("run", other, tmp_path / "out2.mp4", "--scale", "3", "--model", "realtime-compressed-plus",
+                  "--backend", "openvino", "--workers", "1")
+    assert result.returncode == 0, result.stderr
+    folds = sorted((cache / "onnx").glob("realtime-compressed-plus_x3_*_fold*.onnx"))
+    assert len(folds) == 2
+    # (Whether the decision is written depends on the machine being quiet: compare where it goes.)
+    from vsr.backends.precision import _cache_path
+
+    assert _cache_path(folds[0])[0] == _cache_path(folds[1])[0] != _cache_path(source)[0]
 
 
 def test_model_choice_times_a_context_network_folded():

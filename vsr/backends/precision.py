@@ -65,14 +65,21 @@ def int8_left_out(loss_db: float | None, *, measured_on_vnni_only: bool = False)
 def _cache_path(onnx_path: Path) -> tuple[Path, dict]:
     import openvino as ov
 
-    from .int8 import nncf_version, onnx_digest, recorded_loss_db
+    from ..export import SOURCE_SUFFIX
+    from .int8 import nncf_version, onnx_digest, record_digest, recorded_loss_db
 
     key = {"cpu": cpu_identity(), "onnx_sha256": onnx_digest(onnx_path),
            "openvino": ov.__version__.split("-")[0], "nncf": nncf_version(),
            "int8_loss_db": recorded_loss_db(onnx_path)}
+    stem = onnx_path.stem
+    if Path(str(onnx_path) + SOURCE_SUFFIX).is_file():
+        # A clip's context folded in changes weights, not the cost: every fold of one network
+        # shares one decision, so a new clip is not timed again (the unfolded network is not one).
+        key.update(onnx_sha256=record_digest(onnx_path), folded=True)
+        stem = stem.split("_fold")[0] + "_folded"
     digest = text_digest(json.dumps(key, sort_keys=True), 16)
     root = cache_dir("precision")
-    return root / f"{onnx_path.stem}_{digest}.json", key
+    return root / f"{stem}_{digest}.json", key
 
 
 def probe_plane(height: int = PROBE_SHAPE[1], width: int = PROBE_SHAPE[2]) -> np.ndarray:
@@ -172,5 +179,6 @@ def resolve_precision(spec):
 
     require_openvino(spec.device)
     calibration = getattr(spec.backend_options, "calibration", None)
-    precision, _ = choose_precision(onnx_for(spec.scale, spec.weights, spec.model, spec.context), spec.scale, calibration)
+    onnx = onnx_for(spec.scale, spec.weights, spec.model, spec.context)
+    precision, _ = choose_precision(onnx, spec.scale, calibration)
     return dataclasses.replace(spec, precision=precision)

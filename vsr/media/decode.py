@@ -905,5 +905,6 @@ def av_error_reason(exc: BaseException) -> str:
     return text.split(": '")[0].strip() or exc.__class__.__name__
 
 
-__all__ = ["VideoReader", "StreamInfo", "decode_range", "sample_frames", "open_decoder", "DECODERS", "clean_frames", "DecodeReport", "to_yuv_frame", "plane_array", "yuv_layout_for", "av_error_reason",
+__all__ = ["VideoReader", "StreamInfo", "decode_range", "sample_frames", "open_decoder", "DECODERS", "clean_frames",
+           "DecodeReport", "to_yuv_frame", "plane_array", "yuv_layout_for", "av_error_reason",
            "CHROMA_SUBSAMPLING"]
