@@ -36,11 +36,12 @@ def upscale_video(
     if config.model == "auto":
         config, note = resolve_run_model(config)
         notes = (note,)
-        on_start = _announcing(on_start, note)
     config, context_note = resolve_clip_context(config)
     if context_note is not None:
         notes += (context_note,)
-        on_start = _announcing(on_start, context_note)
+    if notes:
+        # The first line: which model and why, then how it reads the clip.
+        on_start = _announcing(on_start, "; ".join(notes))
     stats = _upscale_video(config, on_start=on_start, on_frame=on_frame)
     return replace(stats, notes=notes + stats.notes)
 
