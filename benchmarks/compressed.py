@@ -136,8 +136,9 @@ def make_upscaler(model: str | None, weights: Path | None, backend: str):
 def clip_context_lumas(lumas: list[np.ndarray], points: int) -> list[np.ndarray]:
     """The frames ``vsr run`` reads a clip's context from (``media.decode.sample_frames``): two at
     the middle of each of ``points`` equal spans (here no keyframe but the first is among them)."""
-    picked = sorted({min(len(lumas) - 1, (2 * point + 1) * len(lumas) // (2 * points) + k)
-                     for point in range(points) for k in (0, 1)})
+    from vsr.media.decode import span_middles
+
+    picked = sorted({min(len(lumas) - 1, middle + k) for middle in span_middles(len(lumas), points) for k in (0, 1)})
     return [lumas[i] for i in picked]
 
 

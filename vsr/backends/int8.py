@@ -154,12 +154,18 @@ def shipped_recipe(onnx_path: os.PathLike | str) -> Int8Recipe:
 
 def record_digest(onnx_path: os.PathLike | str) -> str:
     """The checksum the records name ``onnx_path``'s network by: its int8 network's, or, for a
-    clip's context folded into a network (``export.cached_folded_export``), the unfolded network's,
-    written beside the fold: its recipe and Set5 loss were measured folding each image's context."""
+    clip's context folded into a network, the unfolded network's (``fold_source``): its recipe and
+    Set5 loss were measured folding each image's context."""
+    return fold_source(onnx_path) or onnx_digest(int8_source(onnx_path))
+
+
+def fold_source(onnx_path: os.PathLike | str) -> str | None:
+    """The checksum of the network ``onnx_path`` was folded from (``export.cached_folded_export``
+    writes it beside the fold), or None for a network that is not a fold."""
     from ..export import SOURCE_SUFFIX
 
     source = Path(str(onnx_path) + SOURCE_SUFFIX)
-    return source.read_text().strip() if source.is_file() else onnx_digest(int8_source(onnx_path))
+    return source.read_text().strip() if source.is_file() else None
 
 
 def _recipe_for(source_digest: str) -> Int8Recipe:

@@ -65,17 +65,17 @@ def int8_left_out(loss_db: float | None, *, measured_on_vnni_only: bool = False)
 def _cache_path(onnx_path: Path) -> tuple[Path, dict]:
     import openvino as ov
 
-    from ..export import SOURCE_SUFFIX
-    from .int8 import nncf_version, onnx_digest, record_digest, recorded_loss_db
+    from .int8 import fold_source, nncf_version, onnx_digest, recorded_loss_db
 
     key = {"cpu": cpu_identity(), "onnx_sha256": onnx_digest(onnx_path),
            "openvino": ov.__version__.split("-")[0], "nncf": nncf_version(),
            "int8_loss_db": recorded_loss_db(onnx_path)}
     stem = onnx_path.stem
-    if Path(str(onnx_path) + SOURCE_SUFFIX).is_file():
+    source = fold_source(onnx_path)
+    if source is not None:
         # A clip's context folded in changes weights, not the cost: every fold of one network
         # shares one decision, so a new clip is not timed again (the unfolded network is not one).
-        key.update(onnx_sha256=record_digest(onnx_path), folded=True)
+        key.update(onnx_sha256=source, folded=True)
         stem = stem.split("_fold")[0] + "_folded"
     digest = text_digest(json.dumps(key, sort_keys=True), 16)
     root = cache_dir("precision")

@@ -290,28 +290,37 @@ def decode_range(
 SAMPLE_DECODE_FRAMES = 120
 
 
+def span_middles(span: int, points: int) -> list[int]:
+    """The middles of ``points`` equal parts of ``span`` (pts, or frame indices): where
+    ``sample_frames`` reads a clip (benchmarks/compressed.py reads its frames at the same places)."""
+    return [span * (2 * point + 1) // (2 * points) for point in range(points)]
+
+
 def sample_frames(path: os.PathLike | str, info: StreamInfo, points: int, per_point: int = 2) -> list[YuvFrame]:
     """``per_point`` frames from each of ``points`` times spread evenly over the video (the middles
     of ``points`` equal spans): what a clip-wide statistic reads without decoding the whole clip.
     Each point seeks to the keyframe at or before its time and decodes on to it (at most
     ``SAMPLE_DECODE_FRAMES``). Keyframes are passed over: an intra frame is coded unlike the
     predicted frames that make up most of a clip."""
+    from collections import deque
+
     import av
 
     span_pts = (int(info.duration_seconds / info.time_base)
                 if info.duration_seconds and info.time_base else 0)
     report = DecodeReport()
     taken: list[YuvFrame] = []
-    for point in range(points if span_pts else 1):
+    for middle_pts in span_middles(span_pts, points) if span_pts else [0]:
         with av.open(str(path), "r") as container:
             stream = container.streams.video[0]
-            target_pts = (stream.start_time or 0) + span_pts * (2 * point + 1) // (2 * points)
+            target_pts = (stream.start_time or 0) + middle_pts
             packets = _seek_before(container, stream, target_pts if span_pts else None,
                                    by_dts=index_timed(container))
             decoding = open_decoder(stream, "cpu", report=report)
             frames = clean_frames(container, decoding, path=str(path), packets=packets,
                                   size=(info.width, info.height), report=report)
-            kept, before = [], []
+            # Only the last frames before the time are kept: a 4K frame is 12 MB, 120 of them 1.5 GB.
+            kept, before = [], deque(maxlen=per_point)
             for frame in itertools.islice(frames, SAMPLE_DECODE_FRAMES):
                 if frame.key_frame:
                     continue
@@ -320,7 +329,7 @@ def sample_frames(path: os.PathLike | str, info: StreamInfo, points: int, per_po
                     break
             # Not reached (a keyframe interval longer than the limit, a clip of intra frames):
             # the last frames decoded stand in.
-            chosen = kept or before[-per_point:] or []
+            chosen = kept or list(before)
             taken.extend(to_yuv_frame(frame, info.layout, 0) for frame in chosen)
     if not taken:
         # Every frame an intra frame (an intra-only codec): those are what the clip is.
