@@ -33,6 +33,7 @@ from .progress import say
 
 if TYPE_CHECKING:
     from .backends.base import Backend
+    from .live_fold import LateFold
     from .media.camera import LiveFrame, LiveSource, SourceInfo
     from .media.encode import VideoWriter
     from .pipeline.latest import NewestWins
@@ -454,22 +455,32 @@ def _choose_model(config: LiveConfig, info: SourceInfo, status: Callable[[str], 
     return model
 
 
-def _build_upscaler(config: LiveConfig, info: SourceInfo, status: Callable[[str], None]) -> LiveUpscaler:
-    """The frame upscaler `vsr run` builds for the same options."""
+def _build_upscaler(config: LiveConfig, info: SourceInfo,
+                    status: Callable[[str], None]) -> tuple[LiveUpscaler, LateFold | None]:
+    """The frame upscaler `vsr run` builds for the same options; and, for a camera or stream whose
+    network reads a global context, the ``LateFold`` that replaces it once the first seconds are seen."""
     from .pipeline.upscaler import create_frame_upscaler
 
     spec = config.engine
     if spec.model == "auto" and spec.weights is None:
         spec = dataclasses.replace(spec, model=_choose_model(config, info, status))
+    late_fold = None
     if info.kind == "file":
-        # As `vsr run` does (and as the model choice timed it): the file's context folded in. A
-        # camera or stream has no clip to read ahead: a network with a context reads each frame's.
+        # As `vsr run` does (and as the model choice timed it): the file's context folded in.
         from .tuning import engine_with_clip_context
 
         spec, note = engine_with_clip_context(spec, config.source)
         if note is not None:
             status(note)
-    return create_frame_upscaler(spec, out_layout="yuv420p")
+    else:
+        # No clip to read ahead: each frame reads its own context until its first seconds are folded.
+        from .live_fold import late_fold_for
+
+        late_fold = late_fold_for(spec, status)
+        if late_fold is not None:
+            status(f"its context is read from each frame until the first {late_fold.frames} frames "
+                   f"({late_fold.frames * late_fold.spacing_s:g} s) are folded into its convolutions")
+    return create_frame_upscaler(spec, out_layout="yuv420p"), late_fold
 
 
 def _as_live_upscaler(backend: LiveUpscaler | Backend) -> LiveUpscaler:
@@ -568,6 +579,7 @@ class LiveSession:
         self.report = LiveReport()
         self.view = ViewState(split=config.split, divider=config.divider)
         self.source_error: InputError | None = None
+        self._late_fold: LateFold | None = None
         self.frames = None
         self._timings = _Timings()
         self._first_pts_s: float | None = None
@@ -604,8 +616,11 @@ class LiveSession:
     def _open_upscaler(self, stack: contextlib.ExitStack, backend: LiveUpscaler | Backend | None) -> LiveUpscaler:
         """The config's upscaler, closed with the session; or the caller's, which the caller closes."""
         if backend is None:
-            upscaler = _build_upscaler(self.config, self.source.info, self.status)
-            stack.callback(upscaler.close)
+            self.upscaler, self._late_fold = _build_upscaler(self.config, self.source.info, self.status)
+            upscaler = self.upscaler
+            stack.callback(lambda: self.upscaler.close())  # the one in use: a late fold replaces the first
+            if self._late_fold is not None:
+                stack.callback(self._late_fold.close)
         else:
             upscaler = _as_live_upscaler(backend)
         if upscaler.scale != self.config.scale:
@@ -627,6 +642,8 @@ class LiveSession:
         live = self._grab()
         if live is None:
             return False
+        if self._late_fold is not None:
+            self._fold_when_ready(live)
         upscaled = upscale_one(self.upscaler, live.picture)
         if self.recorder is not None:
             self._record(live, upscaled)
@@ -645,6 +662,15 @@ class LiveSession:
             self.status(self._overlay_line() + f"  dropped {self.frames.dropped}")
         max_frames = self.config.max_frames
         return max_frames is None or self.report.frames_processed < max_frames
+
+    def _fold_when_ready(self, live: LiveFrame) -> None:
+        """Give the late fold this frame; swap its upscaler in once it is built."""
+        self._late_fold.offer(live.picture, live.pts_seconds)
+        folded = self._late_fold.ready()
+        if folded is not None:
+            self.upscaler.close()
+            self.upscaler, self._late_fold = folded, None
+            self.report.backend = folded.description
 
     def _grab(self) -> LiveFrame | None:
         """The newest frame; None at the source's end, or when it failed (kept in ``source_error``)."""

@@ -182,3 +182,53 @@ def test_live_on_a_file_folds_the_file_s_context(tmp_path, monkeypatch):
     assert report.frames_processed == 4
     assert any("folded into its convolutions" in line for line in lines), lines
     assert list((tmp_path / "cache" / "onnx").glob("*_fold*.onnx"))
+
+
+def test_live_from_a_stream_folds_its_first_frames_context_then_swaps(tmp_path, monkeypatch):
+    """A stream (here a file:// URL, which `vsr live` reads as a stream: paced, newest frame wins)
+    starts with the network reading each frame's context; once its first frames, taken a spacing
+    apart in media time, are folded, the session runs the plain network with their mean context."""
+    import numpy as np
+
+    from tests.conftest import make_clip, with_engine
+    from vsr import live_fold
+    from vsr.live import LiveConfig, LiveSession
+    from vsr.media.camera import LiveSource, _paced
+    from vsr.models.clip_context import measure_context
+    from vsr.models.registry import get_model
+    from vsr.models.weights import load_model
+
+    if not get_model("realtime-compressed-plus").global_context(3):
+        pytest.skip("no shipped network has a global context")
+    monkeypatch.setenv("VSR_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(live_fold, "CONTEXT_FRAMES", 3)
+    monkeypatch.setattr(live_fold, "CONTEXT_SPACING_S", 0.2)
+    # A real stream arrives at its frame rate; a file:// one is decoded as fast as it goes.
+    monkeypatch.setattr(LiveSource, "frames", lambda self: _paced(self._frames_pyav()))
+    clip = tmp_path / "in.mp4"
+    make_clip(clip, width=96, height=64, frames=300, fps=30)  # 10 s
+    lines, taken = [], []
+    config = with_engine(LiveConfig, source=f"file://{clip}", scale=3, model="realtime-compressed-plus",
+                         backend="openvino", headless=True)
+    with LiveSession(config, status=lines.append) as session:
+        assert session.source.info.kind == "stream"
+        fold, first = session._late_fold, session.upscaler
+        assert fold is not None and any("read from each frame" in line for line in lines), lines
+        offer = fold.offer
+        monkeypatch.setattr(fold, "offer", lambda picture, pts_s: (taken.append((picture.luma.copy(), pts_s)),
+                                                                   offer(picture, pts_s)))
+        while fold._thread is None:
+            assert session.step(), "the stream ended before its first frames were taken"
+        fold._thread.join()
+        assert session.step()
+        assert session._late_fold is None and session.upscaler is not first
+    assert any("folded into its convolutions: a plain network" in line for line in lines), lines
+    assert list((tmp_path / "cache" / "onnx").glob("*_fold*.onnx"))
+    kept = [taken[0]]
+    for luma, pts_s in taken[1:]:
+        if pts_s - kept[-1][1] >= 0.2:
+            kept.append((luma, pts_s))
+    assert len(kept) >= 3 and len(taken) > 3  # frames between the kept ones were passed over
+    expected = measure_context(load_model(3, None, "realtime-compressed-plus"), [luma for luma, _ in kept[:3]])
+    assert fold.context.frames == 3
+    np.testing.assert_allclose(fold.context.pooled, expected.pooled, rtol=1e-6, atol=1e-7)

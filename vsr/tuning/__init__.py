@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from ..pipeline.pipeline import RunConfig
 
 __all__ = ["CPU_CORES_PER_WORKER", "GPU_WORKERS_PER_GPU", "auto_workers", "engine_with_clip_context",
-           "resolve_clip_context", "resolve_engine", "resolve_model", "resolve_run_model"]
+           "engine_with_context_of", "resolve_clip_context", "resolve_engine", "resolve_model", "resolve_run_model"]
 
 
 #: One worker per core: on the 2-core AMD EPYC, 2 workers beat 1 in every paired round on both
@@ -109,17 +109,25 @@ def engine_with_clip_context(engine: EngineSpec, path) -> tuple[EngineSpec, str 
     if engine.context is not None or not has_global_context(engine.scale, engine.model, engine.weights):
         return engine, None
     from ..media.decode import VideoReader, sample_frames
-    from ..models.clip_context import CLIP_SAMPLES, measure_context
-    from ..models.weights import load_model
+    from ..models.clip_context import CLIP_SAMPLES
 
     with VideoReader(path) as reader:
         info = reader.info
     frames = sample_frames(path, info, CLIP_SAMPLES)
-    context = measure_context(load_model(engine.scale, engine.weights, engine.model), [f.luma for f in frames],
-                              peak=(1 << info.bit_depth) - 1)
-    note = (f"its context read from {context.frames} frames spread over the clip and folded into its convolutions "
-            "(one plain network for the whole clip)")
-    return replace(engine, context=context), note
+    engine = engine_with_context_of(engine, [f.luma for f in frames], peak=(1 << info.bit_depth) - 1)
+    note = (f"its context read from {engine.context.frames} frames spread over the clip and folded into its "
+            "convolutions (one plain network for the whole clip)")
+    return engine, note
+
+
+def engine_with_context_of(engine: EngineSpec, lumas: list, peak: int = 255) -> EngineSpec:
+    """``engine`` with the mean context of ``lumas`` ((H, W) planes, one per frame) for its network:
+    what a clip's sampled frames give `vsr run`, and a live camera's first seconds give `vsr live`."""
+    from ..models.clip_context import measure_context
+    from ..models.weights import load_model
+
+    context = measure_context(load_model(engine.scale, engine.weights, engine.model), lumas, peak=peak)
+    return replace(engine, context=context)
 
 
 def _with_model(config: RunConfig, model: str) -> RunConfig:
