@@ -478,8 +478,8 @@ def _build_upscaler(config: LiveConfig, info: SourceInfo,
 
         late_fold = late_fold_for(spec, status)
         if late_fold is not None:
-            status(f"its context is read from each frame until the first {late_fold.frames} frames "
-                   f"({late_fold.frames * late_fold.spacing_s:g} s) are folded into its convolutions")
+            status(f"its context is read from each frame until the first {late_fold.first.count} frames "
+                   f"({late_fold.first.span_s:g} s) are folded into its convolutions")
     return create_frame_upscaler(spec, out_layout="yuv420p"), late_fold
 
 

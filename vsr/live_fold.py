@@ -5,18 +5,14 @@ clip and run the network with it folded into its convolutions (``tuning.engine_w
 a plain network, which is how the model choice timed it. A camera or a stream has no clip to read
 ahead, so it starts with the network reading each frame's context (30.9 ms per 640x360 plane in
 int8 against 19.4 folded on two Zen 4 cores: the modulation between convolution and activation is
-what int8 engines run slowly). ``LateFold`` takes one frame every ``CONTEXT_SPACING_S`` of media
-time until it has ``CONTEXT_FRAMES``, then folds their mean context and builds that plain network's
-upscaler on a background thread, which the live loop swaps in when it is ready. Eight frames over
-two seconds scored within 0.014 dB of the per-frame context on CRF 30 clips (the first frame alone:
-0.034 below; ``models.clip_context``).
+what int8 engines run slowly). ``LateFold`` keeps the first frames the way
+``models.clip_context.FirstFrames`` picks them, then folds their mean context and builds that plain
+network's upscaler on a background thread, which the live loop swaps in when it is ready.
 """
 from __future__ import annotations
 
 import threading
 from typing import TYPE_CHECKING, Callable
-
-import numpy as np
 
 from .backends import EngineSpec
 from .frames import YuvFrame
@@ -24,11 +20,7 @@ from .frames import YuvFrame
 if TYPE_CHECKING:
     from .live import LiveUpscaler
 
-#: How many frames a live source's context is read from, and how far apart in media time.
-CONTEXT_FRAMES = 8
-CONTEXT_SPACING_S = 0.25
-
-__all__ = ["CONTEXT_FRAMES", "CONTEXT_SPACING_S", "LateFold", "late_fold_for"]
+__all__ = ["LateFold", "late_fold_for"]
 
 
 def late_fold_for(spec: EngineSpec, status: Callable[[str], None]) -> "LateFold | None":
@@ -46,14 +38,11 @@ class LateFold:
     ``ready()`` hands it over once. ``close()`` closes an upscaler never handed over, now or, when
     the thread is still building it, as soon as it is built."""
 
-    def __init__(self, spec: EngineSpec, status: Callable[[str], None], *, frames: int | None = None,
-                 spacing_s: float | None = None) -> None:
+    def __init__(self, spec: EngineSpec, status: Callable[[str], None]) -> None:
+        from .models.clip_context import FirstFrames
+
         self.spec, self.status = spec, status
-        self.frames = CONTEXT_FRAMES if frames is None else frames
-        self.spacing_s = CONTEXT_SPACING_S if spacing_s is None else spacing_s
-        self._lumas: list[np.ndarray] = []
-        self._peak = 255
-        self._last_pts_s: float | None = None
+        self.first = FirstFrames()
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._built: LiveUpscaler | None = None
@@ -62,14 +51,8 @@ class LateFold:
         self.context = None
 
     def offer(self, picture: YuvFrame, pts_s: float) -> None:
-        """One frame the loop took, at media time ``pts_s``: kept when it is ``spacing_s`` after the
-        last kept one; the last one needed starts the build."""
-        if self._thread is not None or (self._last_pts_s is not None and pts_s - self._last_pts_s < self.spacing_s):
-            return
-        self._last_pts_s = pts_s
-        self._lumas.append(picture.luma.copy())  # the capture thread may reuse its buffers
-        self._peak = (1 << picture.bit_depth) - 1
-        if len(self._lumas) == self.frames:
+        """One frame the loop took, at media time ``pts_s``; the last one needed starts the build."""
+        if self._thread is None and self.first.offer(picture, pts_s):
             self._thread = threading.Thread(target=self._build, name="vsr-live-fold", daemon=True)
             self._thread.start()
 
@@ -78,20 +61,20 @@ class LateFold:
         from .tuning import engine_with_context_of
 
         try:
-            spec = engine_with_context_of(self.spec, self._lumas, peak=self._peak)
+            spec = engine_with_context_of(self.spec, self.first.lumas, peak=self.first.peak)
             self.context = spec.context
             upscaler = create_frame_upscaler(spec, out_layout="yuv420p")
         except Exception as exc:  # the per-frame network goes on: a preview is better slower than stopped
             self.status(f"could not fold the context ({exc}); the network goes on reading each frame's")
             return
         finally:
-            self._lumas = []
+            self.first.lumas = []
         with self._lock:
             if self._closed:
                 upscaler.close()
                 return
             self._built = upscaler
-        self.status(f"its context read from the first {self.frames} frames ({self.frames * self.spacing_s:g} s) "
+        self.status(f"its context read from the first {self.first.count} frames ({self.first.span_s:g} s) "
                     "and folded into its convolutions: a plain network from here on")
 
     def ready(self) -> "LiveUpscaler | None":

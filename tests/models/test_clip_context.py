@@ -191,7 +191,7 @@ def test_live_from_a_stream_folds_its_first_frames_context_then_swaps(tmp_path, 
     import numpy as np
 
     from tests.conftest import make_clip, with_engine
-    from vsr import live_fold
+    from vsr.models import clip_context
     from vsr.live import LiveConfig, LiveSession
     from vsr.media.camera import LiveSource, _paced
     from vsr.models.clip_context import measure_context
@@ -201,8 +201,8 @@ def test_live_from_a_stream_folds_its_first_frames_context_then_swaps(tmp_path, 
     if not get_model("realtime-compressed-plus").global_context(3):
         pytest.skip("no shipped network has a global context")
     monkeypatch.setenv("VSR_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.setattr(live_fold, "CONTEXT_FRAMES", 3)
-    monkeypatch.setattr(live_fold, "CONTEXT_SPACING_S", 0.2)
+    monkeypatch.setattr(clip_context, "FIRST_FRAMES", 3)
+    monkeypatch.setattr(clip_context, "FIRST_SPACING_S", 0.2)
     # A real stream arrives at its frame rate; a file:// one is decoded as fast as it goes.
     monkeypatch.setattr(LiveSource, "frames", lambda self: _paced(self._frames_pyav()))
     clip = tmp_path / "in.mp4"
@@ -232,3 +232,43 @@ def test_live_from_a_stream_folds_its_first_frames_context_then_swaps(tmp_path, 
     expected = measure_context(load_model(3, None, "realtime-compressed-plus"), [luma for luma, _ in kept[:3]])
     assert fold.context.frames == 3
     np.testing.assert_allclose(fold.context.pooled, expected.pooled, rtol=1e-6, atol=1e-7)
+
+
+def test_a_piped_input_folds_its_first_frames_context(tmp_path):
+    """A pipe cannot be read twice: `vsr run -` reads ahead through its first seconds, folds the
+    context of the frames FirstFrames keeps (one every FIRST_SPACING_S, from the first), and then
+    upscales every frame, the held-back ones included."""
+    import os
+    import subprocess
+    import sys
+
+    import av
+
+    from tests.conftest import make_clip
+    from vsr.media.decode import VideoReader
+    from vsr.models.clip_context import FIRST_FRAMES, FirstFrames, measure_context
+    from vsr.models.registry import get_model
+    from vsr.models.weights import load_model
+
+    if not get_model("realtime-compressed-plus").global_context(3):
+        pytest.skip("no shipped network has a global context")
+    clip = tmp_path / "in.ts"
+    make_clip(clip, width=96, height=64, frames=90, fps=30)  # 3 s: the first frames span 2
+    cache = tmp_path / "cache"
+    out = tmp_path / "out.mp4"
+    with open(clip, "rb") as stdin:
+        result = subprocess.run([sys.executable, "-m", "vsr", "run", "-", str(out), "--scale", "3", "--model",
+                                 "realtime-compressed-plus"], stdin=stdin, capture_output=True, text=True,
+                                env=dict(os.environ, VSR_CACHE_DIR=str(cache)), timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert f"its context read from its first {FIRST_FRAMES} frames" in result.stderr
+    with av.open(str(out)) as container:
+        assert sum(1 for _ in container.decode(video=0)) == 90
+    first = FirstFrames()
+    with VideoReader(clip) as reader:
+        for frame in reader.frames():
+            if first.offer(frame, frame.pts_seconds):
+                break
+    expected = measure_context(load_model(3, None, "realtime-compressed-plus"), first.lumas)
+    folds = list((cache / "onnx").glob(f"*_fold{expected.digest}_*.onnx"))
+    assert len(folds) == 1, sorted(p.name for p in (cache / "onnx").iterdir())

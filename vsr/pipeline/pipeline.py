@@ -203,12 +203,20 @@ def run_video(
         run_notes = check_run(config, info)
         layout = output_layout(config.encode, info.layout)  # a 10-bit source stays 10-bit
         startup = time.perf_counter()
-        upscaler = create_frame_upscaler(config.engine, out_layout=layout)
+        frames, engine, context_note = reader.frames(config.max_frames), config.engine, None
+        if not can_reopen(config.input_path):
+            # A file's context was read from frames spread over it (tuning.resolve_clip_context); a
+            # pipe's is read from its first seconds, held back until the network is folded.
+            from ..tuning import engine_with_first_frames_context
+
+            engine, frames, context_note = engine_with_first_frames_context(engine, frames)
+            run_notes += [context_note] if context_note else []
+        upscaler = create_frame_upscaler(engine, out_layout=layout)
         stages = {"startup": time.perf_counter() - startup}
         try:
             expected = expected_frames(info, config.max_frames)
             if on_start is not None:
-                on_start(info, upscaler.description, expected)
+                on_start(info, upscaler.description + (f"; {context_note}" if context_note else ""), expected)
             out_size = (info.width * config.scale, info.height * config.scale)
             # Without audio or subtitles the input is still read again for its title, tags and chapters.
             copy_streams = info.has_audio or info.has_subtitles or can_reopen(config.input_path)
@@ -227,7 +235,7 @@ def run_video(
             busy: dict[str, float] = {}
             interrupted = False
             try:
-                stream_frames(reader.frames(config.max_frames), upscaler, writer, queue_depth=config.queue_depth,
+                stream_frames(frames, upscaler, writer, queue_depth=config.queue_depth,
                               busy_seconds=busy, on_frame=on_frame, stage_seconds=stages)
             except KeyboardInterrupt:
                 interrupted = True
