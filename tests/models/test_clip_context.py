@@ -272,3 +272,21 @@ def test_a_piped_input_folds_its_first_frames_context(tmp_path):
     expected = measure_context(load_model(3, None, "realtime-compressed-plus"), first.lumas)
     folds = list((cache / "onnx").glob(f"*_fold{expected.digest}_*.onnx"))
     assert len(folds) == 1, sorted(p.name for p in (cache / "onnx").iterdir())
+
+
+def test_bench_times_a_context_network_folded_as_vsr_run_runs_it(tmp_path, monkeypatch):
+    from tests.conftest import with_engine
+    from vsr.bench import BenchConfig, run_bench
+    from vsr.models.registry import get_model
+
+    if not get_model("realtime-compressed-plus").global_context(3):
+        pytest.skip("no shipped network has a global context")
+    monkeypatch.setenv("VSR_CACHE_DIR", str(tmp_path / "cache"))
+    report = run_bench(with_engine(BenchConfig, scale=3, model="realtime-compressed-plus", backend="openvino",
+                                   size=(96, 64), frames=6, warmup_frames=1))
+    assert any("folded into its convolutions" in note for note in report.notes), report.notes
+    assert report.engine_only_fps > 0 and report.to_json()
+    assert list((tmp_path / "cache" / "onnx").glob("*_fold*.onnx"))
+    espcn = run_bench(with_engine(BenchConfig, scale=3, model="espcn", backend="openvino", size=(96, 64), frames=6,
+                                  warmup_frames=1))
+    assert not any("folded" in note for note in espcn.notes)
