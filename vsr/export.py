@@ -1,7 +1,10 @@
 """ONNX export (``vsr export``): dynamic batch, height and width."""
 from __future__ import annotations
 
+import contextlib
 import os
+import re
+import shutil
 import warnings
 from pathlib import Path
 
@@ -98,4 +101,44 @@ def cached_folded_export(weights: os.PathLike | str, scale: int, context, source
             Path(tmp).write_text(source_digest)
         export_onnx(folded, path)
 
-    return cached_file(target, build)
+    built = not target.exists()
+    cached_file(target, build)
+    if built:
+        prune_folds()
+    else:
+        with contextlib.suppress(OSError):
+            os.utime(target)  # recently used: pruning keeps it
+    return target
+
+
+#: How many clips' folds the cache keeps (each about 0.6 MB: its ONNX and its int8 model; a
+#: TensorRT plan on a GPU); the least recently used go when a new one is made. Every vsr process
+#: running at once uses one of the newest, so none loses the fold it runs.
+FOLDS_KEPT = 32
+#: A cached file or folder of one fold: its name starts with the fold's ONNX stem.
+_FOLD_NAME = re.compile(r"^\.?(.+_fold[0-9a-f]{12}_g\d+)")
+
+
+def prune_folds(keep: int | None = None) -> list[str]:
+    """Remove from vsr's cache every file of all but the ``keep`` (``FOLDS_KEPT``) most recently
+    used folds (by their ONNX's time); returns the stems removed."""
+    keep = FOLDS_KEPT if keep is None else keep
+    onnx = cache_dir("onnx")
+    def used_at(path: Path) -> float:
+        try:
+            return path.stat().st_mtime
+        except OSError:  # pruned by another process meanwhile
+            return 0.0
+
+    folds = sorted(onnx.glob("*_fold*.onnx"), key=used_at, reverse=True)
+    stale = {path.name[:-len(".onnx")] for path in folds[keep:]}
+    if not stale:
+        return []
+    for folder in (onnx, cache_dir("openvino_int8"), cache_dir("engines")):
+        for entry in folder.iterdir() if folder.is_dir() else ():
+            match = _FOLD_NAME.match(entry.name)
+            if match is None or match.group(1) not in stale:
+                continue
+            with contextlib.suppress(OSError):
+                shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
+    return sorted(stale)

@@ -4,6 +4,7 @@ are its source's) as the model choice timed it."""
 import subprocess
 import sys
 from fractions import Fraction
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -290,3 +291,42 @@ def test_bench_times_a_context_network_folded_as_vsr_run_runs_it(tmp_path, monke
     espcn = run_bench(with_engine(BenchConfig, scale=3, model="espcn", backend="openvino", size=(96, 64), frames=6,
                                   warmup_frames=1))
     assert not any("folded" in note for note in espcn.notes)
+
+
+def test_the_cache_keeps_the_most_recently_used_folds(tmp_path, monkeypatch):
+    """Every clip makes a fold (its ONNX, its int8 model): the cache keeps the newest FOLDS_KEPT,
+    and a fold used again counts as new."""
+    import os
+
+    from vsr import export
+    from vsr.backends import EngineSpec, create_backend
+    from vsr.backends.files import onnx_for
+    from vsr.models.clip_context import ClipContext, timing_context
+    from vsr.models.registry import get_model
+
+    info = get_model("realtime-compressed-plus")
+    if not info.global_context(3):
+        pytest.skip("no shipped network has a global context")
+    monkeypatch.setenv("VSR_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(export, "FOLDS_KEPT", 2)
+    size = len(timing_context(info, 3).pooled)
+    contexts = [ClipContext(tuple([0.01 * i] * size), 1) for i in range(4)]
+    first = onnx_for(3, None, "realtime-compressed-plus", contexts[0])
+    backend = create_backend(EngineSpec(scale=3, model="realtime-compressed-plus", backend="openvino",
+                                       precision="int8", context=contexts[0]))
+    backend.close()
+    stem = first.name[:-len(".onnx")]
+    assert any(p.name.startswith(stem) for p in (tmp_path / "openvino_int8").iterdir())
+    os.utime(first, (1, 1))
+    second = onnx_for(3, None, "realtime-compressed-plus", contexts[1])
+    os.utime(second, (2, 2))
+    assert onnx_for(3, None, "realtime-compressed-plus", contexts[0]) == first  # used again: now the newest
+    assert first.stat().st_mtime > 2
+    third = onnx_for(3, None, "realtime-compressed-plus", contexts[2])  # a third: the least recent goes
+    assert first.exists() and third.exists() and not second.exists()
+    assert not Path(str(second) + export.SOURCE_SUFFIX).exists()
+    onnx_for(3, None, "realtime-compressed-plus", contexts[3])
+    assert not first.exists()
+    leftovers = [p.name for folder in tmp_path.iterdir() for p in folder.iterdir() if stem in p.name]
+    assert leftovers == [], leftovers
+    assert len(list((tmp_path / "onnx").glob("*_fold*.onnx"))) == 2
