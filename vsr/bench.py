@@ -297,7 +297,7 @@ def _with_context_folded(config: BenchConfig, frames: list[YuvFrame]) -> tuple[B
     into its convolutions (here the benchmark's frames', spread over them), not reading each frame's."""
     from .backends.files import has_global_context
     from .models.clip_context import CLIP_SAMPLES
-    from .tuning import engine_with_context_of
+    from .pipeline.context import engine_with_context_of
 
     engine = config.engine
     if engine.context is not None or not has_global_context(engine.scale, engine.model, engine.weights):

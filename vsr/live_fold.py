@@ -18,7 +18,7 @@ from .backends import EngineSpec
 from .frames import YuvFrame
 
 if TYPE_CHECKING:
-    from .live import LiveUpscaler
+    from .pipeline.upscaler import FrameUpscaler
 
 __all__ = ["LateFold", "late_fold_for"]
 
@@ -45,7 +45,7 @@ class LateFold:
         self.first = FirstFrames()
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
-        self._built: LiveUpscaler | None = None
+        self._built: FrameUpscaler | None = None
         self._closed = False
         #: The context folded (a ``ClipContext``), once read.
         self.context = None
@@ -58,7 +58,7 @@ class LateFold:
 
     def _build(self) -> None:
         from .pipeline.upscaler import create_frame_upscaler
-        from .tuning import engine_with_context_of
+        from .pipeline.context import engine_with_context_of
 
         try:
             spec = engine_with_context_of(self.spec, self.first.lumas, peak=self.first.peak)
@@ -77,7 +77,7 @@ class LateFold:
         self.status(f"its context read from the first {self.first.count} frames ({self.first.span_s:g} s) "
                     "and folded into its convolutions: a plain network from here on")
 
-    def ready(self) -> "LiveUpscaler | None":
+    def ready(self) -> "FrameUpscaler | None":
         """The folded upscaler, once, when built; else None."""
         with self._lock:
             upscaler, self._built = self._built, None

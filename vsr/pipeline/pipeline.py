@@ -207,7 +207,7 @@ def run_video(
         if not can_reopen(config.input_path):
             # A file's context was read from frames spread over it (tuning.resolve_clip_context); a
             # pipe's is read from its first seconds, held back until the network is folded.
-            from ..tuning import engine_with_first_frames_context
+            from .context import engine_with_first_frames_context
 
             engine, frames, context_note = engine_with_first_frames_context(engine, frames)
             run_notes += [context_note] if context_note else []

@@ -7,9 +7,8 @@ called directly (``backends.precision.resolve_precision``).
 """
 from __future__ import annotations
 
-import itertools
 from dataclasses import replace
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING
 
 from .. import hardware
 from ..backends import EngineSpec
@@ -19,7 +18,7 @@ if TYPE_CHECKING:
     from ..pipeline.pipeline import RunConfig
 
 __all__ = ["CPU_CORES_PER_WORKER", "GPU_WORKERS_PER_GPU", "auto_workers", "engine_with_clip_context",
-           "engine_with_context_of", "engine_with_first_frames_context", "resolve_clip_context", "resolve_engine", "resolve_model", "resolve_run_model"]
+           "resolve_clip_context", "resolve_engine", "resolve_model", "resolve_run_model"]
 
 
 #: One worker per core: on the 2-core AMD EPYC, 2 workers beat 1 in every paired round on both
@@ -115,52 +114,12 @@ def engine_with_clip_context(engine: EngineSpec, path) -> tuple[EngineSpec, str 
     with VideoReader(path) as reader:
         info = reader.info
     frames = sample_frames(path, info, CLIP_SAMPLES)
+    from ..pipeline.context import engine_with_context_of
+
     engine = engine_with_context_of(engine, [f.luma for f in frames], peak=(1 << info.bit_depth) - 1)
     note = (f"its context read from {engine.context.frames} frames spread over the clip and folded into its "
             "convolutions (one plain network for the whole clip)")
     return engine, note
-
-
-#: The most decoded frames a pipe's first-frames context holds back before it is folded (the
-#: frames are upscaled afterwards): at 4K input that is about 40 frames, at 1080p all two seconds.
-FIRST_FRAMES_BUFFER_BYTES = 512 << 20
-
-
-def engine_with_first_frames_context(engine: EngineSpec, frames: Iterator) -> tuple[EngineSpec, Iterator, str | None]:
-    """For an input that cannot be read twice (a pipe, a stream), whose network has a global
-    context: read ahead through its first seconds (``models.clip_context.FirstFrames``, at most
-    ``FIRST_FRAMES_BUFFER_BYTES`` of frames), and return ``engine`` with their context, the frames
-    again from the first, and the line that says so. Unchanged where there is nothing to fold."""
-    from ..backends.files import has_global_context
-
-    if engine.context is not None or not has_global_context(engine.scale, engine.model, engine.weights):
-        return engine, frames, None
-    from ..models.clip_context import FirstFrames
-
-    first = FirstFrames()
-    held, held_bytes = [], 0
-    for frame in frames:
-        held.append(frame)
-        held_bytes += frame.luma.nbytes + frame.chroma_u.nbytes + frame.chroma_v.nbytes
-        pts_s = frame.pts_seconds if frame.pts_seconds is not None else len(held) / 30.0
-        if first.offer(frame, pts_s) or held_bytes >= FIRST_FRAMES_BUFFER_BYTES:
-            break
-    if not first.lumas:
-        return engine, iter(held), None
-    engine = engine_with_context_of(engine, first.lumas, peak=first.peak)
-    note = (f"its context read from its first {len(first.lumas)} frames (the input is read once) and folded into its "
-            "convolutions (one plain network for the whole input)")
-    return engine, itertools.chain(held, frames), note
-
-
-def engine_with_context_of(engine: EngineSpec, lumas: list, peak: int = 255) -> EngineSpec:
-    """``engine`` with the mean context of ``lumas`` ((H, W) planes, one per frame) for its network:
-    what a clip's sampled frames give `vsr run`, and a live camera's first seconds give `vsr live`."""
-    from ..models.clip_context import measure_context
-    from ..models.weights import load_model
-
-    context = measure_context(load_model(engine.scale, engine.weights, engine.model), lumas, peak=peak)
-    return replace(engine, context=context)
 
 
 def _with_model(config: RunConfig, model: str) -> RunConfig:
