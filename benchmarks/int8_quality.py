@@ -126,7 +126,8 @@ def record_accuracy(rows: list[dict], arithmetic: str, weights: Path = REPO / "v
     network's digest. Other networks' records stay, so measuring a candidate in place of a shipped
     network and then restoring the shipped file leaves that network's record as it was; ``prune``
     drops the records of networks not in ``weights``."""
-    from vsr.backends.int8 import ACCURACY_RESOURCE, LOSS_FIELD, int8_source, onnx_digest, shipped_recipe
+    from vsr.backends.int8 import (ACCURACY_RESOURCE, FOLDED, LOSS_FIELD, int8_source, onnx_digest,
+                                   shipped_recipe)
 
     path = weights / ACCURACY_RESOURCE
     records = json.loads(path.read_text()) if path.is_file() else {}
@@ -139,6 +140,8 @@ def record_accuracy(rows: list[dict], arithmetic: str, weights: Path = REPO / "v
         key = onnx_digest(int8_source(row["onnx"]))
         record = {"model": row["model"], "scale": row["scale"], "recipe": recipe, "int8_source": row["int8_source"],
                   "fp32_psnr_db": row["fp32_psnr_db"]}
+        if row.get("context_folded"):
+            record["measured"] = FOLDED  # holds for the network's folds, not for it reading per frame
         # The other kind of CPU's figure for the same network and recipe stays (see int8.LOSS_FIELD).
         old = records.get(key, {})
         if old.get("recipe") == recipe:
@@ -197,6 +200,7 @@ def main() -> None:
     from vsr.backends.int8 import int8_source, shipped_recipe
     from vsr.backends.openvino import native_bf16
     from vsr.hardware import cpu_identity
+    from vsr.models.registry import get_model
     from vsr.models.weights import shipped_weights
 
     rows = []
@@ -206,7 +210,8 @@ def main() -> None:
             recipes = RECIPES if args.recipes == "all" else (shipped_recipe(onnx),)
             fp32 = set5_psnr(onnx, scale, "fp32", model=model)
             row = {"model": model or str(args.onnx), "scale": scale, "onnx": str(onnx),
-                   "int8_source": int8_source(onnx).name, "fp32_psnr_db": fp32, "tried": [], "kept": None}
+                   "int8_source": int8_source(onnx).name, "fp32_psnr_db": fp32, "tried": [], "kept": None,
+                   "context_folded": bool(model and get_model(model).global_context(scale))}
             with_bf16 = native_bf16() and not args.without_vnni
             row["bf16_psnr_db"] = set5_psnr(onnx, scale, "bf16", model=model) if with_bf16 else None
             for recipe in recipes:
