@@ -40,7 +40,11 @@ class LateFold:
 
     def __init__(self, spec: EngineSpec, status: Callable[[str], None]) -> None:
         from .models.clip_context import FirstFrames
+        from .models.weights import load_model
 
+        # The network is loaded here, at start-up (torch imported with it): loaded on the build thread,
+        # torch's import held the interpreter for over a second in the middle of the preview.
+        self.network = load_model(spec.scale, spec.weights, spec.model)
         self.spec, self.status = spec, status
         self.first = FirstFrames()
         self._lock = threading.Lock()
@@ -61,7 +65,7 @@ class LateFold:
         from .pipeline.context import engine_with_context_of
 
         try:
-            spec = engine_with_context_of(self.spec, self.first.lumas, peak=self.first.peak)
+            spec = engine_with_context_of(self.spec, self.first.lumas, peak=self.first.peak, network=self.network)
             self.context = spec.context
             upscaler = create_frame_upscaler(spec, out_layout="yuv420p")
         except Exception as exc:  # the per-frame network goes on: a preview is better slower than stopped

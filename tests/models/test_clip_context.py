@@ -331,3 +331,33 @@ def test_the_cache_keeps_the_most_recently_used_folds(tmp_path, monkeypatch):
     leftovers = [p.name for folder in tmp_path.iterdir() for p in folder.iterdir() if stem in p.name]
     assert leftovers == [], leftovers
     assert len(list((tmp_path / "onnx").glob("*_fold*.onnx"))) == 2
+
+
+def test_a_second_fold_is_the_first_refilled_byte_for_byte_as_torch_exports_it(tmp_path, monkeypatch):
+    """Every fold of one network is the same graph with other weights: after the first export the
+    cache writes the weights into a copy of it, which must be exactly what torch's export writes."""
+    from vsr import export
+    from vsr.backends.files import onnx_for
+    from vsr.models.clip_context import ClipContext, timing_context
+    from vsr.models.registry import get_model
+    from vsr.models.weights import load_model
+
+    info = get_model("realtime-compressed-plus")
+    if not info.global_context(3):
+        pytest.skip("no shipped network has a global context")
+    monkeypatch.setenv("VSR_CACHE_DIR", str(tmp_path / "cache"))
+    size = len(timing_context(info, 3).pooled)
+    rng = np.random.default_rng(0)
+    first, second = (ClipContext(tuple(float(v) for v in rng.uniform(0, 0.3, size)), 8) for _ in range(2))
+    exported = []
+    real_export = export.export_onnx
+    monkeypatch.setattr(export, "export_onnx", lambda model, path, **kw: (exported.append(path),
+                                                                          real_export(model, path, **kw))[1])
+    a = onnx_for(3, None, "realtime-compressed-plus", first)
+    assert exported == [a] and Path(str(a) + export.OFFSETS_SUFFIX).is_file()
+    b = onnx_for(3, None, "realtime-compressed-plus", second)
+    assert exported == [a]  # refilled, not exported
+    direct = tmp_path / "direct.onnx"
+    real_export(load_model(3, None, "realtime-compressed-plus", context=second), direct)
+    assert b.read_bytes() == direct.read_bytes()
+    assert a.read_bytes() != b.read_bytes()

@@ -48,8 +48,10 @@ def engine_with_first_frames_context(engine: EngineSpec, frames: Iterator) -> tu
     return engine, itertools.chain(held, frames), note
 
 
-def engine_with_context_of(engine: EngineSpec, lumas: list, peak: int = 255) -> EngineSpec:
-    """``engine`` with the mean context of ``lumas`` ((H, W) planes, one per frame) for its network:
-    what a clip's sampled frames give `vsr run`, and a live camera's first seconds give `vsr live`."""
-    context = measure_context(load_model(engine.scale, engine.weights, engine.model), lumas, peak=peak)
+def engine_with_context_of(engine: EngineSpec, lumas: list, peak: int = 255, network=None) -> EngineSpec:
+    """``engine`` with the mean context of ``lumas`` ((H, W) planes, one per frame) for its network
+    (``network``, where the caller has it loaded): what a clip's sampled frames give `vsr run`, and a
+    live camera's first seconds give `vsr live`."""
+    network = network if network is not None else load_model(engine.scale, engine.weights, engine.model)
+    context = measure_context(network, lumas, peak=peak)
     return replace(engine, context=context)
