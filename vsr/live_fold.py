@@ -35,15 +35,15 @@ def late_fold_for(spec: EngineSpec, status: Callable[[str], None]) -> "LateFold 
 
 class LateFold:
     """Collects the first frames' lumas (``offer``), then builds the folded upscaler on a thread;
-    ``ready()`` hands it over once. ``close()`` closes an upscaler never handed over, now or, when
-    the thread is still building it, as soon as it is built."""
+    ``ready()`` hands it over once. ``close()`` waits for a build under way and closes an upscaler
+    never handed over."""
 
     def __init__(self, spec: EngineSpec, status: Callable[[str], None]) -> None:
         from .models.clip_context import FirstFrames
         from .models.weights import load_model
 
-        # The network is loaded here, at start-up (torch imported with it): loaded on the build thread,
-        # torch's import held the interpreter for over a second in the middle of the preview.
+        # Loaded at start-up, torch imported with it: on the build thread torch's import would hold
+        # Python's lock for up to 0.3 s at a time in the middle of the preview.
         self.network = load_model(spec.scale, spec.weights, spec.model)
         self.spec, self.status = spec, status
         self.first = FirstFrames()
@@ -57,7 +57,8 @@ class LateFold:
     def offer(self, picture: YuvFrame, pts_s: float) -> None:
         """One frame the loop took, at media time ``pts_s``; the last one needed starts the build."""
         if self._thread is None and self.first.offer(picture, pts_s):
-            self._thread = threading.Thread(target=self._build, name="vsr-live-fold", daemon=True)
+            # Not a daemon: the interpreter must not exit under a thread inside OpenVINO or NNCF (it aborts).
+            self._thread = threading.Thread(target=self._build, name="vsr-live-fold")
             self._thread.start()
 
     def _build(self) -> None:
@@ -67,6 +68,8 @@ class LateFold:
         try:
             spec = engine_with_context_of(self.spec, self.first.lumas, peak=self.first.peak, network=self.network)
             self.context = spec.context
+            if self._closed:  # the session ended meanwhile: the rest (export, int8) is not needed
+                return
             upscaler = create_frame_upscaler(spec, out_layout="yuv420p")
         except Exception as exc:  # the per-frame network goes on: a preview is better slower than stopped
             self.status(f"could not fold the context ({exc}); the network goes on reading each frame's")
@@ -88,8 +91,13 @@ class LateFold:
         return upscaler
 
     def close(self) -> None:
+        """Wait for a build under way (at most the few seconds of one fold's int8), then close what
+        was never handed over."""
         with self._lock:
             self._closed = True
+        if self._thread is not None:
+            self._thread.join()
+        with self._lock:
             upscaler, self._built = self._built, None
         if upscaler is not None:
             upscaler.close()

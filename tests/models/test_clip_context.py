@@ -361,3 +361,34 @@ def test_a_second_fold_is_the_first_refilled_byte_for_byte_as_torch_exports_it(t
     real_export(load_model(3, None, "realtime-compressed-plus", context=second), direct)
     assert b.read_bytes() == direct.read_bytes()
     assert a.read_bytes() != b.read_bytes()
+
+
+def test_live_ending_while_its_fold_is_built_exits_cleanly(tmp_path):
+    """The session ends (here after 3 frames) while the fold of its first 2 frames is being built:
+    the process must wait for the build and exit 0 (a thread left inside OpenVINO or NNCF at exit
+    aborts the interpreter)."""
+    import os
+
+    from tests.conftest import make_clip
+    from vsr.models.registry import get_model
+
+    if not get_model("realtime-compressed-plus").global_context(3):
+        pytest.skip("no shipped network has a global context")
+    clip = tmp_path / "in.mp4"
+    make_clip(clip, width=96, height=64, frames=100, fps=30)
+    script = f"""
+from tests.conftest import with_engine
+from vsr.live import LiveConfig, run_live
+from vsr.media.camera import LiveSource, _paced
+from vsr.models import clip_context
+clip_context.FIRST_FRAMES, clip_context.FIRST_SPACING_S = 2, 0.0
+LiveSource.frames = lambda self: _paced(self._frames_pyav())  # a stream arrives at its frame rate
+report = run_live(with_engine(LiveConfig, source="file://{clip}", scale=3, model="realtime-compressed-plus",
+                              backend="openvino", headless=True, max_frames=3))
+print("frames", report.frames_processed)
+"""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
+                            cwd=Path(__file__).resolve().parents[2],
+                            env=dict(os.environ, VSR_CACHE_DIR=str(tmp_path / "cache")))
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "frames 3" in result.stdout
