@@ -33,17 +33,23 @@ def _vsr(*args, env=None, cwd=None):
 
 
 @pytest.mark.parametrize("name", list(MODELS))
-@pytest.mark.parametrize("scale", [2, 4])
+@pytest.mark.parametrize("scale", [2, 3, 4])
 def test_registry_matches_the_network(name, scale):
     """``ModelInfo`` keeps parameter counts and receptive fields torch-free: they must be what
     the network really has. Receptive field: a change to one input pixel moves output pixels
-    no further than ``receptive_px`` LR pixels away, and does move one that far (within one)."""
+    no further than ``receptive_px`` LR pixels away, and does move one that far (within one);
+    for a network with a global context, once a clip's context is folded in (as it runs)."""
+    from vsr.models.registry import WHOLE_PICTURE_PX
+
     info = MODELS[name]
     network = info.build(scale).eval()
     if hasattr(network, "collapse"):
         network = network.collapse()  # what runs, and what the registry counts
     assert info.params(scale) == sum(p.numel() for p in network.parameters())
     assert getattr(network, "CONTEXT_PX", 0) == info.context_px
+    if getattr(network, "context", None) is not None:
+        assert info.reach_px(scale) == WHOLE_PICTURE_PX
+        network = network.folded(torch.zeros(len(network.context_input(torch.zeros(1, 1, 16, 16))[0])))
     torch.manual_seed(0)
     for p in network.parameters():  # zero-initialised tails would hide the reach
         torch.nn.init.normal_(p, std=0.3)
@@ -64,7 +70,9 @@ def test_one_scale_of_a_rung_may_add_options(monkeypatch):
     from vsr.models.registry import WHOLE_PICTURE_PX
     from vsr.models.weights import checkpoint_model
 
-    base = replace(MODELS["realtime-compressed-plus"], scale_options=())
+    rung = MODELS["realtime-compressed-plus"]
+    base = replace(rung, options=tuple(o for o in rung.options if o[0] not in ("context", "codec_stats")),
+                   scale_options=())
     info = replace(base, scale_options=((3, (("context", 8), ("codec_stats", True))),))
     assert info.reach_px(3) == WHOLE_PICTURE_PX and info.reach_px(2) == base.receptive_px
     for scale in (2, 3):
@@ -268,6 +276,9 @@ def test_image_tiles_overlap_by_each_models_reach(name):
     from vsr.images import Picture
     from vsr.upscale import overlap_px_for, upscale_strips
 
+    if MODELS[name].global_context(2):
+        pytest.skip("reads the whole picture: upscaled whole, never in tiles "
+                    "(tests/test_upscale.py::test_a_network_with_a_global_context_is_upscaled_whole)")
     engine = create_backend("onnxruntime", 2, model=name)
     try:
         picture = Picture(synthetic_rgb(100, 130, seed=9))

@@ -160,9 +160,9 @@ MODELS: dict[str, ModelInfo] = {
                   receptive_px=5),
         ModelInfo("realtime-compressed-plus", "reparam", "six 3x3 convolutions, 48 channels, the body at half "
                   "resolution (it sees across codec blocks), ReLU, bicubic skip, trained re-parameterised on "
-                  "compressed video; about ESPCN's cost; x3 also reads a per-frame context (its features "
-                  "averaged and codec statistics of the input)", rank=3, options=REALTIME_PLUS_OPTIONS,
-                  scale_options=((3, (("context", 32), ("codec_stats", True))),),
+                  "compressed video; about ESPCN's cost; reads a clip's context (its features averaged and "
+                  "codec statistics of the input), folded into its convolutions per clip", rank=3,
+                  options=REALTIME_PLUS_OPTIONS + (("context", 32), ("codec_stats", True)),
                   degradation="compressed", receptive_px=12),
         ModelInfo("balanced", "residual", "residual network, 32 channels x 6 blocks, bicubic skip", rank=4,
                   options=(("channels", 32), ("blocks", 6)), receptive_px=15),
