@@ -34,8 +34,14 @@ from ..models.registry import get_model, shipped_models
 #: ran at 25 fps where the whole `vsr run` ran at 23 fps, and at 4K on an H100 decode and
 #: encode cost more than the network; 1.3 leaves room for both.
 HEADROOM = 1.3
-#: Timed seconds per model (at least two calls are timed, however long they take).
-CALIBRATION_SECONDS = 0.5
+#: Timing per model: warm up for WARMUP_SECONDS (at least WARMUP_CALLS calls), then the best of
+#: TIMED_WINDOWS windows of CALIBRATION_SECONDS (each at least two calls). Why the best, after a real
+#: warm-up: a model timed first in a process ran slow for its first half-second (the x3 context rung:
+#: 39.1 and 41.6 fps first, 43-48 after, on two Zen 4 cores), which moved it under the 39.2 a
+#: 30 fps clip needs; the fastest window is what the engine can do, the slower ones what else ran.
+CALIBRATION_SECONDS = 0.25
+TIMED_WINDOWS = 3
+WARMUP_SECONDS = 0.3
 WARMUP_CALLS = 2
 
 
@@ -123,16 +129,20 @@ def measure_engine_fps(spec, width_px: int, height_px: int) -> EngineTiming:
     try:
         rng = np.random.default_rng(0)
         luma = rng.random((spec.batch_size, 1, height_px, width_px), dtype=np.float32)
-        for _ in range(WARMUP_CALLS):
-            backend.upscale_luma(luma)
-        on_gpu = spec.device.startswith("cuda")
-        before = None if on_gpu else scheduler_ns()
         calls, started = 0, time.perf_counter()
-        while calls < 2 or time.perf_counter() - started < CALIBRATION_SECONDS:
+        while calls < WARMUP_CALLS or time.perf_counter() - started < WARMUP_SECONDS:
             backend.upscale_luma(luma)
             calls += 1
-        fps = calls * spec.batch_size / (time.perf_counter() - started)
-        return EngineTiming(fps, waiting_share(before, None if before is None else scheduler_ns()))
+        on_gpu = spec.device.startswith("cuda")
+        before = None if on_gpu else scheduler_ns()
+        best_fps = 0.0
+        for _ in range(TIMED_WINDOWS):
+            calls, started = 0, time.perf_counter()
+            while calls < 2 or time.perf_counter() - started < CALIBRATION_SECONDS:
+                backend.upscale_luma(luma)
+                calls += 1
+            best_fps = max(best_fps, calls * spec.batch_size / (time.perf_counter() - started))
+        return EngineTiming(best_fps, waiting_share(before, None if before is None else scheduler_ns()))
     finally:
         backend.close()
 
