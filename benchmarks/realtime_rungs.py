@@ -1,12 +1,12 @@
 """The real-time rungs against ESPCN, engine alone and whole `vsr run`, on one machine in one run.
 
     python benchmarks/realtime_rungs.py [--clip ../shared/data/video/car_traffic_640x360.mp4] [--rounds 2]
-        [--models espcn realtime ...] [--max-frames N]
+        [--models espcn realtime ...] [--max-frames N] [--scales 2 3 4] [--process-scale 3]
 
 1. Engine: each model's ONNX on OpenVINO at the precision ``--precision auto`` picks here (the
    precision probe's own timing, fp32 / bf16 / int8 on a 320x180 plane, cached), then that
    precision timed on a 640x360 uint8 luma plane at x3 (the 1080p-output case), best of 10 calls.
-2. Whole process: `vsr run CLIP out.mp4 --scale 3` in a fresh process, start-up included, with no
+2. Whole process: `vsr run CLIP out.mp4 --scale 3` (``--process-scale``) in a fresh process, start-up included, with no
    --model (the default: --model auto, --degradation auto), and with --model espcn, realtime and
    realtime-compressed; the runs interleaved over ``--rounds`` rounds so that drift in the
    machine's speed hits every configuration alike. The default's calibration (each candidate
@@ -30,10 +30,10 @@ DATA = Path(os.environ.get("VSR_TEST_DATA", REPO.parent / "shared" / "data"))
 MODELS = ["espcn", "realtime", "realtime-compressed", "realtime-compressed-plus"]
 
 
-def whole_process(clip: Path, extra: list[str], env: dict) -> dict:
+def whole_process(clip: Path, extra: list[str], env: dict, scale: int = 3) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "out.mp4"
-        cmd = [sys.executable, "-m", "vsr", "run", str(clip), str(out), "--scale", "3", *extra]
+        cmd = [sys.executable, "-m", "vsr", "run", str(clip), str(out), "--scale", str(scale), *extra]
         started = time.perf_counter()
         proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, env=env)
         wall = time.perf_counter() - started
@@ -71,6 +71,7 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=HERE / "results" / "realtime_rungs")
     parser.add_argument("--models", nargs="+", default=MODELS)
     parser.add_argument("--max-frames", type=int, default=None, help="frames of the clip each vsr run takes")
+    parser.add_argument("--process-scale", type=int, default=3, help="the scale of the whole-process runs")
     args = parser.parse_args()
     models = args.models
     frames = ["--max-frames", str(args.max_frames)] if args.max_frames else []
@@ -82,20 +83,20 @@ def main() -> int:
         print(json.dumps({k: v for k, v in row.items() if k != "auto_note"}), flush=True)
     with tempfile.TemporaryDirectory() as cache:
         env = {**os.environ, "VSR_CACHE_DIR": cache}
-        first = whole_process(args.clip, frames, env)
+        first = whole_process(args.clip, frames, env, args.process_scale)
         print("first default run (calibrating):", first["fps"], "fps;", first["first_line"], flush=True)
         configs = [frames] + [[*frames, "--model", name] for name in models]
         runs = {json.dumps(c): [] for c in configs}
         for _ in range(args.rounds):
             for config in configs:
-                row = whole_process(args.clip, config, env)
+                row = whole_process(args.clip, config, env, args.process_scale)
                 runs[json.dumps(config)].append(row)
                 print(" ".join(config) or "(default)", row["fps"], "fps", flush=True)
     whole = [{"args": json.loads(key), "fps_each": [r["fps"] for r in rows],
               "fps_mean": round(sum(r["fps"] for r in rows) / len(rows), 2), "first_line": rows[0]["first_line"],
               "frames": rows[0]["frames"]} for key, rows in runs.items()]
     record = {"machine": cpu_identity(), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-              "clip": args.clip.name, "engine": engine, "first_default_run": first, "whole_process": whole}
+              "clip": args.clip.name, "process_scale": args.process_scale, "engine": engine, "first_default_run": first, "whole_process": whole}
     args.out.with_suffix(".json").write_text(json.dumps(record, indent=2) + "\n")
     lines = [f"# Real-time rungs against ESPCN ({record['date']})", "",
              f"{record['machine']}; `python benchmarks/realtime_rungs.py`.", "",
@@ -105,8 +106,9 @@ def main() -> int:
         cells = [next(r for r in engine if r["model"] == m and r["scale"] == scale) for m in models]
         lines.append(f"| x{scale} | " + " | ".join(f"{c['ms_per_640x360_plane']:.1f} ({c['precision']})" for c in cells)
                      + " |")
-    lines += ["", f"Whole process, `vsr run {args.clip.name} out.mp4 --scale 3` ({whole[0]['frames']} frames, "
-              f"640x360 -> 1920x1080), start-up included, {args.rounds} interleaved rounds:", "",
+    scale = args.process_scale
+    lines += ["", f"Whole process, `vsr run {args.clip.name} out.mp4 --scale {scale}` ({whole[0]['frames']} frames, "
+              f"640x360 -> {640 * scale}x{360 * scale}), start-up included, {args.rounds} interleaved rounds:", "",
               "| options | fps (each round) | mean | first line |", "|---|---|---:|---|"]
     for row in whole:
         options = " ".join(a for a in row["args"] if a not in frames) or "(none: the default)"
