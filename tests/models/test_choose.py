@@ -12,7 +12,7 @@ import pytest
 
 from tests.conftest import decode_all, make_clip
 from vsr.backends import EngineSpec
-from vsr.tuning.model_choice import CLEAN_BITS_PER_PIXEL, EngineTiming, choose_model, input_degradation
+from vsr.tuning.model_choice import CLEAN_BITS_PER_PIXEL, RETIMES, EngineTiming, choose_model, input_degradation
 
 
 def _vsr(*args, env=None, stdin=None):
@@ -109,7 +109,10 @@ def test_a_timing_on_a_busy_machine_is_used_but_not_cached(tmp_path, monkeypatch
     quiet = choose_model(spec, 640, 360, 25.0, degradation="compressed", measure=measure)
     assert "busy" not in quiet.reason and (tmp_path / "calibration.json").is_file()
     choose_model(spec, 640, 360, 25.0, degradation="compressed", measure=measure)
-    assert timed == first * 3
+    # Quiet, the better rung measured too slow beside a near tie that held was timed again with it
+    # (model_choice._retime_near_ties); then all came from the cache.
+    assert first == ["realtime-compressed-plus", "realtime-compressed"]
+    assert timed == first * 3 + first * RETIMES
 
 
 @pytest.fixture()

@@ -335,3 +335,34 @@ def test_pictures_smaller_than_the_models_context_are_one_clear_line(tmp_path, n
     result = _vsr("run", clip, tmp_path / "out.mp4", "--model", name, "--workers", "1")
     assert result.returncode == 1 and f"model {name} needs at least" in result.stderr
     assert not (tmp_path / "out.mp4").exists()
+
+
+@pytest.mark.parametrize("plus_timings,chosen", [((35.0, 45.0, 41.0), "realtime-compressed-plus"),
+                                                 ((35.0, 36.0, 34.0), "realtime-compressed")])
+def test_a_better_rung_timed_too_slow_beside_a_near_tie_that_holds_is_timed_again(
+        tmp_path, monkeypatch, plus_timings, chosen):
+    """The compressed ladder's near ties at x3: the better one (realtime-compressed-plus) measured under
+    the need while realtime-compressed held is timed again, alternately with it, and judged by its
+    fastest timing; the cache keeps that, so a second run times nothing."""
+    from vsr.tuning import model_choice as choose
+
+    if "realtime-compressed-plus" not in SHIPPED or "realtime-compressed" not in SHIPPED:
+        pytest.skip("needs both compressed real-time rungs")
+    monkeypatch.setenv("VSR_CACHE_DIR", str(tmp_path))
+    script = {"realtime-compressed-plus": list(plus_timings), "realtime-compressed": [43.0, 40.0, 42.0],
+              "balanced-compressed": [10.0]}
+    timed = []
+
+    def measure(spec, width_px, height_px):
+        timed.append(spec.model)
+        return choose.EngineTiming(script[spec.model].pop(0), None)
+
+    spec = EngineSpec(scale=3, backend="openvino")
+    first = choose.choose_model(spec, 640, 360, target_fps=30.0, degradation="compressed", measure=measure)
+    assert first.model == chosen, first.reason
+    assert timed[:2] == ["realtime-compressed-plus", "realtime-compressed"]
+    assert timed[2:] == ["realtime-compressed-plus", "realtime-compressed"] * 2  # alternately
+    assert first.engine_fps["realtime-compressed-plus"] == max(plus_timings)
+    again = choose.choose_model(spec, 640, 360, target_fps=30.0, degradation="compressed", measure=measure)
+    # The two are not timed again (a rung above them may be, once the better one holds).
+    assert again.model == chosen and set(timed[6:]) <= {"balanced-compressed"}

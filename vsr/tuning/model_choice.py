@@ -182,6 +182,41 @@ def fps_text(fps: float) -> str:
     return f"{round(fps, 2):g}"
 
 
+#: How many more times each of two near-tie rungs is timed, alternately, when the better one
+#: measured too slow and the other held (``_retime_near_ties``).
+RETIMES = 2
+
+
+def _retime_near_ties(ladder, fps, busy, needed_fps, spec, width_px, height_px, measure, cache, keys,
+                      cache_before) -> None:
+    """Where a better rung measured too slow and a near tie of its cost (within ``NEAR_TIE``) held,
+    time both again, alternately, and keep each one's fastest. Why: on two Zen 4 cores the x3 context
+    rung's engine measured 30-48 fps from one process to the next (the other VMs on the host, not
+    this one's programs: no core was waited for), around the 39.2 a 30 fps clip needs, while its near
+    tie measured alike; alternating puts both under the same conditions, and the fastest timing is
+    what each engine can do. Updates ``fps`` and the cache in place."""
+    timed = [m for m in ladder if m.name in fps]
+    for better in timed:
+        if fps[better.name] >= needed_fps or better.name in busy or keys[better.name] in cache_before:
+            continue  # a cached timing was settled by an earlier run
+        cost = better.macs_per_lr_px(spec.scale)
+        ties = [m for m in timed if m.rank < better.rank and fps[m.name] >= needed_fps and m.name not in busy
+                and max(cost, m.macs_per_lr_px(spec.scale)) <= min(cost, m.macs_per_lr_px(spec.scale)) * NEAR_TIE]
+        if not ties:
+            continue
+        pair = [better, ties[0]]
+        for _ in range(RETIMES):
+            for info in pair:
+                timing = measure(replace(spec, model=info.name, context=timing_context(info, spec.scale)),
+                                 width_px, height_px)
+                if not timing.busy:
+                    fps[info.name] = max(fps[info.name], round(timing.fps, 2))
+        for info in pair:
+            cache[keys[info.name]] = fps[info.name]
+        _write_cache(cache)
+        return
+
+
 def choose_model(spec, width_px: int, height_px: int, target_fps: float, *, degradation: str = "bicubic",
                  measure=measure_engine_fps) -> Choice:
     """The best model (highest ``rank``) trained for ``degradation`` whose engine holds
@@ -199,9 +234,11 @@ def choose_model(spec, width_px: int, height_px: int, target_fps: float, *, degr
         raise InputError(f"no shipped model for {degradation} input upscales x{spec.scale}")
     needed_fps = target_fps * HEADROOM
     cache = _read_cache()
+    cached = set(cache)  # the keys timed by earlier runs
     machine = machine_name(spec.device)
     fps: dict[str, float] = {}
     busy: dict[str, float] = {}  # models timed on a busy machine: their waiting shares
+    keys: dict[str, str] = {}  # each timed model's cache key
     too_slow_cost = None
     for info in ladder:
         cost = info.macs_per_lr_px(spec.scale)
@@ -209,6 +246,7 @@ def choose_model(spec, width_px: int, height_px: int, target_fps: float, *, degr
             break
         key = "|".join(map(str, (machine, spec.backend, spec.precision, spec.device, spec.num_threads, spec.batch_size,
                                  f"{width_px}x{height_px}", f"x{spec.scale}", model_fingerprint(info.name, spec.scale))))
+        keys[info.name] = key
         if key in cache:
             fps[info.name] = cache[key]
         else:
@@ -222,6 +260,7 @@ def choose_model(spec, width_px: int, height_px: int, target_fps: float, *, degr
                 _write_cache(cache)
         if fps[info.name] < needed_fps and too_slow_cost is None:
             too_slow_cost = cost
+    _retime_near_ties(ladder, fps, busy, needed_fps, spec, width_px, height_px, measure, cache, keys, cached)
     holding = [m for m in ladder if m.name in fps and fps[m.name] >= needed_fps]
     timed = ", ".join(f"{name} {value:.3g}" for name, value in fps.items())
     size = f"{width_px}x{height_px} x{spec.scale} on {spec.backend} ({spec.device})"
