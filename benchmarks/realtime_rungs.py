@@ -96,7 +96,8 @@ def main() -> int:
               "fps_mean": round(sum(r["fps"] for r in rows) / len(rows), 2), "first_line": rows[0]["first_line"],
               "frames": rows[0]["frames"]} for key, rows in runs.items()]
     record = {"machine": cpu_identity(), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-              "clip": args.clip.name, "process_scale": args.process_scale, "engine": engine, "first_default_run": first, "whole_process": whole}
+              "clip": args.clip.name, "process_scale": args.process_scale, "engine": engine,
+              "first_default_run": first, "whole_process": whole}
     args.out.with_suffix(".json").write_text(json.dumps(record, indent=2) + "\n")
     lines = [f"# Real-time rungs against ESPCN ({record['date']})", "",
              f"{record['machine']}; `python benchmarks/realtime_rungs.py`.", "",

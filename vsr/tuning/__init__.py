@@ -2,8 +2,9 @@
 the model (the best of the ladder that holds the input's frame rate), the backend and its
 precision (for segments, once in the driver, so every worker runs the same), a network's clip
 context (read from the input, folded into its weights), and the workers (from the cores and GPUs).
-Each returns what it chose and the line that says why; nothing here prints. ``create_backend`` resolves a spec's own backend and precision the same way when it is
-called directly (``backends.precision.resolve_precision``).
+Each returns what it chose and the line that says why; nothing here prints. ``create_backend``
+resolves a spec's own backend and precision the same way when it is called directly
+(``backends.precision.resolve_precision``).
 """
 from __future__ import annotations
 
