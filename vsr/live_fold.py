@@ -62,8 +62,8 @@ class LateFold:
             self._thread.start()
 
     def _build(self) -> None:
-        from .pipeline.upscaler import create_frame_upscaler
         from .pipeline.context import engine_with_context_of
+        from .pipeline.upscaler import create_frame_upscaler
 
         try:
             spec = engine_with_context_of(self.spec, self.first.lumas, peak=self.first.peak, network=self.network)
