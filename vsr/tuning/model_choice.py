@@ -40,6 +40,9 @@ HEADROOM = 1.3
 #: 39.1 and 41.6 fps first, 43-48 after, on two Zen 4 cores), which moved it under the 39.2 a
 #: 30 fps clip needs; the fastest window is what the engine can do, the slower ones what else ran.
 CALIBRATION_SECONDS = 0.25
+#: Part of each cached timing's key, raised when the way models are timed changes: a timing made
+#: the old way (before 2: one window after two calls, no re-timing of near ties) is made again.
+TIMING_VERSION = 2
 TIMED_WINDOWS = 3
 WARMUP_SECONDS = 0.3
 WARMUP_CALLS = 2
@@ -244,8 +247,9 @@ def choose_model(spec, width_px: int, height_px: int, target_fps: float, *, degr
         cost = info.macs_per_lr_px(spec.scale)
         if too_slow_cost is not None and cost > too_slow_cost * NEAR_TIE:
             break
-        key = "|".join(map(str, (machine, spec.backend, spec.precision, spec.device, spec.num_threads, spec.batch_size,
-                                 f"{width_px}x{height_px}", f"x{spec.scale}", model_fingerprint(info.name, spec.scale))))
+        key = "|".join(map(str, (machine, spec.backend, spec.precision, spec.device, spec.num_threads,
+                                 spec.batch_size, f"{width_px}x{height_px}", f"x{spec.scale}",
+                                 model_fingerprint(info.name, spec.scale), f"t{TIMING_VERSION}")))
         keys[info.name] = key
         if key in cache:
             fps[info.name] = cache[key]
