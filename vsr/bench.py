@@ -295,12 +295,11 @@ def _decoded(config: BenchConfig) -> Iterator[YuvFrame]:
 def _with_context_folded(config: BenchConfig, frames: list[YuvFrame]) -> tuple[BenchConfig, str | None]:
     """A network with a global context timed as `vsr run` runs it: with a clip's context folded
     into its convolutions (here the benchmark's frames', spread over them), not reading each frame's."""
-    from .backends.files import has_global_context
     from .models.clip_context import CLIP_SAMPLES
-    from .pipeline.context import engine_with_context_of
+    from .pipeline.context import engine_with_context_of, unfolded
 
     engine = config.engine
-    if engine.context is not None or not has_global_context(engine.scale, engine.model, engine.weights):
+    if not unfolded(engine):
         return config, None
     step = max(1, len(frames) // (2 * CLIP_SAMPLES))
     picked = frames[::step][:2 * CLIP_SAMPLES]

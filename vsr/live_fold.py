@@ -26,9 +26,9 @@ __all__ = ["LateFold", "late_fold_for"]
 def late_fold_for(spec: EngineSpec, status: Callable[[str], None]) -> "LateFold | None":
     """A ``LateFold`` where ``spec``'s network reads a per-frame global context it could fold
     (not an .onnx of one's own, not one already folded); else None."""
-    from .backends.files import has_global_context
+    from .pipeline.context import unfolded
 
-    if spec.context is not None or not has_global_context(spec.scale, spec.model, spec.weights):
+    if not unfolded(spec):
         return None
     return LateFold(spec, status)
 

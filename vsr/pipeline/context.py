@@ -17,7 +17,13 @@ from ..backends.files import has_global_context
 from ..models.clip_context import FirstFrames, measure_context
 from ..models.weights import load_model
 
-__all__ = ["FIRST_FRAMES_BUFFER_BYTES", "engine_with_context_of", "engine_with_first_frames_context"]
+__all__ = ["FIRST_FRAMES_BUFFER_BYTES", "engine_with_context_of", "engine_with_first_frames_context", "unfolded"]
+
+
+def unfolded(engine: EngineSpec) -> bool:
+    """Whether ``engine``'s network reads a global context that no clip's context is folded into yet
+    (not an .onnx of one's own: it has no weights to fold)."""
+    return engine.context is None and has_global_context(engine.scale, engine.model, engine.weights)
 
 
 #: The most decoded frames a pipe's first-frames context holds back before it is folded (the
@@ -30,7 +36,7 @@ def engine_with_first_frames_context(engine: EngineSpec, frames: Iterator) -> tu
     context: read ahead through its first seconds (``models.clip_context.FirstFrames``, at most
     ``FIRST_FRAMES_BUFFER_BYTES`` of frames), and return ``engine`` with their context, the frames
     again from the first, and the line that says so. Unchanged where there is nothing to fold."""
-    if engine.context is not None or not has_global_context(engine.scale, engine.model, engine.weights):
+    if not unfolded(engine):
         return engine, frames, None
     first = FirstFrames()
     held, held_bytes = [], 0

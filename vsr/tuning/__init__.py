@@ -105,18 +105,17 @@ def resolve_clip_context(config: RunConfig) -> tuple[RunConfig, str | None]:
 def engine_with_clip_context(engine: EngineSpec, path) -> tuple[EngineSpec, str | None]:
     """``engine`` with the context of the video file ``path`` where its network has a global
     context (``resolve_clip_context``; `vsr live` on a file too), and the line that says so."""
-    from ..backends.files import has_global_context
+    from ..pipeline.context import unfolded
 
-    if engine.context is not None or not has_global_context(engine.scale, engine.model, engine.weights):
+    if not unfolded(engine):
         return engine, None
     from ..media.decode import VideoReader, sample_frames
     from ..models.clip_context import CLIP_SAMPLES
+    from ..pipeline.context import engine_with_context_of
 
     with VideoReader(path) as reader:
         info = reader.info
     frames = sample_frames(path, info, CLIP_SAMPLES)
-    from ..pipeline.context import engine_with_context_of
-
     engine = engine_with_context_of(engine, [f.luma for f in frames], peak=(1 << info.bit_depth) - 1)
     note = (f"its context read from {engine.context.frames} frames spread over the clip and folded into its "
             "convolutions (one plain network for the whole clip)")
