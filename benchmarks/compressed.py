@@ -1,17 +1,18 @@
 """Super-resolution of compressed low-resolution video: the shared real clips, downscaled x3
-and re-encoded with libx264, upscaled by bicubic and by each model; PSNR / SSIM on Y against
-the original frames.
+(``--scale 2`` or ``4`` for the other factors) and re-encoded with libx264, upscaled by bicubic
+and by each model; PSNR / SSIM on Y against the original frames.
 
-    python benchmarks/compressed.py                        # bicubic + every shipped model
+    python benchmarks/compressed.py                        # bicubic + every shipped model, x3
     python benchmarks/compressed.py --model espcn --model NAME --weights run/best.pt
+    python benchmarks/compressed.py --scale 2 --out benchmarks/results/compressed_x2
 
 For each clip in ``--data`` (default ../shared/data/video), its first ``--frames`` frames:
-the original luma, cropped to a multiple of 6 (so the x3 LR has the even sizes 4:2:0
-needs), is the reference. The frame (luma and chroma) is downscaled x3 with area averaging
+the original luma, cropped to a multiple of twice the scale (so the LR has the even sizes 4:2:0
+needs), is the reference. The frame (luma and chroma) is downscaled with area averaging
 (cv2.INTER_AREA), encoded with libx264 at each ``--crf`` (yuv420p, ``--preset`` medium, the
 clip's nominal frame rate) through PyAV, decoded, and its luma upscaled by MATLAB bicubic
-(``vsr.evaluate.bicubic_uint8``) and by each model. Scores: PSNR / SSIM on Y after shaving 3
-px, per frame, averaged per clip; the mean over clips. Flicker beside them: the temporal error
+(``vsr.evaluate.bicubic_uint8``) and by each model. Scores: PSNR / SSIM on Y after shaving the
+scale in px, per frame, averaged per clip; the mean over clips. Flicker beside them: the temporal error
 ``tE``, the mean absolute difference (8-bit levels, same border shaved) between the output's
 change from one frame to the next and the original's, ``|(sr_t - sr_t-1) - (hr_t - hr_t-1)|``
 averaged over pixels and frames 1..N-1 (TecoGAN's tOF measures the same with optical flow; on
@@ -31,6 +32,8 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
+# The factor every function here works at: 3, the protocol's since it was written and what
+# training/realtime's probes import; main() sets it from --scale.
 SCALE = 3
 
 
@@ -52,7 +55,7 @@ def reference_luma(frame) -> np.ndarray:
 
 
 def downscale_frame(frame) -> np.ndarray:
-    """Area-downscaled x3 frame as one yuv420p buffer ((3/2 h, w) uint8, as PyAV takes it)."""
+    """Area-downscaled (by ``SCALE``) frame as one yuv420p buffer ((3/2 h, w) uint8, as PyAV takes it)."""
     import cv2
 
     luma = reference_luma(frame)
@@ -64,7 +67,8 @@ def downscale_frame(frame) -> np.ndarray:
     for plane in (frame.chroma_u, frame.chroma_v):
         plane = plane[: luma.shape[0] // sub_y, : luma.shape[1] // sub_x]
         planes.append(cv2.resize(plane, (w // 2, h // 2), interpolation=cv2.INTER_AREA))
-    return np.concatenate([y, planes[0].reshape(h // 4, w), planes[1].reshape(h // 4, w)])
+    # PyAV reads the buffer flat (Y, then U, then V), so an LR height that is not a multiple of 4 is fine.
+    return np.concatenate([y.ravel(), planes[0].ravel(), planes[1].ravel()]).reshape(h * 3 // 2, w)
 
 
 def encode_decode(lr_frames: list[np.ndarray], crf: int, preset: str, fps: float) -> tuple[list[np.ndarray], int]:
@@ -260,8 +264,8 @@ def run(args, clips: list[Path]) -> dict:
             for name, _ in methods:
                 row[name]["gain_db"] = round(row[name]["psnr_db"] - row["bicubic"]["psnr_db"], 3)
     return {
-        "what": "x3 SR of compressed LR video: area downscale, libx264 re-encode, PSNR/SSIM on Y vs original, "
-                f"{SCALE}px shaved",
+        "what": f"x{SCALE} SR of compressed LR video: area downscale, libx264 re-encode, PSNR/SSIM on Y vs "
+                f"original, {SCALE}px shaved",
         "machine": machine_info("cpu"),
         "settings": {"scale": SCALE, "frames_per_clip": args.frames, "crf": args.crf, "preset": args.preset,
                      "pix_fmt": "yuv420p", "downscale": "cv2.INTER_AREA", "backend": args.backend,
@@ -312,6 +316,7 @@ def to_markdown(report: dict) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data" / "video")
+    parser.add_argument("--scale", type=int, choices=(2, 3, 4), default=3)
     parser.add_argument("--frames", type=int, default=90)
     parser.add_argument("--crf", type=int, nargs="+", default=[23, 30, 37])
     parser.add_argument("--preset", default="medium")
@@ -323,6 +328,8 @@ def main() -> None:
                              "as vsr run does (default); --no-fold-context: each frame reads its own")
     parser.add_argument("--out", type=Path, default=HERE / "results" / "compressed")
     args = parser.parse_args()
+    global SCALE
+    SCALE = args.scale
     clips = protocol_clips(args.data) if args.data.is_dir() else []
     if not clips:
         parser.error(f"{args.data}: no video clips (.mp4, .mkv, .mov) to score")

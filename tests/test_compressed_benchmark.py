@@ -47,3 +47,22 @@ def test_a_folder_without_clips_is_one_clear_error(tmp_path):
     result = _run("--data", tmp_path, "--out", tmp_path / "out")
     assert result.returncode == 2 and "no video clips" in result.stderr
     assert "Traceback" not in result.stderr and not (tmp_path / "out.json").exists()
+
+
+@pytest.mark.parametrize("scale", [2, 4])
+def test_other_scales_downscale_and_score_at_that_factor(tmp_path, scale):
+    clips = tmp_path / "clips"
+    clips.mkdir()
+    make_clip(clips / "a.mp4", width=200, height=120, frames=4)  # x4: a 50x30 LR, half of 30 is odd
+    out = tmp_path / "compressed"
+    result = _run("--data", clips, "--scale", scale, "--frames", 3, "--crf", 30, "--model", "espcn", "--out", out)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(out.with_suffix(".json").read_text())
+    assert report["settings"]["scale"] == scale
+    width, height = map(int, report["clips"]["a.mp4"]["size"].split("x"))
+    # Cropped to a multiple of twice the factor (4:2:0 LR), no more.
+    assert (width, height) == (200 - 200 % (2 * scale), 120 - 120 % (2 * scale))
+    row = report["clips"]["a.mp4"]["crf"]["30"]
+    # A network of the wrong factor would not even match the reference's size; bicubic sets the bar.
+    assert 10 < row["espcn"]["psnr_db"] < 60 and row["espcn"]["gain_db"] != 0.0
+    assert out.with_suffix(".md").read_text().startswith(f"# Compressed low-resolution video, x{scale}")
