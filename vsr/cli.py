@@ -537,6 +537,7 @@ def run(input_path, output_path, scale, degradation, model_name, target_fps, bac
     from .media.encode import EncodeOptions
     from .pipeline.pipeline import RunConfig
     from .progress import JsonProgress, Progress, error_text
+    from .verbosity import notes_after
     from .run import choose_streams, is_folder, run as run_request
 
     if gpus is not None:
@@ -591,7 +592,12 @@ def run(input_path, output_path, scale, degradation, model_name, target_fps, bac
                     first_frame_seconds.append(time.perf_counter() - started)
                 progress.update(frames_done)
 
-            stats = run_request(config, out_format=out_format, on_start=progress.start, on_frame=on_frame)
+            with notes_after() as release_notes:
+                def on_start(*args) -> None:
+                    progress.start(*args)  # the first line: the input, the model and why
+                    release_notes()
+
+                stats = run_request(config, out_format=out_format, on_start=on_start, on_frame=on_frame)
         except BaseException as exc:
             if progress_mode == "json":
                 progress.finish("failed", error=error_text(exc))

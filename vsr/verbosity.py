@@ -24,16 +24,55 @@ SVT_QUIET_LEVEL = "1"
 NOTES = logging.getLogger("vsr")
 
 
+class _NoteLines(logging.StreamHandler):
+    """``note: ...`` lines on standard error; held back while ``notes_after`` says so."""
+
+    vsr_notes = True
+
+    def __init__(self, stream) -> None:
+        super().__init__(stream)
+        self.held: list[logging.LogRecord] | None = None
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self.held is not None:
+            self.held.append(record)
+        else:
+            super().emit(record)
+
+    def show_held(self) -> None:  # not "release": logging.Handler's release() frees its lock
+        held, self.held = self.held, None
+        for record in held or []:
+            super().emit(record)
+
+
 def show_notes() -> None:
     """The ``vsr`` command's notes on the current standard error as ``note: ...`` lines (once:
     a second call replaces the handler, so a test runner's swapped stream is the one used)."""
     for handler in [h for h in NOTES.handlers if getattr(h, "vsr_notes", False)]:
         NOTES.removeHandler(handler)
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _NoteLines(sys.stderr)
     handler.setFormatter(logging.Formatter("note: %(message)s"))
-    handler.vsr_notes = True
     NOTES.addHandler(handler)
     NOTES.setLevel(logging.INFO)
+
+
+@contextlib.contextmanager
+def notes_after():
+    """Hold the notes logged inside the block until the ``release`` it yields is called (or the
+    block ends). Why: `vsr run`'s first line says which model runs and why; the notes of setting it
+    up (a first ``precision auto`` measurement ...) come while it is chosen, and belong after it."""
+    handlers = [h for h in NOTES.handlers if isinstance(h, _NoteLines)]
+    for handler in handlers:
+        handler.held = []
+
+    def release() -> None:
+        for handler in handlers:
+            handler.show_held()
+
+    try:
+        yield release
+    finally:
+        release()
 
 
 def verbose() -> bool:
