@@ -43,3 +43,42 @@ def test_an_av1_output_is_quiet_unless_verbose(tmp_path, verbose):
                  "--workers", 1, "-q", *(["--verbose"] if verbose else []))
     assert result.returncode == 0, result.stderr
     assert ("Svt[" in result.stderr) == verbose, result.stderr
+
+
+def test_notes_held_until_released_keep_their_order_and_show_at_the_end_of_the_block():
+    """`vsr run` holds the notes of its setup until its first line (the model and why) is out."""
+    import io
+    import logging
+
+    from vsr.verbosity import NOTES, notes_after, show_notes
+
+    stream = io.StringIO()
+    old = sys.stderr
+    sys.stderr = stream
+    try:
+        show_notes()
+    finally:
+        sys.stderr = old
+    try:
+        with notes_after() as release:
+            NOTES.info("first")
+            NOTES.info("second")
+            assert stream.getvalue() == ""
+            stream.write("header\n")
+            release()
+            NOTES.info("third")
+        with notes_after():
+            NOTES.info("a setup that failed before its first line")
+        assert stream.getvalue().splitlines() == ["header", "note: first", "note: second", "note: third",
+                                                  "note: a setup that failed before its first line"]
+        # The handler's own lock was released each time: logging from another thread does not hang.
+        import threading
+
+        thread = threading.Thread(target=NOTES.info, args=("from a thread",))
+        thread.start()
+        thread.join(timeout=5)
+        assert not thread.is_alive() and stream.getvalue().endswith("note: from a thread\n")
+    finally:
+        for handler in [h for h in NOTES.handlers if getattr(h, "vsr_notes", False)]:
+            NOTES.removeHandler(handler)
+        NOTES.setLevel(logging.NOTSET)
