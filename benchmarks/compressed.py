@@ -123,18 +123,19 @@ def probe_parser(doc: str) -> argparse.ArgumentParser:
     return parser
 
 
-def make_upscaler(model: str | None, weights: Path | None, backend: str):
+def make_upscaler(model: str | None, weights: Path | None, backend: str, precision: str = "auto"):
     """A backend for ``model`` (a registry name) or ``weights`` (.pt / .onnx)."""
     from vsr.backends import create_backend
 
     if weights is not None:
-        return create_backend(backend, SCALE, weights=weights)
+        return create_backend(backend, SCALE, weights=weights, precision=precision)
     if "model" in inspect.signature(create_backend).parameters:
-        return create_backend(backend, SCALE, model=model)
+        return create_backend(backend, SCALE, model=model, precision=precision)
     # Until create_backend takes a model name: the registry says where its weights are.
     from vsr.models.registry import get_model
 
-    return create_backend(backend, SCALE, weights=None if model == "espcn" else get_model(model).weights_path(SCALE))
+    return create_backend(backend, SCALE, weights=None if model == "espcn" else get_model(model).weights_path(SCALE),
+                          precision=precision)
 
 
 def clip_context_lumas(lumas: list[np.ndarray], points: int) -> list[np.ndarray]:
@@ -146,7 +147,7 @@ def clip_context_lumas(lumas: list[np.ndarray], points: int) -> list[np.ndarray]
     return [lumas[i] for i in picked]
 
 
-def folded_for_clip(method, backend_name: str, lumas: list[np.ndarray]):
+def folded_for_clip(method, backend_name: str, lumas: list[np.ndarray], precision: str = "auto"):
     """``method`` (a ``make_upscaler`` backend) for this clip: where its network reads a global
     context, the network with the clip's context folded in, as ``vsr run`` runs it."""
     from vsr.backends import create_backend
@@ -159,7 +160,7 @@ def folded_for_clip(method, backend_name: str, lumas: list[np.ndarray]):
         return None
     model = name or "espcn"
     context = measure_context(load_model(SCALE, weights, model), clip_context_lumas(lumas, CLIP_SAMPLES))
-    return create_backend(backend_name, SCALE, model=model, weights=weights, context=context)
+    return create_backend(backend_name, SCALE, model=model, weights=weights, context=context, precision=precision)
 
 
 def upscale_uint8(backend, lr_luma: np.ndarray) -> np.ndarray:
@@ -192,7 +193,7 @@ def run(args, clips: list[Path]) -> dict:
     methods: list[tuple[str, object]] = [("bicubic", None)]
     sources: dict[str, tuple] = {}  # each method's (model, weights): what a clip's context is folded into
     for name in args.model or ([] if args.weights else default_models()):
-        methods.append((name, make_upscaler(name, None, args.backend)))
+        methods.append((name, make_upscaler(name, None, args.backend, args.precision)))
         sources[name] = (name, None)
     paths = [Path(p) for p in args.weights or []]
     stems = [p.stem for p in paths]
@@ -201,7 +202,7 @@ def run(args, clips: list[Path]) -> dict:
         label = path.stem if stems.count(path.stem) == 1 else f"{path.parent.name}/{path.stem}"
         if label in [n for n, _ in methods]:
             raise SystemExit(f"{path}: two methods would be called {label!r}")
-        methods.append((label, make_upscaler(None, path, args.backend)))
+        methods.append((label, make_upscaler(None, path, args.backend, args.precision)))
         sources[label] = (None, path)
     results: dict = {}
     started = time.perf_counter()
@@ -216,7 +217,8 @@ def run(args, clips: list[Path]) -> dict:
             decoded, encoded_bytes = encode_decode(lr_buffers, crf, args.preset, fps)
             clip_methods = methods
             if args.fold_context:
-                folded = {name: folded_for_clip(sources[name], args.backend, [b[:h_lr] for b in decoded])
+                folded = {name: folded_for_clip(sources[name], args.backend, [b[:h_lr] for b in decoded],
+                                                       args.precision)
                           for name, _ in methods if name in sources}
                 clip_methods = [(name, folded.get(name) or backend) for name, backend in methods]
             scores = {name: {"psnr_db": [], "ssim": [], "temporal_error": []} for name, _ in methods}
@@ -269,6 +271,7 @@ def run(args, clips: list[Path]) -> dict:
         "machine": machine_info("cpu"),
         "settings": {"scale": SCALE, "frames_per_clip": args.frames, "crf": args.crf, "preset": args.preset,
                      "pix_fmt": "yuv420p", "downscale": "cv2.INTER_AREA", "backend": args.backend,
+                     "precision": args.precision,
                      "context": "per clip, folded" if args.fold_context else "per frame",
                      "methods": [n for n, _ in methods]},
         "clips": results,
@@ -280,13 +283,14 @@ def run(args, clips: list[Path]) -> dict:
 def to_markdown(report: dict) -> str:
     s = report["settings"]
     methods = s["methods"]
+    precision = f" {s['precision']}" if s.get("precision", "auto") != "auto" else ""
     clips = list(report["clips"])
     lines = [
         f"# Compressed low-resolution video, x{s['scale']}",
         "",
         f"`python benchmarks/compressed.py` — first {s['frames_per_clip']} frames of each shared clip, "
         f"downscaled x{s['scale']} ({s['downscale']}), libx264 {s['pix_fmt']} preset {s['preset']}, "
-        f"upscaled on {s['backend']}; PSNR (dB) / SSIM on Y against the original frames, {s['scale']} px shaved. "
+        f"upscaled on {s['backend']}{precision}; PSNR (dB) / SSIM on Y against the original frames, {s['scale']} px shaved. "
         f"Gain: dB over bicubic. Measured on {report['machine']['device']}.",
         "",
         "| CRF | method | " + " | ".join(c.split("_")[0] for c in clips) + " | mean | gain | tE (levels) |",
@@ -323,6 +327,9 @@ def main() -> None:
     parser.add_argument("--model", action="append", help="a model name (repeatable); default: every shipped model")
     parser.add_argument("--weights", action="append", type=Path, help="a .pt / .onnx to score too (repeatable)")
     parser.add_argument("--backend", default="onnxruntime", help="fp32 ONNX Runtime: bf16 would blur the comparison")
+    parser.add_argument("--precision", default="auto",
+                        help="the backend's precision (openvino: fp32, bf16, int8; auto: what vsr run picks here, "
+                             "which a busy machine may time differently: name one to be sure)")
     parser.add_argument("--fold-context", action=argparse.BooleanOptionalAction, default=True,
                         help="a network with a global context runs each clip with the clip's context folded in, "
                              "as vsr run does (default); --no-fold-context: each frame reads its own")
