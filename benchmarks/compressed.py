@@ -290,7 +290,8 @@ def to_markdown(report: dict) -> str:
         "",
         f"`python benchmarks/compressed.py` — first {s['frames_per_clip']} frames of each shared clip, "
         f"downscaled x{s['scale']} ({s['downscale']}), libx264 {s['pix_fmt']} preset {s['preset']}, "
-        f"upscaled on {s['backend']}{precision}; PSNR (dB) / SSIM on Y against the original frames, {s['scale']} px shaved. "
+        f"upscaled on {s['backend']}{precision}; PSNR (dB) / SSIM on Y against the original frames, "
+        f"{s['scale']} px shaved. "
         f"Gain: dB over bicubic. Measured on {report['machine']['device']}.",
         "",
         "| CRF | method | " + " | ".join(c.split("_")[0] for c in clips) + " | mean | gain | tE (levels) |",
