@@ -66,3 +66,23 @@ def test_other_scales_downscale_and_score_at_that_factor(tmp_path, scale):
     # A network of the wrong factor would not even match the reference's size; bicubic sets the bar.
     assert 10 < row["espcn"]["psnr_db"] < 60 and row["espcn"]["gain_db"] != 0.0
     assert out.with_suffix(".md").read_text().startswith(f"# Compressed low-resolution video, x{scale}")
+
+
+def test_a_named_precision_is_the_one_scored_and_said(tmp_path):
+    pytest.importorskip("openvino")
+    clips = tmp_path / "clips"
+    clips.mkdir()
+    make_clip(clips / "a.mp4", width=96, height=60, frames=3)
+    out = tmp_path / "compressed"
+    result = _run("--data", clips, "--frames", 2, "--crf", 30, "--model", "espcn", "--backend", "openvino",
+                  "--precision", "fp32", "--out", out)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(out.with_suffix(".json").read_text())
+    assert report["settings"]["backend"] == "openvino" and report["settings"]["precision"] == "fp32"
+    assert "upscaled on openvino fp32;" in out.with_suffix(".md").read_text()
+    # fp32 OpenVINO is the same network as fp32 ONNX Runtime: the same score, to rounding.
+    onnx = tmp_path / "onnx"
+    assert _run("--data", clips, "--frames", 2, "--crf", 30, "--model", "espcn", "--out", onnx).returncode == 0
+    other = json.loads(onnx.with_suffix(".json").read_text())
+    assert (report["clips"]["a.mp4"]["crf"]["30"]["espcn"]["psnr_db"]
+            == pytest.approx(other["clips"]["a.mp4"]["crf"]["30"]["espcn"]["psnr_db"], abs=0.02))
