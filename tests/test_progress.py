@@ -117,3 +117,21 @@ def test_folder_names_each_file(tmp_path):
     assert ends["c.mp4"]["state"] == "failed" and ends["c.mp4"]["error"]
     assert all(r["files_total"] == 3 for r in objects if r["file"])
     assert objects[-1]["state"] == "failed" and objects[-1]["file"] is None and objects[-1]["failed_files"] == 1
+
+
+@pytest.mark.parametrize("folder", [False, True], ids=["file", "folder"])
+def test_a_first_run_notes_go_into_the_last_object(tmp_path, clip, folder):
+    """An empty cache: precision auto is measured in this run and says so; with --progress json that
+    note is part of the last object, not a line of its own."""
+    source = clip
+    if folder:
+        source = tmp_path / "in"
+        source.mkdir()
+        write_clip(source / "a.mp4", frames=6)
+    out = tmp_path / ("out" if folder else "out.mp4")
+    code, records, other = vsr_json(source, out, "--scale", "2", "--model", "espcn", "--workers", "1",
+                                    env={"VSR_CACHE_DIR": str(tmp_path / "cache")})
+    assert code == 0, other
+    assert other == []  # every line of ours is JSON
+    last = records[-1][1]
+    assert last["state"] == "done" and any(n.startswith("precision auto:") for n in last["notes"]), last

@@ -586,13 +586,15 @@ def run(input_path, output_path, scale, degradation, model_name, target_fps, bac
         first_frame_seconds = []
 
         progress = JsonProgress(str(input_path)) if progress_mode == "json" else Progress(quiet, pix_fmt)
+        run_notes: list[str] = []  # the library's notes, kept here with --progress json
         try:
             def on_frame(frames_done: int) -> None:
                 if frames_done and not first_frame_seconds:
                     first_frame_seconds.append(time.perf_counter() - started)
                 progress.update(frames_done)
 
-            with notes_after() as release_notes:
+            # With --progress json, the notes of the run go into its last object, not onto their own lines.
+            with notes_after(into=run_notes if progress_mode == "json" else None) as release_notes:
                 def on_start(*args) -> None:
                     progress.start(*args)  # the first line: the input, the model and why
                     release_notes()
@@ -616,7 +618,7 @@ def run(input_path, output_path, scale, degradation, model_name, target_fps, bac
         progress.finish("failed" if stats.interrupted else "done", frames_done=stats.frames,
                         error="interrupted" if stats.interrupted else None,
                         output=str(stats.output_path) if stats.output_path else None,
-                        notes=notes + list(stats.notes))
+                        notes=notes + run_notes + list(stats.notes))
         quiet = True  # every line of ours on standard error is a JSON object
     if not quiet:
         for note in notes + list(stats.notes):
@@ -630,17 +632,25 @@ def _run_folder(config, out_format: str | None, quiet: bool, progress_mode: str)
     """`vsr run` on a folder: its files' lines (or JSON objects), exit 1 if any failed."""
     from .progress import JsonProgress, error_text
     from .run import run as run_request
+    from .verbosity import notes_after
 
     json_progress = JsonProgress() if progress_mode == "json" else None
+    run_notes: list[str] = []  # the library's notes, kept for the last object with --progress json
     try:
-        failures = run_request(config, out_format=out_format, quiet=quiet or json_progress is not None,
-                               echo=lambda line: click.echo(line, err=True), folder_progress=json_progress)
+        if json_progress is None:
+            failures = run_request(config, out_format=out_format, quiet=quiet,
+                                   echo=lambda line: click.echo(line, err=True))
+        else:
+            with notes_after(into=run_notes):
+                failures = run_request(config, out_format=out_format, quiet=True,
+                                       echo=lambda line: click.echo(line, err=True), folder_progress=json_progress)
     except BaseException as exc:
         if json_progress is not None:
             json_progress.finish("failed", error=error_text(exc))
         raise
     if json_progress is not None:
-        json_progress.finish("failed" if failures else "done", file=None, failed_files=len(failures))
+        json_progress.finish("failed" if failures else "done", file=None, failed_files=len(failures),
+                             **({"notes": run_notes} if run_notes else {}))
     if failures:
         sys.exit(1)
 

@@ -57,22 +57,32 @@ def show_notes() -> None:
 
 
 @contextlib.contextmanager
-def notes_after():
+def notes_after(into: list[str] | None = None):
     """Hold the notes logged inside the block until the ``release`` it yields is called (or the
     block ends). Why: `vsr run`'s first line says which model runs and why; the notes of setting it
-    up (a first ``precision auto`` measurement ...) come while it is chosen, and belong after it."""
+    up (a first ``precision auto`` measurement ...) come while it is chosen, and belong after it.
+
+    ``into``: keep every note of the block as text in that list instead, printing none (`vsr run
+    --progress json`, every line of which is a JSON object: its last one carries them)."""
     handlers = [h for h in NOTES.handlers if isinstance(h, _NoteLines)]
     for handler in handlers:
         handler.held = []
 
     def release() -> None:
-        for handler in handlers:
-            handler.show_held()
+        if into is None:
+            for handler in handlers:
+                handler.show_held()
 
     try:
         yield release
     finally:
-        release()
+        if into is None:
+            release()
+        else:
+            for index, handler in enumerate(handlers):
+                held, handler.held = handler.held or [], None
+                if index == 0:  # each handler held the same records
+                    into.extend(record.getMessage() for record in held)
 
 
 def verbose() -> bool:
