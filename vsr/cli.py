@@ -621,8 +621,10 @@ def run(input_path, output_path, scale, degradation, model_name, target_fps, bac
                         notes=notes + run_notes + list(stats.notes))
         quiet = True  # every line of ours on standard error is a JSON object
     if not quiet:
+        # The model and why (and how it reads the clip) opened the run: not repeated at its end.
         for note in notes + list(stats.notes):
-            click.echo(f"note: {note}", err=True)
+            if note not in getattr(progress, "first_line", ""):
+                click.echo(f"note: {note}", err=True)
         click.echo(stats.summary(), err=True)
     if stats.interrupted:
         sys.exit(_interrupted_status())

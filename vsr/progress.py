@@ -29,6 +29,7 @@ class Progress:
         self.lines = not quiet and not sys.stderr.isatty()
         self.every_s = env_seconds("VSR_PROGRESS_EVERY_S", self.DEFAULT_EVERY_S)
         self.started = self.last_line = 0.0
+        self.first_line = ""  # what start() said: notes it holds need not be said again at the end
 
     def start(self, info, backend: str, expected_frames) -> None:
         if self.quiet:
@@ -40,7 +41,8 @@ class Progress:
 
         notes = input_notes(info, EncodeOptions(pix_fmt=self.pix_fmt), backend)
         note = "".join(f"; {n}" for n in notes)
-        say(f"{info.path}: {info.width}x{info.height} {info.source_pix_fmt}, backend {backend}{note}")
+        self.first_line = f"{info.path}: {info.width}x{info.height} {info.source_pix_fmt}, backend {backend}{note}"
+        say(self.first_line)
         self.total = expected_frames
         self.started = self.last_line = time.monotonic()
         self.bar = tqdm(total=expected_frames, unit="frame", dynamic_ncols=True, file=sys.stderr,

@@ -145,6 +145,8 @@ def test_run_without_model_picks_by_the_input(tmp_path, cache_env, codec, suffix
     # The run's first line, even on a first run here (an empty cache: precision auto's notes follow it).
     first = result.stderr.splitlines()[0]
     assert first.startswith(str(clip)) and why in first, result.stderr
+    # Said once: not again as a note at the end of the run.
+    assert sum(why in line for line in result.stderr.splitlines()) == 1, result.stderr
     model = re.search(r"model (\S+): (the best|even the fastest)", first)[1]  # a loaded machine: the fastest
     assert get_model(model).degradation == ladder
     frames, info = decode_all(out)

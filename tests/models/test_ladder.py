@@ -264,7 +264,9 @@ def test_run_target_fps_says_which_model_and_why(tmp_path):
     result = _vsr("run", clip, tmp_path / "out.mp4", "--scale", "3", "--target-fps", "1", "--workers", "1",
                   "--backend", "onnxruntime", "--degradation", "clean", env=env)
     assert result.returncode == 0, result.stderr
-    assert f"note: model {CLEAN[-1]}: the best model that holds 1 fps at 64x48 x3" in result.stderr
+    # The first line says it, once (not again as a note at the end).
+    said = f"model {CLEAN[-1]}: the best model that holds 1 fps at 64x48 x3"
+    assert said in result.stderr.splitlines()[0] and result.stderr.count(said) == 1, result.stderr
     conflict = _vsr("run", clip, tmp_path / "o2.mp4", "--target-fps", "30", "--weights", "w.pt", env=env)
     assert conflict.returncode == 2 and "cannot be combined" in conflict.stderr
 
