@@ -39,10 +39,18 @@ class _NoteLines(logging.StreamHandler):
         else:
             super().emit(record)
 
+    def take_held(self) -> list[logging.LogRecord]:
+        """Stop holding; the records held so far (under the handler's lock: notes may come from threads)."""
+        self.acquire()
+        try:
+            held, self.held = self.held, None
+        finally:
+            self.release()
+        return held or []
+
     def show_held(self) -> None:  # not "release": logging.Handler's release() frees its lock
-        held, self.held = self.held, None
-        for record in held or []:
-            super().emit(record)
+        for record in self.take_held():
+            self.handle(record)
 
 
 def show_notes() -> None:
@@ -80,7 +88,7 @@ def notes_after(into: list[str] | None = None):
             release()
         else:
             for index, handler in enumerate(handlers):
-                held, handler.held = handler.held or [], None
+                held = handler.take_held()
                 if index == 0:  # each handler held the same records
                     into.extend(record.getMessage() for record in held)
 
