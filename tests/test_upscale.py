@@ -480,3 +480,40 @@ def test_compare_refuses_a_reference_that_does_not_fit(tmp_path, hr_hw):
     assert f"the reference is {hr_hw[1]}x{hr_hw[0]}" in result.output and "96x99" in result.output
     assert len(result.output.strip().splitlines()) == 1
     assert not (tmp_path / "sr.png").exists() and not (tmp_path / "sr_compare.png").exists()
+
+
+@pytest.mark.parametrize("channels,dtype", [(3, np.uint8), (4, np.uint8), (3, np.uint16)])
+def test_png_written_strip_by_strip_reads_back_exactly(tmp_path, channels, dtype):
+    """Strips are filtered and compressed on a writer thread while the next one is made: the file
+    must still hold every strip, in order."""
+    from PIL import Image
+
+    from vsr.images import read_picture, write_png_rows
+
+    rng = np.random.default_rng(5)
+    peak = 255 if dtype == np.uint8 else 65535
+    image = rng.integers(0, peak + 1, size=(97, 61, channels)).astype(dtype)
+    strips = [image[i : i + 10] for i in range(0, 97, 10)]  # ten strips, the last 7 rows
+    path = tmp_path / "out.png"
+    write_png_rows(path, 61, 97, iter(strips))
+    if dtype == np.uint8:
+        np.testing.assert_array_equal(np.asarray(Image.open(path)), image)
+    else:
+        np.testing.assert_array_equal(read_picture(path).rgb, image)
+
+
+def test_png_whose_strips_fail_midway_leaves_no_file(tmp_path):
+    from vsr.images import write_png_rows
+
+    def strips():
+        yield np.zeros((8, 16, 3), np.uint8)
+        yield np.zeros((8, 16, 3), np.uint8)
+        raise RuntimeError("the upscaler failed")
+
+    path = tmp_path / "out.png"
+    with pytest.raises(RuntimeError, match="the upscaler failed"):
+        write_png_rows(path, 16, 24, strips())
+    assert not path.exists() and list(tmp_path.iterdir()) == []
+    with pytest.raises(ValueError, match="strip shaped"):
+        write_png_rows(path, 16, 16, iter([np.zeros((8, 16, 3), np.uint8), np.zeros((8, 15, 3), np.uint8)]))
+    assert not path.exists() and list(tmp_path.iterdir()) == []
