@@ -370,6 +370,10 @@ def test_banded_bicubic_is_matlab_imresize(scale):
     planes = synthetic_rgb(37, 29, seed=scale)[..., :2].astype(float)
     out_hw = (37 * scale, 29 * scale)
     assert np.abs(bicubic_up(planes, out_hw) - imresize(planes, output_shape=out_hw)).max() < 1e-9
+    # What the tiles use (upscale.TILE_DTYPE): float32, within a thousandth of a level.
+    single = bicubic_up(planes, out_hw, np.float32)
+    assert single.dtype == np.float32
+    assert np.abs(single - imresize(planes, output_shape=out_hw)).max() < 1e-3
 
 
 def _png_header_only(path, width, height):

@@ -32,9 +32,9 @@ def rgb_to_ycbcr(rgb: np.ndarray) -> np.ndarray:
     return np.asarray(rgb, dtype=np.float64) @ _RGB_TO_YCBCR.T + _YCBCR_OFFSET
 
 
-def ycbcr_to_rgb(ycbcr: np.ndarray) -> np.ndarray:
-    """Float YCbCr in [0, 255] -> float64 RGB in [0, 255], not clipped."""
-    return (np.asarray(ycbcr, dtype=np.float64) - _YCBCR_OFFSET) @ _YCBCR_TO_RGB.T
+def ycbcr_to_rgb(ycbcr: np.ndarray, dtype=np.float64) -> np.ndarray:
+    """Float YCbCr in [0, 255] -> RGB in [0, 255] as ``dtype`` (float64 unless asked), not clipped."""
+    return (np.asarray(ycbcr, dtype=dtype) - _YCBCR_OFFSET.astype(dtype)) @ _YCBCR_TO_RGB.T.astype(dtype)
 
 
 def rgb_to_y(rgb: np.ndarray) -> np.ndarray:

@@ -54,12 +54,14 @@ def _taps(in_len: int, out_len: int) -> tuple[np.ndarray, np.ndarray]:
     return indices, weights
 
 
-def bicubic_up(image: np.ndarray, out_hw: tuple[int, int]) -> np.ndarray:
+def bicubic_up(image: np.ndarray, out_hw: tuple[int, int], dtype=np.float64) -> np.ndarray:
     """``imresize(image, output_shape=out_hw)`` for enlarging, applied as a band of 4-6 taps: on a
-    tile the dense matrix product cost as much time as the network itself."""
-    data = np.asarray(image, dtype=np.float64)
+    tile the dense matrix product cost as much time as the network itself. ``dtype``: what it is
+    computed in (float32: a quarter of the time on a 12-megapixel photo, within 1e-4 levels)."""
+    data = np.asarray(image, dtype=dtype)
     for axis in (0, 1):  # rows first, as imresize does with equal scales
         indices, weights = _taps(data.shape[axis], out_hw[axis])
+        weights = weights.astype(dtype, copy=False)
         shape = [1] * data.ndim
         shape[axis] = out_hw[axis]
         result = np.take(data, indices[:, 0], axis=axis) * weights[:, 0].reshape(shape)
@@ -69,17 +71,24 @@ def bicubic_up(image: np.ndarray, out_hw: tuple[int, int]) -> np.ndarray:
     return data
 
 
+#: What a tile's output is computed in. float32: the network's luma is float32 already, and at the
+#: output's size float64 made chroma's bicubic enlargement and the colour conversion cost twice the
+#: network (a 12-megapixel photo at x3: 8.1 s against 4.3); rounding to 8 bits moves about one value
+#: in 100,000 by one level (a .5 tie), 16 bits keep their precision (float32 holds 24 bits).
+TILE_DTYPE = np.float32
+
+
 def _upscale_tile(rgb: np.ndarray, alpha: np.ndarray | None, peak: int, backend: Backend):
-    """One tile, (h, w, 3) uint8/uint16 -> float64 RGB (h*s, w*s, 3) and alpha in [0, 255], unrounded."""
+    """One tile, (h, w, 3) uint8/uint16 -> float32 RGB (h*s, w*s, 3) and alpha in [0, 255], unrounded."""
     scale = backend.scale
-    ycbcr = rgb_to_ycbcr(rgb * (255.0 / peak) if peak != 255 else rgb)
+    ycbcr = rgb_to_ycbcr(rgb * (255.0 / peak) if peak != 255 else rgb).astype(TILE_DTYPE)
     out_hw = (rgb.shape[0] * scale, rgb.shape[1] * scale)
-    out = np.empty(out_hw + (3,), dtype=np.float64)
-    out[..., 0] = backend.upscale_luma(ycbcr[..., 0] / 255.0)[0, 0] * 255.0
-    out[..., 1:] = bicubic_up(ycbcr[..., 1:], out_hw)
+    out = np.empty(out_hw + (3,), dtype=TILE_DTYPE)
+    out[..., 0] = backend.upscale_luma(ycbcr[..., 0] / TILE_DTYPE(255))[0, 0] * TILE_DTYPE(255)
+    out[..., 1:] = bicubic_up(ycbcr[..., 1:], out_hw, TILE_DTYPE)
     # Alpha is a mask, not detail: bicubic, like chroma.
-    alpha_out = None if alpha is None else bicubic_up(alpha * (255.0 / peak), out_hw)
-    return ycbcr_to_rgb(out), alpha_out
+    alpha_out = None if alpha is None else bicubic_up(alpha * (255.0 / peak), out_hw, TILE_DTYPE)
+    return ycbcr_to_rgb(out, TILE_DTYPE), alpha_out
 
 
 def _quantise(values: np.ndarray, peak: int) -> np.ndarray:

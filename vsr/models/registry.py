@@ -22,7 +22,7 @@ from . import CODEC_STATS
 #: and `vsr live` default to ``--model auto`` instead (``tuning.model_choice``).
 DEFAULT_MODEL = "espcn"
 #: ``vsr upscale``'s model: images are clean input, and the real-time clean rung upscales a
-#: 12-megapixel photo in seconds on two cores (x2: 8.6 s to JPEG), the larger rungs in 2-7 times that
+#: 12-megapixel photo in seconds on two cores (x2: 7.4 s to JPEG), the larger rungs in 2-8 times that
 #: (docs/models.md, "Why vsr upscale defaults to realtime").
 IMAGE_MODEL = "realtime"
 
