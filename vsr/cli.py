@@ -639,13 +639,10 @@ def _run_folder(config, out_format: str | None, quiet: bool, progress_mode: str)
     json_progress = JsonProgress() if progress_mode == "json" else None
     run_notes: list[str] = []  # the library's notes, kept for the last object with --progress json
     try:
-        if json_progress is None:
-            failures = run_request(config, out_format=out_format, quiet=quiet,
-                                   echo=lambda line: click.echo(line, err=True))
-        else:
-            with notes_after(into=run_notes):
-                failures = run_request(config, out_format=out_format, quiet=True,
-                                       echo=lambda line: click.echo(line, err=True), folder_progress=json_progress)
+        # Without --progress json the notes show as they come (each file has its own first line).
+        with notes_after(into=run_notes) if json_progress is not None else contextlib.nullcontext():
+            failures = run_request(config, out_format=out_format, quiet=quiet or json_progress is not None,
+                                   echo=lambda line: click.echo(line, err=True), folder_progress=json_progress)
     except BaseException as exc:
         if json_progress is not None:
             json_progress.finish("failed", error=error_text(exc))
