@@ -22,7 +22,6 @@ one whose detail boils). Writes results/compressed.json and .md (``--out`` to na
 from __future__ import annotations
 
 import argparse
-import inspect
 import json
 import time
 from fractions import Fraction
@@ -129,9 +128,7 @@ def make_upscaler(model: str | None, weights: Path | None, backend: str, precisi
 
     if weights is not None:
         return create_backend(backend, SCALE, weights=weights, precision=precision)
-    if "model" in inspect.signature(create_backend).parameters:
-        return create_backend(backend, SCALE, model=model, precision=precision)
-    # Until create_backend takes a model name: the registry says where its weights are.
+    # The shipped ONNX itself, as the protocol has always scored it (folded_for_clip names the model).
     from vsr.models.registry import get_model
 
     return create_backend(backend, SCALE, weights=None if model == "espcn" else get_model(model).weights_path(SCALE),
